@@ -1,0 +1,252 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/store"
+)
+
+// Config is every setting Nodus reads. It is filled in one place, parseConfig,
+// from flags, then environment variables, then defaults, and validated there.
+type Config struct {
+	Addr    string
+	DataDir string
+
+	DatabaseURL        string
+	AuthDatabaseURL    string
+	GatewayDatabaseURL string
+	TracingDatabaseURL string
+	VaultDatabaseURL   string
+	PoolSize           int
+	PoolTimeout        time.Duration
+	PoolRecycle        time.Duration
+	SQLiteSynchronous  string
+	AutoMigrate        bool
+
+	LogLevel  slog.Level
+	LogFormat string
+
+	MaxBodyBytes      int64
+	RequestTimeout    time.Duration
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	ShutdownTimeout   time.Duration
+
+	JobWorkers      int
+	JobPollInterval time.Duration
+}
+
+// setting is one configuration entry: its flag, its environment variable,
+// its default and how to store its value.
+type setting struct {
+	flag, env, def, help string
+	set                  func(c *Config, v string) error
+}
+
+func settings() []setting {
+	return []setting{
+		{"addr", "NODUS_ADDR", ":8080", "address to listen on", func(c *Config, v string) error { c.Addr = v; return nil }},
+		{"data-dir", "NODUS_DATA_DIR", "./data", "directory for SQLite files and other local state", func(c *Config, v string) error { c.DataDir = v; return nil }},
+
+		{"database-url", "DATABASE_URL", "", "main database (postgres://… or sqlite:PATH); default SQLite under the data directory", func(c *Config, v string) error { c.DatabaseURL = v; return nil }},
+		{"auth-database-url", "AUTH_DATABASE_URL", "", "identity database; default the main one on PostgreSQL, auth.db on SQLite", func(c *Config, v string) error { c.AuthDatabaseURL = v; return nil }},
+		{"gateway-database-url", "GATEWAY_DATABASE_URL", "", "gateway database; default as for auth", func(c *Config, v string) error { c.GatewayDatabaseURL = v; return nil }},
+		{"tracing-database-url", "TRACING_DATABASE_URL", "", "tracing database; default as for auth", func(c *Config, v string) error { c.TracingDatabaseURL = v; return nil }},
+		{"vault-database-url", "VAULT_DATABASE_URL", "", "vault database; default as for auth", func(c *Config, v string) error { c.VaultDatabaseURL = v; return nil }},
+		{"database-pool-size", "DATABASE_POOL_SIZE", "5", "connections per PostgreSQL pool, and SQLite readers", intSetting(1, 1000, func(c *Config, n int) { c.PoolSize = n })},
+		{"database-pool-timeout", "DATABASE_POOL_TIMEOUT", "30", "seconds to wait for a free connection", durationSetting(func(c *Config, d time.Duration) { c.PoolTimeout = d })},
+		{"database-pool-recycle", "DATABASE_POOL_RECYCLE", "300", "seconds after which a connection is replaced", durationSetting(func(c *Config, d time.Duration) { c.PoolRecycle = d })},
+		{"sqlite-synchronous", "NODUS_SQLITE_SYNCHRONOUS", "NORMAL", "NORMAL (crash-safe) or FULL (also power-loss-safe, slower writes)", func(c *Config, v string) error {
+			v = strings.ToUpper(v)
+			if v != "NORMAL" && v != "FULL" {
+				return fmt.Errorf("must be NORMAL or FULL")
+			}
+			c.SQLiteSynchronous = v
+			return nil
+		}},
+		{"migrate", "NODUS_AUTO_MIGRATE", "true", "apply pending migrations when serve starts", func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			c.AutoMigrate = b
+			if err != nil {
+				return fmt.Errorf("must be true or false")
+			}
+			return nil
+		}},
+
+		{"log-level", "NODUS_LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
+		{"log-format", "NODUS_LOG_FORMAT", "text", "text or json", func(c *Config, v string) error {
+			if v != "text" && v != "json" {
+				return fmt.Errorf("must be text or json")
+			}
+			c.LogFormat = v
+			return nil
+		}},
+
+		{"max-body-bytes", "NODUS_MAX_BODY_BYTES", "1048576", "largest request body a route accepts unless it sets its own", func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1 {
+				return fmt.Errorf("must be a positive number of bytes")
+			}
+			c.MaxBodyBytes = n
+			return nil
+		}},
+		{"request-timeout", "NODUS_REQUEST_TIMEOUT", "30s", "time a request may take unless its route sets its own", durationSetting(func(c *Config, d time.Duration) { c.RequestTimeout = d })},
+		{"read-header-timeout", "NODUS_READ_HEADER_TIMEOUT", "10s", "time a client has to send its request headers", durationSetting(func(c *Config, d time.Duration) { c.ReadHeaderTimeout = d })},
+		{"idle-timeout", "NODUS_IDLE_TIMEOUT", "120s", "time an idle keep-alive connection stays open", durationSetting(func(c *Config, d time.Duration) { c.IdleTimeout = d })},
+		{"shutdown-timeout", "NODUS_SHUTDOWN_TIMEOUT", "30s", "time in-flight requests and jobs get to finish at shutdown", durationSetting(func(c *Config, d time.Duration) { c.ShutdownTimeout = d })},
+
+		{"job-workers", "NODUS_JOB_WORKERS", "10", "background jobs run at once", intSetting(1, 10000, func(c *Config, n int) { c.JobWorkers = n })},
+		{"job-poll-interval", "NODUS_JOB_POLL_INTERVAL", "1s", "how often an idle SQLite job queue looks for work", durationSetting(func(c *Config, d time.Duration) { c.JobPollInterval = d })},
+	}
+}
+
+func intSetting(lo, hi int, set func(*Config, int)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("must be a whole number from %d to %d", lo, hi)
+		}
+		set(c, n)
+		return nil
+	}
+}
+
+// durationSetting accepts a Go duration ("1m30s") or a plain number of
+// seconds, as the seeds' DATABASE_POOL_TIMEOUT is written.
+func durationSetting(set func(*Config, time.Duration)) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			secs, ferr := strconv.ParseFloat(v, 64)
+			if ferr != nil {
+				return fmt.Errorf("must be a duration such as 30s or a number of seconds")
+			}
+			d = time.Duration(secs * float64(time.Second))
+		}
+		if d <= 0 {
+			return fmt.Errorf("must be positive")
+		}
+		set(c, d)
+		return nil
+	}
+}
+
+// addFlags registers every setting on fs, with its environment variable in
+// the help text.
+func addFlags(fs *flag.FlagSet) {
+	for _, s := range settings() {
+		def := s.def
+		if def == "" {
+			def = "(see below)"
+		}
+		fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %s)", s.help, s.env, def))
+	}
+}
+
+// parseConfig fills a Config from the flags set on fs, then getenv, then the
+// defaults, and checks it. Errors name the flag or variable at fault.
+func parseConfig(fs *flag.FlagSet, getenv func(string) string) (Config, error) {
+	set := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = f.Value.String() })
+	var c Config
+	for _, s := range settings() {
+		v, from := s.def, "default"
+		if e := getenv(s.env); e != "" {
+			v, from = e, s.env
+		}
+		if f, ok := set[s.flag]; ok {
+			v, from = f, "--"+s.flag
+		}
+		if err := s.set(&c, v); err != nil {
+			if from == "default" {
+				from = s.env
+			}
+			return Config{}, fmt.Errorf("config: %s=%q: %w", from, v, err)
+		}
+	}
+	return c, c.resolveDatabases()
+}
+
+// resolveDatabases applies the per-module defaults: on PostgreSQL every
+// module shares the main database; on SQLite each has its own file under
+// the data directory, which also spreads the single-writer locks.
+func (c *Config) resolveDatabases() error {
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "main.db")
+	}
+	main, err := store.ParseDialect(c.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("config: DATABASE_URL: %w", err)
+	}
+	for _, m := range []struct {
+		name, env string
+		url       *string
+	}{
+		{"auth", "AUTH_DATABASE_URL", &c.AuthDatabaseURL},
+		{"gateway", "GATEWAY_DATABASE_URL", &c.GatewayDatabaseURL},
+		{"tracing", "TRACING_DATABASE_URL", &c.TracingDatabaseURL},
+		{"vault", "VAULT_DATABASE_URL", &c.VaultDatabaseURL},
+	} {
+		if *m.url == "" {
+			if main == store.Postgres {
+				*m.url = c.DatabaseURL
+			} else {
+				*m.url = "sqlite:" + filepath.Join(c.DataDir, m.name+".db")
+			}
+		}
+		if _, err := store.ParseDialect(*m.url); err != nil {
+			return fmt.Errorf("config: %s: %w", m.env, err)
+		}
+	}
+	return nil
+}
+
+// DatabaseURLs returns each migration set's database URL.
+func (c Config) DatabaseURLs() map[string]string {
+	return map[string]string{
+		store.SetMain:    c.DatabaseURL,
+		store.SetAuth:    c.AuthDatabaseURL,
+		store.SetGateway: c.GatewayDatabaseURL,
+		store.SetTracing: c.TracingDatabaseURL,
+		store.SetVault:   c.VaultDatabaseURL,
+	}
+}
+
+// StoreConfig returns the pool settings for one database URL.
+func (c Config) StoreConfig(url string) store.Config {
+	return store.Config{URL: url, PoolSize: c.PoolSize, PoolTimeout: c.PoolTimeout,
+		Recycle: c.PoolRecycle, Synchronous: c.SQLiteSynchronous}
+}
+
+// LogValue prints the effective configuration with passwords redacted.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("data_dir", c.DataDir),
+		slog.String("database_url", store.Redact(c.DatabaseURL)),
+		slog.String("auth_database_url", store.Redact(c.AuthDatabaseURL)),
+		slog.String("gateway_database_url", store.Redact(c.GatewayDatabaseURL)),
+		slog.String("tracing_database_url", store.Redact(c.TracingDatabaseURL)),
+		slog.String("vault_database_url", store.Redact(c.VaultDatabaseURL)),
+		slog.Int("database_pool_size", c.PoolSize),
+		slog.Duration("database_pool_timeout", c.PoolTimeout),
+		slog.Duration("database_pool_recycle", c.PoolRecycle),
+		slog.String("sqlite_synchronous", c.SQLiteSynchronous),
+		slog.Bool("auto_migrate", c.AutoMigrate),
+		slog.String("log_level", c.LogLevel.String()),
+		slog.String("log_format", c.LogFormat),
+		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.Duration("request_timeout", c.RequestTimeout),
+		slog.Duration("read_header_timeout", c.ReadHeaderTimeout),
+		slog.Duration("idle_timeout", c.IdleTimeout),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Int("job_workers", c.JobWorkers),
+		slog.Duration("job_poll_interval", c.JobPollInterval),
+	)
+}

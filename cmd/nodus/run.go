@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version string
+
+// errUsage marks a command-line mistake; main exits 2 for it.
+type errUsage struct{ msg string }
+
+func (e errUsage) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	var u errUsage
+	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `Nodus: the AI platform in one binary.
+
+Usage:
+  nodus serve [flags]              run the API, the UI and the background workers
+  nodus migrate up [flags]         apply pending migrations to every database
+  nodus migrate down [N] [flags]   roll back the last N (default 1) migrations of one set (--set)
+  nodus migrate status [flags]     list every migration of every database and its state
+  nodus migrate version [flags]    print the current version of every migration set
+  nodus version                    print the version
+  nodus help                       print this help
+
+Every flag has an environment variable; run "nodus serve -h" to list them.
+`
+
+// run is the whole program: main only adds the process's signals and
+// environment, so tests call run directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return errUsage{"no command given"}
+	}
+	switch cmd, rest := args[1], args[2:]; cmd {
+	case "serve":
+		return serve(ctx, rest, getenv, stderr)
+	case "migrate":
+		return migrate(ctx, rest, getenv, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return errUsage{fmt.Sprintf("unknown command %q", cmd)}
+	}
+}
+
+// newFlagSet returns a flag set with every configuration flag.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addFlags(fs)
+	return fs
+}
+
+// parseArgs parses flags wherever they stand among the positional
+// arguments (`migrate down 2 --set jobs`), and returns the positionals.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+func newLogger(w io.Writer, cfg Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// versionString names the build: the release version when set, otherwise
+// the VCS revision Go recorded.
+func versionString() string {
+	v, rev := version, ""
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+			v = info.Main.Version
+		}
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				rev = s.Value[:12]
+			}
+		}
+	}
+	if v == "" {
+		v = "dev"
+	}
+	parts := []string{runtime.Version()}
+	if rev != "" {
+		parts = append([]string{rev}, parts...)
+	}
+	return fmt.Sprintf("nodus %s (%s)", v, strings.Join(parts, ", "))
+}

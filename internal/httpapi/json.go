@@ -1,0 +1,163 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+
+	"github.com/nodus-os/nodus/internal/nodus"
+)
+
+// statusOf maps each error code to its HTTP status. It is the only place
+// that does.
+var statusOf = map[string]int{
+	nodus.EINVALID:      http.StatusBadRequest,
+	nodus.EUNAUTHORIZED: http.StatusUnauthorized,
+	nodus.EFORBIDDEN:    http.StatusForbidden,
+	nodus.ENOTFOUND:     http.StatusNotFound,
+	nodus.EMETHOD:       http.StatusMethodNotAllowed,
+	nodus.ECONFLICT:     http.StatusConflict,
+	nodus.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	nodus.ERATELIMIT:    http.StatusTooManyRequests,
+	nodus.EINTERNAL:     http.StatusInternalServerError,
+	nodus.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	nodus.ETIMEOUT:      http.StatusGatewayTimeout,
+}
+
+// StatusOf returns the HTTP status for an error code.
+func StatusOf(code string) int {
+	if s, ok := statusOf[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+var errPanic = nodus.Errorf(nodus.EINTERNAL, "internal error")
+
+func errTooLarge(limit int64) error {
+	return nodus.Errorf(nodus.ETOOLARGE, "request body is larger than %d bytes", limit)
+}
+
+func errMethod(method string) error {
+	return nodus.Errorf(nodus.EMETHOD, "method %s is not allowed here", method)
+}
+
+func errRoute(path string) error {
+	return nodus.Errorf(nodus.ENOTFOUND, "no route for %s", strconv.Quote(path))
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code      string            `json:"code"`
+	Message   string            `json:"message"`
+	Fields    map[string]string `json:"fields,omitempty"`
+	RequestID string            `json:"request_id,omitempty"`
+}
+
+// writeError answers with the error envelope. Internal errors are logged
+// with the request id and answered with a generic message; their text
+// never reaches the client.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := nodus.ErrorCode(err)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client left; there is nobody to answer.
+		return
+	}
+	if errors.Is(err, context.DeadlineExceeded) && code == nodus.EINTERNAL {
+		code = nodus.ETIMEOUT
+		err = nodus.WrapError(err, code, "the request took too long")
+	}
+	status := StatusOf(code)
+	if status >= 500 {
+		s.deps.Logger.ErrorContext(r.Context(), "request failed", "request_id", RequestID(r.Context()), "code", code, "err", err)
+	}
+	s.writeJSON(w, r, status, errorBody{Error: errorDetail{
+		Code:      code,
+		Message:   nodus.ErrorMessage(err),
+		Fields:    nodus.ErrorFields(err),
+		RequestID: RequestID(r.Context()),
+	}})
+}
+
+// writeJSON answers with v as JSON.
+func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		s.deps.Logger.ErrorContext(r.Context(), "encode response", "request_id", RequestID(r.Context()), "err", err)
+		status = http.StatusInternalServerError
+		body = []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// decodeJSON reads one JSON object from the body into dst. Unknown fields,
+// trailing data, a wrong content type and an oversized body are errors with
+// the matching code.
+func decodeJSON(r *http.Request, dst any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSONType(ct) {
+		return nodus.Errorf(nodus.EINVALID, "Content-Type must be application/json")
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return jsonError(err)
+		}
+		return nodus.Errorf(nodus.EINVALID, "request body must hold a single JSON value")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var maxErr *http.MaxBytesError
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &maxErr):
+		return errTooLarge(maxErr.Limit)
+	case errors.Is(err, io.EOF):
+		return nodus.Errorf(nodus.EINVALID, "request body is empty")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return nodus.Errorf(nodus.EINVALID, "request body is truncated JSON")
+	case errors.As(err, &syntaxErr):
+		return nodus.Errorf(nodus.EINVALID, "malformed JSON at byte %d", syntaxErr.Offset)
+	case errors.As(err, &typeErr):
+		if typeErr.Field != "" {
+			return &nodus.Error{Code: nodus.EINVALID, Message: fmt.Sprintf("field %s must be %s", typeErr.Field, typeErr.Type),
+				Fields: map[string]string{typeErr.Field: "must be " + typeErr.Type.String()}}
+		}
+		return nodus.Errorf(nodus.EINVALID, "request body must be %s", typeErr.Type)
+	}
+	// json's unknown-field error has no type of its own; its text names the
+	// field and is safe to show.
+	return nodus.WrapError(err, nodus.EINVALID, err.Error())
+}
+
+func isJSONType(ct string) bool {
+	mt := ct
+	for i := 0; i < len(ct); i++ {
+		if ct[i] == ';' {
+			mt = ct[:i]
+			break
+		}
+	}
+	return mt == "application/json"
+}
+
+func stack() string { return string(debug.Stack()) }

@@ -1,0 +1,224 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/metrics"
+)
+
+// Config holds the HTTP limits that apply to every route unless the route
+// sets its own.
+type Config struct {
+	// MaxBodyBytes is the largest request body a route accepts by default.
+	MaxBodyBytes int64
+	// RequestTimeout bounds a request's handler, its body read and its
+	// response write.
+	RequestTimeout time.Duration
+}
+
+// Readiness is the answer of /ready.
+type Readiness struct {
+	Ready  bool    `json:"ready"`
+	Checks []Check `json:"checks"`
+}
+
+// Check is one readiness check: a database reached, a migration set current.
+type Check struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // "ok" or "failed"
+	Detail string `json:"detail,omitempty"`
+}
+
+// Deps are what the API's handlers use.
+type Deps struct {
+	Logger  *slog.Logger
+	Metrics *metrics.Registry
+	// Ready reports whether every database is reachable and migrated.
+	Ready   func(ctx context.Context) Readiness
+	Version string
+}
+
+// Server is the API's http.Handler.
+type Server struct {
+	deps Deps
+	cfg  Config
+	mux  *http.ServeMux
+
+	// limits holds each route's body limit, by pattern, for requests
+	// rejected before they reach the route.
+	limits map[string]int64
+
+	requests *metrics.CounterVec
+	duration *metrics.HistogramVec
+	inFlight *metrics.Gauge
+}
+
+// NewServer returns the API with every route of routes.go registered.
+func NewServer(deps Deps, cfg Config) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	s := &Server{
+		deps:   deps,
+		cfg:    cfg,
+		mux:    http.NewServeMux(),
+		limits: map[string]int64{},
+		requests: deps.Metrics.Counter("nodus_http_requests_total",
+			"HTTP requests answered, by method, route pattern and status.", "method", "route", "status"),
+		duration: deps.Metrics.Histogram("nodus_http_request_duration_seconds",
+			"Time to answer HTTP requests, by method and route pattern.", metrics.DefBuckets, "method", "route"),
+		inFlight: deps.Metrics.Gauge("nodus_http_requests_in_flight", "HTTP requests being answered.").With(),
+	}
+	for _, rt := range s.routes() {
+		s.mux.Handle(rt.pattern, s.wrap(rt))
+		s.limits[rt.pattern] = s.bodyLimit(rt)
+	}
+	return s
+}
+
+// ServeHTTP tags the request, logs and measures it, rejects bodies over the
+// limit before anything reads them, and hands it to the route.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := requestID(r)
+	w.Header().Set("X-Request-Id", id)
+	info := &requestInfo{id: id, route: "unmatched"}
+	r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
+	rec := &recorder{ResponseWriter: w}
+
+	s.inFlight.Inc()
+	defer func() {
+		s.inFlight.Dec()
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.deps.Logger.Error("panic", "request_id", id, "panic", p, "stack", stack())
+			if !rec.wroteHeader {
+				s.writeError(rec, r, errPanic)
+			}
+		}
+		s.finish(rec, r, info, start)
+	}()
+
+	h, pattern := s.mux.Handler(r)
+	limit, ok := s.limits[pattern]
+	if !ok {
+		limit = s.cfg.MaxBodyBytes
+	}
+	if r.ContentLength > limit {
+		// Answer before reading a byte, and close: what the client is still
+		// sending is not worth reading.
+		rec.Header().Set("Connection", "close")
+		s.writeError(rec, r, errTooLarge(limit))
+		return
+	}
+	if pattern == "" {
+		s.unmatched(rec, r, h)
+		return
+	}
+	s.mux.ServeHTTP(rec, r)
+}
+
+// finish writes the access log line and the request metrics.
+func (s *Server) finish(rec *recorder, r *http.Request, info *requestInfo, start time.Time) {
+	d := time.Since(start)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+		if r.Context().Err() != nil {
+			status = 499 // the client went away before an answer
+		}
+	}
+	s.requests.With(r.Method, info.route, statusText(status)).Inc()
+	s.duration.With(r.Method, info.route).Observe(d.Seconds())
+
+	level := slog.LevelInfo
+	if info.quiet && status < 400 {
+		level = slog.LevelDebug
+	}
+	s.deps.Logger.LogAttrs(r.Context(), level, "request",
+		slog.String("request_id", info.id),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.EscapedPath()),
+		slog.String("route", info.route),
+		slog.Int("status", status),
+		slog.Int64("bytes", rec.bytes),
+		slog.Duration("duration", d),
+		slog.String("remote", r.RemoteAddr),
+	)
+}
+
+// unmatched answers a request no route matched: 404, or 405 with Allow
+// when the path exists for other methods, in the API's error envelope.
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	// The mux's own handler knows which of the two it is; ask it, then
+	// answer in JSON.
+	probe := &statusProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if probe.status == http.StatusMethodNotAllowed {
+		if allow := probe.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		s.writeError(w, r, errMethod(r.Method))
+		return
+	}
+	s.writeError(w, r, errRoute(r.URL.Path))
+}
+
+// wrap applies a route's limits: the handler's deadline, the body's size
+// and the connection's read and write deadlines.
+func (s *Server) wrap(rt route) http.Handler {
+	timeout := rt.timeout
+	if timeout == 0 {
+		timeout = s.cfg.RequestTimeout
+	}
+	limit := s.bodyLimit(rt)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
+			info.route = rt.pattern
+			info.quiet = rt.quiet
+		}
+		// Deadlines on the connection cut a client that sends its body or
+		// reads the answer too slowly, without holding up anyone else.
+		rc := http.NewResponseController(w)
+		deadline := time.Now().Add(timeout)
+		_ = rc.SetReadDeadline(deadline)
+		_ = rc.SetWriteDeadline(deadline.Add(time.Second))
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		rt.handler.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func (s *Server) bodyLimit(rt route) int64 {
+	if rt.maxBody > 0 {
+		return rt.maxBody
+	}
+	return s.cfg.MaxBodyBytes
+}
+
+type requestInfoKey struct{}
+
+// requestInfo carries what the outer middleware logs but only the matched
+// route knows.
+type requestInfo struct {
+	id    string
+	route string
+	quiet bool
+}
+
+// RequestID returns the id of the request ctx belongs to.
+func RequestID(ctx context.Context) string {
+	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
+		return info.id
+	}
+	return ""
+}

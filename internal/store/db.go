@@ -1,0 +1,369 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/nodus-os/nodus/internal/nodus"
+)
+
+// Config says how to reach one database and how to pool its connections.
+type Config struct {
+	// URL is postgres://… or postgresql://… for PostgreSQL, and sqlite:PATH
+	// or file:PATH for SQLite.
+	URL string
+	// PoolSize is the PostgreSQL pool's size and the SQLite read pool's.
+	PoolSize int
+	// PoolTimeout bounds the wait for a free connection.
+	PoolTimeout time.Duration
+	// Recycle closes connections older than this (PostgreSQL).
+	Recycle time.Duration
+	// BusyTimeout is how long SQLite waits on a lock held by another process.
+	BusyTimeout time.Duration
+	// Synchronous is SQLite's synchronous setting: NORMAL or FULL.
+	Synchronous string
+}
+
+// DB is one database: a SQLite file with a write and a read pool, or a
+// PostgreSQL pool.
+type DB struct {
+	dialect     Dialect
+	url         string
+	poolTimeout time.Duration
+
+	write *sql.DB // SQLite: one connection
+	read  *sql.DB // SQLite: query_only connections
+	pool  *pgxpool.Pool
+}
+
+// ParseDialect tells which engine a database URL names.
+func ParseDialect(rawURL string) (Dialect, error) {
+	switch {
+	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
+		return Postgres, nil
+	case strings.HasPrefix(rawURL, "sqlite:"), strings.HasPrefix(rawURL, "file:"):
+		return SQLite, nil
+	}
+	return 0, nodus.Errorf(nodus.EINVALID, "database URL must start with postgres://, postgresql://, sqlite: or file:")
+}
+
+// SQLitePath returns the file path of a sqlite: or file: URL.
+func SQLitePath(rawURL string) string {
+	p := strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "file:")
+	if strings.HasPrefix(p, "//") { // sqlite:///abs/path or sqlite://rel/path
+		p = p[2:]
+	}
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	return p
+}
+
+// Redact returns a database URL fit for logs: the password of a PostgreSQL
+// URL is replaced, and a password=… parameter is hidden.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "[unparseable database URL]"
+	}
+	if u.Scheme == "sqlite" || u.Scheme == "file" {
+		return rawURL
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
+
+// Open connects to the database cfg names and checks that it answers.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	d, err := ParseDialect(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.PoolSize <= 0 {
+		cfg.PoolSize = 5
+	}
+	if cfg.PoolTimeout <= 0 {
+		cfg.PoolTimeout = 30 * time.Second
+	}
+	if cfg.Recycle <= 0 {
+		cfg.Recycle = 300 * time.Second
+	}
+	if cfg.BusyTimeout <= 0 {
+		cfg.BusyTimeout = 10 * time.Second
+	}
+	if d == Postgres {
+		return openPostgres(ctx, cfg)
+	}
+	return openSQLite(ctx, cfg)
+}
+
+func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
+	pc, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		// pgx's parse errors can quote the URL, password included.
+		return nil, nodus.Errorf(nodus.EINVALID, "invalid PostgreSQL URL %s", Redact(cfg.URL))
+	}
+	pc.MaxConns = int32(cfg.PoolSize)
+	pc.MaxConnLifetime = cfg.Recycle
+	pc.MaxConnLifetimeJitter = cfg.Recycle / 10
+	pc.MaxConnIdleTime = cfg.Recycle
+	// Pre-ping: a connection that sat idle may have been cut by a proxy or a
+	// server restart; ping it before handing it out.
+	pc.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {
+		return p.IdleDuration >= time.Second
+	}
+	pc.PingTimeout = 5 * time.Second
+	if pc.ConnConfig.ConnectTimeout == 0 || pc.ConnConfig.ConnectTimeout > cfg.PoolTimeout {
+		pc.ConnConfig.ConnectTimeout = min(cfg.PoolTimeout, 10*time.Second)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", Redact(cfg.URL), mapError(err))
+	}
+	db := &DB{dialect: Postgres, url: cfg.URL, poolTimeout: cfg.PoolTimeout, pool: pool}
+	pctx, cancel := context.WithTimeout(ctx, cfg.PoolTimeout)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: connect to %s: %w", Redact(cfg.URL), mapError(err))
+	}
+	return db, nil
+}
+
+func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
+	path := SQLitePath(cfg.URL)
+	if path == "" || path == ":memory:" {
+		return nil, nodus.Errorf(nodus.EINVALID, "SQLite URL needs a file path")
+	}
+	sync := strings.ToUpper(cfg.Synchronous)
+	if sync == "" {
+		sync = "NORMAL"
+	}
+	if sync != "NORMAL" && sync != "FULL" {
+		return nil, nodus.Errorf(nodus.EINVALID, "SQLite synchronous must be NORMAL or FULL, not %q", cfg.Synchronous)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: create directory for %s: %w", path, err)
+	}
+	// Create the file ourselves so it is private to the service account;
+	// SQLite gives its -wal and -shm files the same mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: create %s: %w", path, err)
+	}
+	f.Close()
+
+	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(%s)&_pragma=journal_size_limit(67108864)",
+		cfg.BusyTimeout.Milliseconds(), sync)
+	write, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&"+pragmas+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+
+	read, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	read.SetMaxOpenConns(cfg.PoolSize)
+	read.SetMaxIdleConns(cfg.PoolSize)
+	read.SetConnMaxIdleTime(5 * time.Minute)
+
+	db := &DB{dialect: SQLite, url: cfg.URL, poolTimeout: cfg.PoolTimeout, write: write, read: read}
+	var mode string
+	if err := write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, mapError(err))
+	}
+	if mode != "wal" {
+		db.Close()
+		return nil, fmt.Errorf("store: %s: journal mode is %q, not wal (is the file system able to hold a WAL?)", path, mode)
+	}
+	return db, nil
+}
+
+// Dialect reports the database engine.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// URL returns the database's URL, password redacted.
+func (db *DB) URL() string { return Redact(db.url) }
+
+// Close closes every connection.
+func (db *DB) Close() error {
+	if db.pool != nil {
+		db.pool.Close()
+		return nil
+	}
+	return errors.Join(db.read.Close(), db.write.Close())
+}
+
+// Ping checks that the database answers. On SQLite it also takes the write
+// lock for an empty transaction: a file whose lock another process holds
+// (a stuck backup or migration) cannot serve writes, and readiness should
+// say so.
+func (db *DB) Ping(ctx context.Context) error {
+	if db.dialect == Postgres {
+		return mapError(db.pool.Ping(ctx))
+	}
+	var one int
+	if err := db.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return mapError(err)
+	}
+	return db.Write(ctx, func(*Tx) error { return nil })
+}
+
+// WritePool returns SQLite's one-connection write pool, for the job queue,
+// which must share it so a job inserted in a transaction commits with it.
+// It is nil on PostgreSQL.
+func (db *DB) WritePool() *sql.DB { return db.write }
+
+// PgxPool returns the PostgreSQL pool, for the job queue. It is nil on SQLite.
+func (db *DB) PgxPool() *pgxpool.Pool { return db.pool }
+
+// Write runs fn in a read-write transaction, committed when fn returns nil
+// and rolled back otherwise (also when fn panics).
+func (db *DB) Write(ctx context.Context, fn func(*Tx) error) error {
+	if db.dialect == Postgres {
+		return db.pgTx(ctx, pgx.TxOptions{}, fn)
+	}
+	return db.sqliteTx(ctx, db.write, fn)
+}
+
+// Read runs fn in a read-only transaction.
+func (db *DB) Read(ctx context.Context, fn func(*Tx) error) error {
+	if db.dialect == Postgres {
+		return db.pgTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly}, fn)
+	}
+	return db.sqliteTx(ctx, db.read, fn)
+}
+
+// errPoolTimeout reports a pool that stayed exhausted for PoolTimeout.
+func (db *DB) errPoolTimeout(err error) error {
+	return nodus.WrapError(err, nodus.EUNAVAILABLE,
+		fmt.Sprintf("database busy: no connection free within %s", db.poolTimeout))
+}
+
+func (db *DB) sqliteTx(ctx context.Context, pool *sql.DB, fn func(*Tx) error) (err error) {
+	actx, cancel := context.WithTimeout(ctx, db.poolTimeout)
+	conn, err := pool.Conn(actx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return db.errPoolTimeout(err)
+		}
+		return mapError(err)
+	}
+	defer conn.Close()
+	sqlTx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return mapError(err)
+	}
+	return runTx(&Tx{dialect: SQLite, sqlTx: sqlTx}, fn, sqlTx.Rollback, sqlTx.Commit)
+}
+
+func (db *DB) pgTx(ctx context.Context, opts pgx.TxOptions, fn func(*Tx) error) error {
+	actx, cancel := context.WithTimeout(ctx, db.poolTimeout)
+	conn, err := db.pool.Acquire(actx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return db.errPoolTimeout(err)
+		}
+		return mapError(err)
+	}
+	defer conn.Release()
+	pgTx, err := conn.BeginTx(ctx, opts)
+	if err != nil {
+		return mapError(err)
+	}
+	// pgx's Rollback and Commit take a context; a rollback must run even
+	// when ctx is already cancelled.
+	rollback := func() error { return pgTx.Rollback(context.WithoutCancel(ctx)) }
+	commit := func() error { return pgTx.Commit(ctx) }
+	return runTx(&Tx{dialect: Postgres, pgTx: pgTx}, fn, rollback, commit)
+}
+
+func runTx(tx *Tx, fn func(*Tx) error, rollback, commit func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			_ = rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		_ = rollback()
+		return err
+	}
+	return mapError(commit())
+}
+
+// PoolStat describes one connection pool, for metrics.
+type PoolStat struct {
+	Pool         string // "write", "read" (SQLite) or "pool" (PostgreSQL)
+	MaxOpen      int
+	Open         int
+	InUse        int
+	Idle         int
+	WaitCount    int64
+	WaitDuration time.Duration
+}
+
+// PoolStats returns the state of the database's pools.
+func (db *DB) PoolStats() []PoolStat {
+	if db.dialect == Postgres {
+		s := db.pool.Stat()
+		return []PoolStat{{
+			Pool: "pool", MaxOpen: int(s.MaxConns()), Open: int(s.TotalConns()), InUse: int(s.AcquiredConns()),
+			Idle: int(s.IdleConns()), WaitCount: s.EmptyAcquireCount(), WaitDuration: s.EmptyAcquireWaitTime(),
+		}}
+	}
+	stat := func(name string, p *sql.DB) PoolStat {
+		s := p.Stats()
+		return PoolStat{Pool: name, MaxOpen: s.MaxOpenConnections, Open: s.OpenConnections, InUse: s.InUse,
+			Idle: s.Idle, WaitCount: s.WaitCount, WaitDuration: s.WaitDuration}
+	}
+	return []PoolStat{stat("write", db.write), stat("read", db.read)}
+}
+
+// Maintain keeps a SQLite file lean: it refreshes the query planner's
+// statistics (PRAGMA optimize) and folds the WAL back into the database,
+// truncating it. PostgreSQL's autovacuum does this job there.
+func (db *DB) Maintain(ctx context.Context) error {
+	if db.dialect != SQLite {
+		return nil
+	}
+	// A checkpoint cannot run inside a transaction, so this uses the write
+	// connection directly.
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return mapError(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA optimize"); err != nil {
+		return mapError(err)
+	}
+	var busy, logFrames, checkpointed int
+	if err := conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+		return mapError(err)
+	}
+	return nil
+}

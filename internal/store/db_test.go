@@ -1,0 +1,327 @@
+package store_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/store"
+	"github.com/nodus-os/nodus/internal/store/storetest"
+)
+
+var ctx = context.Background()
+
+func mustExec(t *testing.T, db *store.DB, query string, args ...any) {
+	t.Helper()
+	err := db.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Exec(ctx, query, args...)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// timeType is the column type the migrations use for times.
+func timeType(db *store.DB) string {
+	if db.Dialect() == store.Postgres {
+		return "TIMESTAMPTZ"
+	}
+	return "TEXT"
+}
+
+func TestTxCommitAndRollback(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		mustExec(t, db, "CREATE TABLE item (id TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+
+		if err := db.Write(ctx, func(tx *store.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO item (id, n) VALUES (?, ?)", "a", 1)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		boom := errors.New("boom")
+		if err := db.Write(ctx, func(tx *store.Tx) error {
+			if _, err := tx.Exec(ctx, "INSERT INTO item (id, n) VALUES (?, ?)", "b", 2); err != nil {
+				return err
+			}
+			return boom
+		}); !errors.Is(err, boom) {
+			t.Fatalf("Write returned %v, want boom", err)
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatal("panic was swallowed")
+				}
+			}()
+			_ = db.Write(ctx, func(tx *store.Tx) error {
+				if _, err := tx.Exec(ctx, "INSERT INTO item (id, n) VALUES (?, ?)", "c", 3); err != nil {
+					return err
+				}
+				panic("half-way")
+			})
+		}()
+
+		var ids []string
+		err := db.Read(ctx, func(tx *store.Tx) error {
+			rows, err := tx.Query(ctx, "SELECT id FROM item ORDER BY id")
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				ids = append(ids, id)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(ids, ",") != "a" {
+			t.Fatalf("rows after commit, error and panic = %v, want only a", ids)
+		}
+	})
+}
+
+func TestErrorCodes(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		mustExec(t, db, "CREATE TABLE parent (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, n INTEGER CHECK (n >= 0))")
+		mustExec(t, db, "CREATE TABLE child (id TEXT PRIMARY KEY, parent_id TEXT NOT NULL REFERENCES parent (id))")
+		mustExec(t, db, "INSERT INTO parent (id, name, n) VALUES (?, ?, ?)", "p1", "one", 1)
+
+		tests := []struct {
+			name, query string
+			args        []any
+			code        string
+		}{
+			{"duplicate primary key", "INSERT INTO parent (id, name) VALUES (?, ?)", []any{"p1", "other"}, nodus.ECONFLICT},
+			{"duplicate unique", "INSERT INTO parent (id, name) VALUES (?, ?)", []any{"p2", "one"}, nodus.ECONFLICT},
+			{"missing foreign key", "INSERT INTO child (id, parent_id) VALUES (?, ?)", []any{"c1", "nope"}, nodus.ECONFLICT},
+			{"not null", "INSERT INTO parent (id, name) VALUES (?, ?)", []any{"p3", nil}, nodus.EINVALID},
+			{"check", "INSERT INTO parent (id, name, n) VALUES (?, ?, ?)", []any{"p4", "four", -1}, nodus.EINVALID},
+			{"syntax error is internal", "INSERT INTO nowhere VALUES (?)", []any{1}, nodus.EINTERNAL},
+		}
+		for _, tt := range tests {
+			err := db.Write(ctx, func(tx *store.Tx) error {
+				_, err := tx.Exec(ctx, tt.query, tt.args...)
+				return err
+			})
+			if got := nodus.ErrorCode(err); got != tt.code {
+				t.Errorf("%s: code %q (%v), want %q", tt.name, got, err, tt.code)
+			}
+		}
+
+		err := db.Read(ctx, func(tx *store.Tx) error {
+			var n int
+			return tx.QueryRow(ctx, "SELECT n FROM parent WHERE id = ?", "missing").Scan(&n)
+		})
+		if !errors.Is(err, sql.ErrNoRows) {
+			t.Errorf("QueryRow on no rows = %v, want sql.ErrNoRows", err)
+		}
+	})
+}
+
+func TestReadIsReadOnly(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		mustExec(t, db, "CREATE TABLE item (id TEXT PRIMARY KEY)")
+		err := db.Read(ctx, func(tx *store.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO item (id) VALUES (?)", "x")
+			return err
+		})
+		if err == nil {
+			t.Fatal("a write inside Read succeeded")
+		}
+	})
+}
+
+func TestTimeRoundTrip(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		mustExec(t, db, "CREATE TABLE ev (id INTEGER PRIMARY KEY, at "+timeType(db)+" NOT NULL, done_at "+timeType(db)+")")
+		local := time.FixedZone("CET", 3600)
+		at := time.Date(2026, 11, 23, 10, 11, 12, 123456000, local)
+		later := at.Add(90 * time.Minute)
+		mustExec(t, db, "INSERT INTO ev (id, at, done_at) VALUES (?, ?, ?)", 1, at, &later)
+		mustExec(t, db, "INSERT INTO ev (id, at, done_at) VALUES (?, ?, ?)", 2, at.Add(-time.Hour), nil)
+
+		type row struct {
+			at     time.Time
+			doneAt *time.Time
+		}
+		var got []row
+		err := db.Read(ctx, func(tx *store.Tx) error {
+			rows, err := tx.Query(ctx, "SELECT at, done_at FROM ev WHERE at > ? ORDER BY at", at.Add(-2*time.Hour))
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var r row
+				if err := rows.Scan(&r.at, &r.doneAt); err != nil {
+					return err
+				}
+				got = append(got, r)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 {
+			t.Fatalf("got %d rows, want 2", len(got))
+		}
+		if !got[1].at.Equal(at) || got[1].at.Location() != time.UTC {
+			t.Errorf("at = %v, want %v in UTC", got[1].at, at.UTC())
+		}
+		if got[1].doneAt == nil || !got[1].doneAt.Equal(later) {
+			t.Errorf("done_at = %v, want %v", got[1].doneAt, later)
+		}
+		if got[0].doneAt != nil {
+			t.Errorf("NULL done_at scanned as %v", got[0].doneAt)
+		}
+	})
+}
+
+// TestConcurrentWriters checks that concurrent read-modify-write
+// transactions neither lose updates nor fail: SQLite serialises them on the
+// write connection, PostgreSQL on the row lock.
+func TestConcurrentWriters(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		mustExec(t, db, "CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+		mustExec(t, db, "INSERT INTO counter (id, n) VALUES (1, 0)")
+		const writers, each = 20, 10
+		var wg sync.WaitGroup
+		errs := make(chan error, writers*each)
+		for range writers {
+			wg.Go(func() {
+				for range each {
+					errs <- db.Write(ctx, func(tx *store.Tx) error {
+						_, err := tx.Exec(ctx, "UPDATE counter SET n = n + 1 WHERE id = 1")
+						return err
+					})
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		var n int
+		if err := db.Read(ctx, func(tx *store.Tx) error {
+			return tx.QueryRow(ctx, "SELECT n FROM counter WHERE id = 1").Scan(&n)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n != writers*each {
+			t.Fatalf("counter = %d, want %d", n, writers*each)
+		}
+	})
+}
+
+// TestPoolTimeout checks that a caller waiting for a busy pool gives up
+// after PoolTimeout with EUNAVAILABLE instead of hanging.
+func TestPoolTimeout(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, url string) {
+		cfg := storetest.Config(url)
+		cfg.PoolSize = 1
+		cfg.PoolTimeout = 150 * time.Millisecond
+		db, err := store.Open(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+
+		held := make(chan struct{})
+		release := make(chan struct{})
+		done := make(chan error)
+		go func() {
+			done <- db.Write(ctx, func(tx *store.Tx) error {
+				close(held)
+				<-release
+				return nil
+			})
+		}()
+		<-held
+		start := time.Now()
+		err = db.Write(ctx, func(tx *store.Tx) error { return nil })
+		if nodus.ErrorCode(err) != nodus.EUNAVAILABLE {
+			t.Errorf("second writer got %v, want EUNAVAILABLE", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("second writer waited %v", d)
+		}
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestSQLiteSettings(t *testing.T) {
+	url := storetest.SQLiteURL(t)
+	db, err := store.Open(ctx, storetest.Config(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mode string
+	var fk, sync int
+	err = db.Read(ctx, func(tx *store.Tx) error {
+		if err := tx.QueryRow(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, "PRAGMA synchronous").Scan(&sync)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode != "wal" || fk != 1 || sync != 1 { // 1 = NORMAL
+		t.Errorf("journal_mode=%s foreign_keys=%d synchronous=%d, want wal 1 1", mode, fk, sync)
+	}
+	fi, err := os.Stat(store.SQLitePath(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("database file mode %o, want 600", perm)
+	}
+
+	cfg := storetest.Config(storetest.SQLiteURL(t))
+	cfg.Synchronous = "OFF"
+	if _, err := store.Open(ctx, cfg); nodus.ErrorCode(err) != nodus.EINVALID {
+		t.Errorf("synchronous=OFF: %v, want EINVALID", err)
+	}
+}
+
+func TestOpenPostgresFailure(t *testing.T) {
+	// Nothing listens on port 1; the error must come quickly and must not
+	// carry the password.
+	cfg := store.Config{URL: "postgres://nodus:canary-pw@127.0.0.1:1/nodus?sslmode=disable", PoolTimeout: 2 * time.Second}
+	start := time.Now()
+	_, err := store.Open(ctx, cfg)
+	if err == nil {
+		t.Fatal("open succeeded")
+	}
+	if strings.Contains(err.Error(), "canary-pw") {
+		t.Errorf("error leaks the password: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("open took %v", d)
+	}
+}

@@ -1,0 +1,148 @@
+// Package storetest gives tests real databases: a SQLite file in a temp
+// directory, and a fresh schema on the PostgreSQL server named by
+// NODUS_TEST_POSTGRES_URL. Run runs a test on both, which is how every store
+// test is written.
+//
+// Without NODUS_TEST_POSTGRES_URL the PostgreSQL half is skipped with a
+// reason, except under CI=true, where it fails: CI must never pass by
+// skipping. `make test` starts a throwaway server and sets the variable.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/nodus-os/nodus/internal/store"
+)
+
+// PostgresEnv is the variable naming the test server.
+const PostgresEnv = "NODUS_TEST_POSTGRES_URL"
+
+// Run runs fn as two subtests, "sqlite" and "postgres", each with a new,
+// empty database.
+func Run(t *testing.T, fn func(t *testing.T, db *store.DB)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { fn(t, OpenSQLite(t)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, OpenPostgres(t)) })
+}
+
+// RunURL is Run for tests that open databases themselves: fn gets a URL of
+// a new, empty database.
+func RunURL(t *testing.T, fn func(t *testing.T, url string)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) { fn(t, SQLiteURL(t)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, PostgresURL(t)) })
+}
+
+// Config returns the store configuration tests use for url.
+func Config(url string) store.Config {
+	return store.Config{URL: url, PoolSize: 4, PoolTimeout: 10 * time.Second}
+}
+
+// SQLiteURL returns the URL of a new SQLite file in a temp directory.
+func SQLiteURL(t testing.TB) string {
+	t.Helper()
+	return "sqlite:" + filepath.Join(t.TempDir(), "test.db")
+}
+
+// OpenSQLite opens a new SQLite database, closed when the test ends.
+func OpenSQLite(t testing.TB) *store.DB {
+	t.Helper()
+	return open(t, SQLiteURL(t))
+}
+
+// OpenPostgres opens a new schema on the test server, dropped when the test
+// ends.
+func OpenPostgres(t testing.TB) *store.DB {
+	t.Helper()
+	return open(t, PostgresURL(t))
+}
+
+func open(t testing.TB, url string) *store.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), Config(url))
+	if err != nil {
+		t.Fatalf("open %s: %v", store.Redact(url), err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// ServerURL returns NODUS_TEST_POSTGRES_URL, skipping the test when it is
+// unset outside CI and failing it under CI.
+func ServerURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(PostgresEnv)
+	if u == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set under CI=true: PostgreSQL tests must run in CI (use `make test`)", PostgresEnv)
+		}
+		t.Skipf("PostgreSQL test skipped: %s is not set (`make test` starts a throwaway server)", PostgresEnv)
+	}
+	return u
+}
+
+// PostgresURL creates a schema with a random name on the test server and
+// returns a URL whose search_path points at it. The schema is dropped when
+// the test ends.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	server := ServerURL(t)
+	schema := "test_" + randomHex(8)
+	exec(t, server, "CREATE SCHEMA "+schema)
+	t.Cleanup(func() { exec(t, server, "DROP SCHEMA "+schema+" CASCADE") })
+
+	u, err := url.Parse(server)
+	if err != nil {
+		t.Fatalf("parse %s: %v", PostgresEnv, err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// PostgresDatabase creates a database with a random name on the test server
+// and returns its URL; it is dropped when the test ends. Tests that need a
+// whole database (roles, extensions) use it; most use PostgresURL.
+func PostgresDatabase(t testing.TB) string {
+	t.Helper()
+	server := ServerURL(t)
+	name := "test_" + randomHex(8)
+	exec(t, server, "CREATE DATABASE "+name)
+	t.Cleanup(func() { exec(t, server, "DROP DATABASE "+name+" WITH (FORCE)") })
+	u, err := url.Parse(server)
+	if err != nil {
+		t.Fatalf("parse %s: %v", PostgresEnv, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func exec(t testing.TB, url, sql string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect to test PostgreSQL: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
