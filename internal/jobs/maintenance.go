@@ -34,7 +34,9 @@ func (w *maintenanceWorker) Work(ctx context.Context, _ *river.Job[MaintenanceAr
 }
 
 // Timeout leaves room for a checkpoint of a large WAL.
-func (w *maintenanceWorker) Timeout(*river.Job[MaintenanceArgs]) time.Duration { return 5 * time.Minute }
+func (w *maintenanceWorker) Timeout(*river.Job[MaintenanceArgs]) time.Duration {
+	return 5 * time.Minute
+}
 
 // AddMaintenance registers the maintenance worker for dbs and returns its
 // schedule: every interval, run by the elected leader only.

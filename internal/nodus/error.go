@@ -8,16 +8,16 @@ import (
 // Error codes. Each maps to one HTTP status in httpapi; the string is what
 // API clients see in the error envelope, so it never changes once released.
 const (
-	EINVALID      = "invalid"        // the request is malformed or fails validation
-	EUNAUTHORIZED = "unauthorized"   // no or bad credentials
-	EFORBIDDEN    = "forbidden"      // authenticated but not allowed
-	ENOTFOUND     = "not_found"      // no such object (or not visible to the caller)
-	ECONFLICT     = "conflict"       // a uniqueness or version check failed
-	ETOOLARGE     = "too_large"      // a body or upload exceeds its limit
-	ERATELIMIT    = "rate_limited"   // too many requests; retry later
-	EUNAVAILABLE  = "unavailable"    // a dependency is down, sealed or overloaded
-	ETIMEOUT      = "timeout"        // the operation ran out of time
-	EINTERNAL     = "internal"       // a bug or an unexpected failure
+	EINVALID      = "invalid"      // the request is malformed or fails validation
+	EUNAUTHORIZED = "unauthorized" // no or bad credentials
+	EFORBIDDEN    = "forbidden"    // authenticated but not allowed
+	ENOTFOUND     = "not_found"    // no such object (or not visible to the caller)
+	ECONFLICT     = "conflict"     // a uniqueness or version check failed
+	ETOOLARGE     = "too_large"    // a body or upload exceeds its limit
+	ERATELIMIT    = "rate_limited" // too many requests; retry later
+	EUNAVAILABLE  = "unavailable"  // a dependency is down, sealed or overloaded
+	ETIMEOUT      = "timeout"      // the operation ran out of time
+	EINTERNAL     = "internal"     // a bug or an unexpected failure
 	EMETHOD       = "method_not_allowed"
 )
 
