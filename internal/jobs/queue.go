@@ -55,7 +55,7 @@ func New(db *store.DB, workers *river.Workers, cfg Config, logger *slog.Logger, 
 		cfg.StopTimeout = 10 * time.Second
 	}
 	rc := &river.Config{
-		Logger:           logger.With("component", "jobs"),
+		Logger:           slog.New(quietCancel{logger.Handler()}).With("component", "jobs"),
 		Queues:           map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}},
 		Workers:          workers,
 		PeriodicJobs:     cfg.PeriodicJobs,

@@ -1,0 +1,221 @@
+// Command bench measures Nodus as an operator sees it and prints a table.
+//
+//	go run ./bench [-runs 5] [-idle 3s]
+//
+// It builds the nodus binary, then starts it repeatedly on SQLite: first on
+// an empty data directory (every migration applied), then on the existing
+// one. For each start it records the time from exec to the first 200 from
+// /ready, the resident memory (RSS) after an idle period, and the time
+// SIGTERM takes to stop it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// Targets from the foundation issue.
+const (
+	targetReady = 300 * time.Millisecond
+	targetRSS   = 40 << 20
+)
+
+func main() {
+	runs := flag.Int("runs", 5, "starts per scenario")
+	idle := flag.Duration("idle", 3*time.Second, "idle time before reading RSS")
+	flag.Parse()
+	if err := run(*runs, *idle); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type sample struct {
+	ready, shutdown time.Duration
+	rss, peak       int64
+}
+
+func run(runs int, idle time.Duration) error {
+	tmp, err := os.MkdirTemp("", "nodus-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "nodus")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/nodus")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+
+	type scenario struct {
+		name    string
+		samples []sample
+	}
+	first := scenario{name: "first start (empty data dir, migrations applied)"}
+	restart := scenario{name: "restart (existing data dir)"}
+	for i := range runs {
+		dir := filepath.Join(tmp, "data"+strconv.Itoa(i))
+		s, err := start(bin, dir, idle)
+		if err != nil {
+			return err
+		}
+		first.samples = append(first.samples, s)
+		if s, err = start(bin, dir, idle); err != nil {
+			return err
+		}
+		restart.samples = append(restart.samples, s)
+	}
+
+	host, _ := os.Hostname()
+	fmt.Printf("nodus start-up and idle memory, SQLite, %d runs each, RSS read after %s idle\n", runs, idle)
+	fmt.Printf("machine: %s, %d CPUs, %s/%s, %s; %s\n\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
+		time.Now().UTC().Format("2006-01-02"))
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tready min\tready median\tready max\tRSS median\tRSS max\tpeak RSS\tstop median\t")
+	pass := true
+	for _, sc := range []scenario{first, restart} {
+		ready := durations(sc.samples, func(s sample) time.Duration { return s.ready })
+		stop := durations(sc.samples, func(s sample) time.Duration { return s.shutdown })
+		rss := ints(sc.samples, func(s sample) int64 { return s.rss })
+		peak := ints(sc.samples, func(s sample) int64 { return s.peak })
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", sc.name,
+			ms(ready[0]), ms(ready[len(ready)/2]), ms(ready[len(ready)-1]),
+			mib(rss[len(rss)/2]), mib(rss[len(rss)-1]), mib(peak[len(peak)-1]), ms(stop[len(stop)/2]))
+		pass = pass && ready[len(ready)/2] < targetReady && rss[len(rss)/2] < targetRSS
+	}
+	tw.Flush()
+	verdict := "PASS"
+	if !pass {
+		verdict = "FAIL"
+	}
+	fmt.Printf("\ntargets: ready median < %s, idle RSS median < %s: %s\n", ms(targetReady), mib(targetRSS), verdict)
+	if !pass {
+		return fmt.Errorf("targets missed")
+	}
+	return nil
+}
+
+// start runs nodus once on dir and measures it.
+func start(bin, dir string, idle time.Duration) (sample, error) {
+	var s sample
+	port, err := freePort()
+	if err != nil {
+		return s, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(bin, "serve", "--addr", addr, "--data-dir", dir, "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "NODUS_AUTO_MIGRATE=true")
+	cmd.Stderr = os.Stderr
+	client := &http.Client{Timeout: time.Second}
+
+	begin := time.Now()
+	if err := cmd.Start(); err != nil {
+		return s, err
+	}
+	defer cmd.Process.Kill()
+	for {
+		resp, err := client.Get("http://" + addr + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Since(begin) > 30*time.Second {
+			return s, fmt.Errorf("nodus not ready after 30s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	s.ready = time.Since(begin)
+
+	time.Sleep(idle)
+	if s.rss, s.peak, err = memory(cmd.Process.Pid); err != nil {
+		return s, err
+	}
+
+	stopAt := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return s, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return s, fmt.Errorf("nodus exited with %w", err)
+		}
+	case <-ctx.Done():
+		return s, fmt.Errorf("nodus did not stop within 60s of SIGTERM")
+	}
+	s.shutdown = time.Since(stopAt)
+	return s, nil
+}
+
+// memory reads the resident set (VmRSS) and its peak (VmHWM) of pid.
+func memory(pid int) (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read memory (Linux /proc needed): %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	return rss, peak, nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func durations(ss []sample, f func(sample) time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ss))
+	for i, s := range ss {
+		out[i] = f(s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func ints(ss []sample, f func(sample) int64) []int64 {
+	out := make([]int64, len(ss))
+	for i, s := range ss {
+		out[i] = f(s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
