@@ -438,3 +438,45 @@ func TestListenError(t *testing.T) {
 		t.Fatalf("serve on a taken port: %v", err)
 	}
 }
+
+// TestSlowClientsAreCut opens connections that send their headers a byte
+// at a time and checks that the server closes them after the header
+// timeout while answering other clients at once (SECURITY.md check 27).
+func TestSlowClientsAreCut(t *testing.T) {
+	in := startNodus(t, map[string]string{"NODUS_DATA_DIR": t.TempDir()}, "--read-header-timeout", "300ms")
+	var conns []net.Conn
+	for range 20 {
+		c, err := net.Dial("tcp", in.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET /health HTTP/1.1\r\nHost: x\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	start := time.Now()
+	resp, err := http.Get(in.base + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if d := time.Since(start); resp.StatusCode != 200 || d > time.Second {
+		t.Fatalf("/health beside slow clients: %d in %v", resp.StatusCode, d)
+	}
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 512)
+		var err error
+		for err == nil {
+			_, err = c.Read(buf) // the server may write a 408 before closing
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("a slow client was still connected after %v", time.Since(start))
+		}
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("slow clients were cut after %v, want about the 300ms header timeout", d)
+	}
+}
