@@ -170,7 +170,10 @@ func parseConfig(fs *flag.FlagSet, getenv func(string) string) (Config, error) {
 			return Config{}, fmt.Errorf("config: %s=%q: %w", from, v, err)
 		}
 	}
-	return c, c.resolveDatabases()
+	if err := c.resolveDatabases(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
 }
 
 // resolveDatabases applies the per-module defaults: on PostgreSQL every
@@ -182,16 +185,16 @@ func (c *Config) resolveDatabases() error {
 	}
 	main, err := store.ParseDialect(c.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("config: DATABASE_URL: %w", err)
+		return fmt.Errorf("config: DATABASE_URL (--database-url): %w", err)
 	}
 	for _, m := range []struct {
 		name, env string
 		url       *string
 	}{
-		{"auth", "AUTH_DATABASE_URL", &c.AuthDatabaseURL},
-		{"gateway", "GATEWAY_DATABASE_URL", &c.GatewayDatabaseURL},
-		{"tracing", "TRACING_DATABASE_URL", &c.TracingDatabaseURL},
-		{"vault", "VAULT_DATABASE_URL", &c.VaultDatabaseURL},
+		{"auth", "AUTH_DATABASE_URL (--auth-database-url)", &c.AuthDatabaseURL},
+		{"gateway", "GATEWAY_DATABASE_URL (--gateway-database-url)", &c.GatewayDatabaseURL},
+		{"tracing", "TRACING_DATABASE_URL (--tracing-database-url)", &c.TracingDatabaseURL},
+		{"vault", "VAULT_DATABASE_URL (--vault-database-url)", &c.VaultDatabaseURL},
 	} {
 		if *m.url == "" {
 			if main == store.Postgres {

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 
 	"github.com/nodus-os/nodus/internal/nodus"
 )
@@ -71,7 +74,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// The client left; there is nobody to answer.
 		return
 	}
-	if errors.Is(err, context.DeadlineExceeded) && code == nodus.EINTERNAL {
+	if code == nodus.EINTERNAL && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)) {
+		// The handler's deadline, or the connection's while reading the body.
 		code = nodus.ETIMEOUT
 		err = nodus.WrapError(err, code, "the request took too long")
 	}
@@ -144,20 +148,25 @@ func jsonError(err error) error {
 		}
 		return nodus.Errorf(nodus.EINVALID, "request body must be %s", typeErr.Type)
 	}
-	// json's unknown-field error has no type of its own; its text names the
-	// field and is safe to show.
-	return nodus.WrapError(err, nodus.EINVALID, err.Error())
+	// encoding/json's unknown-field error has no type of its own; its text
+	// is the only way to tell it, and it names the field, which is safe to
+	// show.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		name = strings.Trim(name, `"`)
+		return &nodus.Error{Code: nodus.EINVALID, Message: "unknown field " + strconv.Quote(name),
+			Fields: map[string]string{name: "unknown field"}, Err: err}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nodus.WrapError(err, nodus.ETIMEOUT, "the request body did not arrive in time")
+	}
+	// Anything else failed while reading the body (a reset, a timeout); its
+	// text carries addresses, so it is logged, not shown.
+	return nodus.WrapError(err, nodus.EINVALID, "could not read the request body")
 }
 
 func isJSONType(ct string) bool {
-	mt := ct
-	for i := 0; i < len(ct); i++ {
-		if ct[i] == ';' {
-			mt = ct[:i]
-			break
-		}
-	}
-	return mt == "application/json"
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
 }
 
 func stack() string { return string(debug.Stack()) }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -95,16 +96,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.inFlight.Inc()
 	defer func() {
 		s.inFlight.Dec()
-		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
-				panic(p)
-			}
+		p := recover()
+		if p != nil && p != http.ErrAbortHandler {
 			s.deps.Logger.Error("panic", "request_id", id, "panic", p, "stack", stack())
 			if !rec.wroteHeader {
 				s.writeError(rec, r, errPanic)
+				p = nil
+			} else {
+				// Half an answer is out: abort the connection so the client
+				// sees a failure rather than a short body that looks whole.
+				rec.status = http.StatusInternalServerError
+				p = http.ErrAbortHandler
 			}
 		}
 		s.finish(rec, r, info, start)
+		if p != nil {
+			panic(p)
+		}
 	}()
 
 	h, pattern := s.mux.Handler(r)
@@ -116,10 +124,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Answer before reading a byte, and close: what the client is still
 		// sending is not worth reading.
 		rec.Header().Set("Connection", "close")
+		skipBody(rec, r)
 		s.writeError(rec, r, errTooLarge(limit))
 		return
 	}
 	if pattern == "" {
+		skipBody(rec, r)
 		s.unmatched(rec, r, h)
 		return
 	}
@@ -136,8 +146,9 @@ func (s *Server) finish(rec *recorder, r *http.Request, info *requestInfo, start
 			status = 499 // the client went away before an answer
 		}
 	}
-	s.requests.With(r.Method, info.route, statusText(status)).Inc()
-	s.duration.With(r.Method, info.route).Observe(d.Seconds())
+	method := methodLabel(r.Method)
+	s.requests.With(method, info.route, statusText(status)).Inc()
+	s.duration.With(method, info.route).Observe(d.Seconds())
 
 	level := slog.LevelInfo
 	if info.quiet && status < 400 {
@@ -186,14 +197,22 @@ func (s *Server) wrap(rt route) http.Handler {
 			info.quiet = rt.quiet
 		}
 		// Deadlines on the connection cut a client that sends its body or
-		// reads the answer too slowly, without holding up anyone else.
+		// reads the answer too slowly, without holding up anyone else. The
+		// read deadline covers the body only: once it is read (or when there
+		// is none) the server reads ahead in the background to notice a
+		// client that hangs up, and a deadline there would cancel the
+		// request's context.
 		rc := http.NewResponseController(w)
 		deadline := time.Now().Add(timeout)
-		_ = rc.SetReadDeadline(deadline)
+		if r.Body == nil || r.Body == http.NoBody {
+			_ = rc.SetReadDeadline(time.Time{})
+		} else {
+			_ = rc.SetReadDeadline(deadline)
+			r.Body = &deadlineBody{ReadCloser: http.MaxBytesReader(w, r.Body, limit), rc: rc}
+		}
 		_ = rc.SetWriteDeadline(deadline.Add(time.Second))
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		rt.handler.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -221,4 +240,45 @@ func RequestID(ctx context.Context) string {
 		return info.id
 	}
 	return ""
+}
+
+// deadlineBody lifts the connection's read deadline once the body has been
+// read to its end, for the reason given in wrap.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	// Only a complete body lifts it: after a timeout the passed deadline
+	// must stay, so the server drops the connection instead of waiting on
+	// the rest of the body.
+	if err == io.EOF && !b.done {
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// skipBody bounds what the server reads of a body nobody wants: after the
+// answer it discards up to 256 KiB of unread body to reuse the connection,
+// and a client that declared a body and never sends it must not hold the
+// connection for that.
+func skipBody(w http.ResponseWriter, r *http.Request) {
+	if r.Body != nil && r.Body != http.NoBody {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Second))
+	}
+}
+
+// methodLabel keeps the method label of the metrics bounded: a method a
+// client invents is counted as "other".
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
 }

@@ -71,7 +71,8 @@ func SQLitePath(rawURL string) string {
 }
 
 // Redact returns a database URL fit for logs: the password of a PostgreSQL
-// URL is replaced, and a password=… parameter is hidden.
+// URL is replaced, and so is every parameter naming a password
+// (password=, sslpassword=).
 func Redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -81,8 +82,15 @@ func Redact(rawURL string) string {
 		return rawURL
 	}
 	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
+	changed := false
+	for k := range q {
+		// password, sslpassword and any other secret pgx may accept.
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, "xxxxx")
+			changed = true
+		}
+	}
+	if changed {
 		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
