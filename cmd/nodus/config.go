@@ -141,11 +141,11 @@ func durationSetting(set func(*Config, time.Duration)) func(*Config, string) err
 // the help text.
 func addFlags(fs *flag.FlagSet) {
 	for _, s := range settings() {
-		def := s.def
-		if def == "" {
-			def = "(see below)"
+		help := fmt.Sprintf("%s (env %s, default %s)", s.help, s.env, s.def)
+		if s.def == "" { // the help text says what the default is
+			help = fmt.Sprintf("%s (env %s)", s.help, s.env)
 		}
-		fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %s)", s.help, s.env, def))
+		fs.String(s.flag, "", help)
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 // environment.
 func parseTestConfig(t *testing.T, args []string, vars map[string]string) (Config, error) {
 	t.Helper()
-	fs := newFlagSet("serve", io.Discard)
+	fs := newFlagSet("serve", "serve [flags]", io.Discard)
 	if err := fs.Parse(args); err != nil {
 		t.Fatalf("parse %q: %v", args, err)
 	}

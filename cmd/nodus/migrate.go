@@ -14,7 +14,7 @@ import (
 
 // migrate runs `nodus migrate up | down [N] | status | version`.
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("migrate", stderr)
+	fs := newFlagSet("migrate", "migrate up | down [N] [--set NAME] | status | version [flags]", stderr)
 	setName := fs.String("set", store.SetMain, "migration set to roll back with down: "+
 		fmt.Sprint(append(store.MigrationSets(), jobs.SetName)))
 	pos, err := parseArgs(fs, args)

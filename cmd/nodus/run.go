@@ -22,7 +22,7 @@ func (e errUsage) Error() string { return e.msg }
 
 func exitCode(err error) int {
 	var u errUsage
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+	if errors.As(err, &u) {
 		return 2
 	}
 	return 1
@@ -51,9 +51,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	switch cmd, rest := args[1], args[2:]; cmd {
 	case "serve":
-		return serve(ctx, rest, getenv, stderr)
+		return helpIsNotAnError(serve(ctx, rest, getenv, stderr))
 	case "migrate":
-		return migrate(ctx, rest, getenv, stdout, stderr)
+		return helpIsNotAnError(migrate(ctx, rest, getenv, stdout, stderr))
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
@@ -66,10 +66,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 }
 
-// newFlagSet returns a flag set with every configuration flag.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+// helpIsNotAnError turns the -h answer into success: the usage was printed
+// as asked.
+func helpIsNotAnError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+// newFlagSet returns a flag set with every configuration flag; synopsis is
+// the command line its usage shows.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: nodus %s\n\nFlags (each also read from the environment variable named):\n", synopsis)
+		fs.PrintDefaults()
+	}
 	addFlags(fs)
 	return fs
 }

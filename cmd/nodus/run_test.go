@@ -200,6 +200,7 @@ func TestServeEndToEnd(t *testing.T) {
 			`nodus_http_requests_total{method="GET",route="GET /health",status="200"} 2`,
 			`nodus_http_requests_total{method="POST",route="unmatched",status="413"} 1`,
 			`nodus_db_connections_max{database="main",pool=`,
+			`nodus_jobs{state="available"} `,
 			"process_resident_memory_bytes ",
 		} {
 			if !strings.Contains(string(metrics), want) {
@@ -415,6 +416,15 @@ func TestRunUsage(t *testing.T) {
 		err := run(context.Background(), tt.args, env(vars), nil, io.Discard, io.Discard)
 		if err == nil || exitCode(err) != tt.code || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("%v: err %v (exit %d), want exit %d with %q", tt.args, err, exitCode(err), tt.code, tt.msg)
+		}
+	}
+	for _, cmd := range []string{"serve", "migrate"} {
+		var help bytes.Buffer
+		if err := run(context.Background(), []string{"nodus", cmd, "-h"}, env(vars), nil, io.Discard, &help); err != nil {
+			t.Errorf("%s -h: %v, want success", cmd, err)
+		}
+		if !strings.Contains(help.String(), "DATABASE_POOL_SIZE") {
+			t.Errorf("%s -h does not list the environment variables:\n%s", cmd, help.String())
 		}
 	}
 	var out bytes.Buffer

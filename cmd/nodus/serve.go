@@ -24,7 +24,7 @@ const maintenanceInterval = 6 * time.Hour
 
 // serve runs Nodus until ctx ends, then drains in-flight requests and jobs.
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	fs := newFlagSet("serve", stderr)
+	fs := newFlagSet("serve", "serve [flags]", stderr)
 	if pos, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {

@@ -64,6 +64,7 @@ func New(db *store.DB, workers *river.Workers, cfg Config, logger *slog.Logger, 
 		SoftStopTimeout: 0,
 	}
 	q := &Queue{logger: logger, stopTimeout: cfg.StopTimeout}
+	registerDepth(reg, db, logger)
 	var err error
 	switch db.Dialect() {
 	case store.SQLite:
@@ -167,4 +168,24 @@ func (m *instrument) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 	}
 	m.runs.With(job.Kind, outcome).Inc()
 	return err
+}
+
+// registerDepth exposes how many jobs wait or run, by state, read at scrape
+// time. A failed read leaves the series out of that scrape (and is logged)
+// rather than reporting a false zero.
+func registerDepth(reg *metrics.Registry, db *store.DB, logger *slog.Logger) {
+	reg.GaugeFunc("nodus_jobs", "Jobs waiting or running, by state.", []string{"state"}, func() []metrics.Sample {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		counts, err := db.JobCounts(ctx)
+		if err != nil {
+			logger.Warn("count jobs for metrics", "err", err)
+			return nil
+		}
+		out := make([]metrics.Sample, 0, len(counts))
+		for state, n := range counts {
+			out = append(out, metrics.Sample{LabelValues: []string{state}, Value: float64(n)})
+		}
+		return out
+	})
 }

@@ -221,3 +221,26 @@ func TestMigrationsUpDown(t *testing.T) {
 		}
 	})
 }
+
+func TestJobCounts(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		workers := river.NewWorkers()
+		river.AddWorker(workers, &echoWorker{seen: make(chan string, 10)})
+		q := newQueue(t, db, workers, time.Second) // not started: jobs stay available
+		for _, opts := range []*river.InsertOpts{nil, nil, {ScheduledAt: time.Now().Add(time.Hour)}} {
+			if err := db.Write(ctx, func(tx *store.Tx) error {
+				_, err := q.InsertTx(ctx, tx, echoArgs{Name: "x"}, opts)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		counts, err := db.JobCounts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts["available"] != 2 || counts["scheduled"] != 1 || counts["running"] != 0 {
+			t.Fatalf("counts = %v, want 2 available and 1 scheduled", counts)
+		}
+	})
+}
