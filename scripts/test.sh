@@ -180,7 +180,7 @@ fi
 read -ra testflags <<<"${TESTFLAGS:-}"
 test_log=$(mktemp "${TMPDIR:-/tmp}/nodus-test.XXXXXX")
 status=0
-go test -count=1 -v "${testflags[@]}" ./... "$@" >"$test_log" 2>&1 || status=$?
+go test -count=1 -race -v "${testflags[@]}" ./... "$@" >"$test_log" 2>&1 || status=$?
 grep -Ev '^=== (RUN|PAUSE|CONT|NAME)|^ *--- PASS|^PASS$' "$test_log" || true
 pg_passed=$(grep -Ec -- '--- PASS: .*/postgres ' "$test_log" || true)
 pg_skipped=$(grep -Ec -- '--- SKIP: .*/postgres ' "$test_log" || true)
