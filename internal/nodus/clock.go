@@ -10,5 +10,6 @@ type Clock interface {
 // SystemClock is the real clock, in UTC.
 type SystemClock struct{}
 
-// Now returns the current time in UTC.
-func (SystemClock) Now() time.Time { return time.Now().UTC() }
+// Now returns the current time in UTC, truncated to the microsecond: the
+// precision both databases keep, so a time read back equals the one written.
+func (SystemClock) Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }

@@ -31,6 +31,16 @@ func (d Dialect) String() string {
 	return "unknown"
 }
 
+// ForUpdate is the clause that locks the rows a SELECT reads until the
+// transaction ends: PostgreSQL needs it for read-then-write checks (quotas);
+// SQLite's single writer already excludes every other writer.
+func (d Dialect) ForUpdate() string {
+	if d == Postgres {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
 // rebindCache holds queries already rebound for PostgreSQL. Queries are
 // constants in the source, so the cache is bounded by the program's text.
 var rebindCache sync.Map

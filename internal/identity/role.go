@@ -1,0 +1,100 @@
+package identity
+
+import "slices"
+
+// Role is what a user may do. The four roles come from the VersaAI seed.
+type Role string
+
+const (
+	RoleSuperAdmin Role = "super_admin" // the platform: every tenant
+	RoleOrgAdmin   Role = "org_admin"   // one tenant, everything in it
+	RoleUser       Role = "user"        // one tenant, own work
+	RoleViewer     Role = "viewer"      // one tenant, read only
+)
+
+// Roles lists every role, most powerful first.
+func Roles() []Role { return []Role{RoleSuperAdmin, RoleOrgAdmin, RoleUser, RoleViewer} }
+
+// Valid reports whether r is one of the four roles.
+func (r Role) Valid() bool { return slices.Contains(Roles(), r) }
+
+// rank orders roles by power, for "no one grants more than they hold".
+func (r Role) rank() int {
+	switch r {
+	case RoleSuperAdmin:
+		return 4
+	case RoleOrgAdmin:
+		return 3
+	case RoleUser:
+		return 2
+	case RoleViewer:
+		return 1
+	}
+	return 0
+}
+
+// AtLeast reports whether r is as powerful as other.
+func (r Role) AtLeast(other Role) bool { return r.rank() >= other.rank() }
+
+// Action is something a route or a service method does; every route
+// declares the one it needs.
+type Action string
+
+const (
+	ActionReadSelf      Action = "self.read"      // own profile, menus
+	ActionUpdateSelf    Action = "self.update"    // own password, own tokens
+	ActionReadTenant    Action = "tenant.read"    // the caller's tenant
+	ActionManageTenants Action = "tenants.manage" // create, update, delete any tenant
+	ActionReadUsers     Action = "users.read"
+	ActionManageUsers   Action = "users.manage"
+	ActionReadMenus     Action = "menus.read"
+	ActionManageMenus   Action = "menus.manage"
+	ActionReadSettings  Action = "settings.read"
+	ActionManageSetting Action = "settings.manage"
+	ActionReadAudit     Action = "audit.read"
+	ActionReadContent   Action = "content.read"  // knowledge bases, chatbots, conversations
+	ActionWriteContent  Action = "content.write" // create and change them
+)
+
+// permissions is the permission table: which role may do which action.
+// A role not listed for an action may not do it.
+func permissions() map[Action][]Role {
+	all := []Role{RoleSuperAdmin, RoleOrgAdmin, RoleUser, RoleViewer}
+	admins := []Role{RoleSuperAdmin, RoleOrgAdmin}
+	return map[Action][]Role{
+		ActionReadSelf:      all,
+		ActionUpdateSelf:    all,
+		ActionReadTenant:    all,
+		ActionManageTenants: {RoleSuperAdmin},
+		ActionReadUsers:     admins,
+		ActionManageUsers:   admins,
+		ActionReadMenus:     all,
+		ActionManageMenus:   admins,
+		ActionReadSettings:  all,
+		ActionManageSetting: admins,
+		ActionReadAudit:     admins,
+		ActionReadContent:   all,
+		ActionWriteContent:  {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
+	}
+}
+
+// Permissions is the permission table, computed once by NewPermissions.
+type Permissions struct{ table map[Action][]Role }
+
+// NewPermissions returns the permission table.
+func NewPermissions() Permissions { return Permissions{table: permissions()} }
+
+// Allows reports whether role may do action. Unknown actions are denied.
+func (p Permissions) Allows(role Role, action Action) bool {
+	return slices.Contains(p.table[action], role)
+}
+
+// Actions lists every action in the table.
+func (p Permissions) Actions() []Action {
+	out := make([]Action, 0, len(p.table))
+	for a := range p.table {
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return out
+}

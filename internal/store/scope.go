@@ -1,0 +1,71 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+
+	"github.com/nodus-os/nodus/internal/nodus"
+)
+
+// scopeCond returns the condition that limits a query on col to the
+// context's tenant scope: "col = ?" with the tenant, or "1 = 1" for the
+// all-tenants scope. Without a scope it fails closed with nodus.ErrNoScope;
+// every query on tenant-owned rows goes through it.
+func scopeCond(ctx context.Context, col string) (string, []any, error) {
+	id, all, ok := nodus.TenantScope(ctx)
+	switch {
+	case !ok:
+		return "", nil, nodus.ErrNoScope
+	case all:
+		return "1 = 1", nil, nil
+	}
+	return col + " = ?", []any{id}, nil
+}
+
+// requireAllTenants fails unless ctx has the all-tenants scope: for
+// platform-level writes such as creating a tenant.
+func requireAllTenants(ctx context.Context) error {
+	_, all, ok := nodus.TenantScope(ctx)
+	if !ok {
+		return nodus.ErrNoScope
+	}
+	if !all {
+		return nodus.Errorf(nodus.EFORBIDDEN, "this needs the platform scope")
+	}
+	return nil
+}
+
+// Page limits.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+)
+
+func pageSize(limit int) int {
+	switch {
+	case limit <= 0:
+		return defaultPageSize
+	case limit > maxPageSize:
+		return maxPageSize
+	}
+	return limit
+}
+
+// encodeCursor and decodeCursor make the last id of a page opaque to
+// clients. Ids are UUIDv7, so id order is creation order.
+func encodeCursor(lastID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(lastID))
+}
+
+var errBadCursor = nodus.Errorf(nodus.EINVALID, "invalid cursor")
+
+func decodeCursor(c string) (string, error) {
+	if c == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || !nodus.ValidID(string(b)) {
+		return "", errBadCursor
+	}
+	return string(b), nil
+}
