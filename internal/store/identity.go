@@ -222,32 +222,15 @@ func (db *DB) FindUser(ctx context.Context, id string) (*identity.User, error) {
 	return &u, nil
 }
 
-// Account is a user with the state of their tenant, as sign-in needs it.
-type Account struct {
-	User         identity.User
-	TenantActive bool // true for super_admins
-}
-
 // FindAccountByLogin finds a user by email or username, in any tenant:
 // signing in comes before any scope exists, which is why this is the one
-// unscoped read of users. It returns ENOTFOUND when there is none.
-func (db *DB) FindAccountByLogin(ctx context.Context, login string) (*Account, error) {
-	var a Account
-	var tenantActive sql.NullBool
+// unscoped read of users by name. It returns ENOTFOUND when there is none.
+func (db *DB) FindAccountByLogin(ctx context.Context, login string) (*Principal, error) {
+	var p Principal
 	err := db.Read(ctx, func(tx *Tx) error {
-		row := tx.QueryRow(ctx, `SELECT u.id, u.tenant_id, u.email, u.username, u.full_name, u.role, u.is_active,
-			u.last_login_at, u.created_at, u.updated_at, u.password_hash, t.is_active
+		return scanWithPrincipal(tx.QueryRow(ctx, `SELECT `+principalColumns+`
 			FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id
-			WHERE lower(u.email) = lower(?) OR lower(u.username) = lower(?)`, login, login)
-		var tenant sql.NullString
-		var role string
-		u := &a.User
-		if err := row.Scan(&u.ID, &tenant, &u.Email, &u.Username, &u.FullName, &role, &u.IsActive,
-			&u.LastLoginAt, &u.CreatedAt, &u.UpdatedAt, &u.PasswordHash, &tenantActive); err != nil {
-			return err
-		}
-		u.TenantID, u.Role = tenant.String, identity.Role(role)
-		return nil
+			WHERE lower(u.email) = lower(?) OR lower(u.username) = lower(?)`, login, login), nil, &p)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nodus.Errorf(nodus.ENOTFOUND, "no such account")
@@ -255,8 +238,7 @@ func (db *DB) FindAccountByLogin(ctx context.Context, login string) (*Account, e
 	if err != nil {
 		return nil, err
 	}
-	a.TenantActive = a.User.TenantID == "" || tenantActive.Bool
-	return &a, nil
+	return &p, nil
 }
 
 // ListUsers returns a page of the users visible in the context's scope,

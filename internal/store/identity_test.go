@@ -183,7 +183,7 @@ func TestUserStore(t *testing.T) {
 		}
 
 		acct, err := db.FindAccountByLogin(ctx, "ANN")
-		if err != nil || acct.User.ID != u.ID || !acct.TenantActive || acct.User.PasswordHash != u.PasswordHash {
+		if err != nil || acct.User.ID != u.ID || !acct.TenantActive || acct.User.PasswordHash != u.PasswordHash || acct.User.TenantID != a.ID {
 			t.Fatalf("FindAccountByLogin(ANN) = %+v, %v", acct, err)
 		}
 		if _, err := db.FindAccountByLogin(ctx, "nobody"); nodus.ErrorCode(err) != nodus.ENOTFOUND {
