@@ -36,6 +36,7 @@ Usage:
   nodus migrate down [N] [flags]   roll back the last N (default 1) migrations of one set (--set)
   nodus migrate status [flags]     list every migration of every database and its state
   nodus migrate version [flags]    print the current version of every migration set
+  nodus audit verify [flags]       check the audit log's hash chain; fails on any edited or deleted row
   nodus version                    print the version
   nodus help                       print this help
 
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return helpIsNotAnError(serve(ctx, rest, getenv, stderr))
 	case "migrate":
 		return helpIsNotAnError(migrate(ctx, rest, getenv, stdout, stderr))
+	case "audit":
+		return helpIsNotAnError(auditCmd(ctx, rest, getenv, stdout, stderr))
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
