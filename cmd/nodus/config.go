@@ -40,6 +40,9 @@ type Config struct {
 
 	JobWorkers      int
 	JobPollInterval time.Duration
+
+	AdminEmail    string
+	AdminPassword string
 }
 
 // setting is one configuration entry: its flag, its environment variable,
@@ -103,6 +106,9 @@ func settings() []setting {
 
 		{"job-workers", "NODUS_JOB_WORKERS", "10", "background jobs run at once", intSetting(1, 10000, func(c *Config, n int) { c.JobWorkers = n })},
 		{"job-poll-interval", "NODUS_JOB_POLL_INTERVAL", "1s", "how often an idle SQLite job queue looks for work", durationSetting(func(c *Config, d time.Duration) { c.JobPollInterval = d })},
+
+		{"admin-email", "NODUS_ADMIN_EMAIL", "admin@localhost", "email of the first super_admin, created when there are no users", func(c *Config, v string) error { c.AdminEmail = v; return nil }},
+		{"admin-password", "NODUS_ADMIN_PASSWORD", "", "password of the first super_admin; when unset one is generated and printed once", func(c *Config, v string) error { c.AdminPassword = v; return nil }},
 	}
 }
 
@@ -251,5 +257,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Int("job_workers", c.JobWorkers),
 		slog.Duration("job_poll_interval", c.JobPollInterval),
+		slog.String("admin_email", c.AdminEmail),
+		slog.Bool("admin_password_set", c.AdminPassword != ""),
 	)
 }

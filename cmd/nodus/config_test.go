@@ -49,6 +49,7 @@ func TestConfigDefaults(t *testing.T) {
 		ShutdownTimeout:    30 * time.Second,
 		JobWorkers:         10,
 		JobPollInterval:    time.Second,
+		AdminEmail:         "admin@localhost",
 	}
 	if got != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)

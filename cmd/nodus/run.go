@@ -36,6 +36,10 @@ Usage:
   nodus migrate down [N] [flags]   roll back the last N (default 1) migrations of one set (--set)
   nodus migrate status [flags]     list every migration of every database and its state
   nodus migrate version [flags]    print the current version of every migration set
+  nodus admin create-user --email E --username U --role R [--tenant ID] [--password-stdin]
+                                   create a user (password generated and printed unless read from stdin)
+  nodus admin reset-password LOGIN [--password-stdin]
+                                   set a new password and end the user's sessions
   nodus audit verify [flags]       check the audit log's hash chain; fails on any edited or deleted row
   nodus version                    print the version
   nodus help                       print this help
@@ -52,9 +56,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	switch cmd, rest := args[1], args[2:]; cmd {
 	case "serve":
-		return helpIsNotAnError(serve(ctx, rest, getenv, stderr))
+		return helpIsNotAnError(serve(ctx, rest, getenv, stdout, stderr))
 	case "migrate":
 		return helpIsNotAnError(migrate(ctx, rest, getenv, stdout, stderr))
+	case "admin":
+		return helpIsNotAnError(adminCmd(ctx, rest, getenv, stdin, stdout, stderr))
 	case "audit":
 		return helpIsNotAnError(auditCmd(ctx, rest, getenv, stdout, stderr))
 	case "version", "--version":

@@ -47,6 +47,7 @@ type instance struct {
 	cancel context.CancelFunc
 	done   chan error
 	logs   *syncBuffer
+	out    *syncBuffer // stdout: the one-time administrator password
 }
 
 // env returns a getenv over m.
@@ -58,9 +59,9 @@ func env(m map[string]string) func(string) string {
 func startNodus(t *testing.T, vars map[string]string, args ...string) *instance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
+	in := &instance{cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}, out: &syncBuffer{}}
 	argv := append([]string{"nodus", "serve", "--addr", "127.0.0.1:0", "--log-format", "json"}, args...)
-	go func() { in.done <- run(ctx, argv, env(vars), strings.NewReader(""), io.Discard, in.logs) }()
+	go func() { in.done <- run(ctx, argv, env(vars), strings.NewReader(""), in.out, in.logs) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -8,13 +8,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
 
+	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/httpapi"
+	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/jobs"
 	"github.com/nodus-os/nodus/internal/metrics"
+	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/store"
 )
 
@@ -23,7 +28,7 @@ import (
 const maintenanceInterval = 6 * time.Hour
 
 // serve runs Nodus until ctx ends, then drains in-flight requests and jobs.
-func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "serve [flags]", stderr)
 	if pos, err := parseArgs(fs, args); err != nil {
 		return err
@@ -51,6 +56,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		if err := migrateUp(ctx, sets, logger); err != nil {
 			return err
 		}
+	}
+
+	ids := newIdentity(dbs)
+	if err := bootstrap(ctx, ids, cfg, sets, stdout, logger); err != nil {
+		return err
 	}
 
 	reg := metrics.NewRegistry()
@@ -192,4 +202,42 @@ func readiness(dbs *store.Databases, sets []store.MigrationSet, logger *slog.Log
 		}
 		return rd
 	}
+}
+
+// newIdentity builds the identity service over the auth database, auditing
+// into the main one.
+func newIdentity(dbs *store.Databases) *identity.Service {
+	clock := nodus.SystemClock{}
+	return identity.NewService(dbs.DB(store.SetAuth), identity.NewHasher(identity.DefaultParams, 0),
+		audit.NewService(dbs.DB(store.SetMain), clock), clock)
+}
+
+// bootstrap creates the first super_admin on an empty database. A
+// generated password goes to stdout, once, never to the log.
+func bootstrap(ctx context.Context, ids *identity.Service, cfg Config, sets []store.MigrationSet, stdout io.Writer, logger *slog.Logger) error {
+	for _, s := range sets {
+		if s.Name() != store.SetAuth && s.Name() != store.SetMain {
+			continue
+		}
+		if st, err := s.Status(ctx); err != nil || st.Pending() > 0 {
+			logger.Warn("first administrator not checked: migrations pending", "set", s.Name())
+			return nil
+		}
+	}
+	u, generated, err := ids.Bootstrap(ctx, cfg.AdminEmail, cfg.AdminPassword)
+	if err != nil {
+		return fmt.Errorf("create the first administrator: %w", err)
+	}
+	if u == nil {
+		return nil
+	}
+	logger.Info("first administrator created", "username", u.Username, "email", u.Email, "password_generated", generated != "")
+	// Hashing the password took argon2id's 19 MiB; give it back to the OS
+	// now rather than carry it through the first idle hours.
+	debug.FreeOSMemory()
+	if generated != "" {
+		fmt.Fprintf(stdout, "\n%s\nNodus created the first administrator account:\n  login:    %s (or %s)\n  password: %s\nThis password is shown only this once. Sign in and change it.\n%s\n\n",
+			strings.Repeat("=", 72), u.Username, u.Email, generated, strings.Repeat("=", 72))
+	}
+	return nil
 }

@@ -9,6 +9,13 @@ import (
 	"time"
 )
 
+// Principal is who a login name, session or token stands for: the user,
+// and whether their tenant is active (always true for super_admins).
+type Principal struct {
+	User         User
+	TenantActive bool
+}
+
 // Session is a signed-in browser. The cookie holds a random secret; the
 // database holds only its SHA-256 (IDHash), so a copy of the database
 // signs no one in.

@@ -15,13 +15,6 @@ import (
 // request gets one), so they are unscoped and return the owner with the
 // state of their tenant; everything else is scoped.
 
-// Principal is who a session or token authenticates: the user, and
-// whether their tenant is active (always true for super_admins).
-type Principal struct {
-	User         identity.User
-	TenantActive bool
-}
-
 // principalColumns reads the user u and tenant t of a join.
 const principalColumns = `u.id, u.tenant_id, u.email, u.username, u.full_name, u.role, u.is_active,
 	u.last_login_at, u.created_at, u.updated_at, u.password_hash, t.is_active`
@@ -38,9 +31,9 @@ func (db *DB) CreateSession(ctx context.Context, s *identity.Session) error {
 
 // FindSession returns the session whose id hashes to idHash, with its
 // principal, or ENOTFOUND. Expiry is the caller's decision.
-func (db *DB) FindSession(ctx context.Context, idHash string) (*identity.Session, *Principal, error) {
+func (db *DB) FindSession(ctx context.Context, idHash string) (*identity.Session, *identity.Principal, error) {
 	var s identity.Session
-	var p Principal
+	var p identity.Principal
 	err := db.Read(ctx, func(tx *Tx) error {
 		row := tx.QueryRow(ctx, `SELECT s.id_hash, s.user_id, s.tenant_id, s.csrf_token, s.created_at, s.last_seen_at,
 			s.expires_at, s.address, s.user_agent, `+principalColumns+`
@@ -137,9 +130,9 @@ func (db *DB) CreateToken(ctx context.Context, k *identity.Token) error {
 
 // FindTokenByHash returns the token whose secret hashes to hash, with its
 // principal, or ENOTFOUND. Expiry and revocation are the caller's decision.
-func (db *DB) FindTokenByHash(ctx context.Context, hash string) (*identity.Token, *Principal, error) {
+func (db *DB) FindTokenByHash(ctx context.Context, hash string) (*identity.Token, *identity.Principal, error) {
 	var k identity.Token
-	var p Principal
+	var p identity.Principal
 	err := db.Read(ctx, func(tx *Tx) error {
 		row := tx.QueryRow(ctx, `SELECT `+tokenColumns+`, `+principalColumns+`
 			FROM api_tokens k JOIN users u ON u.id = k.user_id LEFT JOIN tenants t ON t.id = u.tenant_id
@@ -212,7 +205,7 @@ func (db *DB) TouchToken(ctx context.Context, tokenID string, at time.Time) erro
 }
 
 // scanWithPrincipal scans dest followed by principalColumns into p.
-func scanWithPrincipal(row *Row, dest []any, p *Principal) error {
+func scanWithPrincipal(row *Row, dest []any, p *identity.Principal) error {
 	var tenant sql.NullString
 	var role string
 	var tenantActive sql.NullBool

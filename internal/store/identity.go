@@ -225,8 +225,8 @@ func (db *DB) FindUser(ctx context.Context, id string) (*identity.User, error) {
 // FindAccountByLogin finds a user by email or username, in any tenant:
 // signing in comes before any scope exists, which is why this is the one
 // unscoped read of users by name. It returns ENOTFOUND when there is none.
-func (db *DB) FindAccountByLogin(ctx context.Context, login string) (*Principal, error) {
-	var p Principal
+func (db *DB) FindAccountByLogin(ctx context.Context, login string) (*identity.Principal, error) {
+	var p identity.Principal
 	err := db.Read(ctx, func(tx *Tx) error {
 		return scanWithPrincipal(tx.QueryRow(ctx, `SELECT `+principalColumns+`
 			FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id
@@ -347,4 +347,17 @@ func page[T any](items []T, n int, id func(T) string) ([]T, string, error) {
 	}
 	items = items[:n]
 	return items, encodeCursor(id(items[n-1])), nil
+}
+
+// CountUsers returns how many users the context's scope holds.
+func (db *DB) CountUsers(ctx context.Context) (int, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = db.Read(ctx, func(tx *Tx) error {
+		return tx.QueryRow(ctx, `SELECT count(*) FROM users WHERE `+cond, args...).Scan(&n)
+	})
+	return n, err
 }
