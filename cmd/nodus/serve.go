@@ -27,6 +27,14 @@ import (
 // WAL files truncated.
 const maintenanceInterval = 6 * time.Hour
 
+// Sign-in throttling: failures allowed per (login, address) and per login
+// in each window before further attempts wait for the window to end.
+const (
+	loginPairLimit    = 20
+	loginAccountLimit = 100
+	loginWindow       = 15 * time.Minute
+)
+
 // serve runs Nodus until ctx ends, then drains in-flight requests and jobs.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "serve [flags]", stderr)
@@ -209,6 +217,7 @@ func readiness(dbs *store.Databases, sets []store.MigrationSet, logger *slog.Log
 func newIdentity(dbs *store.Databases) *identity.Service {
 	clock := nodus.SystemClock{}
 	return identity.NewService(dbs.DB(store.SetAuth), identity.NewHasher(identity.DefaultParams, 0),
+		identity.NewThrottle(loginPairLimit, loginAccountLimit, loginWindow),
 		audit.NewService(dbs.DB(store.SetMain), clock), clock)
 }
 

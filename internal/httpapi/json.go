@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nodus-os/nodus/internal/nodus"
 )
@@ -80,6 +81,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		err = nodus.WrapError(err, code, "the request took too long")
 	}
 	status := StatusOf(code)
+	if d := nodus.ErrorRetryAfter(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	}
 	if status >= 500 {
 		s.deps.Logger.ErrorContext(r.Context(), "request failed", "request_id", RequestID(r.Context()), "code", code, "err", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodus-os/nodus/internal/nodus"
 )
@@ -180,4 +181,19 @@ func FuzzDecodeJSON(f *testing.F) {
 			t.Fatalf("too_large for a %d-byte body", len(body))
 		}
 	})
+}
+
+func TestWriteErrorRetryAfter(t *testing.T) {
+	s, _ := newTestServer(t, Config{}, Readiness{Ready: true})
+	for _, tt := range []struct {
+		after time.Duration
+		want  string
+	}{{0, ""}, {time.Second, "1"}, {1500 * time.Millisecond, "2"}, {14 * time.Minute, "840"}} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/x", nil)
+		s.writeError(w, r, &nodus.Error{Code: nodus.ERATELIMIT, Message: "slow down", RetryAfter: tt.after})
+		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != tt.want {
+			t.Errorf("RetryAfter %v: %d, Retry-After %q; want 429, %q", tt.after, w.Code, w.Header().Get("Retry-After"), tt.want)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/audit"
@@ -16,6 +17,7 @@ type Store interface {
 	CountUsers(ctx context.Context) (int, error)
 	FindAccountByLogin(ctx context.Context, login string) (*Principal, error)
 	SetPasswordHash(ctx context.Context, userID, hash string, at time.Time) error
+	RecordLogin(ctx context.Context, userID string, at time.Time) error
 	DeleteUserSessions(ctx context.Context, userID, keep string) (int64, error)
 }
 
@@ -26,15 +28,100 @@ type Auditor interface {
 
 // Service manages users and credentials.
 type Service struct {
-	store  Store
-	hasher *Hasher
-	audit  Auditor
-	clock  nodus.Clock
+	store    Store
+	hasher   *Hasher
+	throttle *Throttle
+	audit    Auditor
+	clock    nodus.Clock
 }
 
 // NewService returns the identity service.
-func NewService(store Store, hasher *Hasher, auditor Auditor, clock nodus.Clock) *Service {
-	return &Service{store: store, hasher: hasher, audit: auditor, clock: clock}
+func NewService(store Store, hasher *Hasher, throttle *Throttle, auditor Auditor, clock nodus.Clock) *Service {
+	return &Service{store: store, hasher: hasher, throttle: throttle, audit: auditor, clock: clock}
+}
+
+// errBadLogin is the one answer to every failed sign-in: unknown login,
+// wrong password, disabled user or tenant all look the same.
+var errBadLogin = nodus.Errorf(nodus.EUNAUTHORIZED, "invalid login or password")
+
+// Client describes where a request comes from, for throttling and audit.
+type Client struct {
+	Address   string
+	UserAgent string
+}
+
+// Authenticate checks a login name and password. Failures are throttled
+// per (login, address) and per login, answered identically whatever went
+// wrong (an unknown login costs the same argon2id run as a wrong password),
+// and audited; a success records last_login_at, upgrades an outdated hash
+// and is audited.
+func (s *Service) Authenticate(ctx context.Context, login, password string, c Client) (*Principal, error) {
+	now := s.clock.Now()
+	if wait := s.throttle.Check(login, c.Address, now); wait > 0 {
+		s.record(ctx, audit.Entry{Action: "auth.login_throttled", ActorKind: "anonymous", TargetType: "login", TargetID: truncate(login, 200)}, c)
+		return nil, &nodus.Error{Code: nodus.ERATELIMIT, Message: "too many failed sign-ins; try again later", RetryAfter: wait}
+	}
+	p, err := s.store.FindAccountByLogin(ctx, login)
+	var ok bool
+	switch {
+	case nodus.ErrorCode(err) == nodus.ENOTFOUND:
+		s.hasher.VerifyDummy(ctx, password)
+	case err != nil:
+		return nil, err
+	default:
+		if ok, err = s.hasher.Verify(ctx, p.User.PasswordHash, password); err != nil {
+			return nil, err
+		}
+		ok = ok && p.User.IsActive && p.TenantActive
+	}
+	if !ok {
+		s.throttle.Fail(login, c.Address, now)
+		e := audit.Entry{Action: "auth.login_failed", ActorKind: "anonymous", TargetType: "login", TargetID: truncate(login, 200)}
+		if p != nil {
+			e.TenantID, e.TargetType, e.TargetID = p.User.TenantID, "user", p.User.ID
+		}
+		if err := s.record(ctx, e, c); err != nil {
+			return nil, err
+		}
+		return nil, errBadLogin
+	}
+
+	s.throttle.Succeed(login, c.Address)
+	if err := s.store.RecordLogin(ctx, p.User.ID, now); err != nil {
+		return nil, err
+	}
+	if s.hasher.NeedsRehash(p.User.PasswordHash) {
+		if hash, err := s.hasher.Hash(ctx, password); err == nil {
+			uctx := nodus.WithAllTenants(ctx)
+			if p.User.TenantID != "" {
+				uctx = nodus.WithTenant(ctx, p.User.TenantID)
+			}
+			if err := s.store.SetPasswordHash(uctx, p.User.ID, hash, now); err == nil {
+				p.User.PasswordHash = hash
+			}
+		}
+	}
+	p.User.LastLoginAt = &now
+	err = s.record(ctx, audit.Entry{Action: "auth.login", ActorKind: "user", ActorID: p.User.ID, TenantID: p.User.TenantID,
+		TargetType: "user", TargetID: p.User.ID}, c)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (s *Service) record(ctx context.Context, e audit.Entry, c Client) error {
+	e.Address, e.UserAgent = c.Address, c.UserAgent
+	return s.audit.Record(ctx, e)
+}
+
+// truncate bounds what a client typed as a login before it is audited,
+// keeping it valid UTF-8.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	return strings.ToValidUTF8(s, "")
 }
 
 // NewPassword returns a generated password: 26 base32 characters, 130

@@ -3,6 +3,7 @@ package nodus
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes. Each maps to one HTTP status in httpapi; the string is what
@@ -29,6 +30,9 @@ type Error struct {
 	Message string
 	// Fields holds per-field validation messages for EINVALID.
 	Fields map[string]string
+	// RetryAfter tells a client of ERATELIMIT or EUNAVAILABLE when to try
+	// again (the Retry-After header); zero when unknown.
+	RetryAfter time.Duration
 	// Err is the cause, kept for logs and errors.Is/As.
 	Err error
 }
@@ -86,4 +90,13 @@ func ErrorFields(err error) map[string]string {
 		return e.Fields
 	}
 	return nil
+}
+
+// ErrorRetryAfter returns the RetryAfter of the first *Error in err's chain.
+func ErrorRetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
