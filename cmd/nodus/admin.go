@@ -66,7 +66,7 @@ func adminCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer dbs.Close()
-	ids := newIdentity(dbs)
+	ids, _ := newIdentity(dbs)
 
 	var u *identity.User
 	switch sub {

@@ -66,7 +66,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
-	ids := newIdentity(dbs)
+	ids, auditor := newIdentity(dbs)
 	if err := bootstrap(ctx, ids, cfg, sets, stdout, logger); err != nil {
 		return err
 	}
@@ -88,10 +88,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	api := httpapi.NewServer(httpapi.Deps{
-		Logger:  logger,
-		Metrics: reg,
-		Ready:   readiness(dbs, sets, logger),
-		Version: versionString(),
+		Logger:   logger,
+		Metrics:  reg,
+		Ready:    readiness(dbs, sets, logger),
+		Version:  versionString(),
+		Identity: ids,
+		Audit:    auditor,
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout})
 	srv := &http.Server{
 		Handler:           api,
@@ -212,13 +214,13 @@ func readiness(dbs *store.Databases, sets []store.MigrationSet, logger *slog.Log
 	}
 }
 
-// newIdentity builds the identity service over the auth database, auditing
-// into the main one.
-func newIdentity(dbs *store.Databases) *identity.Service {
+// newIdentity builds the identity service over the auth database, and the
+// audit service over the main one, which identity records into.
+func newIdentity(dbs *store.Databases) (*identity.Service, *audit.Service) {
 	clock := nodus.SystemClock{}
+	auditor := audit.NewService(dbs.DB(store.SetMain), clock)
 	return identity.NewService(dbs.DB(store.SetAuth), identity.NewHasher(identity.DefaultParams, 0),
-		identity.NewThrottle(loginPairLimit, loginAccountLimit, loginWindow),
-		audit.NewService(dbs.DB(store.SetMain), clock), clock)
+		identity.NewThrottle(loginPairLimit, loginAccountLimit, loginWindow), auditor, clock), auditor
 }
 
 // bootstrap creates the first super_admin on an empty database. A

@@ -3,6 +3,8 @@ package httpapi
 import (
 	"net/http"
 	"time"
+
+	"github.com/nodus-os/nodus/internal/identity"
 )
 
 // route is one entry of the API: its pattern, its handler and the limits
@@ -10,9 +12,11 @@ import (
 type route struct {
 	pattern string
 	handler http.Handler
-	// public routes need no credentials. Every other route declares the
-	// action it needs once identity exists.
+	// public routes need no credentials; every other route names the
+	// action the caller's role must allow (NewServer refuses a route with
+	// neither).
 	public bool
+	action identity.Action
 	// timeout overrides Config.RequestTimeout; maxBody overrides
 	// Config.MaxBodyBytes.
 	timeout time.Duration
@@ -27,5 +31,9 @@ func (s *Server) routes() []route {
 		{pattern: "GET /health", handler: s.handleHealth(), public: true, quiet: true},
 		{pattern: "GET /ready", handler: s.handleReady(), public: true, quiet: true, timeout: 10 * time.Second},
 		{pattern: "GET /metrics", handler: s.handleMetrics(), public: true, quiet: true, timeout: 10 * time.Second},
+
+		{pattern: "POST /api/v1/auth/login", handler: s.handleLogin(), public: true, maxBody: 8 << 10},
+		{pattern: "POST /api/v1/auth/logout", handler: s.handleLogout(), action: identity.ActionReadSelf},
+		{pattern: "GET /api/v1/me", handler: s.handleMe(), action: identity.ActionReadSelf},
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nodus-os/nodus/internal/audit"
+	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/metrics"
 )
 
@@ -40,13 +42,23 @@ type Deps struct {
 	// Ready reports whether every database is reachable and migrated.
 	Ready   func(ctx context.Context) Readiness
 	Version string
+	// Identity signs callers in and resolves their sessions and tokens.
+	Identity *identity.Service
+	// Audit records permission denials.
+	Audit Auditor
+}
+
+// Auditor records security-relevant actions.
+type Auditor interface {
+	Record(ctx context.Context, e audit.Entry) error
 }
 
 // Server is the API's http.Handler.
 type Server struct {
-	deps Deps
-	cfg  Config
-	mux  *http.ServeMux
+	deps  Deps
+	cfg   Config
+	mux   *http.ServeMux
+	perms identity.Permissions
 
 	// limits holds each route's body limit, by pattern, for requests
 	// rejected before they reach the route.
@@ -69,6 +81,7 @@ func NewServer(deps Deps, cfg Config) *Server {
 		deps:   deps,
 		cfg:    cfg,
 		mux:    http.NewServeMux(),
+		perms:  identity.NewPermissions(),
 		limits: map[string]int64{},
 		requests: deps.Metrics.Counter("nodus_http_requests_total",
 			"HTTP requests answered, by method, route pattern and status.", "method", "route", "status"),
@@ -77,6 +90,9 @@ func NewServer(deps Deps, cfg Config) *Server {
 		inFlight: deps.Metrics.Gauge("nodus_http_requests_in_flight", "HTTP requests being answered.").With(),
 	}
 	for _, rt := range s.routes() {
+		if rt.public == (rt.action != "") {
+			panic("httpapi: route " + rt.pattern + " must be public or name an action, not both or neither")
+		}
 		s.mux.Handle(rt.pattern, s.wrap(rt))
 		s.limits[rt.pattern] = s.bodyLimit(rt)
 	}
@@ -213,7 +229,14 @@ func (s *Server) wrap(rt route) http.Handler {
 		_ = rc.SetWriteDeadline(deadline.Add(time.Second))
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
-		rt.handler.ServeHTTP(w, r.WithContext(ctx))
+		r = r.WithContext(ctx)
+		if !rt.public {
+			var ok bool
+			if r, ok = s.authorize(w, r, rt.action); !ok {
+				return
+			}
+		}
+		rt.handler.ServeHTTP(w, r)
 	})
 }
 

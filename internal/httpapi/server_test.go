@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
@@ -98,7 +99,10 @@ func serve(t *testing.T, h http.Handler) *httptest.Server {
 
 // addRoute registers rt on the server's mux with the middleware every
 // route of routes.go gets, as NewServer would.
+// addRoute registers a test route; these test the HTTP machinery, so they
+// are public unless they name an action.
 func addRoute(s *Server, rt route) {
+	rt.public = rt.action == ""
 	s.mux.Handle(rt.pattern, s.wrap(rt))
 	s.limits[rt.pattern] = s.bodyLimit(rt)
 }
@@ -902,5 +906,23 @@ func TestRouteBodyLimit(t *testing.T) {
 				t.Errorf("message %q does not name the route's limit", env.Error.Message)
 			}
 		})
+	}
+}
+
+// TestEveryRouteIsClassified walks the route table (SECURITY.md check 2):
+// every route is public or names an action, and the public ones are
+// exactly this list.
+func TestEveryRouteIsClassified(t *testing.T) {
+	s, _ := newTestServer(t, Config{}, Readiness{Ready: true})
+	public := map[string]bool{"GET /health": true, "GET /ready": true, "GET /metrics": true, "POST /api/v1/auth/login": true}
+	for _, rt := range s.routes() {
+		switch {
+		case rt.public && rt.action != "", !rt.public && rt.action == "":
+			t.Errorf("route %s: public=%v action=%q, want exactly one", rt.pattern, rt.public, rt.action)
+		case rt.public && !public[rt.pattern]:
+			t.Errorf("route %s is public but not on the list of public routes", rt.pattern)
+		case !rt.public && !s.perms.Allows(identity.RoleSuperAdmin, rt.action):
+			t.Errorf("route %s needs %q, which no role holds", rt.pattern, rt.action)
+		}
 	}
 }

@@ -29,15 +29,23 @@ type Auditor interface {
 // Service manages users and credentials.
 type Service struct {
 	store    Store
+	sessions SessionStore
 	hasher   *Hasher
 	throttle *Throttle
 	audit    Auditor
 	clock    nodus.Clock
 }
 
+// Stores are the identity service's databases: users and credentials
+// both live in the auth database, so one value usually serves as both.
+type Stores interface {
+	Store
+	SessionStore
+}
+
 // NewService returns the identity service.
-func NewService(store Store, hasher *Hasher, throttle *Throttle, auditor Auditor, clock nodus.Clock) *Service {
-	return &Service{store: store, hasher: hasher, throttle: throttle, audit: auditor, clock: clock}
+func NewService(store Stores, hasher *Hasher, throttle *Throttle, auditor Auditor, clock nodus.Clock) *Service {
+	return &Service{store: store, sessions: store, hasher: hasher, throttle: throttle, audit: auditor, clock: clock}
 }
 
 // errBadLogin is the one answer to every failed sign-in: unknown login,

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/nodus-os/nodus/internal/identity"
+	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/store"
+	"github.com/nodus-os/nodus/internal/store/storetest"
+)
+
+type reqOpt func(*http.Request)
+
+func withCookie(c *http.Cookie) reqOpt { return func(r *http.Request) { r.AddCookie(c) } }
+func withHeader(k, v string) reqOpt    { return func(r *http.Request) { r.Header.Set(k, v) } }
+func withBearer(token string) reqOpt   { return withHeader("Authorization", "Bearer "+token) }
+func jsonBody(v any) io.Reader         { b, _ := json.Marshal(v); return strings.NewReader(string(b)) }
+func call(t *testing.T, method, url string, body io.Reader, opts ...reqOpt) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for _, o := range opts {
+		o(req)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// TestSessionAndTokenAuth signs in over HTTP and checks the session
+// cookie's attributes, /me, CSRF on logout, logout, and bearer tokens,
+// including junk bearers that must answer 401, never 500 (SECURITY.md
+// checks 8-10).
+func TestSessionAndTokenAuth(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
+		vars := nodusEnv(t, databaseURL)
+		vars["NODUS_ADMIN_PASSWORD"] = "correct horse battery"
+		in := startNodus(t, vars)
+		login := in.base + "/api/v1/auth/login"
+
+		resp, body := call(t, "POST", login, jsonBody(map[string]string{"login": "admin", "password": "wrong password"}))
+		if resp.StatusCode != 401 || !strings.Contains(string(body), `"code":"unauthorized"`) {
+			t.Fatalf("wrong password: %d %s", resp.StatusCode, body)
+		}
+		resp, body = call(t, "POST", login, jsonBody(map[string]string{"login": "admin", "password": "correct horse battery"}))
+		if resp.StatusCode != 200 {
+			t.Fatalf("login: %d %s", resp.StatusCode, body)
+		}
+		var me struct {
+			User      struct{ ID, Role, Username string }
+			CSRFToken string `json:"csrf_token"`
+		}
+		if err := json.Unmarshal(body, &me); err != nil || me.User.Role != "super_admin" || me.CSRFToken == "" {
+			t.Fatalf("login answer %s (%v)", body, err)
+		}
+		if strings.Contains(string(body), "argon2") || strings.Contains(string(body), "password") {
+			t.Fatalf("login answer leaks the password hash: %s", body)
+		}
+		var cookie *http.Cookie
+		for _, c := range resp.Cookies() {
+			if c.Name == "nodus_session" {
+				cookie = c
+			}
+		}
+		if cookie == nil || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/" || len(cookie.Value) < 43 {
+			t.Fatalf("session cookie %+v: want HttpOnly; Secure; SameSite=Lax; Path=/ and 256 random bits", cookie)
+		}
+		session := &http.Cookie{Name: cookie.Name, Value: cookie.Value}
+
+		if resp, body := call(t, "GET", in.base+"/api/v1/me", nil, withCookie(session)); resp.StatusCode != 200 || !strings.Contains(string(body), me.User.ID) {
+			t.Fatalf("/me with the session: %d %s", resp.StatusCode, body)
+		}
+		if resp, _ := call(t, "GET", in.base+"/api/v1/me", nil); resp.StatusCode != 401 {
+			t.Fatalf("/me signed out: %d", resp.StatusCode)
+		}
+
+		// CSRF: a cookie-authenticated state change needs the token and
+		// a same-origin request.
+		logout := in.base + "/api/v1/auth/logout"
+		if resp, _ := call(t, "POST", logout, nil, withCookie(session)); resp.StatusCode != 403 {
+			t.Fatalf("logout without the CSRF token: %d, want 403", resp.StatusCode)
+		}
+		if resp, _ := call(t, "POST", logout, nil, withCookie(session), withHeader("X-CSRF-Token", me.CSRFToken),
+			withHeader("Origin", "https://evil.example")); resp.StatusCode != 403 {
+			t.Fatalf("logout from another origin: %d, want 403", resp.StatusCode)
+		}
+		if resp, _ := call(t, "POST", logout, nil, withCookie(session), withHeader("X-CSRF-Token", me.CSRFToken)); resp.StatusCode != 204 {
+			t.Fatalf("logout: %d", resp.StatusCode)
+		}
+		if resp, _ := call(t, "GET", in.base+"/api/v1/me", nil, withCookie(session)); resp.StatusCode != 401 {
+			t.Fatalf("/me after logout: %d, want 401", resp.StatusCode)
+		}
+
+		// Bearer tokens: a real one works (and needs no CSRF token); junk,
+		// the stored hash, a truncated token and injection strings are 401.
+		secret, hash := identity.NewSecret(identity.TokenPrefix)
+		ctx := context.Background()
+		cfg, err := parseConfig(newFlagSet("test", "", io.Discard), env(vars))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dbs, err := store.OpenDatabases(ctx, cfg.DatabaseURLs(), cfg.StoreConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dbs.Close()
+		tok := &identity.Token{ID: nodus.NewID(), UserID: me.User.ID, Name: "test", Prefix: secret[:12], Hash: hash,
+			CreatedAt: nodus.SystemClock{}.Now()}
+		if err := dbs.DB(store.SetAuth).CreateToken(nodus.WithAllTenants(ctx), tok); err != nil {
+			t.Fatal(err)
+		}
+		if resp, body := call(t, "GET", in.base+"/api/v1/me", nil, withBearer(secret)); resp.StatusCode != 200 || !strings.Contains(string(body), me.User.ID) {
+			t.Fatalf("/me with a bearer token: %d %s", resp.StatusCode, body)
+		}
+		if resp, _ := call(t, "POST", logout, nil, withBearer(secret)); resp.StatusCode != 204 {
+			t.Fatalf("state change with a bearer token and no CSRF token: %d, want 204", resp.StatusCode)
+		}
+		for _, junk := range []string{hash, secret[:len(secret)-1], secret + "x", "nds_' OR '1'='1", "nds_" + strings.Repeat("A", 5000),
+			"null", "Bearer", "nds_\tx", "nds_%00%00"} {
+			resp, body := call(t, "GET", in.base+"/api/v1/me", nil, withBearer(junk))
+			if resp.StatusCode != 401 || !strings.Contains(string(body), `"code":"unauthorized"`) {
+				t.Errorf("bearer %.20q: %d %s, want 401", junk, resp.StatusCode, body)
+			}
+		}
+		if resp, _ := call(t, "GET", in.base+"/api/v1/me", nil, withHeader("Authorization", "Basic YWRtaW46eA==")); resp.StatusCode != 401 {
+			t.Errorf("Basic auth: %d, want 401", resp.StatusCode)
+		}
+		if strings.Contains(in.logs.String(), secret) || strings.Contains(in.logs.String(), cookie.Value) ||
+			strings.Contains(in.logs.String(), "correct horse") {
+			t.Error("a token, session id or password appears in the log")
+		}
+	})
+}
