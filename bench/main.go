@@ -1,6 +1,8 @@
 // Command bench measures Nodus as an operator sees it and prints a table.
 //
-//	go run ./bench [-runs 5] [-idle 3s]
+//	go run ./bench [-runs 5] [-idle 3s]        start-up time and idle memory
+//	go run ./bench -me [-duration 10s] [-concurrency 32]
+//	                                           authenticated GET /api/v1/me throughput
 //
 // It builds the nodus binary, then starts it repeatedly on SQLite: first on
 // an empty data directory (every migration applied), then on the existing
@@ -36,8 +38,17 @@ const (
 func main() {
 	runs := flag.Int("runs", 5, "starts per scenario")
 	idle := flag.Duration("idle", 3*time.Second, "idle time before reading RSS")
+	me := flag.Bool("me", false, "measure authenticated GET /api/v1/me instead of start-up")
+	duration := flag.Duration("duration", 10*time.Second, "-me: how long to send requests")
+	concurrency := flag.Int("concurrency", 4, "-me: clients sending at once")
 	flag.Parse()
-	if err := run(*runs, *idle); err != nil {
+	var err error
+	if *me {
+		err = benchMe(*duration, *concurrency)
+	} else {
+		err = run(*runs, *idle)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -48,18 +59,29 @@ type sample struct {
 	rss, peak       int64
 }
 
+// buildNodus builds the binary into a new temp directory, which the caller
+// removes.
+func buildNodus() (tmp, bin string, err error) {
+	tmp, err = os.MkdirTemp("", "nodus-bench-")
+	if err != nil {
+		return "", "", err
+	}
+	bin = filepath.Join(tmp, "nodus")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/nodus")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		os.RemoveAll(tmp)
+		return "", "", fmt.Errorf("build: %w", err)
+	}
+	return tmp, bin, nil
+}
+
 func run(runs int, idle time.Duration) error {
-	tmp, err := os.MkdirTemp("", "nodus-bench-")
+	tmp, bin, err := buildNodus()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "nodus")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/nodus")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build: %w", err)
-	}
 
 	type scenario struct {
 		name    string
