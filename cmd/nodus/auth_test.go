@@ -145,3 +145,67 @@ func TestSessionAndTokenAuth(t *testing.T) {
 		}
 	})
 }
+
+// TestTokenAPI mints a personal token through the API, uses it, lists it
+// (without its secret) and revokes it, after which it is refused at once.
+func TestTokenAPI(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
+		vars := nodusEnv(t, databaseURL)
+		vars["NODUS_ADMIN_PASSWORD"] = "correct horse battery"
+		in := startNodus(t, vars)
+		resp, body := call(t, "POST", in.base+"/api/v1/auth/login", jsonBody(map[string]string{"login": "admin", "password": "correct horse battery"}))
+		if resp.StatusCode != 200 {
+			t.Fatalf("login: %d %s", resp.StatusCode, body)
+		}
+		var me struct {
+			CSRFToken string `json:"csrf_token"`
+		}
+		_ = json.Unmarshal(body, &me)
+		session := withCookie(&http.Cookie{Name: "nodus_session", Value: resp.Cookies()[0].Value})
+		csrf := withHeader("X-CSRF-Token", me.CSRFToken)
+		tokens := in.base + "/api/v1/tokens"
+
+		if resp, body := call(t, "POST", tokens, jsonBody(map[string]any{"name": ""}), session, csrf); resp.StatusCode != 400 ||
+			!strings.Contains(string(body), `"name"`) {
+			t.Fatalf("token without a name: %d %s", resp.StatusCode, body)
+		}
+		if resp, _ := call(t, "POST", tokens, jsonBody(map[string]any{"name": "ci"}), session); resp.StatusCode != 403 {
+			t.Fatalf("minting with the cookie but no CSRF token: %d, want 403", resp.StatusCode)
+		}
+		resp, body = call(t, "POST", tokens, jsonBody(map[string]any{"name": "ci", "expires_in_days": 30}), session, csrf)
+		if resp.StatusCode != 201 {
+			t.Fatalf("mint: %d %s", resp.StatusCode, body)
+		}
+		var minted struct {
+			Token struct {
+				ID, Prefix string
+				ExpiresAt  *string `json:"expires_at"`
+			}
+			Secret string
+		}
+		if err := json.Unmarshal(body, &minted); err != nil || !strings.HasPrefix(minted.Secret, "nds_") ||
+			!strings.HasPrefix(minted.Secret, minted.Token.Prefix) || minted.Token.ExpiresAt == nil {
+			t.Fatalf("minted %s (%v)", body, err)
+		}
+		bearer := withBearer(minted.Secret)
+		if resp, _ := call(t, "GET", in.base+"/api/v1/me", nil, bearer); resp.StatusCode != 200 {
+			t.Fatalf("/me with the new token: %d", resp.StatusCode)
+		}
+		resp, body = call(t, "GET", tokens, nil, bearer)
+		if resp.StatusCode != 200 || !strings.Contains(string(body), minted.Token.ID) || strings.Contains(string(body), minted.Secret[len("nds_"):]) {
+			t.Fatalf("list: %d %s (must not hold the secret)", resp.StatusCode, body)
+		}
+		if resp, _ := call(t, "DELETE", tokens+"/"+nodus.NewID(), nil, bearer); resp.StatusCode != 404 {
+			t.Fatalf("revoking an unknown token: %d, want 404", resp.StatusCode)
+		}
+		if resp, _ := call(t, "DELETE", tokens+"/not-an-id", nil, bearer); resp.StatusCode != 404 {
+			t.Fatalf("revoking a malformed id: %d, want 404", resp.StatusCode)
+		}
+		if resp, _ := call(t, "DELETE", tokens+"/"+minted.Token.ID, nil, bearer); resp.StatusCode != 204 {
+			t.Fatalf("revoke: %d", resp.StatusCode)
+		}
+		if resp, _ := call(t, "GET", in.base+"/api/v1/me", nil, bearer); resp.StatusCode != 401 {
+			t.Fatalf("/me with a revoked token: %d, want 401", resp.StatusCode)
+		}
+	})
+}

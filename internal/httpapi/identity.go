@@ -70,3 +70,60 @@ func (s *Server) handleMe() http.Handler {
 		s.writeJSON(w, r, http.StatusOK, resp)
 	})
 }
+
+type tokenResponse struct {
+	Token  identity.Token `json:"token"`
+	Secret string         `json:"secret,omitempty"`
+}
+
+// handleCreateToken mints a personal API token; the secret is in this
+// answer only.
+func (s *Server) handleCreateToken() http.Handler {
+	type request struct {
+		Name          string `json:"name"`
+		ExpiresInDays int    `json:"expires_in_days"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if err := decodeJSON(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		c := callerFrom(r.Context())
+		k, secret, err := s.deps.Identity.CreateToken(r.Context(), &c.principal.User, req.Name,
+			time.Duration(req.ExpiresInDays)*24*time.Hour, clientOf(r))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.writeJSON(w, r, http.StatusCreated, tokenResponse{Token: *k, Secret: secret})
+	})
+}
+
+// handleListTokens lists the caller's tokens.
+func (s *Server) handleListTokens() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := callerFrom(r.Context())
+		tokens, err := s.deps.Identity.ListTokens(r.Context(), &c.principal.User)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if tokens == nil {
+			tokens = []identity.Token{}
+		}
+		s.writeJSON(w, r, http.StatusOK, map[string]any{"tokens": tokens})
+	})
+}
+
+// handleRevokeToken revokes one of the caller's tokens.
+func (s *Server) handleRevokeToken() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := callerFrom(r.Context())
+		if err := s.deps.Identity.RevokeToken(r.Context(), &c.principal.User, r.PathValue("id"), clientOf(r)); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}

@@ -30,6 +30,7 @@ type Auditor interface {
 type Service struct {
 	store    Store
 	sessions SessionStore
+	tokens   TokenStore
 	hasher   *Hasher
 	throttle *Throttle
 	audit    Auditor
@@ -41,11 +42,12 @@ type Service struct {
 type Stores interface {
 	Store
 	SessionStore
+	TokenStore
 }
 
 // NewService returns the identity service.
 func NewService(store Stores, hasher *Hasher, throttle *Throttle, auditor Auditor, clock nodus.Clock) *Service {
-	return &Service{store: store, sessions: store, hasher: hasher, throttle: throttle, audit: auditor, clock: clock}
+	return &Service{store: store, sessions: store, tokens: store, hasher: hasher, throttle: throttle, audit: auditor, clock: clock}
 }
 
 // errBadLogin is the one answer to every failed sign-in: unknown login,
