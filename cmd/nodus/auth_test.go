@@ -209,3 +209,52 @@ func TestTokenAPI(t *testing.T) {
 		}
 	})
 }
+
+// TestPasswordChangeEndsOtherSessions signs in twice, changes the password
+// from one session and checks that the other session ended while this one
+// lives, and that the new password signs in (SECURITY.md check 8).
+func TestPasswordChangeEndsOtherSessions(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
+		vars := nodusEnv(t, databaseURL)
+		vars["NODUS_ADMIN_PASSWORD"] = "correct horse battery"
+		in := startNodus(t, vars)
+		signIn := func(password string) (reqOpt, reqOpt, int) {
+			resp, body := call(t, "POST", in.base+"/api/v1/auth/login", jsonBody(map[string]string{"login": "admin", "password": password}))
+			if resp.StatusCode != 200 {
+				return nil, nil, resp.StatusCode
+			}
+			var me struct {
+				CSRFToken string `json:"csrf_token"`
+			}
+			_ = json.Unmarshal(body, &me)
+			return withCookie(&http.Cookie{Name: "nodus_session", Value: resp.Cookies()[0].Value}), withHeader("X-CSRF-Token", me.CSRFToken), 200
+		}
+		first, csrf1, _ := signIn("correct horse battery")
+		second, _, _ := signIn("correct horse battery")
+		change := in.base + "/api/v1/me/password"
+
+		if resp, body := call(t, "POST", change, jsonBody(map[string]string{"current_password": "nope", "new_password": "a new long password"}), first, csrf1); resp.StatusCode != 400 ||
+			!strings.Contains(string(body), "current_password") {
+			t.Fatalf("wrong current password: %d %s", resp.StatusCode, body)
+		}
+		if resp, body := call(t, "POST", change, jsonBody(map[string]string{"current_password": "correct horse battery", "new_password": "short"}), first, csrf1); resp.StatusCode != 400 ||
+			!strings.Contains(string(body), "new_password") {
+			t.Fatalf("too-short new password: %d %s", resp.StatusCode, body)
+		}
+		if resp, body := call(t, "POST", change, jsonBody(map[string]string{"current_password": "correct horse battery", "new_password": "a new long password"}), first, csrf1); resp.StatusCode != 204 {
+			t.Fatalf("change: %d %s", resp.StatusCode, body)
+		}
+		if resp, _ := call(t, "GET", in.base+"/api/v1/me", nil, second); resp.StatusCode != 401 {
+			t.Errorf("the other session after a password change: %d, want 401", resp.StatusCode)
+		}
+		if resp, _ := call(t, "GET", in.base+"/api/v1/me", nil, first); resp.StatusCode != 200 {
+			t.Errorf("the session that changed the password: %d, want 200", resp.StatusCode)
+		}
+		if _, _, code := signIn("correct horse battery"); code != 401 {
+			t.Errorf("old password: %d, want 401", code)
+		}
+		if _, _, code := signIn("a new long password"); code != 200 {
+			t.Errorf("new password: %d, want 200", code)
+		}
+	})
+}

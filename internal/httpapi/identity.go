@@ -127,3 +127,30 @@ func (s *Server) handleRevokeToken() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 }
+
+// handleChangePassword changes the caller's password and ends their other
+// sessions.
+func (s *Server) handleChangePassword() http.Handler {
+	type request struct {
+		CurrentPassword string `json:"current_password"`
+		NewPassword     string `json:"new_password"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if err := decodeJSON(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		c := callerFrom(r.Context())
+		keep := ""
+		if c.session != nil {
+			keep = c.session.IDHash
+		}
+		err := s.deps.Identity.ChangePassword(r.Context(), &c.principal.User, req.CurrentPassword, req.NewPassword, keep, clientOf(r))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}

@@ -221,3 +221,46 @@ func (s *Service) ResetPassword(ctx context.Context, login, password string) (*U
 		TenantID: p.User.TenantID, TargetType: "user", TargetID: p.User.ID})
 	return &p.User, err
 }
+
+// ChangePassword replaces the caller's password after checking the current
+// one, and ends every other session of theirs (keepSession is the hash of
+// the session making the change, "" for a token). A wrong current password
+// counts as a failed sign-in for throttling.
+func (s *Service) ChangePassword(ctx context.Context, u *User, current, next, keepSession string, c Client) error {
+	now := s.clock.Now()
+	if wait := s.throttle.Check(u.Username, c.Address, now); wait > 0 {
+		return &nodus.Error{Code: nodus.ERATELIMIT, Message: "too many failed attempts; try again later", RetryAfter: wait}
+	}
+	p, err := s.store.FindAccountByLogin(ctx, u.Username)
+	if err != nil {
+		return err
+	}
+	ok, err := s.hasher.Verify(ctx, p.User.PasswordHash, current)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s.throttle.Fail(u.Username, c.Address, now)
+		return &nodus.Error{Code: nodus.EINVALID, Message: "current password is wrong",
+			Fields: map[string]string{"current_password": "wrong"}}
+	}
+	if err := ValidatePassword(next); err != nil {
+		var e *nodus.Error
+		if errors.As(err, &e) && e.Fields != nil {
+			e.Fields = map[string]string{"new_password": e.Fields["password"]}
+		}
+		return err
+	}
+	hash, err := s.hasher.Hash(ctx, next)
+	if err != nil {
+		return err
+	}
+	if err := s.store.SetPasswordHash(ctx, u.ID, hash, now); err != nil {
+		return err
+	}
+	if _, err := s.store.DeleteUserSessions(ctx, u.ID, keepSession); err != nil {
+		return err
+	}
+	return s.record(ctx, audit.Entry{Action: "user.password_change", ActorID: u.ID, TenantID: u.TenantID,
+		TargetType: "user", TargetID: u.ID}, c)
+}
