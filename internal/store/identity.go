@@ -71,28 +71,8 @@ func (db *DB) ListTenants(ctx context.Context, limit int, cursor string) ([]iden
 	if err != nil {
 		return nil, "", err
 	}
-	n := pageSize(limit)
-	var out []identity.Tenant
-	err = db.Read(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+tenantColumns+` FROM tenants WHERE id > ? AND `+cond+` ORDER BY id LIMIT ?`,
-			append(append([]any{after}, args...), n+1)...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var t identity.Tenant
-			if err := scanTenant(rows, &t); err != nil {
-				return err
-			}
-			out = append(out, t)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	return page(out, n, func(t identity.Tenant) string { return t.ID })
+	return listPage(ctx, db, `SELECT `+tenantColumns+` FROM tenants WHERE id > ? AND `+cond+` ORDER BY id LIMIT ?`,
+		append([]any{after}, args...), pageSize(limit), scanTenant, func(t identity.Tenant) string { return t.ID })
 }
 
 // UpdateTenant writes every field of t but its id and creation time.
@@ -252,28 +232,8 @@ func (db *DB) ListUsers(ctx context.Context, limit int, cursor string) ([]identi
 	if err != nil {
 		return nil, "", err
 	}
-	n := pageSize(limit)
-	var out []identity.User
-	err = db.Read(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+userColumns+` FROM users WHERE id > ? AND `+cond+` ORDER BY id LIMIT ?`,
-			append(append([]any{after}, args...), n+1)...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var u identity.User
-			if err := scanUser(rows, &u); err != nil {
-				return err
-			}
-			out = append(out, u)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	return page(out, n, func(u identity.User) string { return u.ID })
+	return listPage(ctx, db, `SELECT `+userColumns+` FROM users WHERE id > ? AND `+cond+` ORDER BY id LIMIT ?`,
+		append([]any{after}, args...), pageSize(limit), scanUser, func(u identity.User) string { return u.ID })
 }
 
 // UpdateUser writes a user's profile, role and state (not the password,
@@ -339,14 +299,35 @@ func (db *DB) DeleteUser(ctx context.Context, id string) error {
 	})
 }
 
-// page trims a result fetched with one extra row to n and returns the
-// cursor of the next page, "" when there is none.
-func page[T any](items []T, n int, id func(T) string) ([]T, string, error) {
-	if len(items) <= n {
-		return items, "", nil
+// listPage runs a keyset page query whose last placeholder is its LIMIT,
+// fetching one row more than n to learn whether another page follows, and
+// returns the page and the cursor of the next one ("" at the end).
+func listPage[T any](ctx context.Context, db *DB, query string, args []any, n int,
+	scan func(row interface{ Scan(...any) error }, item *T) error, id func(T) string) ([]T, string, error) {
+	var out []T
+	err := db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, query, append(args, n+1)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var item T
+			if err := scan(rows, &item); err != nil {
+				return err
+			}
+			out = append(out, item)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, "", err
 	}
-	items = items[:n]
-	return items, encodeCursor(id(items[n-1])), nil
+	if len(out) <= n {
+		return out, "", nil
+	}
+	out = out[:n]
+	return out, encodeCursor(id(out[n-1])), nil
 }
 
 // CountUsers returns how many users the context's scope holds.
