@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -255,6 +256,49 @@ func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 		}
 		if _, _, code := signIn("a new long password"); code != 200 {
 			t.Errorf("new password: %d, want 200", code)
+		}
+	})
+}
+
+// TestAuditAPI lists the audit log over the API with filters and paging.
+func TestAuditAPI(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
+		vars := nodusEnv(t, databaseURL)
+		vars["NODUS_ADMIN_PASSWORD"] = "correct horse battery"
+		in := startNodus(t, vars)
+		for range 3 {
+			call(t, "POST", in.base+"/api/v1/auth/login", jsonBody(map[string]string{"login": "admin", "password": "wrong password"}))
+		}
+		resp, _ := call(t, "POST", in.base+"/api/v1/auth/login", jsonBody(map[string]string{"login": "admin", "password": "correct horse battery"}))
+		session := withCookie(&http.Cookie{Name: "nodus_session", Value: resp.Cookies()[0].Value})
+
+		var page struct {
+			Entries []struct {
+				Seq    int64
+				Action string
+			}
+			NextCursor string `json:"next_cursor"`
+		}
+		resp, body := call(t, "GET", in.base+"/api/v1/audit?action=auth.login_failed&limit=2", nil, session)
+		if resp.StatusCode != 200 || json.Unmarshal(body, &page) != nil || len(page.Entries) != 2 || page.NextCursor == "" {
+			t.Fatalf("first page: %d %s", resp.StatusCode, body)
+		}
+		first := slices.Clone(page.Entries)
+		resp, body = call(t, "GET", in.base+"/api/v1/audit?action=auth.login_failed&limit=2&cursor="+page.NextCursor, nil, session)
+		page.NextCursor = ""
+		if resp.StatusCode != 200 || json.Unmarshal(body, &page) != nil || len(page.Entries) != 1 || page.NextCursor != "" {
+			t.Fatalf("second page: %d %s", resp.StatusCode, body)
+		}
+		if !(first[0].Seq > first[1].Seq && first[1].Seq > page.Entries[0].Seq) {
+			t.Fatalf("pages not newest first without overlap: %v then %v", first, page.Entries)
+		}
+		for _, bad := range []string{"since=yesterday", "limit=-1", "cursor=garbage"} {
+			if resp, _ := call(t, "GET", in.base+"/api/v1/audit?"+bad, nil, session); resp.StatusCode != 400 {
+				t.Errorf("audit?%s: %d, want 400", bad, resp.StatusCode)
+			}
+		}
+		if resp, _ := call(t, "GET", in.base+"/api/v1/audit", nil); resp.StatusCode != 401 {
+			t.Errorf("audit signed out: %d, want 401", resp.StatusCode)
 		}
 	})
 }

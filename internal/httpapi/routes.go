@@ -36,6 +36,7 @@ func (s *Server) routes() []route {
 		{pattern: "POST /api/v1/auth/logout", handler: s.handleLogout(), action: identity.ActionReadSelf},
 		{pattern: "GET /api/v1/me", handler: s.handleMe(), action: identity.ActionReadSelf},
 		{pattern: "POST /api/v1/me/password", handler: s.handleChangePassword(), action: identity.ActionUpdateSelf, maxBody: 8 << 10},
+		{pattern: "GET /api/v1/audit", handler: s.handleListAudit(), action: identity.ActionReadAudit},
 		{pattern: "POST /api/v1/tokens", handler: s.handleCreateToken(), action: identity.ActionUpdateSelf},
 		{pattern: "GET /api/v1/tokens", handler: s.handleListTokens(), action: identity.ActionReadSelf},
 		{pattern: "DELETE /api/v1/tokens/{id}", handler: s.handleRevokeToken(), action: identity.ActionUpdateSelf},

@@ -44,13 +44,14 @@ type Deps struct {
 	Version string
 	// Identity signs callers in and resolves their sessions and tokens.
 	Identity *identity.Service
-	// Audit records permission denials.
-	Audit Auditor
+	// Audit records permission denials and serves the audit log.
+	Audit AuditLog
 }
 
-// Auditor records security-relevant actions.
-type Auditor interface {
+// AuditLog records security-relevant actions and lists them.
+type AuditLog interface {
 	Record(ctx context.Context, e audit.Entry) error
+	List(ctx context.Context, f audit.Filter) ([]audit.Entry, string, error)
 }
 
 // Server is the API's http.Handler.
