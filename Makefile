@@ -2,7 +2,10 @@
 TESTFLAGS ?=
 export TESTFLAGS
 
-.PHONY: test run build bench fmt vet
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 60s
+
+.PHONY: test run build bench fuzz fmt vet
 
 test:
 	./scripts/test.sh
@@ -15,6 +18,11 @@ build:
 
 bench:
 	go run ./bench
+
+# Fuzz the Authorization header of authenticated routes (SECURITY.md
+# check 10). The seeds also run in every `make test`.
+fuzz:
+	go test -run '^$$' -fuzz=FuzzAuthorizationHeader -fuzztime=$(FUZZTIME) ./internal/httpapi/
 
 fmt:
 	go fmt ./...

@@ -94,6 +94,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Version:  versionString(),
 		Identity: ids,
 		Audit:    auditor,
+		Menus:    identity.NewMenuService(dbs.DB(store.SetAuth), auditor, nodus.SystemClock{}),
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout})
 	srv := &http.Server{
 		Handler:           api,

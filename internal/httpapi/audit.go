@@ -12,7 +12,7 @@ import (
 // handleListAudit lists audit entries, newest first, filtered by the query
 // parameters action, actor_id, target_type, target_id, tenant_id, since and
 // until (RFC 3339), with limit and cursor. An org_admin sees their tenant's
-// entries; a super_admin sees all.
+// entries (naming another tenant is not found); a super_admin sees all.
 func (s *Server) handleListAudit() http.Handler {
 	type response struct {
 		Entries    []audit.Entry `json:"entries"`
@@ -43,7 +43,12 @@ func (s *Server) handleListAudit() http.Handler {
 			s.writeError(w, r, &nodus.Error{Code: nodus.EINVALID, Message: "invalid query", Fields: fields})
 			return
 		}
-		entries, next, err := s.deps.Audit.List(r.Context(), f)
+		ctx, err := narrowScope(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		entries, next, err := s.deps.Audit.List(ctx, f)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -80,8 +80,9 @@ type tokenResponse struct {
 // answer only.
 func (s *Server) handleCreateToken() http.Handler {
 	type request struct {
-		Name          string `json:"name"`
-		ExpiresInDays int    `json:"expires_in_days"`
+		Name          string        `json:"name"`
+		ExpiresInDays int           `json:"expires_in_days"`
+		Role          identity.Role `json:"role"` // "" acts with the owner's role
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req request
@@ -89,8 +90,11 @@ func (s *Server) handleCreateToken() http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
+		if req.ExpiresInDays < 0 || req.ExpiresInDays > 366 {
+			req.ExpiresInDays = -1 // refused below, without overflowing the duration
+		}
 		c := callerFrom(r.Context())
-		k, secret, err := s.deps.Identity.CreateToken(r.Context(), &c.principal.User, req.Name,
+		k, secret, err := s.deps.Identity.CreateToken(r.Context(), &c.principal.User, req.Name, req.Role,
 			time.Duration(req.ExpiresInDays)*24*time.Hour, clientOf(r))
 		if err != nil {
 			s.writeError(w, r, err)

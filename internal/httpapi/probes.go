@@ -30,5 +30,5 @@ func (s *Server) handleReady() http.Handler {
 
 // handleMetrics serves the Prometheus exposition.
 func (s *Server) handleMetrics() http.Handler {
-	return s.deps.Metrics.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.deps.Metrics.Handler().ServeHTTP(w, r) })
 }

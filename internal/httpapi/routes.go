@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/identity"
@@ -40,5 +41,47 @@ func (s *Server) routes() []route {
 		{pattern: "POST /api/v1/tokens", handler: s.handleCreateToken(), action: identity.ActionUpdateSelf},
 		{pattern: "GET /api/v1/tokens", handler: s.handleListTokens(), action: identity.ActionReadSelf},
 		{pattern: "DELETE /api/v1/tokens/{id}", handler: s.handleRevokeToken(), action: identity.ActionUpdateSelf},
+		{pattern: "PATCH /api/v1/me", handler: s.handleUpdateMe(), action: identity.ActionUpdateSelf, maxBody: 8 << 10},
+
+		{pattern: "GET /api/v1/tenants", handler: s.handleListTenants(), action: identity.ActionReadTenant},
+		{pattern: "POST /api/v1/tenants", handler: s.handleCreateTenant(), action: identity.ActionManageTenants, maxBody: 16 << 10},
+		{pattern: "GET /api/v1/tenants/{id}", handler: s.handleGetTenant(), action: identity.ActionReadTenant},
+		{pattern: "PATCH /api/v1/tenants/{id}", handler: s.handleUpdateTenant(), action: identity.ActionManageTenants, maxBody: 16 << 10},
+		{pattern: "DELETE /api/v1/tenants/{id}", handler: s.handleDeleteTenant(), action: identity.ActionManageTenants},
+		{pattern: "GET /api/v1/users", handler: s.handleListUsers(), action: identity.ActionReadUsers},
+		{pattern: "POST /api/v1/users", handler: s.handleCreateUser(), action: identity.ActionManageUsers, maxBody: 8 << 10},
+		{pattern: "GET /api/v1/users/{id}", handler: s.handleGetUser(), action: identity.ActionReadUsers},
+		{pattern: "PATCH /api/v1/users/{id}", handler: s.handleUpdateUser(), action: identity.ActionManageUsers, maxBody: 8 << 10},
+		{pattern: "DELETE /api/v1/users/{id}", handler: s.handleDeleteUser(), action: identity.ActionManageUsers},
+
+		{pattern: "GET /api/v1/menus", handler: s.handleMenu(), action: identity.ActionReadMenus},
+		{pattern: "GET /api/v1/menu-items", handler: s.handleListMenuItems(), action: identity.ActionManageMenus},
+		{pattern: "POST /api/v1/menu-items", handler: s.handleCreateMenuItem(), action: identity.ActionManageMenus, maxBody: 16 << 10},
+		{pattern: "GET /api/v1/menu-items/{id}", handler: s.handleFindMenuItem(), action: identity.ActionManageMenus},
+		{pattern: "PATCH /api/v1/menu-items/{id}", handler: s.handleUpdateMenuItem(), action: identity.ActionManageMenus, maxBody: 16 << 10},
+		{pattern: "DELETE /api/v1/menu-items/{id}", handler: s.handleDeleteMenuItem(), action: identity.ActionManageMenus},
 	}
+}
+
+// RouteInfo describes one route of the API: its method and path pattern,
+// and whether it is public or the action it needs.
+type RouteInfo struct {
+	Method string
+	Path   string
+	Public bool
+	Action identity.Action
+}
+
+// Routes lists every route of routes.go, for tests and tools that walk the
+// route table from outside this package. Handlers are built but never
+// called, which is why no handler may use the server's dependencies
+// before it serves a request.
+func Routes() []RouteInfo {
+	var s Server
+	var out []RouteInfo
+	for _, rt := range s.routes() {
+		method, path, _ := strings.Cut(rt.pattern, " ")
+		out = append(out, RouteInfo{Method: method, Path: path, Public: rt.public, Action: rt.action})
+	}
+	return out
 }

@@ -46,6 +46,8 @@ type Deps struct {
 	Identity *identity.Service
 	// Audit records permission denials and serves the audit log.
 	Audit AuditLog
+	// Menus serves each caller's navigation menu and its management.
+	Menus *identity.MenuService
 }
 
 // AuditLog records security-relevant actions and lists them.

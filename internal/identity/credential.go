@@ -34,12 +34,15 @@ type Session struct {
 // Token is a personal API token, shown once at creation. The database
 // holds only its SHA-256 and a short prefix to recognise it in lists.
 type Token struct {
-	ID         string     `json:"id"`
-	UserID     string     `json:"user_id"`
-	TenantID   string     `json:"tenant_id,omitempty"`
-	Name       string     `json:"name"`
-	Prefix     string     `json:"prefix"`
-	Hash       string     `json:"-"`
+	ID       string `json:"id"`
+	UserID   string `json:"user_id"`
+	TenantID string `json:"tenant_id,omitempty"`
+	Name     string `json:"name"`
+	Prefix   string `json:"prefix"`
+	Hash     string `json:"-"`
+	// Role, when set, caps what the token may do below its owner's role;
+	// the owner's current role always caps it too.
+	Role       Role       `json:"role,omitempty"`
 	CreatedAt  time.Time  `json:"created_at"`
 	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`

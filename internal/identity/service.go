@@ -29,6 +29,7 @@ type Auditor interface {
 // Service manages users and credentials.
 type Service struct {
 	store    Store
+	admin    AdminStore
 	sessions SessionStore
 	tokens   TokenStore
 	hasher   *Hasher
@@ -41,13 +42,14 @@ type Service struct {
 // both live in the auth database, so one value usually serves as both.
 type Stores interface {
 	Store
+	AdminStore
 	SessionStore
 	TokenStore
 }
 
 // NewService returns the identity service.
 func NewService(store Stores, hasher *Hasher, throttle *Throttle, auditor Auditor, clock nodus.Clock) *Service {
-	return &Service{store: store, sessions: store, tokens: store, hasher: hasher, throttle: throttle, audit: auditor, clock: clock}
+	return &Service{store: store, admin: store, sessions: store, tokens: store, hasher: hasher, throttle: throttle, audit: auditor, clock: clock}
 }
 
 // errBadLogin is the one answer to every failed sign-in: unknown login,

@@ -78,14 +78,14 @@ func TestAuthenticate(t *testing.T) {
 		// A deactivated tenant's user gets the same answer, even with the
 		// right password.
 		tn.IsActive = false
-		if err := db.UpdateTenant(platform, tn); err != nil {
+		if err := putTenant(platform, db, tn); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := ids.Authenticate(ctx, "ann", "correct horse battery", client); err == nil || err.Error() != errWrong.Error() {
 			t.Fatalf("deactivated tenant: %v, want %v", err, errWrong)
 		}
 		tn.IsActive = true
-		if err := db.UpdateTenant(platform, tn); err != nil {
+		if err := putTenant(platform, db, tn); err != nil {
 			t.Fatal(err)
 		}
 
@@ -128,4 +128,16 @@ func TestAuthenticateThrottle(t *testing.T) {
 	if acts[len(acts)-2] != "auth.login_throttled" || acts[len(acts)-1] != "auth.login" {
 		t.Fatalf("audit tail = %v", acts[len(acts)-3:])
 	}
+}
+
+// putTenant and putUser write every field of t or u through the store's
+// read-change-write update.
+func putTenant(ctx context.Context, db *store.DB, t *identity.Tenant) error {
+	_, err := db.UpdateTenant(ctx, t.ID, func(cur *identity.Tenant) error { *cur = *t; return nil })
+	return err
+}
+
+func putUser(ctx context.Context, db *store.DB, u *identity.User) error {
+	_, err := db.UpdateUser(ctx, u.ID, func(cur *identity.User) error { *cur = *u; return nil })
+	return err
 }

@@ -102,6 +102,9 @@ func (s *Service) ResolveToken(ctx context.Context, secret string) (*Token, *Pri
 	if k.RevokedAt != nil || (k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)) || !p.User.IsActive || !p.TenantActive {
 		return nil, nil, errBadToken
 	}
+	if k.Role != "" && !k.Role.AtLeast(p.User.Role) {
+		p.User.Role = k.Role // the token's cap, never above the owner's current role
+	}
 	if k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) >= touchEvery {
 		if err := s.sessions.TouchToken(ctx, k.ID, now); err != nil {
 			return nil, nil, err

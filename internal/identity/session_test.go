@@ -74,7 +74,7 @@ func TestSessionLifetimes(t *testing.T) {
 		// A disabled user's session ends at once.
 		secret, _, _ = ids.StartSession(ctx, p, c)
 		u.IsActive, u.UpdatedAt = false, clock.Now()
-		if err := db.UpdateUser(nodus.WithAllTenants(ctx), u); err != nil {
+		if err := putUser(nodus.WithAllTenants(ctx), db, u); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := ids.ResolveSession(ctx, secret); nodus.ErrorCode(err) != nodus.EUNAUTHORIZED {

@@ -21,11 +21,23 @@ type TokenStore interface {
 const MaxTokenLifetime = 366 * 24 * time.Hour
 
 // CreateToken mints a personal API token for the caller and returns its
-// secret, which is shown this once. A token acts with its owner's role,
-// so it can never hold more power than the user who made it.
-func (s *Service) CreateToken(ctx context.Context, owner *User, name string, expiresIn time.Duration, c Client) (*Token, string, error) {
+// secret, which is shown this once. A token acts with its owner's role, or
+// with the lesser role it is given ("" for the owner's), so it can never
+// hold more power than the user who made it: asking for more is
+// EFORBIDDEN. A super_admin's tokens act on the platform, so they carry
+// the super_admin role or none.
+func (s *Service) CreateToken(ctx context.Context, owner *User, name string, role Role, expiresIn time.Duration, c Client) (*Token, string, error) {
 	name = strings.TrimSpace(name)
 	f := map[string]string{}
+	switch {
+	case role == "":
+	case !role.Valid():
+		f["role"] = "must be super_admin, org_admin, user or viewer"
+	case !owner.Role.AtLeast(role):
+		return nil, "", nodus.Errorf(nodus.EFORBIDDEN, "a token cannot have more power than its owner (%s)", owner.Role)
+	case (owner.Role == RoleSuperAdmin) != (role == RoleSuperAdmin):
+		f["role"] = "a super_admin's token acts on the platform: super_admin or none"
+	}
 	if name == "" || utf8.RuneCountInString(name) > 100 {
 		f["name"] = "required, at most 100 characters"
 	}
@@ -38,7 +50,7 @@ func (s *Service) CreateToken(ctx context.Context, owner *User, name string, exp
 	now := s.clock.Now()
 	secret, hash := NewSecret(TokenPrefix)
 	k := &Token{ID: nodus.NewID(), UserID: owner.ID, TenantID: owner.TenantID, Name: name,
-		Prefix: secret[:len(TokenPrefix)+6], Hash: hash, CreatedAt: now}
+		Prefix: secret[:len(TokenPrefix)+6], Hash: hash, Role: role, CreatedAt: now}
 	if expiresIn > 0 {
 		at := now.Add(expiresIn)
 		k.ExpiresAt = &at
@@ -47,7 +59,7 @@ func (s *Service) CreateToken(ctx context.Context, owner *User, name string, exp
 		return nil, "", err
 	}
 	err := s.record(ctx, audit.Entry{Action: "token.create", ActorID: owner.ID, TenantID: owner.TenantID,
-		TargetType: "token", TargetID: k.ID, Changes: map[string]audit.Change{"name": {After: name}}}, c)
+		TargetType: "token", TargetID: k.ID, Changes: map[string]audit.Change{"name": {After: name}, "role": {After: string(role)}}}, c)
 	if err != nil {
 		return nil, "", err
 	}

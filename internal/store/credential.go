@@ -99,10 +99,10 @@ func (db *DB) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, 
 	return n, err
 }
 
-const tokenColumns = `k.id, k.user_id, k.tenant_id, k.name, k.prefix, k.token_hash, k.created_at, k.expires_at, k.last_used_at, k.revoked_at`
+const tokenColumns = `k.id, k.user_id, k.tenant_id, k.name, k.prefix, k.token_hash, k.role, k.created_at, k.expires_at, k.last_used_at, k.revoked_at`
 
-func tokenDest(k *identity.Token, tenant *sql.NullString) []any {
-	return []any{&k.ID, &k.UserID, tenant, &k.Name, &k.Prefix, &k.Hash, &k.CreatedAt, &k.ExpiresAt, &k.LastUsedAt, &k.RevokedAt}
+func tokenDest(k *identity.Token, tenant, role *sql.NullString) []any {
+	return []any{&k.ID, &k.UserID, tenant, &k.Name, &k.Prefix, &k.Hash, role, &k.CreatedAt, &k.ExpiresAt, &k.LastUsedAt, &k.RevokedAt}
 }
 
 // CreateToken stores a new API token for a user visible in the context's
@@ -121,9 +121,10 @@ func (db *DB) CreateToken(ctx context.Context, k *identity.Token) error {
 		if n == 0 {
 			return errUserNotFound(k.UserID)
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, created_at,
-			expires_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			k.ID, k.UserID, nullable(k.TenantID), k.Name, k.Prefix, k.Hash, k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt)
+		_, err := tx.Exec(ctx, `INSERT INTO api_tokens (id, user_id, tenant_id, name, prefix, token_hash, role, created_at,
+			expires_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			k.ID, k.UserID, nullable(k.TenantID), k.Name, k.Prefix, k.Hash, nullable(string(k.Role)), k.CreatedAt, k.ExpiresAt,
+			k.LastUsedAt, k.RevokedAt)
 		return err
 	})
 }
@@ -137,9 +138,9 @@ func (db *DB) FindTokenByHash(ctx context.Context, hash string) (*identity.Token
 		row := tx.QueryRow(ctx, `SELECT `+tokenColumns+`, `+principalColumns+`
 			FROM api_tokens k JOIN users u ON u.id = k.user_id LEFT JOIN tenants t ON t.id = u.tenant_id
 			WHERE k.token_hash = ?`, hash)
-		var tenant sql.NullString
-		err := scanWithPrincipal(row, tokenDest(&k, &tenant), &p)
-		k.TenantID = tenant.String
+		var tenant, role sql.NullString
+		err := scanWithPrincipal(row, tokenDest(&k, &tenant, &role), &p)
+		k.TenantID, k.Role = tenant.String, identity.Role(role.String)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -168,11 +169,11 @@ func (db *DB) ListTokens(ctx context.Context, userID string) ([]identity.Token, 
 		defer rows.Close()
 		for rows.Next() {
 			var k identity.Token
-			var tenant sql.NullString
-			if err := rows.Scan(tokenDest(&k, &tenant)...); err != nil {
+			var tenant, role sql.NullString
+			if err := rows.Scan(tokenDest(&k, &tenant, &role)...); err != nil {
 				return err
 			}
-			k.TenantID = tenant.String
+			k.TenantID, k.Role = tenant.String, identity.Role(role.String)
 			out = append(out, k)
 		}
 		return rows.Err()

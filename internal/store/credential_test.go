@@ -79,7 +79,7 @@ func TestSessionStore(t *testing.T) {
 
 		// A deactivated tenant shows in the principal at once.
 		b.IsActive = false
-		if err := db.UpdateTenant(platform, b); err != nil {
+		if err := putTenant(platform, db, b); err != nil {
 			t.Fatal(err)
 		}
 		_, sb2 := newSession(bob, now)

@@ -75,26 +75,42 @@ func (db *DB) ListTenants(ctx context.Context, limit int, cursor string) ([]iden
 		append([]any{after}, args...), pageSize(limit), scanTenant, func(t identity.Tenant) string { return t.ID })
 }
 
-// UpdateTenant writes every field of t but its id and creation time.
-func (db *DB) UpdateTenant(ctx context.Context, t *identity.Tenant) error {
+// UpdateTenant changes the tenant id visible in the context's scope: it
+// reads and locks the row, lets change edit it (an error from change
+// aborts), and writes every field but the id and creation time back, in
+// one transaction, so concurrent updates never lose each other's fields.
+// It returns the tenant as written.
+func (db *DB) UpdateTenant(ctx context.Context, id string, change func(*identity.Tenant) error) (*identity.Tenant, error) {
 	cond, args, err := scopeCond(ctx, "id")
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var t identity.Tenant
 	err = db.Write(ctx, func(tx *Tx) error {
-		n, err := tx.Exec(ctx, `UPDATE tenants SET name = ?, description = ?, domain = ?, logo_url = ?, is_active = ?,
-			max_users = ?, max_chatbots = ?, updated_at = ? WHERE id = ? AND `+cond,
-			append([]any{t.Name, t.Description, t.Domain, t.LogoURL, t.IsActive, t.MaxUsers, t.MaxChatbots, t.UpdatedAt, t.ID}, args...)...)
-		if err == nil && n == 0 {
-			return errTenantNotFound(t.ID)
+		err := scanTenant(tx.QueryRow(ctx, `SELECT `+tenantColumns+` FROM tenants WHERE id = ? AND `+cond+tx.Dialect().ForUpdate(),
+			append([]any{id}, args...)...), &t)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errTenantNotFound(id)
 		}
+		if err != nil {
+			return err
+		}
+		if err := change(&t); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE tenants SET name = ?, description = ?, domain = ?, logo_url = ?, is_active = ?,
+			max_users = ?, max_chatbots = ?, updated_at = ? WHERE id = ?`,
+			t.Name, t.Description, t.Domain, t.LogoURL, t.IsActive, t.MaxUsers, t.MaxChatbots, t.UpdatedAt, id)
 		return err
 	})
-	if nodus.ErrorCode(err) == nodus.ECONFLICT {
-		return &nodus.Error{Code: nodus.ECONFLICT, Message: "a tenant with this name exists",
+	if nodus.ErrorCode(err) == nodus.ECONFLICT && errors.Unwrap(err) != nil {
+		return nil, &nodus.Error{Code: nodus.ECONFLICT, Message: "a tenant with this name exists",
 			Fields: map[string]string{"name": "already taken"}, Err: err}
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return &t, nil
 }
 
 // DeleteTenant deletes a tenant and, by cascade, its users. It needs the
@@ -236,27 +252,45 @@ func (db *DB) ListUsers(ctx context.Context, limit int, cursor string) ([]identi
 		append([]any{after}, args...), pageSize(limit), scanUser, func(u identity.User) string { return u.ID })
 }
 
-// UpdateUser writes a user's profile, role and state (not the password,
-// not the tenant: a user never moves between tenants).
-func (db *DB) UpdateUser(ctx context.Context, u *identity.User) error {
+// UpdateUser changes the user id visible in the context's scope the way
+// UpdateTenant does: read and lock, change, write back in one
+// transaction. It writes the profile, role and state, never the password
+// or the tenant (a user never moves between tenants), and returns the
+// user as written.
+func (db *DB) UpdateUser(ctx context.Context, id string, change func(*identity.User) error) (*identity.User, error) {
 	cond, args, err := scopeCond(ctx, "tenant_id")
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var u identity.User
 	err = db.Write(ctx, func(tx *Tx) error {
-		n, err := tx.Exec(ctx, `UPDATE users SET email = ?, username = ?, full_name = ?, role = ?, is_active = ?, updated_at = ?
-			WHERE id = ? AND `+cond,
-			append([]any{u.Email, u.Username, u.FullName, string(u.Role), u.IsActive, u.UpdatedAt, u.ID}, args...)...)
-		if err == nil && n == 0 {
-			return errUserNotFound(u.ID)
+		err := scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = ? AND `+cond+tx.Dialect().ForUpdate(),
+			append([]any{id}, args...)...), &u)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errUserNotFound(id)
 		}
+		if err != nil {
+			return err
+		}
+		tenant := u.TenantID
+		if err := change(&u); err != nil {
+			return err
+		}
+		if u.TenantID != tenant {
+			return nodus.Errorf(nodus.EINVALID, "a user cannot move between tenants")
+		}
+		_, err = tx.Exec(ctx, `UPDATE users SET email = ?, username = ?, full_name = ?, role = ?, is_active = ?, updated_at = ?
+			WHERE id = ?`, u.Email, u.Username, u.FullName, string(u.Role), u.IsActive, u.UpdatedAt, id)
 		return err
 	})
 	if nodus.ErrorCode(err) == nodus.ECONFLICT && errors.Unwrap(err) != nil {
-		return &nodus.Error{Code: nodus.ECONFLICT, Message: "email or username already taken",
+		return nil, &nodus.Error{Code: nodus.ECONFLICT, Message: "email or username already taken",
 			Fields: map[string]string{"email": "must be unique", "username": "must be unique"}, Err: err}
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
 }
 
 // SetPasswordHash replaces a user's password hash.

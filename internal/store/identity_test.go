@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -70,7 +71,7 @@ func TestTenantStore(t *testing.T) {
 		}
 
 		a.Description, a.MaxUsers, a.UpdatedAt = "updated", 7, a.UpdatedAt.Add(time.Minute)
-		if err := db.UpdateTenant(platform, a); err != nil {
+		if err := putTenant(platform, db, a); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := db.FindTenant(platform, a.ID); got.Description != "updated" || got.MaxUsers != 7 {
@@ -116,10 +117,10 @@ func TestTenantIsolation(t *testing.T) {
 		notFound("FindUser(super_admin)", err)
 		bCopy := *b
 		bCopy.Name = "B hijacked"
-		notFound("UpdateTenant(B)", db.UpdateTenant(inA, &bCopy))
+		notFound("UpdateTenant(B)", putTenant(inA, db, &bCopy))
 		ubCopy := *ub
 		ubCopy.Role = identity.RoleViewer
-		notFound("UpdateUser(B's user)", db.UpdateUser(inA, &ubCopy))
+		notFound("UpdateUser(B's user)", putUser(inA, db, &ubCopy))
 		notFound("SetPasswordHash(B's user)", db.SetPasswordHash(inA, ub.ID, "x", time.Now()))
 		notFound("DeleteUser(B's user)", db.DeleteUser(inA, ub.ID))
 		notFound("CreateUser(in B)", db.CreateUser(inA, newUser(b.ID, "mallory", identity.RoleOrgAdmin)))
@@ -153,7 +154,7 @@ func TestTenantIsolation(t *testing.T) {
 			"ListTenants": func() error { _, _, err := db.ListTenants(ctx, 0, ""); return err }(),
 			"FindUser":    func() error { _, err := db.FindUser(ctx, ua.ID); return err }(),
 			"ListUsers":   func() error { _, _, err := db.ListUsers(ctx, 0, ""); return err }(),
-			"UpdateUser":  db.UpdateUser(ctx, ua),
+			"UpdateUser":  putUser(ctx, db, ua),
 			"DeleteUser":  db.DeleteUser(ctx, ua.ID),
 			"CreateUser":  db.CreateUser(ctx, newUser(a.ID, "nobody", identity.RoleUser)),
 		} {
@@ -200,7 +201,7 @@ func TestUserStore(t *testing.T) {
 		}
 
 		a.IsActive = false
-		if err := db.UpdateTenant(platform, a); err != nil {
+		if err := putTenant(platform, db, a); err != nil {
 			t.Fatal(err)
 		}
 		if acct, _ := db.FindAccountByLogin(ctx, "ann@example.test"); acct.TenantActive {
@@ -282,6 +283,68 @@ func TestUserPagination(t *testing.T) {
 		}
 		if _, _, err := db.ListUsers(inA, 3, "not-a-cursor"); nodus.ErrorCode(err) != nodus.EINVALID {
 			t.Errorf("bad cursor: %v, want invalid", err)
+		}
+	})
+}
+
+// putTenant and putUser write every field of t or u through the
+// read-change-write update.
+func putTenant(ctx context.Context, db *store.DB, t *identity.Tenant) error {
+	_, err := db.UpdateTenant(ctx, t.ID, func(cur *identity.Tenant) error { *cur = *t; return nil })
+	return err
+}
+
+func putUser(ctx context.Context, db *store.DB, u *identity.User) error {
+	_, err := db.UpdateUser(ctx, u.ID, func(cur *identity.User) error { *cur = *u; return nil })
+	return err
+}
+
+// TestConcurrentUpdatesLoseNothing runs twenty read-change-write updates
+// of one tenant and one user at once: each must see the others' writes,
+// so every increment and every change survives. On PostgreSQL this holds
+// only because the read locks the row (SELECT … FOR UPDATE); without it
+// READ COMMITTED would lose updates.
+func TestConcurrentUpdatesLoseNothing(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		migrate(t, db, store.SetAuth)
+		a := newTenant(t, db, "Acme", 0)
+		u := newUser(a.ID, "ann", identity.RoleUser)
+		if err := db.CreateUser(platform, u); err != nil {
+			t.Fatal(err)
+		}
+		const n = 20
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*n)
+		for i := range n {
+			wg.Go(func() {
+				_, err := db.UpdateTenant(platform, a.ID, func(t *identity.Tenant) error {
+					time.Sleep(2 * time.Millisecond) // widen the window between read and write
+					t.MaxUsers++
+					return nil
+				})
+				errs <- err
+			})
+			wg.Go(func() {
+				_, err := db.UpdateUser(platform, u.ID, func(u *identity.User) error {
+					time.Sleep(2 * time.Millisecond)
+					u.FullName += string(rune('a' + i))
+					return nil
+				})
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, _ := db.FindTenant(platform, a.ID); got.MaxUsers != n {
+			t.Errorf("max_users = %d after %d increments", got.MaxUsers, n)
+		}
+		if got, _ := db.FindUser(platform, u.ID); len(got.FullName) != n {
+			t.Errorf("full_name %q after %d appends", got.FullName, n)
 		}
 	})
 }

@@ -1,0 +1,497 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nodus-os/nodus/internal/httpapi"
+	"github.com/nodus-os/nodus/internal/identity"
+	"github.com/nodus-os/nodus/internal/store"
+	"github.com/nodus-os/nodus/internal/store/storetest"
+)
+
+// client calls the API with a bearer token.
+type client struct {
+	t     *testing.T
+	base  string
+	token string
+	user  identity.User
+}
+
+// do sends body (nil for none) as JSON and returns the status and body.
+func (c *client) do(method, path string, body any) (int, []byte) {
+	c.t.Helper()
+	var r io.Reader
+	if body != nil {
+		r = jsonBody(body)
+	}
+	resp, b := call(c.t, method, c.base+path, r, withBearer(c.token))
+	return resp.StatusCode, b
+}
+
+// must sends a request that has to answer want, and decodes the answer
+// into into (when not nil).
+func (c *client) must(method, path string, body any, want int, into any) {
+	c.t.Helper()
+	status, b := c.do(method, path, body)
+	if status != want {
+		c.t.Fatalf("%s %s as %s: %d %s, want %d", method, path, c.user.Username, status, b, want)
+	}
+	if into != nil {
+		if err := json.Unmarshal(b, into); err != nil {
+			c.t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
+		}
+	}
+}
+
+// signIn signs in with a password, mints an API token with the session
+// (and its CSRF token), and returns a client that uses the token.
+func signIn(t *testing.T, base, login, password string) *client {
+	t.Helper()
+	resp, body := call(t, "POST", base+"/api/v1/auth/login", jsonBody(map[string]string{"login": login, "password": password}))
+	if resp.StatusCode != 200 {
+		t.Fatalf("sign in as %s: %d %s", login, resp.StatusCode, body)
+	}
+	var me struct {
+		User      identity.User `json:"user"`
+		CSRFToken string        `json:"csrf_token"`
+	}
+	if err := json.Unmarshal(body, &me); err != nil {
+		t.Fatal(err)
+	}
+	var cookie *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == httpapi.SessionCookie {
+			cookie = ck
+		}
+	}
+	resp, body = call(t, "POST", base+"/api/v1/tokens", jsonBody(map[string]any{"name": "test"}),
+		withCookie(cookie), withHeader("X-CSRF-Token", me.CSRFToken))
+	if resp.StatusCode != 201 {
+		t.Fatalf("mint a token as %s: %d %s", login, resp.StatusCode, body)
+	}
+	var minted struct{ Secret string }
+	if err := json.Unmarshal(body, &minted); err != nil {
+		t.Fatal(err)
+	}
+	return &client{t: t, base: base, token: minted.Secret, user: me.User}
+}
+
+// tenancy is the world the tenancy tests share: a super_admin, tenants A
+// and B, and in each an org_admin, a user and a viewer.
+type tenancy struct {
+	in      *instance
+	vars    map[string]string
+	admin   *client
+	a, b    identity.Tenant
+	members map[string]*client // "a-admin", "a-user", "a-viewer", "b-admin", …
+}
+
+const memberPassword = "a long enough password"
+
+// newTenancy builds the world through the API alone, as an operator would:
+// the bootstrapped super_admin creates the tenants and their org_admins,
+// and each org_admin creates the rest of their tenant.
+func newTenancy(t *testing.T, databaseURL string) *tenancy {
+	vars := nodusEnv(t, databaseURL)
+	vars["NODUS_ADMIN_PASSWORD"] = "the administrator's password"
+	in := startNodus(t, vars)
+	w := &tenancy{in: in, vars: vars, members: map[string]*client{}}
+	w.admin = signIn(t, in.base, "admin", vars["NODUS_ADMIN_PASSWORD"])
+	for name, dst := range map[string]*identity.Tenant{"a": &w.a, "b": &w.b} {
+		var got struct{ Tenant identity.Tenant }
+		w.admin.must("POST", "/api/v1/tenants", map[string]any{"name": "Tenant " + strings.ToUpper(name), "max_users": 10}, 201, &got)
+		*dst = got.Tenant
+		w.admin.must("POST", "/api/v1/users", map[string]any{"email": name + "-admin@example.test", "username": name + "-admin",
+			"role": "org_admin", "tenant_id": got.Tenant.ID, "password": memberPassword}, 201, nil)
+		orgAdmin := signIn(t, in.base, name+"-admin", memberPassword)
+		w.members[name+"-admin"] = orgAdmin
+		orgAdmin.must("POST", "/api/v1/menu-items", map[string]any{"key": name + "-docs", "label": "Our docs",
+			"path": "https://docs.example.test/" + name, "roles": []string{"org_admin", "user", "viewer"}}, 201, nil)
+		for _, role := range []string{"user", "viewer"} {
+			login := name + "-" + role
+			// No tenant_id: an org_admin's users join the org_admin's tenant.
+			orgAdmin.must("POST", "/api/v1/users", map[string]any{"email": login + "@example.test", "username": login,
+				"role": role, "password": memberPassword}, 201, nil)
+			w.members[login] = signIn(t, in.base, login, memberPassword)
+		}
+	}
+	for name, c := range w.members {
+		want := w.a.ID
+		if strings.HasPrefix(name, "b-") {
+			want = w.b.ID
+		}
+		if c.user.TenantID != want {
+			t.Fatalf("%s is in tenant %q, want %q", name, c.user.TenantID, want)
+		}
+	}
+	return w
+}
+
+// ids returns the ids of a tenant's objects, by the kind of object a
+// route's {id} names.
+func (w *tenancy) ids(tenant string) map[string]string {
+	t := w.members[tenant+"-admin"].t
+	out := map[string]string{"tenants": w.a.ID, "users": w.members[tenant+"-viewer"].user.ID}
+	if tenant == "b" {
+		out["tenants"] = w.b.ID
+	}
+	var tokens struct{ Tokens []identity.Token }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/tokens", nil, 200, &tokens)
+	if len(tokens.Tokens) == 0 {
+		t.Fatalf("%s has no token", tenant)
+	}
+	out["tokens"] = tokens.Tokens[0].ID
+	var items struct {
+		Items []struct {
+			ID       string
+			TenantID string `json:"tenant_id"`
+		}
+	}
+	w.members[tenant+"-admin"].must("GET", "/api/v1/menu-items", nil, 200, &items)
+	for _, it := range items.Items {
+		if it.TenantID != "" {
+			out["menu-items"] = it.ID
+		}
+	}
+	if out["menu-items"] == "" {
+		t.Fatalf("%s has no menu item of its own", tenant)
+	}
+	return out
+}
+
+// fillPath puts ids into a route's {id} by the collection it belongs to.
+func fillPath(t *testing.T, path string, ids map[string]string) string {
+	t.Helper()
+	if !strings.Contains(path, "{") {
+		return path
+	}
+	prefix, _, _ := strings.Cut(path, "/{")
+	kind := prefix[strings.LastIndex(prefix, "/")+1:]
+	id, ok := ids[kind]
+	if !ok || strings.Count(path, "{") != 1 || !strings.HasSuffix(path, "/{id}") {
+		t.Fatalf("route %s: the test does not know whose id goes in it; teach fillPath its kind", path)
+	}
+	return strings.Replace(path, "{id}", id, 1)
+}
+
+// snapshot is what tenant B holds, as the super_admin and B's org_admin
+// see it, minus last_used_at (which reading tokens updates).
+func (w *tenancy) snapshot(t *testing.T) string {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, path := range []string{"/api/v1/tenants/" + w.b.ID, "/api/v1/users?tenant_id=" + w.b.ID,
+		"/api/v1/menu-items?tenant_id=" + w.b.ID, "/api/v1/menus?tenant_id=" + w.b.ID} {
+		status, b := w.admin.do("GET", path, nil)
+		if status != 200 || len(b) < 50 {
+			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
+		}
+		buf.Write(b)
+	}
+	var tokens struct{ Tokens []map[string]any }
+	w.members["b-admin"].must("GET", "/api/v1/tokens", nil, 200, &tokens)
+	for _, k := range tokens.Tokens {
+		delete(k, "last_used_at")
+	}
+	b, _ := json.Marshal(tokens)
+	buf.Write(b)
+	return buf.String()
+}
+
+// TestTenancyEndToEnd is the scenario of issue 3 and SECURITY.md checks
+// 1, 3 and 7 over HTTP, on SQLite and PostgreSQL: the bootstrapped admin
+// makes two tenants with an org_admin each, who make users of every role;
+// then every route is tried with the other tenant's ids, every write
+// route as a viewer, the role rules one by one, sign-in throttling, and
+// finally `nodus audit verify` before and after a row is edited.
+func TestTenancyEndToEnd(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
+		w := newTenancy(t, databaseURL)
+		t.Run("cross-tenant", func(t *testing.T) { w.crossTenantMatrix(t) })
+		t.Run("viewer-cannot-write", func(t *testing.T) { w.viewerCannotWrite(t) })
+		t.Run("role-rules", func(t *testing.T) { w.roleRules(t) })
+		t.Run("throttle", func(t *testing.T) { w.throttle(t) })
+		t.Run("deactivated-tenant", func(t *testing.T) { w.deactivatedTenant(t) })
+		t.Run("audit-verify", func(t *testing.T) { w.auditVerify(t) })
+	})
+}
+
+// crossTenantMatrix walks the route table: A's org_admin calls every
+// route with B's ids in the path, the query and the body. Each call must
+// answer 404 (403 where the role may not use the route at all), and B's
+// rows must be unchanged afterwards (SECURITY.md check 1).
+func (w *tenancy) crossTenantMatrix(t *testing.T) {
+	b := w.ids("b")
+	// foreign lists how a route takes another tenant's ids besides an {id}
+	// in its path: in its query or its body. Every route that takes none
+	// is on the list of routes without foreign ids; a new route that is on
+	// neither list fails the test until someone decides which it is.
+	type input struct {
+		query string
+		body  map[string]any
+	}
+	item := func(extra map[string]any) map[string]any {
+		m := map[string]any{"key": "intruder", "label": "Intruder", "path": "/intruder", "roles": []string{"viewer"}}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	foreign := map[string][]input{
+		"GET /api/v1/users":      {{query: "tenant_id=" + w.b.ID}},
+		"POST /api/v1/users":     {{body: map[string]any{"email": "x@example.test", "username": "intruder", "role": "viewer", "tenant_id": w.b.ID, "password": memberPassword}}},
+		"GET /api/v1/audit":      {{query: "tenant_id=" + w.b.ID}},
+		"GET /api/v1/menus":      {{query: "tenant_id=" + w.b.ID}},
+		"GET /api/v1/menu-items": {{query: "tenant_id=" + w.b.ID}},
+		"POST /api/v1/menu-items": {
+			{body: item(map[string]any{"tenant_id": w.b.ID})},
+			{body: item(map[string]any{"parent_id": b["menu-items"]})},
+		},
+		"PATCH /api/v1/users/{id}":      {{body: map[string]any{"full_name": "hijacked", "role": "viewer"}}},
+		"PATCH /api/v1/tenants/{id}":    {{body: map[string]any{"name": "hijacked"}}},
+		"PATCH /api/v1/menu-items/{id}": {{body: map[string]any{"label": "hijacked", "parent_id": ""}}},
+	}
+	noForeignIDs := []string{
+		"POST /api/v1/auth/logout", "GET /api/v1/me", "POST /api/v1/me/password", "PATCH /api/v1/me",
+		"POST /api/v1/tokens", "GET /api/v1/tokens", "GET /api/v1/tenants", "POST /api/v1/tenants",
+	}
+	perms := identity.NewPermissions()
+	before := w.snapshot(t)
+	attacker := w.members["a-admin"]
+	for _, rt := range httpapi.Routes() {
+		pattern := rt.Method + " " + rt.Path
+		inputs, hasForeign := foreign[pattern]
+		switch {
+		case rt.Public:
+			continue
+		case slices.Contains(noForeignIDs, pattern):
+			if hasForeign || strings.Contains(rt.Path, "{") {
+				t.Errorf("%s is on both lists", pattern)
+			}
+			continue
+		case !hasForeign && !strings.Contains(rt.Path, "{"):
+			t.Errorf("route %s takes no id in its path and is on neither list: add it to foreign or noForeignIDs", pattern)
+			continue
+		}
+		if len(inputs) == 0 {
+			inputs = []input{{}}
+		}
+		for _, in := range inputs {
+			path := fillPath(t, rt.Path, b)
+			if in.query != "" {
+				path += "?" + in.query
+			}
+			var body any
+			if in.body != nil {
+				body = in.body
+			} else if rt.Method != "GET" && rt.Method != "DELETE" {
+				body = map[string]any{}
+			}
+			want := http.StatusNotFound
+			if !perms.Allows(attacker.user.Role, rt.Action) {
+				want = http.StatusForbidden
+			}
+			status, got := attacker.do(rt.Method, path, body)
+			if status != want {
+				t.Errorf("%s %s %v as A's org_admin: %d %s, want %d", rt.Method, path, body, status, got, want)
+			}
+			if bytes.Contains(got, []byte(w.b.Name)) || bytes.Contains(got, []byte("b-admin")) {
+				t.Errorf("%s %s leaks B's data: %s", rt.Method, path, got)
+			}
+		}
+	}
+	if after := w.snapshot(t); after != before {
+		t.Errorf("B's rows changed:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// viewerCannotWrite sends every state-changing route, with the viewer's
+// own tenant's ids, as a viewer: all are 403 except the viewer's own
+// profile, password and tokens (SECURITY.md check 3).
+func (w *tenancy) viewerCannotWrite(t *testing.T) {
+	a := w.ids("a")
+	viewer := w.members["a-viewer"]
+	for _, rt := range httpapi.Routes() {
+		if rt.Public || rt.Method == "GET" || strings.HasPrefix(string(rt.Action), "self.") {
+			continue
+		}
+		status, body := viewer.do(rt.Method, fillPath(t, rt.Path, a), map[string]any{})
+		if status != http.StatusForbidden {
+			t.Errorf("%s %s as a viewer: %d %s, want 403", rt.Method, rt.Path, status, body)
+		}
+	}
+}
+
+// roleRules checks the rules of who may change whom (SECURITY.md check 3).
+func (w *tenancy) roleRules(t *testing.T) {
+	user, orgAdmin, viewer := w.members["a-user"], w.members["a-admin"], w.members["a-viewer"]
+
+	// A user cannot change their own role or tenant, by either door.
+	user.must("PATCH", "/api/v1/me", map[string]any{"role": "org_admin"}, 403, nil)
+	user.must("PATCH", "/api/v1/me", map[string]any{"tenant_id": w.b.ID}, 403, nil)
+	user.must("PATCH", "/api/v1/users/"+user.user.ID, map[string]any{"role": "org_admin"}, 403, nil)
+	var me struct{ User identity.User }
+	user.must("PATCH", "/api/v1/me", map[string]any{"full_name": "Ann User"}, 200, &me)
+	if me.User.FullName != "Ann User" || me.User.Role != identity.RoleUser {
+		t.Errorf("profile update: %+v", me.User)
+	}
+
+	// An org_admin cannot grant super_admin, change their own role, or
+	// deactivate or delete themselves.
+	orgAdmin.must("POST", "/api/v1/users", map[string]any{"email": "root@example.test", "username": "root2",
+		"role": "super_admin", "password": memberPassword}, 403, nil)
+	orgAdmin.must("PATCH", "/api/v1/users/"+user.user.ID, map[string]any{"role": "super_admin"}, 403, nil)
+	orgAdmin.must("PATCH", "/api/v1/users/"+orgAdmin.user.ID, map[string]any{"role": "user"}, 403, nil)
+	orgAdmin.must("PATCH", "/api/v1/users/"+orgAdmin.user.ID, map[string]any{"is_active": false}, 403, nil)
+	orgAdmin.must("DELETE", "/api/v1/users/"+orgAdmin.user.ID, nil, 403, nil)
+	// The super_admin is outside every tenant: invisible to an org_admin.
+	orgAdmin.must("GET", "/api/v1/users/"+w.admin.user.ID, nil, 404, nil)
+	orgAdmin.must("PATCH", "/api/v1/tenants/"+w.a.ID, map[string]any{"max_users": 1000}, 403, nil)
+	// Moving a user between tenants is refused, even for the super_admin.
+	w.admin.must("PATCH", "/api/v1/users/"+user.user.ID, map[string]any{"tenant_id": w.b.ID}, 400, nil)
+
+	// A token never holds more power than its creator: not at minting,
+	// and a lesser token cannot mint a greater one.
+	orgAdmin.must("POST", "/api/v1/tokens", map[string]any{"name": "up", "role": "super_admin"}, 403, nil)
+	viewer.must("POST", "/api/v1/tokens", map[string]any{"name": "up", "role": "user"}, 403, nil)
+	var minted struct{ Secret string }
+	orgAdmin.must("POST", "/api/v1/tokens", map[string]any{"name": "read-only", "role": "viewer"}, 201, &minted)
+	readOnly := &client{t: t, base: orgAdmin.base, token: minted.Secret, user: orgAdmin.user}
+	readOnly.must("GET", "/api/v1/users", nil, 403, nil) // users.read is for admins; the token is a viewer
+	readOnly.must("PATCH", "/api/v1/users/"+user.user.ID, map[string]any{"full_name": "x"}, 403, nil)
+	readOnly.must("POST", "/api/v1/tokens", map[string]any{"name": "escalate", "role": "org_admin"}, 403, nil)
+	var seen struct{ User identity.User }
+	readOnly.must("GET", "/api/v1/me", nil, 200, &seen)
+	if seen.User.Role != identity.RoleViewer {
+		t.Errorf("a viewer token's /me shows role %q", seen.User.Role)
+	}
+
+	// Demoting a user demotes their tokens at once.
+	orgAdmin.must("PATCH", "/api/v1/users/"+user.user.ID, map[string]any{"role": "viewer"}, 200, nil)
+	user.must("GET", "/api/v1/me", nil, 200, &seen)
+	if seen.User.Role != identity.RoleViewer {
+		t.Errorf("after demotion the user's token acts as %q", seen.User.Role)
+	}
+	orgAdmin.must("PATCH", "/api/v1/users/"+user.user.ID, map[string]any{"role": "user"}, 200, nil)
+
+	// max_users holds: A has 3 of 10; fill it, then one more is refused.
+	for i := range 7 {
+		orgAdmin.must("POST", "/api/v1/users", map[string]any{"email": fmt.Sprintf("extra%d@example.test", i),
+			"username": fmt.Sprintf("extra%d", i), "role": "viewer"}, 201, nil)
+	}
+	orgAdmin.must("POST", "/api/v1/users", map[string]any{"email": "one-too-many@example.test",
+		"username": "one-too-many", "role": "viewer"}, 409, nil)
+}
+
+// throttle fails a sign-in twenty times; the twenty-first attempt is
+// refused with 429 and Retry-After even with the right password, while
+// another account from the same address still signs in (check 7).
+func (w *tenancy) throttle(t *testing.T) {
+	login := w.in.base + "/api/v1/auth/login"
+	for i := range 20 {
+		resp, body := call(t, "POST", login, jsonBody(map[string]string{"login": "b-user", "password": "wrong password " + fmt.Sprint(i)}))
+		if resp.StatusCode != 401 {
+			t.Fatalf("wrong password %d: %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+	resp, body := call(t, "POST", login, jsonBody(map[string]string{"login": "b-user", "password": memberPassword}))
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("21st attempt: %d %s (Retry-After %q), want 429 with Retry-After", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	if resp, body := call(t, "POST", login, jsonBody(map[string]string{"login": "b-viewer", "password": memberPassword})); resp.StatusCode != 200 {
+		t.Fatalf("another account from the same address: %d %s", resp.StatusCode, body)
+	}
+}
+
+// deactivatedTenant deactivates B: its members' tokens stop at once and
+// come back when it is reactivated.
+func (w *tenancy) deactivatedTenant(t *testing.T) {
+	bViewer := w.members["b-viewer"]
+	w.admin.must("PATCH", "/api/v1/tenants/"+w.b.ID, map[string]any{"is_active": false}, 200, nil)
+	bViewer.must("GET", "/api/v1/me", nil, 401, nil)
+	w.admin.must("PATCH", "/api/v1/tenants/"+w.b.ID, map[string]any{"is_active": true}, 200, nil)
+	bViewer.must("GET", "/api/v1/me", nil, 200, nil)
+}
+
+// auditVerify checks that everything above left an intact chain, that it
+// holds the management actions, and that editing one row behind Nodus's
+// back breaks `nodus audit verify`.
+func (w *tenancy) auditVerify(t *testing.T) {
+	var page struct {
+		Entries []struct {
+			Action   string
+			TenantID string `json:"tenant_id"`
+			Changes  map[string]struct{ Before, After any }
+		}
+	}
+	w.admin.must("GET", "/api/v1/audit?limit=500", nil, 200, &page)
+	seen := map[string]bool{}
+	for _, e := range page.Entries {
+		seen[e.Action] = true
+		// The demotion in roleRules is recorded with the role before and
+		// after, and nothing else changed.
+		if r, ok := e.Changes["role"]; ok && e.Action == "user.update" && r.Before == "user" && r.After == "viewer" {
+			seen["demotion"] = len(e.Changes) == 1
+		}
+	}
+	if !seen["demotion"] {
+		t.Error("no user.update entry with exactly role user → viewer")
+	}
+	for _, action := range []string{"tenant.create", "tenant.update", "user.create", "user.update", "token.create",
+		"auth.login", "auth.login_failed", "auth.login_throttled", "authz.denied"} {
+		if !seen[action] {
+			t.Errorf("no %s entry in the audit log", action)
+		}
+	}
+	// An org_admin sees their tenant's entries only.
+	w.members["a-admin"].must("GET", "/api/v1/audit?limit=500", nil, 200, &page)
+	for _, e := range page.Entries {
+		if e.TenantID != w.a.ID {
+			t.Fatalf("A's org_admin sees an entry of tenant %q", e.TenantID)
+		}
+	}
+
+	ctx := context.Background()
+	verify := func() (string, error) {
+		var out bytes.Buffer
+		err := run(ctx, []string{"nodus", "audit", "verify"}, env(w.vars), nil, &out, io.Discard)
+		return out.String(), err
+	}
+	if out, err := verify(); err != nil || !strings.Contains(out, "intact") {
+		t.Fatalf("verify: %q, %v", out, err)
+	}
+	url := w.vars["DATABASE_URL"]
+	if url == "" {
+		url = "sqlite:" + filepath.Join(w.vars["NODUS_DATA_DIR"], "main.db")
+	}
+	db, err := store.Open(ctx, storetest.Config(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	on := ""
+	if db.Dialect() == store.Postgres {
+		on = " ON audit_log"
+	}
+	err = db.Write(ctx, func(tx *store.Tx) error {
+		if _, err := tx.Exec(ctx, "DROP TRIGGER audit_log_no_update"+on); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "UPDATE audit_log SET address = '203.0.113.9' WHERE action = 'tenant.create'")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := verify(); err == nil || exitCode(err) != 1 || !strings.Contains(out, "BROKEN") {
+		t.Fatalf("verify after an edit: %q, %v; want a failure", out, err)
+	}
+}

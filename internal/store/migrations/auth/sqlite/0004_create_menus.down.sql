@@ -1,0 +1,2 @@
+DROP TABLE menu_roles;
+DROP TABLE menu_items;
