@@ -1,6 +1,7 @@
 // Package identity owns who is who in Nodus: tenants (the seeds'
 // organizations), users with one of four roles, sessions, personal API
-// tokens, and the permission table that maps roles to actions.
+// tokens, the permission table that maps roles to actions, the rules of
+// who may manage whom (manage.go), and the navigation menu (menu.go).
 //
 // Invariants:
 //   - A super_admin belongs to no tenant and acts on the platform; every
@@ -12,4 +13,7 @@
 //   - Secrets (passwords, session ids, API tokens) are stored only as
 //     hashes: argon2id for passwords, SHA-256 of at least 128 random bits
 //     for session ids and tokens.
+//   - No one grants a role above their own, to a user or to a token, and no
+//     one changes their own role or tenant; a token's role is capped by its
+//     owner's current role.
 package identity
