@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodus-os/nodus/internal/keyring"
 	"github.com/nodus-os/nodus/internal/store"
 )
 
@@ -43,10 +44,16 @@ type Config struct {
 
 	AdminEmail    string
 	AdminPassword string
+
+	// MasterKey is NODUS_MASTER_KEY, base64; "" means the key file in
+	// DataDir. Environment only: a flag would show it in the process list.
+	MasterKey string
 }
 
 // setting is one configuration entry: its flag, its environment variable,
-// its default and how to store its value.
+// its default and how to store its value. A setting without a flag is a
+// secret, read from the environment only: it stays out of the process list,
+// and its value out of error messages.
 type setting struct {
 	flag, env, def, help string
 	set                  func(c *Config, v string) error
@@ -109,6 +116,17 @@ func settings() []setting {
 
 		{"admin-email", "NODUS_ADMIN_EMAIL", "admin@localhost", "email of the first super_admin, created when there are no users", func(c *Config, v string) error { c.AdminEmail = v; return nil }},
 		{"admin-password", "NODUS_ADMIN_PASSWORD", "", "password of the first super_admin; when unset one is generated and printed once", func(c *Config, v string) error { c.AdminPassword = v; return nil }},
+
+		{"", "NODUS_MASTER_KEY", "", "32-byte master key, base64, that encrypts secrets at rest; when unset, master.key in the data directory (created on first start: back it up)", func(c *Config, v string) error {
+			if v == "" {
+				return nil
+			}
+			if _, err := keyring.ParseKey(v); err != nil {
+				return err
+			}
+			c.MasterKey = v
+			return nil
+		}},
 	}
 }
 
@@ -146,12 +164,30 @@ func durationSetting(set func(*Config, time.Duration)) func(*Config, string) err
 // addFlags registers every setting on fs, with its environment variable in
 // the help text.
 func addFlags(fs *flag.FlagSet) {
+	var envOnly []setting
 	for _, s := range settings() {
+		if s.flag == "" {
+			envOnly = append(envOnly, s)
+			continue
+		}
 		help := fmt.Sprintf("%s (env %s, default %s)", s.help, s.env, s.def)
 		if s.def == "" { // the help text says what the default is
 			help = fmt.Sprintf("%s (env %s)", s.help, s.env)
 		}
 		fs.String(s.flag, "", help)
+	}
+	// Settings without a flag are listed after the flags, so -h still
+	// names every variable Nodus reads.
+	usage := fs.Usage
+	if usage == nil {
+		usage = fs.PrintDefaults
+	}
+	fs.Usage = func() {
+		usage()
+		fmt.Fprintf(fs.Output(), "\nEnvironment only (no flag, to keep secrets out of the process list):\n")
+		for _, s := range envOnly {
+			fmt.Fprintf(fs.Output(), "  %s\n    \t%s\n", s.env, s.help)
+		}
 	}
 }
 
@@ -166,12 +202,15 @@ func parseConfig(fs *flag.FlagSet, getenv func(string) string) (Config, error) {
 		if e := getenv(s.env); e != "" {
 			v, from = e, s.env
 		}
-		if f, ok := set[s.flag]; ok {
+		if f, ok := set[s.flag]; ok && s.flag != "" {
 			v, from = f, "--"+s.flag
 		}
 		if err := s.set(&c, v); err != nil {
 			if from == "default" {
 				from = s.env
+			}
+			if s.flag == "" {
+				return Config{}, fmt.Errorf("config: %s: %w", from, err)
 			}
 			return Config{}, fmt.Errorf("config: %s=%q: %w", from, v, err)
 		}
@@ -259,5 +298,15 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("job_poll_interval", c.JobPollInterval),
 		slog.String("admin_email", c.AdminEmail),
 		slog.Bool("admin_password_set", c.AdminPassword != ""),
+		slog.String("master_key", redactedSecret(c.MasterKey)),
 	)
+}
+
+// redactedSecret stands in for a secret in logs: "[redacted]" when it is
+// set, "" when it is not.
+func redactedSecret(v string) string {
+	if v == "" {
+		return ""
+	}
+	return "[redacted]"
 }

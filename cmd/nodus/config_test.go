@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"strings"
@@ -248,5 +250,58 @@ func TestConfigLogValue(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigMasterKey: NODUS_MASTER_KEY is read from the environment only,
+// checked at start-up without quoting it, and redacted in the log.
+func TestConfigMasterKey(t *testing.T) {
+	key := strings.Repeat("k", 32)
+	std := base64.StdEncoding.EncodeToString([]byte(key))
+	for _, v := range []string{std, base64.RawURLEncoding.EncodeToString([]byte(key))} {
+		c, err := parseTestConfig(t, nil, map[string]string{"NODUS_MASTER_KEY": v})
+		if err != nil || c.MasterKey != v {
+			t.Errorf("NODUS_MASTER_KEY=%s: %q, %v", v, c.MasterKey, err)
+		}
+	}
+
+	short := base64.StdEncoding.EncodeToString([]byte("short-but-secret-key-material"))
+	for name, v := range map[string]string{"29 bytes": short, "not base64": "not-base64-secret!!"} {
+		_, err := parseTestConfig(t, nil, map[string]string{"NODUS_MASTER_KEY": v})
+		if err == nil || !strings.Contains(err.Error(), "NODUS_MASTER_KEY") || !strings.Contains(err.Error(), "32 bytes") {
+			t.Errorf("%s: %v; want an error naming NODUS_MASTER_KEY and the length", name, err)
+		} else if strings.Contains(err.Error(), v) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: the error quotes the key: %v", name, err)
+		}
+	}
+
+	fs := newFlagSet("serve", "serve [flags]", io.Discard)
+	if err := fs.Parse([]string{"--master-key", std}); err == nil {
+		t.Error("--master-key is a flag; the key belongs in the environment only")
+	}
+	var help bytes.Buffer
+	if err := run(context.Background(), []string{"nodus", "serve", "-h"}, env(map[string]string{"NODUS_DATA_DIR": t.TempDir()}), nil, io.Discard, &help); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(help.String(), "NODUS_MASTER_KEY") {
+		t.Errorf("serve -h does not list NODUS_MASTER_KEY:\n%s", help.String())
+	}
+
+	for _, tt := range []struct {
+		vars map[string]string
+		want string
+	}{
+		{map[string]string{"NODUS_MASTER_KEY": std}, `config.master_key=[redacted]`},
+		{nil, `config.master_key=""`},
+	} {
+		c, err := parseTestConfig(t, nil, tt.vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		slog.New(slog.NewTextHandler(&buf, nil)).Info("starting nodus", "config", c)
+		if out := buf.String(); strings.Contains(out, std) || strings.Contains(out, key) || !strings.Contains(out, tt.want) {
+			t.Errorf("log line %s: want %s and never the key", out, tt.want)
+		}
 	}
 }

@@ -18,8 +18,11 @@ import (
 	"github.com/nodus-os/nodus/internal/httpapi"
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/jobs"
+	"github.com/nodus-os/nodus/internal/keyring"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/nodus"
+	// Aliased: package main has a func named settings (config.go).
+	settingsvc "github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/store"
 )
 
@@ -51,6 +54,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	logger.Info("starting nodus", "version", versionString(), "config", cfg)
 	start := time.Now()
 
+	ring, err := keyring.Load(cfg.MasterKey, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	logger.Info("master key loaded", "source", ring.Source())
+	if ring.Created() {
+		logger.Warn("master key created: back it up, apart from the database backups; without it encrypted settings cannot be read",
+			"path", ring.Source())
+	}
+	settingsBox, err := ring.Sealer("settings")
+	if err != nil {
+		return err
+	}
+
 	dbs, err := store.OpenDatabases(ctx, cfg.DatabaseURLs(), cfg.StoreConfig)
 	if err != nil {
 		return err
@@ -67,6 +84,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	ids, auditor := newIdentity(dbs)
+	settingsService := settingsvc.NewService(dbs.DB(store.SetAuth), settingsBox, auditor, nodus.SystemClock{})
 	if err := bootstrap(ctx, ids, cfg, sets, stdout, logger); err != nil {
 		return err
 	}
@@ -95,6 +113,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Identity: ids,
 		Audit:    auditor,
 		Menus:    identity.NewMenuService(dbs.DB(store.SetAuth), auditor, nodus.SystemClock{}),
+		Settings: settingsService,
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout})
 	srv := &http.Server{
 		Handler:           api,

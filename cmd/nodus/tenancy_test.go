@@ -189,7 +189,7 @@ func (w *tenancy) snapshot(t *testing.T) string {
 	t.Helper()
 	var buf bytes.Buffer
 	for _, path := range []string{"/api/v1/tenants/" + w.b.ID, "/api/v1/users?tenant_id=" + w.b.ID,
-		"/api/v1/menu-items?tenant_id=" + w.b.ID, "/api/v1/menus?tenant_id=" + w.b.ID} {
+		"/api/v1/menu-items?tenant_id=" + w.b.ID, "/api/v1/menus?tenant_id=" + w.b.ID, "/api/v1/settings?tenant_id=" + w.b.ID} {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
@@ -258,6 +258,8 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"PATCH /api/v1/users/{id}":      {{body: map[string]any{"full_name": "hijacked", "role": "viewer"}}},
 		"PATCH /api/v1/tenants/{id}":    {{body: map[string]any{"name": "hijacked"}}},
 		"PATCH /api/v1/menu-items/{id}": {{body: map[string]any{"label": "hijacked", "parent_id": ""}}},
+		"GET /api/v1/settings":          {{query: "tenant_id=" + w.b.ID}},
+		"PATCH /api/v1/settings":        {{query: "tenant_id=" + w.b.ID, body: map[string]any{"branding": map[string]any{"product_name": "hijacked"}}}},
 	}
 	noForeignIDs := []string{
 		"POST /api/v1/auth/logout", "GET /api/v1/me", "POST /api/v1/me/password", "PATCH /api/v1/me",

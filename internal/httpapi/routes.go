@@ -60,6 +60,9 @@ func (s *Server) routes() []route {
 		{pattern: "GET /api/v1/menu-items/{id}", handler: s.handleFindMenuItem(), action: identity.ActionManageMenus},
 		{pattern: "PATCH /api/v1/menu-items/{id}", handler: s.handleUpdateMenuItem(), action: identity.ActionManageMenus, maxBody: 16 << 10},
 		{pattern: "DELETE /api/v1/menu-items/{id}", handler: s.handleDeleteMenuItem(), action: identity.ActionManageMenus},
+
+		{pattern: "GET /api/v1/settings", handler: s.handleGetSettings(), action: identity.ActionReadSettings},
+		{pattern: "PATCH /api/v1/settings", handler: s.handlePatchSettings(), action: identity.ActionManageSetting, maxBody: 16 << 10},
 	}
 }
 

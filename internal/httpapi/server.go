@@ -10,6 +10,7 @@ import (
 	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/metrics"
+	"github.com/nodus-os/nodus/internal/settings"
 )
 
 // Config holds the HTTP limits that apply to every route unless the route
@@ -48,6 +49,8 @@ type Deps struct {
 	Audit AuditLog
 	// Menus serves each caller's navigation menu and its management.
 	Menus *identity.MenuService
+	// Settings serves platform and tenant settings.
+	Settings *settings.Service
 }
 
 // AuditLog records security-relevant actions and lists them.
