@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/nodus-os/nodus/internal/audit"
+	"github.com/nodus-os/nodus/internal/egress"
 	"github.com/nodus-os/nodus/internal/httpapi"
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/jobs"
@@ -92,6 +93,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	reg := metrics.NewRegistry()
 	reg.RegisterRuntime()
 	dbs.RegisterMetrics(reg)
+	// Every outbound connection goes through egress: the policies live in
+	// the main database, beside the audit log its refusals go to.
+	egressService, err := egress.NewService(dbs.DB(store.SetMain), egress.Options{Logger: logger, Metrics: reg, Audit: auditor})
+	if err != nil {
+		return err
+	}
 
 	workers := river.NewWorkers()
 	periodic := jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval)
@@ -114,6 +121,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Audit:    auditor,
 		Menus:    identity.NewMenuService(dbs.DB(store.SetAuth), auditor, nodus.SystemClock{}),
 		Settings: settingsService,
+		Egress:   egressService,
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout})
 	srv := &http.Server{
 		Handler:           api,

@@ -116,6 +116,8 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 		w.members[name+"-admin"] = orgAdmin
 		orgAdmin.must("POST", "/api/v1/menu-items", map[string]any{"key": name + "-docs", "label": "Our docs",
 			"path": "https://docs.example.test/" + name, "roles": []string{"org_admin", "user", "viewer"}}, 201, nil)
+		orgAdmin.must("PUT", "/api/v1/egress/policy", map[string]any{"mode": "enforce",
+			"rules": []map[string]any{{"host": name + ".example.test", "comment": "our API"}}}, 200, nil)
 		for _, role := range []string{"user", "viewer"} {
 			login := name + "-" + role
 			// No tenant_id: an org_admin's users join the org_admin's tenant.
@@ -189,7 +191,8 @@ func (w *tenancy) snapshot(t *testing.T) string {
 	t.Helper()
 	var buf bytes.Buffer
 	for _, path := range []string{"/api/v1/tenants/" + w.b.ID, "/api/v1/users?tenant_id=" + w.b.ID,
-		"/api/v1/menu-items?tenant_id=" + w.b.ID, "/api/v1/menus?tenant_id=" + w.b.ID, "/api/v1/settings?tenant_id=" + w.b.ID} {
+		"/api/v1/menu-items?tenant_id=" + w.b.ID, "/api/v1/menus?tenant_id=" + w.b.ID, "/api/v1/settings?tenant_id=" + w.b.ID,
+		"/api/v1/egress/policy?tenant_id=" + w.b.ID} {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
@@ -260,10 +263,16 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"PATCH /api/v1/menu-items/{id}": {{body: map[string]any{"label": "hijacked", "parent_id": ""}}},
 		"GET /api/v1/settings":          {{query: "tenant_id=" + w.b.ID}},
 		"PATCH /api/v1/settings":        {{query: "tenant_id=" + w.b.ID, body: map[string]any{"branding": map[string]any{"product_name": "hijacked"}}}},
+		"GET /api/v1/egress/policy":     {{query: "tenant_id=" + w.b.ID}},
+		"PUT /api/v1/egress/policy": {{query: "tenant_id=" + w.b.ID,
+			body: map[string]any{"mode": "report", "rules": []map[string]any{{"host": "evil.example.test"}}}}},
+		"POST /api/v1/egress/check": {{query: "tenant_id=" + w.b.ID, body: map[string]any{"url": "https://b.example.test/"}}},
 	}
 	noForeignIDs := []string{
 		"POST /api/v1/auth/logout", "GET /api/v1/me", "POST /api/v1/me/password", "PATCH /api/v1/me",
 		"POST /api/v1/tokens", "GET /api/v1/tokens", "GET /api/v1/tenants", "POST /api/v1/tenants",
+		// Platform-wide: no tenant in them, and an org_admin is refused outright.
+		"GET /api/v1/egress/platform", "PUT /api/v1/egress/platform",
 	}
 	perms := identity.NewPermissions()
 	before := w.snapshot(t)

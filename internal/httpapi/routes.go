@@ -63,6 +63,12 @@ func (s *Server) routes() []route {
 
 		{pattern: "GET /api/v1/settings", handler: s.handleGetSettings(), action: identity.ActionReadSettings},
 		{pattern: "PATCH /api/v1/settings", handler: s.handlePatchSettings(), action: identity.ActionManageSetting, maxBody: 16 << 10},
+
+		{pattern: "GET /api/v1/egress/policy", handler: s.handleGetEgressPolicy(), action: identity.ActionReadEgress},
+		{pattern: "PUT /api/v1/egress/policy", handler: s.handlePutEgressPolicy(), action: identity.ActionManageEgress, maxBody: 128 << 10},
+		{pattern: "GET /api/v1/egress/platform", handler: s.handleGetEgressPlatform(), action: identity.ActionReadEgress},
+		{pattern: "PUT /api/v1/egress/platform", handler: s.handlePutEgressPlatform(), action: identity.ActionManageEgress, maxBody: 256 << 10},
+		{pattern: "POST /api/v1/egress/check", handler: s.handleCheckEgress(), action: identity.ActionReadEgress, maxBody: 8 << 10},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nodus-os/nodus/internal/audit"
+	"github.com/nodus-os/nodus/internal/egress"
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/settings"
@@ -51,6 +52,8 @@ type Deps struct {
 	Menus *identity.MenuService
 	// Settings serves platform and tenant settings.
 	Settings *settings.Service
+	// Egress serves the egress policies and the dry-run check.
+	Egress *egress.Service
 }
 
 // AuditLog records security-relevant actions and lists them.

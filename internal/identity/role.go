@@ -52,6 +52,8 @@ const (
 	ActionReadSettings  Action = "settings.read"
 	ActionManageSetting Action = "settings.manage"
 	ActionReadAudit     Action = "audit.read"
+	ActionReadEgress    Action = "egress.read"   // the tenant's egress policy, dry-run checks
+	ActionManageEgress  Action = "egress.manage" // change it; the platform's rules only as super_admin
 	ActionReadContent   Action = "content.read"  // knowledge bases, chatbots, conversations
 	ActionWriteContent  Action = "content.write" // create and change them
 )
@@ -73,6 +75,8 @@ func permissions() map[Action][]Role {
 		ActionReadSettings:  all,
 		ActionManageSetting: admins,
 		ActionReadAudit:     admins,
+		ActionReadEgress:    admins,
+		ActionManageEgress:  admins,
 		ActionReadContent:   all,
 		ActionWriteContent:  {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
 	}

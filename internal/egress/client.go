@@ -1,0 +1,318 @@
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/nodus"
+)
+
+// guard is a tenant's transport: it checks each request, every redirect
+// hop included, before the inner transport sends it, and the inner
+// transport dials only through the checking dialer.
+type guard struct {
+	s        *Service
+	tenantID string
+	inner    *http.Transport
+}
+
+func (s *Service) transport(tenantID string) *guard {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g, ok := s.transports[tenantID]; ok {
+		return g
+	}
+	var tlsConfig = s.opts.TLSConfig
+	if tlsConfig != nil {
+		tlsConfig = tlsConfig.Clone()
+	}
+	g := &guard{s: s, tenantID: tenantID, inner: &http.Transport{
+		// Never a proxy from the environment: the proxy, not this dialer,
+		// would choose the address.
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			return s.dialChecked(ctx, tenantID, network, address)
+		},
+		TLSClientConfig:        tlsConfig,
+		TLSHandshakeTimeout:    s.opts.TLSHandshakeTimeout,
+		ResponseHeaderTimeout:  s.opts.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxIdleConns:           100,
+		MaxIdleConnsPerHost:    10,
+		IdleConnTimeout:        90 * time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+		ForceAttemptHTTP2:      true,
+	}}
+	s.transports[tenantID] = g
+	return g
+}
+
+func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := g.s.admit(req.Context(), g.tenantID, req.URL); err != nil {
+		if req.Body != nil {
+			req.Body.Close() // a RoundTripper closes the body, even on error
+		}
+		return nil, err
+	}
+	return g.inner.RoundTrip(req)
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// inner transport.
+func (g *guard) CloseIdleConnections() { g.inner.CloseIdleConnections() }
+
+// checkRedirect bounds the hops of one request. Each hop then goes through
+// guard.RoundTrip like the first request.
+func (s *Service) checkRedirect(tenantID string) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) > s.opts.MaxRedirects {
+			return s.refuse(req.Context(), tenantID, "", describe(req.URL), ReasonRedirects,
+				fmt.Sprintf("more than %d redirects", s.opts.MaxRedirects))
+		}
+		return nil
+	}
+}
+
+// admit decides a request: its scheme and host, the credential hosts of
+// its context, an IP literal's address, then the rules.
+func (s *Service) admit(ctx context.Context, tenantID string, u *url.URL) error {
+	t, reason, err := parseTarget(u)
+	if err != nil {
+		return s.refuse(ctx, tenantID, "", describe(u), reason, err.Error())
+	}
+	return s.admitTarget(ctx, tenantID, t)
+}
+
+// describe names a URL that parseTarget refused, for logs and the audit
+// log: its host and port when they parse, never more.
+func describe(u *url.URL) string {
+	h, err := parseHost(u.Hostname())
+	if err != nil {
+		return "invalid"
+	}
+	t := target{host: h, port: defaultPort(strings.ToLower(u.Scheme))}
+	if n, err := strconv.Atoi(u.Port()); err == nil && n > 0 && n <= 65535 {
+		t.port = n
+	}
+	if t.port == 0 {
+		return t.host.name
+	}
+	return t.hostPort()
+}
+
+func (s *Service) admitTarget(ctx context.Context, tenantID string, t target) error {
+	to := t.hostPort()
+	if id, all, ok := nodus.TenantScope(ctx); ok && !all && tenantID != "" && id != tenantID {
+		return s.refuse(ctx, tenantID, "", to, ReasonTenant, "the request's context belongs to another tenant")
+	}
+	if hosts, ok := ctx.Value(credentialKey{}).([]string); ok && !slices.Contains(hosts, t.host.name) {
+		return s.refuse(ctx, tenantID, "", to, ReasonCredentialHost, "the request carries a credential bound to other hosts")
+	}
+	sn, err := s.snapshot(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	if t.host.ip.IsValid() {
+		if r := addrReason(sn, t); r != "" {
+			return s.refuse(ctx, tenantID, sn.mode, to, r, addrMessage(r, t))
+		}
+	}
+	if sn.allow(t) != nil {
+		return nil
+	}
+	if sn.mode == ModeReport {
+		s.pass(ctx, tenantID, to, ReasonNotAllowed)
+		return nil
+	}
+	return s.refuse(ctx, tenantID, sn.mode, to, ReasonNotAllowed, "no platform or tenant rule allows this destination")
+}
+
+// Dial opens a TCP connection for tenantID to address (host:port) for a
+// protocol other than HTTP, such as SMTP. A rule allows it only if it
+// names the port (a port-0 rule means an HTTP scheme's default) and no
+// path. Everything else is as for Client.
+func (s *Service) Dial(ctx context.Context, tenantID, network, address string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, nodus.Errorf(nodus.EINVALID, "egress: %q is not host:port", address)
+	}
+	h, herr := parseHost(host)
+	n, perr := strconv.Atoi(port)
+	if herr != nil || perr != nil || n < 1 || n > 65535 {
+		return nil, s.refuse(ctx, tenantID, "", "invalid", ReasonInvalidURL, "not a valid host and port")
+	}
+	if err := s.admitTarget(ctx, tenantID, target{host: h, port: n, path: "/"}); err != nil {
+		return nil, err
+	}
+	return s.dialChecked(ctx, tenantID, network, address)
+}
+
+// dialChecked resolves address's host once, refuses every address unless
+// all of them pass the address checks, and connects to the checked
+// addresses in turn. Nothing resolves the name again after the check.
+func (s *Service) dialChecked(ctx context.Context, tenantID, network, address string) (net.Conn, error) {
+	var family string
+	switch network {
+	case "tcp":
+		family = "ip"
+	case "tcp4":
+		family = "ip4"
+	case "tcp6":
+		family = "ip6"
+	default:
+		return nil, fmt.Errorf("egress: network %q is not supported", network)
+	}
+	host, portText, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, fmt.Errorf("egress: dial %q: %w", address, err)
+	}
+	port, err := strconv.Atoi(portText)
+	h, herr := parseHost(host)
+	if err != nil || herr != nil || port < 1 || port > 65535 {
+		return nil, s.refuse(ctx, tenantID, "", "invalid", ReasonInvalidURL, "not a valid host and port")
+	}
+	t := target{host: h, port: port}
+	to := t.hostPort()
+	sn, err := s.snapshot(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []netip.Addr
+	if h.ip.IsValid() {
+		if r := addrReason(sn, t); r != "" {
+			return nil, s.refuse(ctx, tenantID, sn.mode, to, r, addrMessage(r, t))
+		}
+		addrs = []netip.Addr{h.ip.Unmap()}
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
+		addrs, err = s.resolver.LookupNetIP(rctx, family, h.name)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("egress: resolve %s: %w", h.name, err)
+		}
+		if len(addrs) == 0 {
+			return nil, fmt.Errorf("egress: %s has no address", h.name)
+		}
+		addrs = slices.Clone(addrs)
+		for i, a := range addrs {
+			addrs[i] = a.Unmap()
+			if r := sn.checkAddr(addrs[i], port); r != "" {
+				return nil, s.refuse(ctx, tenantID, sn.mode, to, r,
+					fmt.Sprintf("the host resolves to a %s address, which is always denied", r))
+			}
+		}
+	}
+	var errs []error
+	for _, a := range addrs {
+		if family == "ip4" && !a.Is4() || family == "ip6" && !a.Is6() {
+			continue
+		}
+		conn, err := s.connect(ctx, network, netip.AddrPortFrom(a, uint16(port)))
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("egress: %s has no %s address", h.name, family)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// connectTCP connects to an address that passed the checks. The socket's
+// Control hook compares the address the kernel is asked to connect to
+// with the checked one, so no later layer can swap it.
+func (s *Service) connectTCP(ctx context.Context, network string, to netip.AddrPort) (net.Conn, error) {
+	d := net.Dialer{
+		Timeout:   s.opts.ConnectTimeout,
+		KeepAlive: 30 * time.Second,
+		Control: func(_, address string, _ syscall.RawConn) error {
+			got, err := netip.ParseAddrPort(address)
+			if err != nil || got.Addr().Unmap() != to.Addr() || got.Port() != to.Port() {
+				return fmt.Errorf("egress: connecting to %s, not to the checked %s", address, to)
+			}
+			return nil
+		},
+	}
+	return d.DialContext(ctx, network, to.String())
+}
+
+type credentialKey struct{}
+
+// WithCredentialHosts returns ctx marked as carrying a credential that may
+// be sent only to hosts (names or IP addresses, compared after the same
+// normalisation as URLs; no wildcards). A client refuses a request, or a
+// redirect hop, to any other host, whatever the policy and its mode.
+// Nested calls narrow the list to the hosts both name.
+func WithCredentialHosts(ctx context.Context, hosts ...string) context.Context {
+	names := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		if p, err := parseHost(h); err == nil && (p.canonical || !p.ip.IsValid()) {
+			names = append(names, p.name)
+		}
+	}
+	if prev, ok := ctx.Value(credentialKey{}).([]string); ok {
+		names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(prev, n) })
+	}
+	return context.WithValue(ctx, credentialKey{}, names)
+}
+
+// errTooLarge is what reading past a body's limit returns.
+func errTooLarge(max int64) error {
+	return nodus.Errorf(nodus.ETOOLARGE, "the response body is larger than %d bytes", max)
+}
+
+// LimitBody makes reading resp's body fail with ETOOLARGE once it has
+// given max bytes and more remain, for callers that stream a response.
+func LimitBody(resp *http.Response, max int64) {
+	resp.Body = &limitedBody{rc: resp.Body, left: max, max: max}
+}
+
+// ReadBody reads and closes resp's body: all of it, or ETOOLARGE when it
+// is longer than max bytes.
+func ReadBody(resp *http.Response, max int64) ([]byte, error) {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(&limitedBody{rc: resp.Body, left: max, max: max})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+	max  int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, errTooLarge(b.max)
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.rc.Read(p)
+	if int64(n) > b.left {
+		n, b.left = int(b.left), -1
+		return n, errTooLarge(b.max)
+	}
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
