@@ -117,11 +117,11 @@ func settings() []setting {
 		{"admin-email", "NODUS_ADMIN_EMAIL", "admin@localhost", "email of the first super_admin, created when there are no users", func(c *Config, v string) error { c.AdminEmail = v; return nil }},
 		{"admin-password", "NODUS_ADMIN_PASSWORD", "", "password of the first super_admin; when unset one is generated and printed once", func(c *Config, v string) error { c.AdminPassword = v; return nil }},
 
-		{"", "NODUS_MASTER_KEY", "", "32-byte master key, base64, that encrypts secrets at rest; when unset, master.key in the data directory (created on first start: back it up)", func(c *Config, v string) error {
+		{"", "NODUS_MASTER_KEY", "", "master key (32 bytes, base64) that encrypts secrets at rest, or several as \"ID:KEY,*ID:KEY\" (* marks the current one) during a rotation; when unset, master.key in the data directory (created on first start: back it up)", func(c *Config, v string) error {
 			if v == "" {
 				return nil
 			}
-			if _, err := keyring.ParseKey(v); err != nil {
+			if _, err := keyring.Parse(v, keyring.SourceEnv); err != nil {
 				return err
 			}
 			c.MasterKey = v

@@ -25,6 +25,7 @@ import (
 	// Aliased: package main has a func named settings (config.go).
 	settingsvc "github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/store"
+	"github.com/nodus-os/nodus/internal/vault"
 )
 
 // maintenanceInterval is how often the databases are optimised and their
@@ -61,7 +62,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	logger.Info("master key loaded", "source", ring.Source())
 	if ring.Created() {
-		logger.Warn("master key created: back it up, apart from the database backups; without it encrypted settings cannot be read",
+		logger.Warn("master key created: back it up, apart from the database backups; without it encrypted settings and vault secrets cannot be read",
 			"path", ring.Source())
 	}
 	settingsBox, err := ring.Sealer("settings")
@@ -86,6 +87,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	ids, auditor := newIdentity(dbs)
 	settingsService := settingsvc.NewService(dbs.DB(store.SetAuth), settingsBox, auditor, nodus.SystemClock{})
+	// The vault keeps secrets in its own database and handles in the main
+	// one. A missing or wrong master key leaves it sealed (its calls
+	// answer unavailable); the rest of Nodus serves anyway.
+	vaultService, err := vault.NewService(vault.Config{Store: dbs.DB(store.SetVault), Handles: dbs.DB(store.SetMain),
+		Keyring: ring, Audit: auditor})
+	if err != nil {
+		return err
+	}
+	if err := vaultService.Unseal(ctx); err != nil {
+		logger.Error("vault sealed", "err", err)
+		// A database that was down or not yet migrated may come back.
+		go vaultService.RetryUnseal(ctx, 15*time.Second, func() { logger.Info("vault unsealed") })
+	} else {
+		logger.Info("vault unsealed", "master_key_id", ring.CurrentID(), "master_keys", len(ring.IDs()))
+	}
 	if err := bootstrap(ctx, ids, cfg, sets, stdout, logger); err != nil {
 		return err
 	}
@@ -121,6 +137,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Audit:    auditor,
 		Menus:    identity.NewMenuService(dbs.DB(store.SetAuth), auditor, nodus.SystemClock{}),
 		Settings: settingsService,
+		Vault:    vaultService,
 		Egress:   egressService,
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout})
 	srv := &http.Server{

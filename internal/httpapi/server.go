@@ -12,6 +12,7 @@ import (
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/settings"
+	"github.com/nodus-os/nodus/internal/vault"
 )
 
 // Config holds the HTTP limits that apply to every route unless the route
@@ -52,6 +53,9 @@ type Deps struct {
 	Menus *identity.MenuService
 	// Settings serves platform and tenant settings.
 	Settings *settings.Service
+	// Vault holds secrets, grants and handles; it answers unavailable
+	// while sealed.
+	Vault *vault.Service
 	// Egress serves the egress policies and the dry-run check.
 	Egress *egress.Service
 }

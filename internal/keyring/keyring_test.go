@@ -257,7 +257,7 @@ func TestLoadKeyFileRace(t *testing.T) {
 		if rings[i].Created() {
 			created++
 		}
-		if !bytes.Equal(rings[i].master, rings[0].master) {
+		if !bytes.Equal(rings[i].keys[keyID], rings[0].keys[keyID]) {
 			t.Fatal("processes starting together ended up with different keys")
 		}
 	}
@@ -286,5 +286,217 @@ func TestKeyNeverPrinted(t *testing.T) {
 	}
 	if _, err := k.Sealer(""); err == nil {
 		t.Error("a sealer without a purpose")
+	}
+}
+
+func b64(key []byte) string { return base64.StdEncoding.EncodeToString(key) }
+
+func TestParseSeveralKeys(t *testing.T) {
+	k1, k2, k3 := randomKey(t), randomKey(t), randomKey(t)
+	for _, tc := range []struct {
+		name    string
+		text    string
+		ids     []byte
+		current byte
+	}{
+		{"bare key", b64(k1) + "\n", []byte{1}, 1},
+		{"one key with an id", "7:" + b64(k1), []byte{7}, 7},
+		{"lines, highest current", "1:" + b64(k1) + "\n2:" + b64(k2) + "\n", []byte{1, 2}, 2},
+		{"bare key then a new one", b64(k1) + "\n2:" + b64(k2) + "\n", []byte{1, 2}, 2},
+		{"marked current", "*1:" + b64(k1) + "\n2:" + b64(k2), []byte{1, 2}, 1},
+		{"comments and blank lines", "# keys\n\n1:" + b64(k1) + "  # the first\n*3:" + b64(k3) + "\n2:" + b64(k2) + "\n", []byte{1, 2, 3}, 3},
+		{"env style, commas", "1:" + b64(k1) + ",*2:" + b64(k2) + ", 3:" + b64(k3), []byte{1, 2, 3}, 2},
+		{"env style, spaces", "1:" + b64(k1) + " 2:" + b64(k2), []byte{1, 2}, 2},
+		{"url alphabet", "255:" + base64.RawURLEncoding.EncodeToString(k1), []byte{255}, 255},
+	} {
+		k, err := Parse(tc.text, "test")
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if !bytes.Equal(k.IDs(), tc.ids) || k.CurrentID() != tc.current {
+			t.Errorf("%s: ids %v current %d; want %v current %d", tc.name, k.IDs(), k.CurrentID(), tc.ids, tc.current)
+		}
+	}
+	for _, tc := range []struct{ name, text, want string }{
+		{"empty", "", "no key"},
+		{"only comments", "# nothing\n\n", "no key"},
+		{"id 0", "0:" + b64(k1), "1 to 255"},
+		{"id 256", "256:" + b64(k1), "1 to 255"},
+		{"id not a number", "x:" + b64(k1), "1 to 255"},
+		{"duplicate id", "1:" + b64(k1) + "\n1:" + b64(k2), "twice"},
+		{"bare key and id 1", b64(k1) + "\n1:" + b64(k2), "twice"},
+		{"two marked", "*1:" + b64(k1) + "\n*2:" + b64(k2), "only one"},
+		{"short key", "1:" + b64(k1) + "\n2:" + b64(k2[:16]), "entry 2"},
+		{"not base64", "2:not-a-key!", "entry 1"},
+	} {
+		_, err := Parse(tc.text, "test")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want an error saying %q", tc.name, err, tc.want)
+			continue
+		}
+		for _, key := range [][]byte{k1, k2} {
+			if strings.Contains(err.Error(), b64(key)) || strings.Contains(err.Error(), b64(key[:16])) {
+				t.Errorf("%s: the error quotes a key: %v", tc.name, err)
+			}
+		}
+	}
+}
+
+// TestRotation: values sealed under an old key still open once a new key
+// is current; new values name the new key; a keyring without the old key
+// cannot open them, and says which key is missing.
+func TestRotation(t *testing.T) {
+	k1, k2 := randomKey(t), randomKey(t)
+	old, err := New(k1, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldBox, _ := old.Sealer("settings")
+	ad := []byte("settings|t1|email.smtp_password")
+	sealedOld, _ := oldBox.Seal([]byte("before"), ad)
+
+	// A bare key in NODUS_MASTER_KEY is key 1: what the one-key keyring
+	// sealed opens under every later form of the text.
+	for _, text := range []string{b64(k1), "1:" + b64(k1), b64(k1) + "\n2:" + b64(k2), "*1:" + b64(k1) + ",2:" + b64(k2)} {
+		ring, err := Parse(text, SourceEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		box, _ := ring.Sealer("settings")
+		if got, err := box.Open(sealedOld, ad); err != nil || string(got) != "before" {
+			t.Errorf("%d keys, current %d: old value = %q, %v", len(ring.IDs()), ring.CurrentID(), got, err)
+		}
+	}
+
+	both, _ := Parse(b64(k1)+"\n2:"+b64(k2), "test")
+	box, _ := both.Sealer("settings")
+	if box.CurrentID() != 2 || !box.Has(1) || !box.Has(2) || box.Has(3) || box.Has(0) {
+		t.Fatalf("current %d, has 1 %v 2 %v 3 %v", box.CurrentID(), box.Has(1), box.Has(2), box.Has(3))
+	}
+	sealedNew, _ := box.Seal([]byte("after"), ad)
+	if id, ok := KeyID(sealedNew); !ok || id != 2 {
+		t.Fatalf("new value sealed under key %d, want 2", id)
+	}
+	if id, ok := KeyID(sealedOld); !ok || id != 1 {
+		t.Fatalf("old value under key %d, want 1", id)
+	}
+	if _, ok := KeyID(sealedOld[:20]); ok {
+		t.Error("KeyID of a truncated value")
+	}
+
+	// Only the new key: the old value does not open, and the error names
+	// the missing key id, never the plaintext.
+	newOnly, _ := Parse("2:"+b64(k2), "test")
+	nbox, _ := newOnly.Sealer("settings")
+	if got, err := nbox.Open(sealedNew, ad); err != nil || string(got) != "after" {
+		t.Errorf("new value with the new key only: %q, %v", got, err)
+	}
+	got, err := nbox.Open(sealedOld, ad)
+	if !errors.Is(err, ErrOpen) || got != nil || !strings.Contains(err.Error(), "id 1 is not loaded") {
+		t.Errorf("old value without the old key: %q, %v", got, err)
+	}
+
+	// The key id byte is authenticated: relabelling a value as the other
+	// key's fails even though both keys are loaded.
+	relabelled := bytes.Clone(sealedOld)
+	relabelled[0] = 2
+	if got, err := box.Open(relabelled, ad); !errors.Is(err, ErrOpen) || got != nil {
+		t.Errorf("relabelled value: %q, %v", got, err)
+	}
+
+	// Keys under another id are other keys: the same bytes with id 2 do
+	// not open a value sealed as id 1.
+	swapped, _ := Parse("2:"+b64(k1), "test")
+	sbox, _ := swapped.Sealer("settings")
+	if _, err := sbox.Open(sealedOld, ad); !errors.Is(err, ErrOpen) {
+		t.Errorf("value under id 1 opened by a keyring that only has id 2: %v", err)
+	}
+
+	if _, err := NewKeys(map[byte][]byte{1: k1}, 2, "test"); err == nil {
+		t.Error("NewKeys accepted a current id that is not among the keys")
+	}
+	if _, err := NewKeys(map[byte][]byte{0: k1}, 0, "test"); err == nil {
+		t.Error("NewKeys accepted key id 0")
+	}
+}
+
+func TestLoadSeveralKeysFromEnvAndFile(t *testing.T) {
+	k1, k2 := randomKey(t), randomKey(t)
+	env := "*1:" + b64(k1) + "," + "2:" + b64(k2)
+	k, err := Load(env, t.TempDir())
+	if err != nil || k.CurrentID() != 1 || len(k.IDs()) != 2 {
+		t.Fatalf("Load(env) = %v, %v", k, err)
+	}
+	if _, err := Load("1:"+b64(k1)+",1:"+b64(k2), t.TempDir()); err == nil || !strings.Contains(err.Error(), "NODUS_MASTER_KEY") {
+		t.Errorf("duplicate ids in the env: %v", err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, KeyFile)
+	if err := os.WriteFile(path, []byte("# two keys\n1:"+b64(k1)+"\n2:"+b64(k2)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err = Load("", dir)
+	if err != nil || k.CurrentID() != 2 || k.Created() || k.Source() != path {
+		t.Fatalf("Load(file) = %v, %v", k, err)
+	}
+}
+
+// TestAddKeyToFile walks the rotation procedure on a key file: a new key
+// that only opens, then made current; old values open throughout.
+func TestAddKeyToFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, KeyFile)
+	first, err := Load("", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box1, _ := first.Sealer("vault")
+	sealed1, _ := box1.Seal([]byte("one"), nil)
+
+	id, err := AddKeyToFile(path, false)
+	if err != nil || id != 2 {
+		t.Fatalf("AddKeyToFile = %d, %v", id, err)
+	}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %04o after AddKeyToFile", st.Mode().Perm())
+	}
+	staged, err := Load("", dir)
+	if err != nil || staged.CurrentID() != 1 || !staged.Has(2) {
+		t.Fatalf("after adding a key that only opens: %v, current %d", err, staged.CurrentID())
+	}
+	if err := SetCurrentInFile(path, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetCurrentInFile(path, 9); err == nil {
+		t.Error("SetCurrentInFile accepted a missing id")
+	}
+	rotated, err := Load("", dir)
+	if err != nil || rotated.CurrentID() != 2 {
+		t.Fatalf("after making key 2 current: %v, current %d", err, rotated.CurrentID())
+	}
+	box2, _ := rotated.Sealer("vault")
+	if got, err := box2.Open(sealed1, nil); err != nil || string(got) != "one" {
+		t.Errorf("old value after the rotation: %q, %v", got, err)
+	}
+	id, err = AddKeyToFile(path, true)
+	if err != nil || id != 3 {
+		t.Fatalf("AddKeyToFile(current) = %d, %v", id, err)
+	}
+	third, _ := Load("", dir)
+	if third.CurrentID() != 3 || !bytes.Equal(third.keys[1], first.keys[1]) || !bytes.Equal(third.keys[2], rotated.keys[2]) {
+		t.Errorf("after a third key: current %d, old keys kept: %v %v", third.CurrentID(),
+			bytes.Equal(third.keys[1], first.keys[1]), bytes.Equal(third.keys[2], rotated.keys[2]))
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".*")); len(leftovers) != 0 {
+		t.Errorf("temporary files left behind: %v", leftovers)
+	}
+	// A file others may read is refused here too.
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := AddKeyToFile(path, true); err == nil {
+		t.Error("AddKeyToFile rewrote a key file readable by others")
 	}
 }
