@@ -118,6 +118,14 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 			"path": "https://docs.example.test/" + name, "roles": []string{"org_admin", "user", "viewer"}}, 201, nil)
 		orgAdmin.must("PUT", "/api/v1/egress/policy", map[string]any{"mode": "enforce",
 			"rules": []map[string]any{{"host": name + ".example.test", "comment": "our API"}}}, 200, nil)
+		// The vault: a custom environment, a secret, a handle and a grant.
+		orgAdmin.must("POST", "/api/v1/vault/environments", map[string]any{"slug": name + "-env"}, 201, nil)
+		orgAdmin.must("PUT", "/api/v1/vault/secret", map[string]any{"environment": "prod", "path": "/db",
+			"key": "PASSWORD", "value": name + "-canary-secret"}, 200, nil)
+		orgAdmin.must("POST", "/api/v1/vault/handles", map[string]any{"environment": "prod", "path": "/db",
+			"key": "PASSWORD", "allowed_hosts": []string{name + ".example.test"}, "purpose": "test.db"}, 201, nil)
+		orgAdmin.must("POST", "/api/v1/vault/grants", map[string]any{"subject_type": "role", "subject": "user",
+			"environment": "prod", "path_prefix": "/db", "permission": "read"}, 201, nil)
 		for _, role := range []string{"user", "viewer"} {
 			login := name + "-" + role
 			// No tenant_id: an org_admin's users join the org_admin's tenant.
@@ -167,6 +175,15 @@ func (w *tenancy) ids(tenant string) map[string]string {
 	if out["menu-items"] == "" {
 		t.Fatalf("%s has no menu item of its own", tenant)
 	}
+	out["environments"] = tenant + "-env"
+	var handles struct{ Handles []struct{ ID string } }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/vault/handles", nil, 200, &handles)
+	var grants struct{ Grants []struct{ ID string } }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/vault/grants", nil, 200, &grants)
+	if len(handles.Handles) == 0 || len(grants.Grants) == 0 {
+		t.Fatalf("%s has no vault handle or grant", tenant)
+	}
+	out["handles"], out["grants"] = handles.Handles[0].ID, grants.Grants[0].ID
 	return out
 }
 
@@ -192,7 +209,10 @@ func (w *tenancy) snapshot(t *testing.T) string {
 	var buf bytes.Buffer
 	for _, path := range []string{"/api/v1/tenants/" + w.b.ID, "/api/v1/users?tenant_id=" + w.b.ID,
 		"/api/v1/menu-items?tenant_id=" + w.b.ID, "/api/v1/menus?tenant_id=" + w.b.ID, "/api/v1/settings?tenant_id=" + w.b.ID,
-		"/api/v1/egress/policy?tenant_id=" + w.b.ID} {
+		"/api/v1/egress/policy?tenant_id=" + w.b.ID,
+		"/api/v1/vault/environments?tenant_id=" + w.b.ID, "/api/v1/vault/handles?tenant_id=" + w.b.ID,
+		"/api/v1/vault/grants?tenant_id=" + w.b.ID,
+		"/api/v1/vault/secret?environment=prod&path=/db&key=PASSWORD&tenant_id=" + w.b.ID} {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
@@ -267,6 +287,46 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"PUT /api/v1/egress/policy": {{query: "tenant_id=" + w.b.ID,
 			body: map[string]any{"mode": "report", "rules": []map[string]any{{"host": "evil.example.test"}}}}},
 		"POST /api/v1/egress/check": {{query: "tenant_id=" + w.b.ID, body: map[string]any{"url": "https://b.example.test/"}}},
+	}
+	// The vault addresses secrets by location within the caller's tenant,
+	// so the only way to name B's is B's tenant id: every vault route
+	// without an id in its path gets it, with a body that would otherwise
+	// be a valid request.
+	secret := map[string]any{"environment": "prod", "path": "/db", "key": "PASSWORD"}
+	with := func(m map[string]any, extra map[string]any) map[string]any {
+		out := map[string]any{}
+		for k, v := range m {
+			out[k] = v
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+	onB := "tenant_id=" + w.b.ID
+	at := onB + "&environment=prod&path=/db&key=PASSWORD"
+	for pattern, in := range map[string]input{
+		"GET /api/v1/vault":                  {query: onB},
+		"GET /api/v1/vault/environments":     {query: onB},
+		"POST /api/v1/vault/environments":    {query: onB, body: map[string]any{"slug": "intruder"}},
+		"PATCH /api/v1/vault/config":         {query: onB, body: map[string]any{"max_versions": 1}},
+		"GET /api/v1/vault/secrets":          {query: onB + "&environment=prod&recursive=true"},
+		"GET /api/v1/vault/secret":           {query: at},
+		"PUT /api/v1/vault/secret":           {query: onB, body: with(secret, map[string]any{"value": "hijacked"})},
+		"POST /api/v1/vault/secret/reveal":   {query: onB, body: secret},
+		"DELETE /api/v1/vault/secret":        {query: at},
+		"POST /api/v1/vault/secret/undelete": {query: onB, body: secret},
+		"POST /api/v1/vault/secret/destroy":  {query: onB, body: with(secret, map[string]any{"all": true})},
+		"GET /api/v1/vault/handles":          {query: onB},
+		"POST /api/v1/vault/handles":         {query: onB, body: with(secret, map[string]any{"purpose": "x"})},
+		"GET /api/v1/vault/grants":           {query: onB},
+		"POST /api/v1/vault/grants": {query: onB, body: map[string]any{"subject_type": "role", "subject": "user",
+			"environment": "prod", "path_prefix": "/", "permission": "write"}},
+		"GET /api/v1/vault/keys":           {query: onB},
+		"POST /api/v1/vault/keys/rotate":   {query: onB},
+		"PATCH /api/v1/vault/handles/{id}": {body: with(secret, map[string]any{"purpose": "x"})},
+	} {
+		foreign[pattern] = append(foreign[pattern], in)
 	}
 	noForeignIDs := []string{
 		"POST /api/v1/auth/logout", "GET /api/v1/me", "POST /api/v1/me/password", "PATCH /api/v1/me",

@@ -54,6 +54,10 @@ const (
 	ActionReadAudit     Action = "audit.read"
 	ActionReadEgress    Action = "egress.read"   // the tenant's egress policy, dry-run checks
 	ActionManageEgress  Action = "egress.manage" // change it; the platform's rules only as super_admin
+	ActionReadVault     Action = "vault.read"    // environment, secret and version names, never values
+	ActionWriteVault    Action = "vault.write"   // write, delete, undelete secrets where granted
+	ActionRevealVault   Action = "vault.reveal"  // read values where granted: an explicit, audited act
+	ActionManageVault   Action = "vault.manage"  // environments, grants, handles, destroy, keys
 	ActionReadContent   Action = "content.read"  // knowledge bases, chatbots, conversations
 	ActionWriteContent  Action = "content.write" // create and change them
 )
@@ -77,6 +81,10 @@ func permissions() map[Action][]Role {
 		ActionReadAudit:     admins,
 		ActionReadEgress:    admins,
 		ActionManageEgress:  admins,
+		ActionReadVault:     all,
+		ActionWriteVault:    {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
+		ActionRevealVault:   {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
+		ActionManageVault:   admins,
 		ActionReadContent:   all,
 		ActionWriteContent:  {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
 	}
