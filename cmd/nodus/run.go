@@ -41,6 +41,12 @@ Usage:
   nodus admin reset-password LOGIN [--password-stdin]
                                    set a new password and end the user's sessions
   nodus audit verify [flags]       check the audit log's hash chain; fails on any edited or deleted row
+  nodus vault status               which master keys the vault needs, and whether it is sealed
+  nodus vault add-master-key [--not-current]
+                                   add a random key to master.key (rotation, step 1)
+  nodus vault rotate-master-key    rewrap every data key under the current master key
+  nodus vault rotate-data-key TENANT [--no-reencrypt]
+                                   give a tenant a new data key and re-encrypt its secrets
   nodus version                    print the version
   nodus help                       print this help
 
@@ -63,6 +69,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return helpIsNotAnError(adminCmd(ctx, rest, getenv, stdin, stdout, stderr))
 	case "audit":
 		return helpIsNotAnError(auditCmd(ctx, rest, getenv, stdout, stderr))
+	case "vault":
+		return helpIsNotAnError(vaultCmd(ctx, rest, getenv, stdout, stderr))
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
