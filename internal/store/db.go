@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -45,6 +46,14 @@ type DB struct {
 	write *sql.DB // SQLite: one connection
 	read  *sql.DB // SQLite: query_only connections
 	pool  *pgxpool.Pool
+
+	// SQLite checkpoints the WAL in the background, off the commit path:
+	// ckpt is its own connection, commits counts writes so an idle
+	// database is left alone, and stopCkpt ends the loop at Close.
+	ckpt     *sql.DB
+	commits  atomic.Uint64
+	stopCkpt context.CancelFunc
+	ckptDone chan struct{}
 }
 
 // ParseDialect tells which engine a database URL names.
@@ -178,7 +187,10 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(%s)&_pragma=journal_size_limit(67108864)",
 		cfg.BusyTimeout.Milliseconds(), sync)
-	write, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&"+pragmas+"&_txlock=immediate")
+	// The writer never checkpoints (wal_autocheckpoint 0): a checkpoint on
+	// the commit that crosses the threshold would cost that one request
+	// milliseconds. checkpointLoop does it in the background instead.
+	write, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&"+pragmas+"&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -196,7 +208,16 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 	read.SetMaxIdleConns(cfg.PoolSize)
 	read.SetConnMaxIdleTime(5 * time.Minute)
 
-	db := &DB{dialect: SQLite, url: cfg.URL, poolTimeout: cfg.PoolTimeout, write: write, read: read}
+	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+pragmas)
+	if err != nil {
+		write.Close()
+		read.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	ckpt.SetMaxOpenConns(1)
+	ckpt.SetMaxIdleConns(1)
+
+	db := &DB{dialect: SQLite, url: cfg.URL, poolTimeout: cfg.PoolTimeout, write: write, read: read, ckpt: ckpt}
 	var mode string
 	if err := write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		db.Close()
@@ -206,7 +227,42 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: journal mode is %q, not wal (is the file system able to hold a WAL?)", path, mode)
 	}
+	var cctx context.Context
+	cctx, db.stopCkpt = context.WithCancel(context.Background())
+	db.ckptDone = make(chan struct{})
+	go db.checkpointLoop(cctx, checkpointEvery)
 	return db, nil
+}
+
+// checkpointEvery is how often the background checkpoint looks for new
+// commits. At a few thousand commits a second the WAL then stays within a
+// few megabytes.
+const checkpointEvery = 50 * time.Millisecond
+
+// checkpointLoop copies committed WAL frames back into the database file
+// (a PASSIVE checkpoint: it waits for no reader or writer) whenever there
+// were commits since the last round, so the WAL stays short and no commit
+// pays for a checkpoint. A failed round is retried at the next tick.
+func (db *DB) checkpointLoop(ctx context.Context, every time.Duration) {
+	defer close(db.ckptDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var done uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := db.commits.Load()
+		if n == done {
+			continue
+		}
+		var busy, frames, copied int
+		if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err == nil {
+			done = n
+		}
+	}
 }
 
 // Dialect reports the database engine.
@@ -221,7 +277,11 @@ func (db *DB) Close() error {
 		db.pool.Close()
 		return nil
 	}
-	return errors.Join(db.read.Close(), db.write.Close())
+	if db.stopCkpt != nil {
+		db.stopCkpt()
+		<-db.ckptDone
+	}
+	return errors.Join(db.read.Close(), db.write.Close(), db.ckpt.Close())
 }
 
 // Ping checks that the database answers. On SQLite it also takes the write
@@ -253,7 +313,11 @@ func (db *DB) Write(ctx context.Context, fn func(*Tx) error) error {
 	if db.dialect == Postgres {
 		return db.pgTx(ctx, pgx.TxOptions{}, fn)
 	}
-	return db.sqliteTx(ctx, db.write, fn)
+	err := db.sqliteTx(ctx, db.write, fn)
+	if err == nil {
+		db.commits.Add(1)
+	}
+	return err
 }
 
 // Read runs fn in a read-only transaction.

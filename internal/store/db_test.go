@@ -325,3 +325,48 @@ func TestOpenPostgresFailure(t *testing.T) {
 		t.Errorf("open took %v", d)
 	}
 }
+
+// TestBackgroundCheckpoint checks that commits reach the database file
+// without any commit checkpointing (the writer's autocheckpoint is off):
+// the background loop copies the WAL back, so the main file grows while
+// the test only writes.
+func TestBackgroundCheckpoint(t *testing.T) {
+	url := storetest.SQLiteURL(t)
+	db, err := store.Open(context.Background(), storetest.Config(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if err := db.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Exec(ctx, "CREATE TABLE item (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	path := store.SQLitePath(url)
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	time.Sleep(200 * time.Millisecond) // let the table's creation land
+	before := size()
+	for i := range 300 {
+		if err := db.Write(ctx, func(tx *store.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO item (id, body) VALUES (?, ?)", i, strings.Repeat("x", 1000))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for size() < before+200_000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file %d bytes after 300 KB of commits (was %d): nothing checkpointed it", size(), before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
