@@ -116,7 +116,7 @@ func (s *Service) admitTarget(ctx context.Context, tenantID string, t target) er
 	if id, all, ok := nodus.TenantScope(ctx); ok && !all && tenantID != "" && id != tenantID {
 		return s.refuse(ctx, tenantID, "", to, ReasonTenant, "the request's context belongs to another tenant")
 	}
-	if hosts, ok := ctx.Value(credentialKey{}).([]string); ok && !slices.Contains(hosts, t.host.name) {
+	if sets, ok := ctx.Value(credentialKey{}).([][]string); ok && !credentialAllows(sets, t.host.name) {
 		return s.refuse(ctx, tenantID, "", to, ReasonCredentialHost, "the request carries a credential bound to other hosts")
 	}
 	sn, err := s.snapshot(ctx, tenantID)
@@ -254,21 +254,43 @@ func (s *Service) connectTCP(ctx context.Context, network string, to netip.AddrP
 type credentialKey struct{}
 
 // WithCredentialHosts returns ctx marked as carrying a credential that may
-// be sent only to hosts (names or IP addresses, compared after the same
-// normalisation as URLs; no wildcards). A client refuses a request, or a
-// redirect hop, to any other host, whatever the policy and its mode.
-// Nested calls narrow the list to the hosts both name.
+// be sent only to hosts: names or IP addresses, compared after the same
+// normalisation as URLs, or "*.domain" for any name below domain (not
+// domain itself), as secret handles write them. A client refuses a
+// request, or a redirect hop, to any other host, whatever the policy and
+// its mode. Nested calls narrow: a host must be allowed by every call.
+// Hosts that do not parse allow nothing.
 func WithCredentialHosts(ctx context.Context, hosts ...string) context.Context {
 	names := make([]string, 0, len(hosts))
 	for _, h := range hosts {
-		if p, err := parseHost(h); err == nil && (p.canonical || !p.ip.IsValid()) {
+		domain, wild := strings.CutPrefix(h, "*.")
+		p, err := parseHost(domain)
+		switch {
+		case err != nil || !p.canonical && p.ip.IsValid():
+		case wild && !p.ip.IsValid():
+			names = append(names, "*."+p.name)
+		case !wild:
 			names = append(names, p.name)
 		}
 	}
-	if prev, ok := ctx.Value(credentialKey{}).([]string); ok {
-		names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(prev, n) })
+	prev, _ := ctx.Value(credentialKey{}).([][]string)
+	return context.WithValue(ctx, credentialKey{}, append(slices.Clip(prev), names))
+}
+
+// credentialAllows reports whether host (normalised) is allowed by every
+// set of credential hosts.
+func credentialAllows(sets [][]string, host string) bool {
+	for _, set := range sets {
+		if !slices.ContainsFunc(set, func(p string) bool {
+			if domain, ok := strings.CutPrefix(p, "*."); ok {
+				return strings.HasSuffix(host, "."+domain)
+			}
+			return p == host
+		}) {
+			return false
+		}
 	}
-	return context.WithValue(ctx, credentialKey{}, names)
+	return true
 }
 
 // errTooLarge is what reading past a body's limit returns.

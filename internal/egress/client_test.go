@@ -485,6 +485,19 @@ func TestCredentialBinding(t *testing.T) {
 	if err := send(WithCredentialHosts(bg), up.url("api.test", "/")); deniedReason(err) != ReasonCredentialHost {
 		t.Errorf("bound to no host: %v, want credential_host", err)
 	}
+	// Wildcards as secret handles write them: names below the domain only.
+	if err := send(WithCredentialHosts(bg, "*.TEST"), up.url("api.test", "/")); err != nil {
+		t.Errorf("bound to *.test, to api.test: %v", err)
+	}
+	if err := send(WithCredentialHosts(bg, "*.api.test"), up.url("api.test", "/")); deniedReason(err) != ReasonCredentialHost {
+		t.Errorf("bound to *.api.test, to api.test itself: %v, want credential_host", err)
+	}
+	if err := send(WithCredentialHosts(WithCredentialHosts(bg, "*.test"), "other.test"), up.url("api.test", "/")); deniedReason(err) != ReasonCredentialHost {
+		t.Errorf("*.test narrowed to other.test, to api.test: %v, want credential_host", err)
+	}
+	if err := send(WithCredentialHosts(bg, "*.127.0.0.1"), up.url("api.test", "/")); deniedReason(err) != ReasonCredentialHost {
+		t.Errorf("a wildcard over an address allows nothing: %v", err)
+	}
 	if err := send(bg, up.url("other.test", "/")); err != nil {
 		t.Errorf("without a binding: %v", err)
 	}
@@ -495,7 +508,7 @@ func TestCredentialBinding(t *testing.T) {
 			t.Errorf("the credential reached other.test: %q", a)
 		}
 	}
-	if len(auth) != 3 { // api.test /, api.test /to-other, other.test without binding
+	if len(auth) != 4 { // api.test /, api.test /to-other, api.test under *.test, other.test without binding
 		t.Errorf("upstream saw %q", auth)
 	}
 }
