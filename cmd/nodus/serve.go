@@ -116,6 +116,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
+	// Deleting a tenant purges what it owns in the other databases first.
+	ids.AddTenantPurger(func(ctx context.Context, id string) error {
+		return vaultService.PurgeTenant(ctx, vault.System(), id)
+	})
+	ids.AddTenantPurger(egressService.PurgeTenant)
+
 	workers := river.NewWorkers()
 	periodic := jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval)
 	queue, err := jobs.New(dbs.DB(store.SetMain), workers, jobs.Config{

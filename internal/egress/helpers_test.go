@@ -51,6 +51,17 @@ func (m *memStore) FindEgressPolicy(ctx context.Context, tenantID string) (*Poli
 	return &p, nil
 }
 
+func (m *memStore) DeleteEgressTenant(ctx context.Context, tenantID string) (int64, error) {
+	if err := inScope(ctx, tenantID); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := int64(len(m.policies[tenantID].Rules))
+	delete(m.policies, tenantID)
+	return n, nil
+}
+
 func (m *memStore) FindEgressPlatform(ctx context.Context) (*Platform, error) {
 	_, all, ok := nodus.TenantScope(ctx)
 	if !ok {

@@ -34,6 +34,8 @@ type Store interface {
 	// serialised with other egress writes. It returns the policy before
 	// and after. A tenant outside the scope is ENOTFOUND.
 	UpdateEgressPolicy(ctx context.Context, tenantID string, change func(*Policy) error) (before, after *Policy, err error)
+	// DeleteEgressTenant removes a tenant's policy and rules.
+	DeleteEgressTenant(ctx context.Context, tenantID string) (int64, error)
 	// UpdateEgressPlatform does the same for the platform's rules and
 	// exceptions; it needs the all-tenants scope.
 	UpdateEgressPlatform(ctx context.Context, change func(*Platform) error) (before, after *Platform, err error)
@@ -624,4 +626,17 @@ func (s *Service) Client(tenantID string) *http.Client {
 		CheckRedirect: s.checkRedirect(tenantID),
 		Timeout:       s.opts.Timeout,
 	}
+}
+
+// PurgeTenant removes a deleted tenant's policy and rules and forgets
+// them in the cache. It is idempotent.
+func (s *Service) PurgeTenant(ctx context.Context, tenantID string) error {
+	if err := inScope(ctx, tenantID); err != nil {
+		return err
+	}
+	if _, err := s.store.DeleteEgressTenant(ctx, tenantID); err != nil {
+		return fmt.Errorf("egress: purge tenant %s: %w", tenantID, err)
+	}
+	s.invalidate(tenantID)
+	return nil
 }

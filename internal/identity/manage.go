@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/nodus"
@@ -161,11 +162,35 @@ func (s *Service) UpdateTenant(ctx context.Context, a Actor, id string, p Tenant
 	return t, nil
 }
 
-// DeleteTenant deletes a tenant and everything it owns.
+// TenantPurger removes what a deleted tenant owns outside the auth
+// database (the vault, egress policies, …), where no foreign key reaches.
+// It must be idempotent.
+type TenantPurger func(ctx context.Context, tenantID string) error
+
+// AddTenantPurger registers p to run when a tenant is deleted. Call it
+// while wiring, before serving.
+func (s *Service) AddTenantPurger(p TenantPurger) { s.purgers = append(s.purgers, p) }
+
+// DeleteTenant deletes a tenant and everything it owns. It first
+// deactivates the tenant, which stops its users and tokens at once, then
+// runs the purgers (the other databases), then deletes the tenant row,
+// which takes its users, sessions, tokens, menus and settings with it. A
+// failure leaves the tenant in place, deactivated: deleting it again
+// finishes the job.
 func (s *Service) DeleteTenant(ctx context.Context, a Actor, id string) error {
 	t, err := s.Tenant(ctx, id)
 	if err != nil {
 		return err
+	}
+	if t.IsActive {
+		if _, err := s.UpdateTenant(ctx, a, id, TenantPatch{IsActive: new(false)}); err != nil {
+			return err
+		}
+	}
+	for _, purge := range s.purgers {
+		if err := purge(nodus.WithTenant(ctx, id), id); err != nil {
+			return fmt.Errorf("delete tenant %s: %w (it stays, deactivated; delete it again to finish)", id, err)
+		}
 	}
 	if err := s.admin.DeleteTenant(ctx, id); err != nil {
 		return err

@@ -36,6 +36,7 @@ type Service struct {
 	throttle *Throttle
 	audit    Auditor
 	clock    nodus.Clock
+	purgers  []TenantPurger
 }
 
 // Stores are the identity service's databases: users and credentials

@@ -272,3 +272,23 @@ func insertEgressRules(ctx context.Context, tx *Tx, rules []egress.Rule) error {
 	}
 	return nil
 }
+
+// DeleteEgressTenant removes a tenant's egress policy and rules, for the
+// deletion of the tenant (tenants live in another database, so no foreign
+// key does it). It returns how many rules went; running it again is a
+// no-op.
+func (db *DB) DeleteEgressTenant(ctx context.Context, tenantID string) (int64, error) {
+	cond, args, err := egressTenant(ctx, tenantID)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = db.Write(ctx, func(tx *Tx) error {
+		if n, err = tx.Exec(ctx, `DELETE FROM egress_rules WHERE tenant_id = ? AND `+cond, append([]any{tenantID}, args...)...); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM tenant_egress_policies WHERE tenant_id = ? AND `+cond, append([]any{tenantID}, args...)...)
+		return err
+	})
+	return n, err
+}
