@@ -423,8 +423,9 @@ func (db *DB) Maintain(ctx context.Context) error {
 	if db.dialect != SQLite {
 		return nil
 	}
-	// A checkpoint cannot run inside a transaction, so this uses the write
-	// connection directly.
+	// PRAGMA optimize and a checkpoint cannot run inside a transaction, so
+	// this takes the write connection itself, which also keeps every
+	// writer out while the WAL is truncated.
 	conn, err := db.write.Conn(ctx)
 	if err != nil {
 		return mapError(err)
@@ -433,9 +434,21 @@ func (db *DB) Maintain(ctx context.Context) error {
 	if _, err := conn.ExecContext(ctx, "PRAGMA optimize"); err != nil {
 		return mapError(err)
 	}
-	var busy, logFrames, checkpointed int
-	if err := conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
-		return mapError(err)
+	// The checkpoint runs on the background checkpointer's connection, so
+	// it waits for a background round instead of colliding with it; a
+	// reader still in the WAL makes it busy, which is retried briefly.
+	for attempt := 0; ; attempt++ {
+		var busy, logFrames, checkpointed int
+		if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+			return mapError(err)
+		}
+		if busy == 0 || attempt == 20 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return mapError(ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return nil
 }
