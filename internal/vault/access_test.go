@@ -280,11 +280,33 @@ func TestHandles(t *testing.T) {
 		_, err = e.svc.ResolveHandle(in, "not-an-id", user)
 		code(t, "malformed handle id", err, nodus.ENOTFOUND)
 
-		// Update: point at another secret; the id stays.
+		// Update: point at another secret; the id stays. Whatever lets a
+		// value go somewhere new needs that value entered again (check 17):
+		// without it, or with a wrong one, nothing changes.
 		write(t, e.svc, in, loc("prod", "/llm", "ANTHROPIC_API_KEY"), "sk-ant")
-		up, err := e.svc.UpdateHandle(in, admin, h.ID, vault.HandleInput{Location: loc("prod", "/llm", "ANTHROPIC_API_KEY"), AllowedHosts: []string{"api.anthropic.com"}})
+		moved := vault.HandleInput{Location: loc("prod", "/llm", "ANTHROPIC_API_KEY"), AllowedHosts: []string{"api.anthropic.com"}}
+		_, err = e.svc.UpdateHandle(in, admin, h.ID, moved)
+		code(t, "re-point without the value", err, nodus.EINVALID)
+		moved.ConfirmValue = "sk-wrong"
+		_, err = e.svc.UpdateHandle(in, admin, h.ID, moved)
+		code(t, "re-point with a wrong value", err, nodus.EINVALID)
+		if got, _ := e.svc.FindHandle(in, admin, h.ID); got.Location != h.Location {
+			t.Fatalf("a refused update changed the handle: %+v", got)
+		}
+		moved.ConfirmValue = "sk-ant"
+		up, err := e.svc.UpdateHandle(in, admin, h.ID, moved)
 		if err != nil || up.ID != h.ID {
 			t.Fatal(err)
+		}
+		// Adding a host needs the value too; narrowing or relabelling does not.
+		wider := moved
+		wider.ConfirmValue, wider.AllowedHosts = "", []string{"api.anthropic.com", "evil.example.test"}
+		_, err = e.svc.UpdateHandle(in, admin, h.ID, wider)
+		code(t, "widen hosts without the value", err, nodus.EINVALID)
+		relabel := moved
+		relabel.ConfirmValue, relabel.Label = "", "renamed"
+		if _, err := e.svc.UpdateHandle(in, admin, h.ID, relabel); err != nil {
+			t.Fatalf("relabel: %v", err)
 		}
 		if r, _ := e.svc.ResolveHandle(in, h.ID, user); r.Value.Reveal() != "sk-ant" || !r.Allows("api.anthropic.com") || r.Allows("api.openai.com") {
 			t.Errorf("after update: %+v", r)
@@ -317,7 +339,7 @@ func TestHandles(t *testing.T) {
 				kinds = append(kinds, a.Action)
 			}
 		}
-		if strings.Join(kinds, ",") != "secret_handle.create,secret_handle.create,secret_handle.update,secret_handle.delete" {
+		if strings.Join(kinds, ",") != "secret_handle.create,secret_handle.create,secret_handle.update,secret_handle.update,secret_handle.delete" { // the re-point and the relabel
 			t.Errorf("handle audit: %v", kinds)
 		}
 	})

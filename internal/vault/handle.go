@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"slices"
 
@@ -16,6 +17,12 @@ type HandleInput struct {
 	AllowedHosts []string `json:"allowed_hosts"` // exact hosts or "*.domain"; empty: none
 	Purpose      string   `json:"purpose"`       // [a-z][a-z0-9_.-]{0,63}, e.g. gateway.provider_key
 	Label        string   `json:"label"`         // free text for people
+	// ConfirmValue is the value the handle will resolve to, entered again.
+	// An update that lets the value go to a host it could not go to before
+	// (a host added, or the handle pointed at another secret or version)
+	// needs it: whoever changes where a credential is sent must know the
+	// credential (SECURITY.md check 17). It is compared, never stored.
+	ConfirmValue string `json:"confirm_value,omitempty"`
 }
 
 // validateHandle checks in and returns its hosts normalised.
@@ -135,6 +142,11 @@ func (s *Service) UpdateHandle(ctx context.Context, p Principal, id string, in H
 	if err := s.checkTarget(ctx, in); err != nil {
 		return nil, err
 	}
+	if widens(before, in.Location, in.Version, hosts) {
+		if err := s.confirmValue(ctx, in); err != nil {
+			return nil, err
+		}
+	}
 	h := before
 	h.Location, h.Version, h.AllowedHosts, h.Purpose, h.Label = in.Location, in.Version, hosts, in.Purpose, in.Label
 	h.UpdatedAt, h.UpdatedBy = s.clock.Now(), p.UserID
@@ -145,6 +157,47 @@ func (s *Service) UpdateHandle(ctx context.Context, p Principal, id string, in H
 		return nil, err
 	}
 	return &h, nil
+}
+
+// widens reports whether pointing h at loc and version with hosts could
+// send a value somewhere it could not go before: another secret or
+// version, or a host pattern it did not have.
+func widens(h Handle, loc Location, version int, hosts []string) bool {
+	if h.Location != loc || h.Version != version {
+		return true
+	}
+	for _, host := range hosts {
+		if !slices.Contains(h.AllowedHosts, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// errConfirm is the answer to a missing or wrong confirm_value; it says
+// nothing about how the value differs.
+var errConfirm = &nodus.Error{Code: nodus.EINVALID, Message: "this change lets the secret go to new places: enter its value again",
+	Fields: map[string]string{"confirm_value": "required, and equal to the value the handle will send"}}
+
+// confirmValue checks in.ConfirmValue against the value the handle will
+// resolve to, in constant time.
+func (s *Service) confirmValue(ctx context.Context, in HandleInput) error {
+	if in.ConfirmValue == "" {
+		return errConfirm
+	}
+	v, _, err := s.store.FindSecretValue(ctx, in.Location, in.Version)
+	if err != nil {
+		return err
+	}
+	plain, err := s.decrypt(ctx, v)
+	if err != nil {
+		return err
+	}
+	defer clear(plain)
+	if subtle.ConstantTimeCompare(plain, []byte(in.ConfirmValue)) != 1 {
+		return errConfirm
+	}
+	return nil
 }
 
 // DeleteHandle removes a handle (org_admin); whoever still holds its id
