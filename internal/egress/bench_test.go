@@ -1,4 +1,4 @@
-package egress
+package egress_test
 
 import (
 	"context"
@@ -7,13 +7,17 @@ import (
 	"net/url"
 	"strconv"
 	"testing"
+
+	"github.com/nodus-os/nodus/internal/egress"
+	"github.com/nodus-os/nodus/internal/store/storetest"
 )
 
 // BenchmarkDialCheck measures what the egress checks add to opening a
 // connection: a plain dial to a loopback listener, against the egress
 // dialer reaching the same listener through an address exception, by IP
-// and by a name the injected resolver answers. The client closes first,
-// with SO_LINGER 0, so that no TIME_WAIT builds up over the run.
+// and by a name the injected resolver answers. The rules are in a real
+// SQLite database, read once into the service's cache. The client closes
+// first, with SO_LINGER 0, so that no TIME_WAIT builds up over the run.
 //
 //	go test -run '^$' -bench 'DialCheck|RequestCheck' -benchmem ./internal/egress/
 func BenchmarkDialCheck(b *testing.B) {
@@ -50,18 +54,18 @@ func BenchmarkDialCheck(b *testing.B) {
 			closeNow(b, c, err)
 		}
 	})
-	w := newWorld(b, hosts(map[string]string{"ollama.internal": "127.0.0.1"}))
-	w.setPlatform([]RuleInput{{Host: "ollama.internal", Port: port}}, loopbackException(port))
+	w := newWorld(b, storetest.OpenSQLite(b), hosts(map[string]string{"ollama.internal": "127.0.0.1"}))
+	w.setPlatform([]egress.RuleInput{{Host: "ollama.internal", Port: port}}, loopbackException(port))
 	b.Run("egress-ip", func(b *testing.B) {
 		for b.Loop() {
-			c, err := w.svc.dialChecked(ctx, w.a, "tcp", addr)
+			c, err := w.svc.DialChecked(ctx, w.a, "tcp", addr)
 			closeNow(b, c, err)
 		}
 	})
 	b.Run("egress-name", func(b *testing.B) {
 		name := net.JoinHostPort("ollama.internal", strconv.Itoa(port))
 		for b.Loop() {
-			c, err := w.svc.dialChecked(ctx, w.a, "tcp", name)
+			c, err := w.svc.DialChecked(ctx, w.a, "tcp", name)
 			closeNow(b, c, err)
 		}
 	})
@@ -70,18 +74,18 @@ func BenchmarkDialCheck(b *testing.B) {
 // BenchmarkRequestCheck measures the check every request and redirect hop
 // pays before the transport sends it, also over a pooled connection.
 func BenchmarkRequestCheck(b *testing.B) {
-	w := newWorld(b, hosts(nil))
-	rules := make([]RuleInput, 0, 50)
+	w := newWorld(b, storetest.OpenSQLite(b), hosts(nil))
+	rules := make([]egress.RuleInput, 0, 50)
 	for i := range 49 {
-		rules = append(rules, RuleInput{Host: "host" + strconv.Itoa(i) + ".example.com", PathPrefix: "/v1"})
+		rules = append(rules, egress.RuleInput{Host: "host" + strconv.Itoa(i) + ".example.com", PathPrefix: "/v1"})
 	}
-	rules = append(rules, RuleInput{Host: "*.openai.example"})
-	w.setPolicy(w.a, ModeEnforce, rules...)
+	rules = append(rules, egress.RuleInput{Host: "*.openai.example"})
+	w.setPolicy(w.a, egress.ModeEnforce, rules...)
 	u, _ := url.Parse("https://api.openai.example/v1/chat/completions?x=1")
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := w.svc.admit(ctx, w.a, u); err != nil {
+		if err := w.svc.Admit(ctx, w.a, u); err != nil {
 			b.Fatal(err)
 		}
 	}

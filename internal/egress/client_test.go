@@ -1,4 +1,4 @@
-package egress
+package egress_test
 
 import (
 	"context"
@@ -18,10 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodus-os/nodus/internal/audit"
+	"github.com/nodus-os/nodus/internal/egress"
 	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/store"
+	"github.com/nodus-os/nodus/internal/store/storetest"
 )
-
-var bg = context.Background()
 
 // TestForbiddenAddressesRefusedAtDial is SECURITY.md check 18: every
 // denied range, and every spelling of loopback, is refused both by the
@@ -30,6 +32,10 @@ var bg = context.Background()
 // mode, so no allow-list stands in the way and only the address checks
 // can refuse.
 func TestForbiddenAddressesRefusedAtDial(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) { testForbiddenAddressesRefusedAtDial(t, db) })
+}
+
+func testForbiddenAddressesRefusedAtDial(t *testing.T, db *store.DB) {
 	trap4 := newTrap(t, "tcp", "127.0.0.1:0")
 	port := trap4.port()
 	var trap6 *trap
@@ -57,8 +63,8 @@ func TestForbiddenAddressesRefusedAtDial(t *testing.T) {
 		"ula.test":          "fd00:ec2::254",
 		"public.test":       "8.8.8.8",
 	})
-	w := newWorld(t, r)
-	w.setPolicy(w.a, ModeReport)
+	w := newWorld(t, db, r)
+	w.setPolicy(w.a, egress.ModeReport)
 
 	forbidden := []string{
 		"127.0.0.1", "127.0.0.2", "127.255.255.254", "2130706433", "127.1", "127.0.1", "0177.0.0.1", "0x7f.1",
@@ -75,16 +81,16 @@ func TestForbiddenAddressesRefusedAtDial(t *testing.T) {
 	for _, host := range forbidden {
 		address := net.JoinHostPort(host, strconv.Itoa(port))
 		_, err := w.get(bg, w.a, "http://"+address+"/")
-		if r := deniedReason(err); r == "" || r == ReasonNotAllowed {
+		if r := deniedReason(err); r == "" || r == egress.ReasonNotAllowed {
 			t.Errorf("GET http://%s/: %v, want an address refusal", address, err)
 		}
 		// The dialer alone refuses it too: the check does not depend on
 		// the request having been checked first.
-		conn, err := w.svc.dialChecked(bg, w.a, "tcp", address)
+		conn, err := w.svc.DialChecked(bg, w.a, "tcp", address)
 		if conn != nil {
 			conn.Close()
 		}
-		if r := deniedReason(err); r == "" || r == ReasonNotAllowed {
+		if r := deniedReason(err); r == "" || r == egress.ReasonNotAllowed {
 			t.Errorf("dial %s: %v, want an address refusal", address, err)
 		}
 		conn, err = w.svc.Dial(bg, w.a, "tcp", address)
@@ -101,7 +107,7 @@ func TestForbiddenAddressesRefusedAtDial(t *testing.T) {
 	if trap6 != nil && trap6.hits.Load() != 0 {
 		t.Errorf("the trap on ::1 accepted %d connections", trap6.hits.Load())
 	}
-	if got := w.svc.denied.With(string(ReasonLoopback)).Value(); got == 0 {
+	if got := w.denied(egress.ReasonLoopback); got == 0 {
 		t.Error("no loopback refusal counted")
 	}
 
@@ -150,6 +156,10 @@ func (c *recordingConnect) addresses() []netip.AddrPort {
 // connection, the connection goes to the address that was checked, and
 // the loopback answer is refused without a connection.
 func TestDNSRebinding(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) { testDNSRebinding(t, db) })
+}
+
+func testDNSRebinding(t *testing.T, db *store.DB) {
 	up := newUpstream(t, nil)
 	trap := newTrap(t, "tcp", "127.0.0.1:0")
 	public := netip.MustParseAddr("93.184.215.14")
@@ -159,10 +169,10 @@ func TestDNSRebinding(t *testing.T) {
 		}
 		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	}}
-	w := newWorld(t, r)
+	w := newWorld(t, db, r)
 	rec := &recordingConnect{to: up.Listener.Addr().String()}
-	w.svc.connect = rec.connect
-	w.setPolicy(w.a, ModeEnforce, RuleInput{Host: "rebind.test", Port: trap.port()})
+	w.svc.SetConnect(rec.connect)
+	w.setPolicy(w.a, egress.ModeEnforce, egress.RuleInput{Host: "rebind.test", Port: trap.port()})
 
 	target := fmt.Sprintf("http://rebind.test:%d/", trap.port())
 	resp, err := w.get(bg, w.a, target)
@@ -180,7 +190,7 @@ func TestDNSRebinding(t *testing.T) {
 	// nothing is dialed.
 	w.svc.Client(w.a).CloseIdleConnections()
 	_, err = w.get(bg, w.a, target)
-	if deniedReason(err) != ReasonLoopback {
+	if deniedReason(err) != egress.ReasonLoopback {
 		t.Fatalf("after rebinding: %v, want a loopback refusal", err)
 	}
 	if got := rec.addresses(); len(got) != 1 {
@@ -191,9 +201,10 @@ func TestDNSRebinding(t *testing.T) {
 	}
 
 	// The real connect refuses to open a socket to anything but the
-	// address it was given.
-	w2 := newWorld(t, hosts(map[string]string{"up.test": "127.0.0.1"}))
-	w2.setPlatform([]RuleInput{{Host: "up.test", Port: up.port}}, loopbackException(up.port))
+	// address it was given. (A second service over the same database, as
+	// another replica would be.)
+	w2 := newWorld(t, db, hosts(map[string]string{"up.test": "127.0.0.1"}))
+	w2.setPlatform([]egress.RuleInput{{Host: "up.test", Port: up.port}}, loopbackException(up.port))
 	if resp, err := w2.get(bg, w2.a, up.url("up.test", "/")); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("through the real connect: %v", err)
 	}
@@ -202,6 +213,10 @@ func TestDNSRebinding(t *testing.T) {
 // TestRedirects is SECURITY.md check 20: every hop is checked again, to
 // the addresses, the rules and the scheme, and the hops are bounded.
 func TestRedirects(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) { testRedirects(t, db) })
+}
+
+func testRedirects(t *testing.T, db *store.DB) {
 	trap := newTrap(t, "tcp", "127.0.0.1:0")
 	var up *upstream
 	up = newUpstream(t, func(rw http.ResponseWriter, r *http.Request) {
@@ -225,22 +240,22 @@ func TestRedirects(t *testing.T) {
 		}
 		fmt.Fprint(rw, "ok")
 	})
-	w := newWorld(t, hosts(map[string]string{"api.test": "127.0.0.1", "api2.test": "127.0.0.1", "other.test": "127.0.0.1"}))
+	w := newWorld(t, db, hosts(map[string]string{"api.test": "127.0.0.1", "api2.test": "127.0.0.1", "other.test": "127.0.0.1"}))
 	w.setPlatform(nil, loopbackException(up.port))
-	w.setPolicy(w.a, ModeEnforce, RuleInput{Host: "api.test", Port: up.port}, RuleInput{Host: "api2.test", Port: up.port})
+	w.setPolicy(w.a, egress.ModeEnforce, egress.RuleInput{Host: "api.test", Port: up.port}, egress.RuleInput{Host: "api2.test", Port: up.port})
 
 	tests := []struct {
 		path string
-		want Reason
+		want egress.Reason
 	}{
-		{"/to-loopback", ReasonLoopback},
-		{"/to-spelled", ReasonLoopback},
-		{"/to-metadata", ReasonLinkLocal},
-		{"/to-other", ReasonNotAllowed},
-		{"/to-ftp", ReasonScheme},
-		{"/to-file", ReasonScheme},
-		{"/to-gopher", ReasonScheme},
-		{"/hop/0", ReasonRedirects},
+		{"/to-loopback", egress.ReasonLoopback},
+		{"/to-spelled", egress.ReasonLoopback},
+		{"/to-metadata", egress.ReasonLinkLocal},
+		{"/to-other", egress.ReasonNotAllowed},
+		{"/to-ftp", egress.ReasonScheme},
+		{"/to-file", egress.ReasonScheme},
+		{"/to-gopher", egress.ReasonScheme},
+		{"/hop/0", egress.ReasonRedirects},
 		{"/to-allowed", ""},
 	}
 	for _, tt := range tests {
@@ -255,8 +270,8 @@ func TestRedirects(t *testing.T) {
 		hits := up.hits.Load() - before
 		switch tt.path {
 		case "/hop/0":
-			if hits != int64(1+w.svc.opts.MaxRedirects) {
-				t.Errorf("the redirect loop made %d requests, want %d", hits, 1+w.svc.opts.MaxRedirects)
+			if max := w.svc.MaxRedirects(); max < 1 || hits != int64(1+max) {
+				t.Errorf("the redirect loop made %d requests, want %d", hits, 1+max)
 			}
 		case "/to-allowed":
 			if hits != 2 {
@@ -273,7 +288,7 @@ func TestRedirects(t *testing.T) {
 	}
 	// The refused hops are audited by host and port, never by path.
 	targets := map[string]bool{}
-	for _, e := range w.audit.actions("egress.denied") {
+	for _, e := range w.actions("egress.denied") {
 		targets[e.TargetID] = true
 	}
 	for _, want := range []string{fmt.Sprintf("127.0.0.1:%d", trap.port()), "169.254.169.254:80", "api.test",
@@ -288,6 +303,10 @@ func TestRedirects(t *testing.T) {
 // requests: a rule for api.example.com lets nothing else through, and
 // tenant B's rules never apply to tenant A, nor A's to B.
 func TestHostConfusionAndTenantIsolation(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) { testHostConfusionAndTenantIsolation(t, db) })
+}
+
+func testHostConfusionAndTenantIsolation(t *testing.T, db *store.DB) {
 	up := newUpstream(t, nil)
 	names := []string{"api.example.com", "api.example.com.evil.test", "evilapi.example.com", "x.api.example.com",
 		"b.example.com", "eu.b-corp.example"}
@@ -295,10 +314,10 @@ func TestHostConfusionAndTenantIsolation(t *testing.T) {
 	for _, n := range names {
 		m[n] = "127.0.0.1"
 	}
-	w := newWorld(t, hosts(m))
+	w := newWorld(t, db, hosts(m))
 	w.setPlatform(nil, loopbackException(up.port))
-	w.setPolicy(w.a, ModeEnforce, RuleInput{Host: "api.example.com", Port: up.port})
-	w.setPolicy(w.b, ModeEnforce, RuleInput{Host: "b.example.com", Port: up.port}, RuleInput{Host: "*.b-corp.example", Port: up.port})
+	w.setPolicy(w.a, egress.ModeEnforce, egress.RuleInput{Host: "api.example.com", Port: up.port})
+	w.setPolicy(w.b, egress.ModeEnforce, egress.RuleInput{Host: "b.example.com", Port: up.port}, egress.RuleInput{Host: "*.b-corp.example", Port: up.port})
 
 	tests := []struct {
 		tenant, host string
@@ -321,7 +340,7 @@ func TestHostConfusionAndTenantIsolation(t *testing.T) {
 		switch {
 		case tt.allowed && (err != nil || resp.StatusCode != 200):
 			t.Errorf("tenant %s to %s: %v, want allowed", tt.tenant, tt.host, err)
-		case !tt.allowed && deniedReason(err) != ReasonNotAllowed:
+		case !tt.allowed && deniedReason(err) != egress.ReasonNotAllowed:
 			t.Errorf("tenant %s to %s: %v, want not_allowed", tt.tenant, tt.host, err)
 		}
 		if tt.allowed {
@@ -333,14 +352,14 @@ func TestHostConfusionAndTenantIsolation(t *testing.T) {
 	}
 	// B's refusals are B's: every refusal above is audited under the
 	// tenant that asked.
-	for _, e := range w.audit.actions("egress.denied") {
+	for _, e := range w.actions("egress.denied") {
 		if e.TargetID == fmt.Sprintf("b.example.com:%d", up.port) && e.TenantID != w.a {
 			t.Errorf("refusal of b.example.com recorded for tenant %s", e.TenantID)
 		}
 	}
 	// A client of A used under B's scope is refused: a tenant's client
 	// never serves another tenant's request.
-	if _, err := w.get(nodus.WithTenant(bg, w.b), w.a, up.url("api.example.com", "/")); deniedReason(err) != ReasonTenant {
+	if _, err := w.get(nodus.WithTenant(bg, w.b), w.a, up.url("api.example.com", "/")); deniedReason(err) != egress.ReasonTenant {
 		t.Errorf("A's client in B's scope: %v, want tenant_mismatch", err)
 	}
 }
@@ -348,22 +367,26 @@ func TestHostConfusionAndTenantIsolation(t *testing.T) {
 // TestReportMode: a destination no rule allows goes out and is recorded;
 // the address checks and credential binding still refuse.
 func TestReportMode(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) { testReportMode(t, db) })
+}
+
+func testReportMode(t *testing.T, db *store.DB) {
 	up := newUpstream(t, nil)
 	trap := newTrap(t, "tcp", "127.0.0.1:0")
-	w := newWorld(t, hosts(map[string]string{"unlisted.test": "127.0.0.1", "listed.test": "127.0.0.1"}))
-	w.setPlatform([]RuleInput{{Host: "listed.test", Port: up.port}}, loopbackException(up.port))
-	w.setPolicy(w.a, ModeReport)
+	w := newWorld(t, db, hosts(map[string]string{"unlisted.test": "127.0.0.1", "listed.test": "127.0.0.1"}))
+	w.setPlatform([]egress.RuleInput{{Host: "listed.test", Port: up.port}}, loopbackException(up.port))
+	w.setPolicy(w.a, egress.ModeReport)
 
 	resp, err := w.get(bg, w.a, up.url("unlisted.test", "/v1?key=SECRET"))
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("report mode: %v, want the request through", err)
 	}
-	rep := w.audit.actions("egress.reported")
+	rep := w.actions("egress.reported")
 	if len(rep) != 1 || rep[0].TenantID != w.a || rep[0].TargetType != "url" ||
 		rep[0].TargetID != fmt.Sprintf("unlisted.test:%d", up.port) || rep[0].Changes["reason"].After != "not_allowed" {
 		t.Fatalf("egress.reported entries = %+v", rep)
 	}
-	if w.svc.reported.With(string(ReasonNotAllowed)).Value() != 1 {
+	if w.reported(egress.ReasonNotAllowed) != 1 {
 		t.Error("the report was not counted")
 	}
 	if !strings.Contains(w.logs.String(), `"msg":"egress reported"`) || strings.Contains(w.logs.String(), "SECRET") {
@@ -373,18 +396,18 @@ func TestReportMode(t *testing.T) {
 	if _, err := w.get(bg, w.a, up.url("listed.test", "/")); err != nil {
 		t.Fatal(err)
 	}
-	if len(w.audit.actions("egress.reported")) != 1 {
+	if len(w.actions("egress.reported")) != 1 {
 		t.Error("a request a rule allows was reported")
 	}
 	// B enforces: the same destination is refused for B.
-	if _, err := w.get(bg, w.b, up.url("unlisted.test", "/")); deniedReason(err) != ReasonNotAllowed {
+	if _, err := w.get(bg, w.b, up.url("unlisted.test", "/")); deniedReason(err) != egress.ReasonNotAllowed {
 		t.Errorf("tenant B (enforce): %v, want not_allowed", err)
 	}
-	if _, err := w.get(bg, w.a, fmt.Sprintf("http://127.0.0.1:%d/", trap.port())); deniedReason(err) != ReasonLoopback {
+	if _, err := w.get(bg, w.a, fmt.Sprintf("http://127.0.0.1:%d/", trap.port())); deniedReason(err) != egress.ReasonLoopback {
 		t.Errorf("report mode to loopback: %v, want refused", err)
 	}
-	cred := WithCredentialHosts(bg, "listed.test")
-	if _, err := w.get(cred, w.a, up.url("unlisted.test", "/")); deniedReason(err) != ReasonCredentialHost {
+	cred := egress.WithCredentialHosts(bg, "listed.test")
+	if _, err := w.get(cred, w.a, up.url("unlisted.test", "/")); deniedReason(err) != egress.ReasonCredentialHost {
 		t.Errorf("report mode with a bound credential: %v, want refused", err)
 	}
 	if trap.hits.Load() != 0 {
@@ -396,10 +419,14 @@ func TestReportMode(t *testing.T) {
 // through, for every tenant, and only with a rule that allows the
 // destination.
 func TestAddressException(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) { testAddressException(t, db) })
+}
+
+func testAddressException(t *testing.T, db *store.DB) {
 	up := newUpstream(t, nil)
 	trap := newTrap(t, "tcp", "127.0.0.1:0")
-	w := newWorld(t, hosts(map[string]string{"localhost": "127.0.0.1,::1", "ollama.internal": "127.0.0.1"}))
-	w.setPlatform([]RuleInput{
+	w := newWorld(t, db, hosts(map[string]string{"localhost": "127.0.0.1,::1", "ollama.internal": "127.0.0.1"}))
+	w.setPlatform([]egress.RuleInput{
 		{Host: "127.0.0.1", Port: up.port, Comment: "local Ollama"},
 		{Host: "127.0.0.1", Port: trap.port()},
 		{Host: "localhost", Port: up.port},
@@ -430,7 +457,7 @@ func TestAddressException(t *testing.T) {
 	}
 	// Without a rule the exception alone allows nothing.
 	w.setPlatform(nil, loopbackException(up.port))
-	if _, err := w.get(bg, w.a, up.url("127.0.0.1", "/")); deniedReason(err) != ReasonNotAllowed {
+	if _, err := w.get(bg, w.a, up.url("127.0.0.1", "/")); deniedReason(err) != egress.ReasonNotAllowed {
 		t.Errorf("exception without a rule: %v, want not_allowed", err)
 	}
 	if trap.hits.Load() != 0 || up.hits.Load() != 4 {
@@ -441,6 +468,10 @@ func TestAddressException(t *testing.T) {
 // TestCredentialBinding: a request carrying a credential goes only to the
 // hosts it is bound to, redirects included.
 func TestCredentialBinding(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) { testCredentialBinding(t, db) })
+}
+
+func testCredentialBinding(t *testing.T, db *store.DB) {
 	var up *upstream
 	var mu sync.Mutex
 	var auth []string
@@ -454,12 +485,14 @@ func TestCredentialBinding(t *testing.T) {
 		}
 		fmt.Fprint(rw, "ok")
 	})
-	w := newWorld(t, hosts(map[string]string{"api.test": "127.0.0.1", "other.test": "127.0.0.1"}))
-	w.setPlatform([]RuleInput{{Host: "api.test", Port: up.port}, {Host: "other.test", Port: up.port}}, loopbackException(up.port))
+	w := newWorld(t, db, hosts(map[string]string{"api.test": "127.0.0.1", "other.test": "127.0.0.1"}))
+	w.setPlatform([]egress.RuleInput{{Host: "api.test", Port: up.port}, {Host: "other.test", Port: up.port}}, loopbackException(up.port))
 
+	// send carries the credential on every context but bg, all of which
+	// bind it to hosts.
 	send := func(ctx context.Context, url string) error {
 		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-		if _, bound := ctx.Value(credentialKey{}).([]string); bound {
+		if ctx != bg {
 			req.Header.Set("Authorization", "Bearer sk-secret")
 		}
 		resp, err := w.svc.Client(w.a).Do(req)
@@ -468,34 +501,34 @@ func TestCredentialBinding(t *testing.T) {
 		}
 		return err
 	}
-	ctx := WithCredentialHosts(bg, "API.test.")
+	ctx := egress.WithCredentialHosts(bg, "API.test.")
 	if err := send(ctx, up.url("api.test", "/")); err != nil {
 		t.Fatalf("to the bound host: %v", err)
 	}
-	if err := send(ctx, up.url("other.test", "/")); deniedReason(err) != ReasonCredentialHost {
+	if err := send(ctx, up.url("other.test", "/")); deniedReason(err) != egress.ReasonCredentialHost {
 		t.Errorf("to another allowed host: %v, want credential_host", err)
 	}
-	if err := send(ctx, up.url("api.test", "/to-other")); deniedReason(err) != ReasonCredentialHost {
+	if err := send(ctx, up.url("api.test", "/to-other")); deniedReason(err) != egress.ReasonCredentialHost {
 		t.Errorf("redirected to another host: %v, want credential_host", err)
 	}
-	if err := send(WithCredentialHosts(WithCredentialHosts(bg, "api.test", "other.test"), "other.test"),
-		up.url("api.test", "/")); deniedReason(err) != ReasonCredentialHost {
+	if err := send(egress.WithCredentialHosts(egress.WithCredentialHosts(bg, "api.test", "other.test"), "other.test"),
+		up.url("api.test", "/")); deniedReason(err) != egress.ReasonCredentialHost {
 		t.Errorf("narrowed binding: %v, want credential_host", err)
 	}
-	if err := send(WithCredentialHosts(bg), up.url("api.test", "/")); deniedReason(err) != ReasonCredentialHost {
+	if err := send(egress.WithCredentialHosts(bg), up.url("api.test", "/")); deniedReason(err) != egress.ReasonCredentialHost {
 		t.Errorf("bound to no host: %v, want credential_host", err)
 	}
 	// Wildcards as secret handles write them: names below the domain only.
-	if err := send(WithCredentialHosts(bg, "*.TEST"), up.url("api.test", "/")); err != nil {
+	if err := send(egress.WithCredentialHosts(bg, "*.TEST"), up.url("api.test", "/")); err != nil {
 		t.Errorf("bound to *.test, to api.test: %v", err)
 	}
-	if err := send(WithCredentialHosts(bg, "*.api.test"), up.url("api.test", "/")); deniedReason(err) != ReasonCredentialHost {
+	if err := send(egress.WithCredentialHosts(bg, "*.api.test"), up.url("api.test", "/")); deniedReason(err) != egress.ReasonCredentialHost {
 		t.Errorf("bound to *.api.test, to api.test itself: %v, want credential_host", err)
 	}
-	if err := send(WithCredentialHosts(WithCredentialHosts(bg, "*.test"), "other.test"), up.url("api.test", "/")); deniedReason(err) != ReasonCredentialHost {
+	if err := send(egress.WithCredentialHosts(egress.WithCredentialHosts(bg, "*.test"), "other.test"), up.url("api.test", "/")); deniedReason(err) != egress.ReasonCredentialHost {
 		t.Errorf("*.test narrowed to other.test, to api.test: %v, want credential_host", err)
 	}
-	if err := send(WithCredentialHosts(bg, "*.127.0.0.1"), up.url("api.test", "/")); deniedReason(err) != ReasonCredentialHost {
+	if err := send(egress.WithCredentialHosts(bg, "*.127.0.0.1"), up.url("api.test", "/")); deniedReason(err) != egress.ReasonCredentialHost {
 		t.Errorf("a wildcard over an address allows nothing: %v", err)
 	}
 	if err := send(bg, up.url("other.test", "/")); err != nil {
@@ -503,12 +536,18 @@ func TestCredentialBinding(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	sent := 0
 	for _, a := range auth {
-		if strings.HasPrefix(a, "other.test") && strings.Contains(a, "sk-secret") {
-			t.Errorf("the credential reached other.test: %q", a)
+		if strings.Contains(a, "sk-secret") {
+			sent++
+			if !strings.HasPrefix(a, "api.test:") {
+				t.Errorf("the credential reached another host than api.test: %q", a)
+			}
 		}
 	}
-	if len(auth) != 4 { // api.test /, api.test /to-other, api.test under *.test, other.test without binding
+	// api.test /, api.test /to-other and api.test under *.test carried it;
+	// other.test without a binding did not.
+	if len(auth) != 4 || sent != 3 {
 		t.Errorf("upstream saw %q", auth)
 	}
 }
@@ -516,14 +555,18 @@ func TestCredentialBinding(t *testing.T) {
 // TestRefusalIsRecorded: a refusal is logged without path, query or user
 // info, counted by reason, and audited with host:port only.
 func TestRefusalIsRecorded(t *testing.T) {
-	w := newWorld(t, hosts(nil))
+	storetest.Run(t, func(t *testing.T, db *store.DB) { testRefusalIsRecorded(t, db) })
+}
+
+func testRefusalIsRecorded(t *testing.T, db *store.DB) {
+	w := newWorld(t, db, hosts(nil))
 	_, err := w.get(bg, w.a, "http://user:s3cret@10.0.0.1:8080/v1/keys/sk-path?api_key=SECRET")
-	if deniedReason(err) != ReasonPrivate || nodus.ErrorCode(err) != nodus.EFORBIDDEN {
+	if deniedReason(err) != egress.ReasonPrivate || nodus.ErrorCode(err) != nodus.EFORBIDDEN {
 		t.Fatalf("err = %v", err)
 	}
-	var d *DeniedError
+	var d *egress.DeniedError
 	if !errors.As(err, &d) || d.Target != "10.0.0.1:8080" {
-		t.Errorf("DeniedError = %+v", d)
+		t.Errorf("egress.DeniedError = %+v", d)
 	}
 	logs := w.logs.String()
 	if !strings.Contains(logs, `"msg":"egress denied"`) || !strings.Contains(logs, `"target":"10.0.0.1:8080"`) ||
@@ -535,7 +578,7 @@ func TestRefusalIsRecorded(t *testing.T) {
 			t.Errorf("%q leaked into the log or the error: %s / %s", secret, logs, nodus.ErrorMessage(err))
 		}
 	}
-	entries := w.audit.actions("egress.denied")
+	entries := w.actions("egress.denied")
 	if len(entries) != 1 {
 		t.Fatalf("egress.denied entries: %+v", entries)
 	}
@@ -544,18 +587,19 @@ func TestRefusalIsRecorded(t *testing.T) {
 		e.Changes["reason"].After != "private" || e.Changes["mode"].After != "enforce" {
 		t.Errorf("audit entry = %+v", e)
 	}
-	if w.svc.denied.With(string(ReasonPrivate)).Value() != 1 {
+	if w.denied(egress.ReasonPrivate) != 1 {
 		t.Error("not counted")
-	}
-	for _, r := range reasons() {
-		w.svc.denied.With(string(r)) // every reason is a valid label value
 	}
 }
 
 func TestDial(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) { testDial(t, db) })
+}
+
+func testDial(t *testing.T, db *store.DB) {
 	up := newUpstream(t, nil)
-	w := newWorld(t, hosts(map[string]string{"mail.test": "127.0.0.1", "web.test": "127.0.0.1"}))
-	w.setPlatform([]RuleInput{{Host: "mail.test", Port: up.port}, {Host: "web.test"}, {Host: "mail.test", Port: 25, PathPrefix: "/x"}},
+	w := newWorld(t, db, hosts(map[string]string{"mail.test": "127.0.0.1", "web.test": "127.0.0.1"}))
+	w.setPlatform([]egress.RuleInput{{Host: "mail.test", Port: up.port}, {Host: "web.test"}, {Host: "mail.test", Port: 25, PathPrefix: "/x"}},
 		loopbackException(up.port), loopbackException(25))
 	conn, err := w.svc.Dial(bg, w.a, "tcp", net.JoinHostPort("mail.test", strconv.Itoa(up.port)))
 	if err != nil {
@@ -569,7 +613,7 @@ func TestDial(t *testing.T) {
 	}
 	// A port-0 rule means an HTTP default, and a path rule is HTTP only.
 	for _, address := range []string{"web.test:80", "web.test:443", "mail.test:25"} {
-		if _, err := w.svc.Dial(bg, w.a, "tcp", address); deniedReason(err) != ReasonNotAllowed {
+		if _, err := w.svc.Dial(bg, w.a, "tcp", address); deniedReason(err) != egress.ReasonNotAllowed {
 			t.Errorf("Dial %s: %v, want not_allowed", address, err)
 		}
 	}
@@ -588,9 +632,9 @@ func TestTLSNameVerified(t *testing.T) {
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
 	roots := x509.NewCertPool()
 	roots.AddCert(srv.Certificate())
-	w := newWorld(t, hosts(map[string]string{"example.com": "127.0.0.1", "other.test": "127.0.0.1"}),
-		func(o *Options) { o.TLSConfig = &tls.Config{RootCAs: roots} })
-	w.setPlatform([]RuleInput{{Host: "example.com", Port: port}, {Host: "other.test", Port: port}}, loopbackException(port))
+	w := newWorld(t, storetest.OpenSQLite(t), hosts(map[string]string{"example.com": "127.0.0.1", "other.test": "127.0.0.1"}),
+		func(o *egress.Options) { o.TLSConfig = &tls.Config{RootCAs: roots} })
+	w.setPlatform([]egress.RuleInput{{Host: "example.com", Port: port}, {Host: "other.test", Port: port}}, loopbackException(port))
 	if resp, err := w.get(bg, w.a, fmt.Sprintf("https://example.com:%d/", port)); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("https to a name the certificate holds: %v", err)
 	}
@@ -608,9 +652,9 @@ func TestTimeoutsAndBodyLimit(t *testing.T) {
 		}
 		fmt.Fprint(rw, strings.Repeat("x", 100))
 	})
-	w := newWorld(t, hosts(map[string]string{"api.test": "127.0.0.1"}),
-		func(o *Options) { o.ResponseHeaderTimeout = 100 * time.Millisecond })
-	w.setPlatform([]RuleInput{{Host: "api.test", Port: up.port}}, loopbackException(up.port))
+	w := newWorld(t, storetest.OpenSQLite(t), hosts(map[string]string{"api.test": "127.0.0.1"}),
+		func(o *egress.Options) { o.ResponseHeaderTimeout = 100 * time.Millisecond })
+	w.setPlatform([]egress.RuleInput{{Host: "api.test", Port: up.port}}, loopbackException(up.port))
 
 	if _, err := w.get(bg, w.a, up.url("api.test", "/slow")); err == nil || !strings.Contains(err.Error(), "timeout") {
 		t.Errorf("slow headers: %v, want a timeout", err)
@@ -622,18 +666,18 @@ func TestTimeoutsAndBodyLimit(t *testing.T) {
 		}
 		return resp
 	}
-	if _, err := ReadBody(fetch(), 99); nodus.ErrorCode(err) != nodus.ETOOLARGE {
-		t.Errorf("ReadBody over the limit: %v", err)
+	if _, err := egress.ReadBody(fetch(), 99); nodus.ErrorCode(err) != nodus.ETOOLARGE {
+		t.Errorf("egress.ReadBody over the limit: %v", err)
 	}
-	if b, err := ReadBody(fetch(), 100); err != nil || len(b) != 100 {
-		t.Errorf("ReadBody at the limit: %d, %v", len(b), err)
+	if b, err := egress.ReadBody(fetch(), 100); err != nil || len(b) != 100 {
+		t.Errorf("egress.ReadBody at the limit: %d, %v", len(b), err)
 	}
 	resp := fetch()
-	LimitBody(resp, 10)
+	egress.LimitBody(resp, 10)
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if nodus.ErrorCode(err) != nodus.ETOOLARGE || len(b) != 10 {
-		t.Errorf("LimitBody: %d bytes, %v", len(b), err)
+		t.Errorf("egress.LimitBody: %d bytes, %v", len(b), err)
 	}
 }
 
@@ -655,48 +699,94 @@ func (c *fakeClock) add(d time.Duration) {
 }
 
 // TestPolicyCache: decisions read the cache; a write here clears it at
-// once, and a write elsewhere shows after the TTL.
+// once, and a write by another replica shows once the cache expires, 30
+// seconds (the default CacheTTL) after the load.
 func TestPolicyCache(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) { testPolicyCache(t, db) })
+}
+
+func testPolicyCache(t *testing.T, db *store.DB) {
 	up := newUpstream(t, nil)
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	w := newWorld(t, hosts(map[string]string{"api.test": "127.0.0.1", "new.test": "127.0.0.1"}),
-		func(o *Options) { o.Clock = clock; o.CacheTTL = time.Minute })
+	w := newWorld(t, db, hosts(map[string]string{"api.test": "127.0.0.1", "new.test": "127.0.0.1", "plat.test": "127.0.0.1"}),
+		func(o *egress.Options) { o.Clock = clock })
 	w.setPlatform(nil, loopbackException(up.port))
-	w.setPolicy(w.a, ModeEnforce, RuleInput{Host: "api.test", Port: up.port})
+	w.setPolicy(w.a, egress.ModeEnforce, egress.RuleInput{Host: "api.test", Port: up.port})
+	inA := nodus.WithTenant(bg, w.a)
+	allowed := func(host string) error {
+		t.Helper()
+		_, err := w.get(bg, w.a, up.url(host, "/"))
+		return err
+	}
 
 	for range 3 {
-		if _, err := w.get(bg, w.a, up.url("api.test", "/")); err != nil {
+		if err := allowed("api.test"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	loads := w.store.loads.Load()
-	if _, err := w.get(bg, w.a, up.url("api.test", "/")); err != nil {
+	if err := allowed("api.test"); err != nil {
 		t.Fatal(err)
 	}
 	if w.store.loads.Load() != loads {
 		t.Error("a cached policy was loaded again")
 	}
 	// A write through the service applies to the next request.
-	w.setPolicy(w.a, ModeEnforce, RuleInput{Host: "new.test", Port: up.port})
-	if _, err := w.get(bg, w.a, up.url("new.test", "/")); err != nil {
+	w.setPolicy(w.a, egress.ModeEnforce, egress.RuleInput{Host: "new.test", Port: up.port})
+	if err := allowed("new.test"); err != nil {
 		t.Errorf("after the update: %v", err)
 	}
-	if _, err := w.get(bg, w.a, up.url("api.test", "/")); deniedReason(err) != ReasonNotAllowed {
+	if w.store.loads.Load() == loads {
+		t.Error("the update did not clear the cached policy")
+	}
+	if err := allowed("api.test"); deniedReason(err) != egress.ReasonNotAllowed {
 		t.Errorf("a removed rule still applies: %v", err)
 	}
-	// A write by another replica (straight to the store) shows after the TTL.
-	_, _, err := w.store.UpdateEgressPolicy(nodus.WithTenant(bg, w.a), w.a, func(p *Policy) error {
-		p.Rules = append(p.Rules, Rule{ID: nodus.NewID(), TenantID: w.a, Host: "api.test", Port: up.port})
-		return nil
-	})
+	// So does a write of the platform's rules.
+	w.setPlatform([]egress.RuleInput{{Host: "plat.test", Port: up.port}}, loopbackException(up.port))
+	if err := allowed("plat.test"); err != nil {
+		t.Errorf("after the platform update: %v", err)
+	}
+	w.setPlatform(nil, loopbackException(up.port))
+	if err := allowed("plat.test"); deniedReason(err) != egress.ReasonNotAllowed {
+		t.Errorf("a removed platform rule still applies: %v", err)
+	}
+
+	// A write by another replica (another service over the same database)
+	// shows once the cached policy expires.
+	replica, err := egress.NewService(w.db, egress.Options{Audit: w.audit, Clock: clock, Resolver: hosts(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.get(bg, w.a, up.url("api.test", "/")); deniedReason(err) != ReasonNotAllowed {
-		t.Errorf("before the TTL: %v, want the cached policy", err)
+	if _, err := replica.UpdatePolicy(inA, w.a, egress.ModeEnforce,
+		[]egress.RuleInput{{Host: "new.test", Port: up.port}, {Host: "api.test", Port: up.port}},
+		audit.Entry{ActorKind: audit.ActorUser, ActorID: "admin-elsewhere"}); err != nil {
+		t.Fatal(err)
 	}
-	clock.add(time.Minute)
-	if _, err := w.get(bg, w.a, up.url("api.test", "/")); err != nil {
-		t.Errorf("after the TTL: %v", err)
+	if err := allowed("api.test"); deniedReason(err) != egress.ReasonNotAllowed {
+		t.Errorf("right after the other replica's write: %v, want the cached policy", err)
+	}
+	loads = w.store.loads.Load()
+	clock.add(30*time.Second - time.Nanosecond)
+	if err := allowed("api.test"); deniedReason(err) != egress.ReasonNotAllowed {
+		t.Errorf("just before 30 seconds: %v, want the cached policy", err)
+	}
+	if w.store.loads.Load() != loads {
+		t.Error("the policy was loaded again before it expired")
+	}
+	clock.add(time.Nanosecond)
+	if err := allowed("api.test"); err != nil {
+		t.Errorf("after 30 seconds: %v", err)
+	}
+
+	// Purging the tenant clears its cached policy at once.
+	if err := w.svc.PurgeTenant(inA, w.a); err != nil {
+		t.Fatal(err)
+	}
+	if err := allowed("api.test"); deniedReason(err) != egress.ReasonNotAllowed {
+		t.Errorf("after the purge: %v, want not_allowed", err)
+	}
+	if v, err := w.svc.Policy(inA, w.a); err != nil || len(v.Rules) != 0 || !v.UpdatedAt.IsZero() {
+		t.Errorf("the purged policy: %+v, %v", v, err)
 	}
 }

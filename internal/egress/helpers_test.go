@@ -1,4 +1,4 @@
-package egress
+package egress_test
 
 import (
 	"bytes"
@@ -12,134 +12,63 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/audit"
+	"github.com/nodus-os/nodus/internal/egress"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/store"
 )
 
-// The store is faked here because internal/store imports this package;
-// internal/store/egress_test.go tests the real one on both engines with
-// the same scope rules, and cmd/nodus/egress_test.go runs the two together.
+// These tests run the service over the real store (*store.DB) and the real
+// audit log, in a database migrated with the main set. They live in
+// package egress_test because internal/store imports egress; the few
+// internals they need are lent by export_test.go. A test whose outcome
+// rests on what the store keeps (policies, exceptions, tenant scopes, audit
+// entries, cache loads) runs on SQLite and PostgreSQL through
+// storetest.Run; one that only needs some rules in place (TLS, timeouts,
+// the benchmarks) runs on SQLite.
 
-// memStore keeps policies in memory, scoped as the real store scopes them.
-type memStore struct {
-	mu       sync.Mutex
-	policies map[string]Policy
-	platform Platform
-	loads    atomic.Int64 // FindEgressPolicy and FindEgressPlatform calls
-}
+var bg = context.Background()
 
-func newMemStore() *memStore { return &memStore{policies: map[string]Policy{}} }
-
-func (m *memStore) FindEgressPolicy(ctx context.Context, tenantID string) (*Policy, error) {
-	if err := inScope(ctx, tenantID); err != nil {
-		return nil, err
-	}
-	m.loads.Add(1)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p, ok := m.policies[tenantID]
-	if !ok {
-		p = Policy{TenantID: tenantID, Mode: ModeEnforce}
-	}
-	p.Rules = slices.Clone(p.Rules)
-	return &p, nil
-}
-
-func (m *memStore) DeleteEgressTenant(ctx context.Context, tenantID string) (int64, error) {
-	if err := inScope(ctx, tenantID); err != nil {
-		return 0, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := int64(len(m.policies[tenantID].Rules))
-	delete(m.policies, tenantID)
-	return n, nil
-}
-
-func (m *memStore) FindEgressPlatform(ctx context.Context) (*Platform, error) {
-	_, all, ok := nodus.TenantScope(ctx)
-	if !ok {
-		return nil, nodus.ErrNoScope
-	}
-	m.loads.Add(1)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p := Platform{Rules: slices.Clone(m.platform.Rules)}
-	if all {
-		p.Exceptions = slices.Clone(m.platform.Exceptions)
-	}
-	return &p, nil
-}
-
-func (m *memStore) UpdateEgressPolicy(ctx context.Context, tenantID string, change func(*Policy) error) (*Policy, *Policy, error) {
-	before, err := m.FindEgressPolicy(ctx, tenantID)
+// migrate brings db to the latest version of the main set, which holds the
+// egress tables and the audit log.
+func migrate(t testing.TB, db *store.DB) {
+	t.Helper()
+	m, err := store.NewMigrator(store.SetMain, db)
 	if err != nil {
-		return nil, nil, err
+		t.Fatal(err)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	after := *before
-	after.Rules = slices.Clone(before.Rules)
-	if err := change(&after); err != nil {
-		return nil, nil, err
+	if _, err := m.Up(bg); err != nil {
+		t.Fatal(err)
 	}
-	if after.SameAs(before) {
-		return before, before, nil
-	}
-	m.policies[tenantID] = after
-	return before, &after, nil
 }
 
-func (m *memStore) UpdateEgressPlatform(ctx context.Context, change func(*Platform) error) (*Platform, *Platform, error) {
-	if err := requirePlatform(ctx); err != nil {
-		return nil, nil, err
-	}
-	before, _ := m.FindEgressPlatform(ctx)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	after := Platform{Rules: slices.Clone(before.Rules), Exceptions: slices.Clone(before.Exceptions)}
-	if err := change(&after); err != nil {
-		return nil, nil, err
-	}
-	if after.SameAs(before) {
-		return before, before, nil
-	}
-	m.platform = after
-	return before, &after, nil
+// countingStore is the real store with a count of the policy loads, so a
+// test sees when the service reads its cache rather than the database.
+// Every call goes to the database.
+type countingStore struct {
+	*store.DB
+	loads atomic.Int64 // FindEgressPolicy and FindEgressPlatform calls
 }
 
-// fakeAudit keeps what is recorded.
-type fakeAudit struct {
-	mu      sync.Mutex
-	entries []audit.Entry
+func (c *countingStore) FindEgressPolicy(ctx context.Context, tenantID string) (*egress.Policy, error) {
+	c.loads.Add(1)
+	return c.DB.FindEgressPolicy(ctx, tenantID)
 }
 
-func (a *fakeAudit) Record(_ context.Context, e audit.Entry) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.entries = append(a.entries, e)
-	return nil
+func (c *countingStore) FindEgressPlatform(ctx context.Context) (*egress.Platform, error) {
+	c.loads.Add(1)
+	return c.DB.FindEgressPlatform(ctx)
 }
 
-func (a *fakeAudit) actions(action string) []audit.Entry {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []audit.Entry
-	for _, e := range a.entries {
-		if e.Action == action {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// resolver answers from a function, counting lookups.
+// resolver answers from a function, counting lookups. It stands for DNS,
+// which lies outside Nodus.
 type resolver struct {
 	calls  atomic.Int64
 	answer func(host string, call int64) []netip.Addr
@@ -154,7 +83,8 @@ func (r *resolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr,
 	return addrs, nil
 }
 
-// hosts is a resolver that answers the same addresses every time.
+// hosts is a resolver that answers the same addresses every time: m maps a
+// name to its addresses, separated by commas.
 func hosts(m map[string]string) *resolver {
 	return &resolver{answer: func(host string, _ int64) []netip.Addr {
 		v, ok := m[host]
@@ -162,23 +92,11 @@ func hosts(m map[string]string) *resolver {
 			return nil
 		}
 		var out []netip.Addr
-		for _, s := range splitComma(v) {
+		for _, s := range strings.Split(v, ",") {
 			out = append(out, netip.MustParseAddr(s))
 		}
 		return out
 	}}
-}
-
-func splitComma(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == ',' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return out
 }
 
 type syncBuffer struct {
@@ -198,27 +116,33 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// world is a Service over the fakes, with two tenants.
+// world is a Service over a real database, with two tenants.
 type world struct {
 	t        testing.TB
-	svc      *Service
-	store    *memStore
-	audit    *fakeAudit
+	db       *store.DB
+	store    *countingStore
+	svc      *egress.Service
+	audit    *audit.Service
+	metrics  *metrics.Registry
 	logs     *syncBuffer
 	a, b     string // tenant ids
 	platform context.Context
 }
 
-func newWorld(t testing.TB, r Resolver, opts ...func(*Options)) *world {
+// newWorld migrates db and builds a Service over it. Worlds may share a
+// database, as replicas do.
+func newWorld(t testing.TB, db *store.DB, r egress.Resolver, opts ...func(*egress.Options)) *world {
 	t.Helper()
-	w := &world{t: t, store: newMemStore(), audit: &fakeAudit{}, logs: &syncBuffer{},
-		a: nodus.NewID(), b: nodus.NewID(), platform: nodus.WithAllTenants(context.Background())}
-	o := Options{Audit: w.audit, Resolver: r, Metrics: metrics.NewRegistry(),
+	migrate(t, db)
+	w := &world{t: t, db: db, store: &countingStore{DB: db}, audit: audit.NewService(db, nil),
+		metrics: metrics.NewRegistry(), logs: &syncBuffer{},
+		a: nodus.NewID(), b: nodus.NewID(), platform: nodus.WithAllTenants(bg)}
+	o := egress.Options{Audit: w.audit, Resolver: r, Metrics: w.metrics,
 		Logger: slog.New(slog.NewJSONHandler(w.logs, nil)), ConnectTimeout: 2 * time.Second}
 	for _, f := range opts {
 		f(&o)
 	}
-	svc, err := NewService(w.store, o)
+	svc, err := egress.NewService(w.store, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,15 +150,15 @@ func newWorld(t testing.TB, r Resolver, opts ...func(*Options)) *world {
 	return w
 }
 
-func (w *world) setPolicy(tenantID string, mode Mode, rules ...RuleInput) {
+func (w *world) setPolicy(tenantID string, mode egress.Mode, rules ...egress.RuleInput) {
 	w.t.Helper()
-	if _, err := w.svc.UpdatePolicy(nodus.WithTenant(context.Background(), tenantID), tenantID, mode, rules,
+	if _, err := w.svc.UpdatePolicy(nodus.WithTenant(bg, tenantID), tenantID, mode, rules,
 		audit.Entry{ActorKind: audit.ActorUser, ActorID: "admin-of-" + tenantID}); err != nil {
 		w.t.Fatalf("set policy of %s: %v", tenantID, err)
 	}
 }
 
-func (w *world) setPlatform(rules []RuleInput, exceptions ...ExceptionInput) {
+func (w *world) setPlatform(rules []egress.RuleInput, exceptions ...egress.ExceptionInput) {
 	w.t.Helper()
 	if _, err := w.svc.UpdatePlatform(w.platform, rules, exceptions,
 		audit.Entry{ActorKind: audit.ActorUser, ActorID: "root"}); err != nil {
@@ -255,9 +179,72 @@ func (w *world) get(ctx context.Context, tenantID, url string) (*http.Response, 
 	return resp, err
 }
 
+// actions returns the audit log's entries of one action, oldest first, as
+// the all-tenants scope lists them.
+func (w *world) actions(action string) []audit.Entry {
+	w.t.Helper()
+	var out []audit.Entry
+	f := audit.Filter{Action: action, Limit: audit.MaxLimit}
+	for {
+		page, next, err := w.audit.List(w.platform, f)
+		if err != nil {
+			w.t.Fatalf("list %s entries: %v", action, err)
+		}
+		out = append(out, page...)
+		if next == "" {
+			break
+		}
+		f.Cursor = next
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// counter reads a series of a counter vector labelled by reason from the
+// registry's exposition, as a scrape would; 0 when it is absent.
+func (w *world) counter(name string, reason egress.Reason) float64 {
+	w.t.Helper()
+	var b bytes.Buffer
+	if err := w.metrics.WriteText(&b); err != nil {
+		w.t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("%s{reason=%q} ", name, string(reason))
+	for line := range strings.Lines(b.String()) {
+		if v, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), prefix); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				w.t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+func (w *world) denied(r egress.Reason) float64   { return w.counter("nodus_egress_denied_total", r) }
+func (w *world) reported(r egress.Reason) float64 { return w.counter("nodus_egress_reported_total", r) }
+
+// changeList reads an audit change's list of rules or exceptions, which
+// comes back from the database as a JSON array.
+func changeList(v any) []string {
+	list, ok := v.([]any)
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(list))
+	for _, e := range list {
+		s, ok := e.(string)
+		if !ok {
+			return nil
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
 // deniedReason returns the reason of a refusal, or "" when err is not one.
-func deniedReason(err error) Reason {
-	var d *DeniedError
+func deniedReason(err error) egress.Reason {
+	var d *egress.DeniedError
 	if errors.As(err, &d) {
 		return d.Reason
 	}
@@ -322,6 +309,6 @@ func (u *upstream) url(host, path string) string {
 }
 
 // loopbackException lets 127.0.0.1:port through the address checks.
-func loopbackException(port int) ExceptionInput {
-	return ExceptionInput{IP: "127.0.0.1", Port: port, Comment: "the test's upstream"}
+func loopbackException(port int) egress.ExceptionInput {
+	return egress.ExceptionInput{IP: "127.0.0.1", Port: port, Comment: "the test's upstream"}
 }
