@@ -21,6 +21,7 @@ import (
 const (
 	ActorUser      = "user"      // a signed-in user (session)
 	ActorToken     = "token"     // a user's API token
+	ActorMachine   = "machine"   // a vault machine identity (its access token)
 	ActorSystem    = "system"    // Nodus itself: jobs, start-up, operator commands
 	ActorAnonymous = "anonymous" // nobody authenticated, e.g. a failed sign-in
 )
@@ -151,13 +152,13 @@ func validate(e *Entry) error {
 		f["action"] = fmt.Sprintf("required: domain.verb in lower case, at most %d characters", maxAction)
 	}
 	switch e.ActorKind {
-	case ActorUser, ActorToken:
+	case ActorUser, ActorToken, ActorMachine:
 		if e.ActorID == "" {
-			f["actor_id"] = "required for user and token actors"
+			f["actor_id"] = "required for user, token and machine actors"
 		}
 	case ActorSystem, ActorAnonymous:
 	default:
-		f["actor_kind"] = "must be user, token, system or anonymous"
+		f["actor_kind"] = "must be user, token, machine, system or anonymous"
 	}
 	for name, v := range map[string]string{
 		"tenant_id": e.TenantID, "actor_id": e.ActorID, "target_type": e.TargetType, "target_id": e.TargetID,

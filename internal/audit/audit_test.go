@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,60 +15,128 @@ import (
 
 	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/store"
+	"github.com/nodus-os/nodus/internal/store/storetest"
 )
 
 var ctx = context.Background()
 
-// memStore is an in-memory Store that behaves like the real ones: it
-// chains entries and keeps Changes in their stored (canonical) form.
-type memStore struct {
-	mu         sync.Mutex
-	rows       []audit.Entry
-	lastFilter audit.Filter
-}
-
-func (m *memStore) AppendAudit(_ context.Context, e *audit.Entry) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	b, err := audit.MarshalChanges(e.Changes)
+// migrate gives db the main schema, which holds audit_log, and returns it.
+func migrate(t *testing.T, db *store.DB) *store.DB {
+	t.Helper()
+	m, err := store.NewMigrator(store.SetMain, db)
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	row := *e
-	if row.Changes, err = audit.UnmarshalChanges(b); err != nil {
-		return err
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
 	}
-	row.Seq, row.PrevHash = int64(len(m.rows))+1, audit.GenesisHash
-	if len(m.rows) > 0 {
-		row.PrevHash = m.rows[len(m.rows)-1].Hash
-	}
-	row.Hash = row.ComputeHash()
-	m.rows = append(m.rows, row)
-	e.Seq, e.PrevHash, e.Hash = row.Seq, row.PrevHash, row.Hash
-	return nil
+	return db
 }
 
-func (m *memStore) ListAudit(_ context.Context, f audit.Filter) ([]audit.Entry, string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.lastFilter = f
+// recordingStore is the real store noting what the service hands it: each
+// entry as it arrives, before the store fills in Seq and the hashes, and
+// the filter of the last list. The store truncates times and caps limits
+// itself, so only this shows that the service does too.
+type recordingStore struct {
+	*store.DB
+	mu       sync.Mutex
+	appended []audit.Entry
+	lists    []audit.Filter
+}
+
+func (r *recordingStore) AppendAudit(ctx context.Context, e *audit.Entry) error {
+	r.mu.Lock()
+	r.appended = append(r.appended, *e)
+	r.mu.Unlock()
+	return r.DB.AppendAudit(ctx, e)
+}
+
+func (r *recordingStore) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Entry, string, error) {
+	r.mu.Lock()
+	r.lists = append(r.lists, f)
+	r.mu.Unlock()
+	return r.DB.ListAudit(ctx, f)
+}
+
+// stored returns every row of the log, in Seq order, as the store reads it.
+func stored(t *testing.T, db *store.DB) []audit.Entry {
+	t.Helper()
 	var out []audit.Entry
-	for i := len(m.rows) - 1; i >= 0 && len(out) < f.Limit; i-- {
-		out = append(out, m.rows[i])
+	if err := db.WalkAudit(ctx, func(e audit.Entry) error {
+		out = append(out, e)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
-	return out, "", nil
+	return out
 }
 
-func (m *memStore) WalkAudit(_ context.Context, fn func(audit.Entry) error) error {
-	m.mu.Lock()
-	rows := append([]audit.Entry(nil), m.rows...)
-	m.mu.Unlock()
-	for _, e := range rows {
-		if err := fn(e); err != nil {
-			return err
+func seqs(entries []audit.Entry) []int64 {
+	var out []int64
+	for _, e := range entries {
+		out = append(out, e.Seq)
+	}
+	return out
+}
+
+func mustExec(t *testing.T, db *store.DB, query string, args ...any) {
+	t.Helper()
+	err := db.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Exec(ctx, query, args...)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// dropTriggers lifts the append-only guard, as someone with administrative
+// access to the database could, so that rows can be edited and deleted.
+func dropTriggers(t *testing.T, db *store.DB) {
+	t.Helper()
+	on := ""
+	if db.Dialect() == store.Postgres {
+		on = " ON audit_log"
+	}
+	mustExec(t, db, "DROP TRIGGER audit_log_no_update"+on)
+	mustExec(t, db, "DROP TRIGGER audit_log_no_delete"+on)
+}
+
+// rewrite reads the row at seq, lets edit change it and writes the
+// changed columns back over it, as a tamperer would.
+func rewrite(t *testing.T, db *store.DB, seq int64, edit func(e *audit.Entry)) {
+	t.Helper()
+	var e audit.Entry
+	for _, row := range stored(t, db) {
+		if row.Seq == seq {
+			e = row
 		}
 	}
-	return nil
+	if e.ID == "" {
+		t.Fatalf("no row at seq %d", seq)
+	}
+	edit(&e)
+	changes, err := audit.MarshalChanges(e.Changes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, db, "UPDATE audit_log SET seq = ?, action = ?, changes = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+		e.Seq, e.Action, string(changes), e.PrevHash, e.Hash, seq)
+}
+
+// insert writes e into the table as it is, bypassing the store's chaining.
+func insert(t *testing.T, db *store.DB, e audit.Entry) {
+	t.Helper()
+	changes, err := audit.MarshalChanges(e.Changes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, db, `INSERT INTO audit_log (id, seq, created_at, tenant_id, actor_id, actor_kind, action,
+		target_type, target_id, address, user_agent, changes, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.ID, e.Seq, e.Time, e.TenantID, e.ActorID, e.ActorKind, e.Action,
+		e.TargetType, e.TargetID, e.Address, e.UserAgent, string(changes), e.PrevHash, e.Hash)
 }
 
 // stepClock starts at a fixed time and advances 1.5ms (and some
@@ -266,43 +336,54 @@ func TestUnmarshalChanges(t *testing.T) {
 }
 
 func TestRecord(t *testing.T) {
-	st := &memStore{}
-	clock := newClock()
-	svc := audit.NewService(st, clock)
-	if err := svc.Record(ctx, audit.Entry{Action: "auth.login_failed", Address: "198.51.100.7",
-		ID: "caller-id", Seq: 99, Hash: "forged", PrevHash: "forged"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Record(ctx, audit.Entry{Action: "user.create", TenantID: "t1", ActorID: "u1",
-		Changes: map[string]audit.Change{"email": {After: "a@example.com"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Record(ctx, audit.Entry{Action: "tenant.delete", ActorKind: audit.ActorSystem}); err != nil {
-		t.Fatal(err)
-	}
-	if len(st.rows) != 3 {
-		t.Fatalf("%d rows stored", len(st.rows))
-	}
-	wantKinds := []string{audit.ActorAnonymous, audit.ActorUser, audit.ActorSystem}
-	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	for i, e := range st.rows {
-		if !nodus.ValidID(e.ID) || e.ID == "caller-id" {
-			t.Errorf("row %d: id %q", i, e.ID)
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		rs := &recordingStore{DB: migrate(t, db)}
+		svc := audit.NewService(rs, newClock())
+		if err := svc.Record(ctx, audit.Entry{Action: "auth.login_failed", Address: "198.51.100.7",
+			ID: "caller-id", Seq: 99, Hash: "forged", PrevHash: "forged"}); err != nil {
+			t.Fatal(err)
 		}
-		wantTime := start.Add(time.Duration(i+1) * 1500 * time.Microsecond)
-		if !e.Time.Equal(wantTime) || e.Time.Location() != time.UTC {
-			t.Errorf("row %d: time %v, want %v (UTC, microseconds)", i, e.Time, wantTime)
+		if err := svc.Record(ctx, audit.Entry{Action: "user.create", TenantID: "t1", ActorID: "u1",
+			Changes: map[string]audit.Change{"email": {After: "a@example.com"}}}); err != nil {
+			t.Fatal(err)
 		}
-		if e.Seq != int64(i+1) || e.Hash != e.ComputeHash() {
-			t.Errorf("row %d: seq %d hash %s", i, e.Seq, e.Hash)
+		if err := svc.Record(ctx, audit.Entry{Action: "tenant.delete", ActorKind: audit.ActorSystem}); err != nil {
+			t.Fatal(err)
 		}
-		if e.ActorKind != wantKinds[i] {
-			t.Errorf("row %d: actor kind %q, want %q", i, e.ActorKind, wantKinds[i])
+
+		rows := stored(t, db)
+		if len(rows) != 3 || len(rs.appended) != 3 {
+			t.Fatalf("%d rows stored, %d handed to the store", len(rows), len(rs.appended))
 		}
-	}
-	if st.rows[0].PrevHash != audit.GenesisHash || st.rows[1].PrevHash != st.rows[0].Hash {
-		t.Error("rows are not chained")
-	}
+		wantKinds := []string{audit.ActorAnonymous, audit.ActorUser, audit.ActorSystem}
+		start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		for i, e := range rows {
+			wantTime := start.Add(time.Duration(i+1) * 1500 * time.Microsecond)
+			// What the service set, before the store could truncate it.
+			if h := rs.appended[i]; h.ID != e.ID || h.Time != wantTime {
+				t.Errorf("row %d: the service handed over id %q time %v, want id %q time %v (UTC, microseconds)",
+					i, h.ID, h.Time, e.ID, wantTime)
+			}
+			if !nodus.ValidID(e.ID) || e.ID == "caller-id" {
+				t.Errorf("row %d: id %q", i, e.ID)
+			}
+			if !e.Time.Equal(wantTime) || e.Time.Location() != time.UTC {
+				t.Errorf("row %d: time %v, want %v (UTC, microseconds)", i, e.Time, wantTime)
+			}
+			if e.Seq != int64(i+1) || e.Hash != e.ComputeHash() {
+				t.Errorf("row %d: seq %d hash %s", i, e.Seq, e.Hash)
+			}
+			if e.ActorKind != wantKinds[i] {
+				t.Errorf("row %d: actor kind %q, want %q", i, e.ActorKind, wantKinds[i])
+			}
+		}
+		if rows[0].PrevHash != audit.GenesisHash || rows[1].PrevHash != rows[0].Hash || rows[2].PrevHash != rows[1].Hash {
+			t.Error("rows are not chained")
+		}
+		if n, err := svc.Verify(ctx); n != 3 || err != nil {
+			t.Errorf("Verify = %d, %v; want 3, nil", n, err)
+		}
+	})
 }
 
 func TestRecordValidation(t *testing.T) {
@@ -316,6 +397,7 @@ func TestRecordValidation(t *testing.T) {
 		{"action too long", audit.Entry{Action: "a." + strings.Repeat("b", 100)}, "action"},
 		{"unknown actor kind", audit.Entry{Action: "auth.login", ActorKind: "robot"}, "actor_kind"},
 		{"token without actor", audit.Entry{Action: "token.create", ActorKind: audit.ActorToken}, "actor_id"},
+		{"machine without actor", audit.Entry{Action: "secret.read", ActorKind: audit.ActorMachine}, "actor_id"},
 		{"target id too long", audit.Entry{Action: "user.update", TargetID: strings.Repeat("x", 201)}, "target_id"},
 		{"tenant id with NUL", audit.Entry{Action: "user.update", TenantID: "t\x00"}, "tenant_id"},
 		{"actor id not UTF-8", audit.Entry{Action: "user.update", ActorID: "\xff"}, "actor_id"},
@@ -323,158 +405,381 @@ func TestRecordValidation(t *testing.T) {
 		{"changes too large", audit.Entry{Action: "user.update",
 			Changes: map[string]audit.Change{"x": {After: strings.Repeat("x", 70_000)}}}, "changes"},
 	}
-	for _, tt := range tests {
-		st := &memStore{}
-		err := audit.NewService(st, newClock()).Record(ctx, tt.e)
-		if nodus.ErrorCode(err) != nodus.EINVALID {
-			t.Errorf("%s: %v, want EINVALID", tt.name, err)
-			continue
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		rs := &recordingStore{DB: migrate(t, db)}
+		svc := audit.NewService(rs, newClock())
+		for _, tt := range tests {
+			err := svc.Record(ctx, tt.e)
+			if nodus.ErrorCode(err) != nodus.EINVALID {
+				t.Errorf("%s: %v, want EINVALID", tt.name, err)
+				continue
+			}
+			if _, ok := nodus.ErrorFields(err)[tt.field]; !ok {
+				t.Errorf("%s: fields %v, want %s", tt.name, nodus.ErrorFields(err), tt.field)
+			}
+			if len(rs.appended) != 0 {
+				t.Fatalf("%s: an invalid entry reached the store", tt.name)
+			}
 		}
-		if _, ok := nodus.ErrorFields(err)[tt.field]; !ok {
-			t.Errorf("%s: fields %v, want %s", tt.name, nodus.ErrorFields(err), tt.field)
+		if rows := stored(t, db); len(rows) != 0 {
+			t.Errorf("%d invalid entries were stored", len(rows))
 		}
-		if len(st.rows) != 0 {
-			t.Errorf("%s: an invalid entry was stored", tt.name)
-		}
-	}
+	})
 }
 
 // TestRecordCleansHeaders checks that client-controlled header values are
-// made storable instead of failing the record.
+// made storable instead of failing the record: PostgreSQL refuses NUL in
+// text, so the row only exists on both engines if the service cleaned it.
 func TestRecordCleansHeaders(t *testing.T) {
-	st := &memStore{}
-	ua := "bad\x00agent\xff" + strings.Repeat("é", 400)
-	if err := audit.NewService(st, newClock()).Record(ctx, audit.Entry{Action: "auth.login_failed", UserAgent: ua}); err != nil {
-		t.Fatal(err)
-	}
-	got := st.rows[0].UserAgent
-	if len(got) > 512 || strings.ContainsRune(got, 0) || !strings.HasPrefix(got, "badagent\uFFFDé") || !utf8Valid(got) {
-		t.Errorf("user agent stored as %q (%d bytes)", got, len(got))
-	}
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		svc := audit.NewService(migrate(t, db), newClock())
+		ua := "bad\x00agent\xff" + strings.Repeat("é", 400)
+		addr := "198.51.100.7\x00\xfe" + strings.Repeat("1", 200)
+		if err := svc.Record(ctx, audit.Entry{Action: "auth.login_failed", UserAgent: ua, Address: addr}); err != nil {
+			t.Fatal(err)
+		}
+		rows := stored(t, db)
+		if len(rows) != 1 {
+			t.Fatalf("%d rows stored", len(rows))
+		}
+		got := rows[0].UserAgent
+		if len(got) > 512 || strings.ContainsRune(got, 0) || !strings.HasPrefix(got, "badagent\uFFFDé") || !utf8Valid(got) {
+			t.Errorf("user agent stored as %q (%d bytes)", got, len(got))
+		}
+		got = rows[0].Address
+		if len(got) > 100 || !strings.HasPrefix(got, "198.51.100.7\uFFFD1") || !utf8Valid(got) {
+			t.Errorf("address stored as %q (%d bytes)", got, len(got))
+		}
+		if n, err := svc.Verify(ctx); n != 1 || err != nil {
+			t.Errorf("Verify = %d, %v", n, err)
+		}
+	})
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "?") == s }
 
-func TestList(t *testing.T) {
-	st := &memStore{}
-	svc := audit.NewService(st, newClock())
-	for _, tt := range []struct{ limit, want int }{{0, 50}, {-3, 50}, {7, 7}, {500, 500}, {10_000, 500}} {
-		if _, _, err := svc.List(ctx, audit.Filter{Limit: tt.limit}); err != nil {
-			t.Fatal(err)
+func TestListLimit(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		rs := &recordingStore{DB: migrate(t, db)}
+		svc := audit.NewService(rs, newClock())
+		for _, tt := range []struct{ limit, want int }{{0, 50}, {-3, 50}, {7, 7}, {500, 500}, {10_000, 500}} {
+			rs.lists = nil
+			if _, _, err := svc.List(nodus.WithAllTenants(ctx), audit.Filter{Limit: tt.limit}); err != nil {
+				t.Fatal(err)
+			}
+			if len(rs.lists) != 1 || rs.lists[0].Limit != tt.want {
+				t.Errorf("Limit %d reached the store as %v, want %d", tt.limit, rs.lists, tt.want)
+			}
 		}
-		if st.lastFilter.Limit != tt.want {
-			t.Errorf("Limit %d reached the store as %d, want %d", tt.limit, st.lastFilter.Limit, tt.want)
+		rs.lists = nil
+		now := time.Now()
+		for _, until := range []time.Time{now.Add(-time.Hour), now} {
+			_, _, err := svc.List(nodus.WithAllTenants(ctx), audit.Filter{Since: now, Until: until})
+			if nodus.ErrorCode(err) != nodus.EINVALID {
+				t.Errorf("until %v before or at since: %v, want EINVALID", until.Sub(now), err)
+			}
 		}
-	}
-	now := time.Now()
-	_, _, err := svc.List(ctx, audit.Filter{Since: now, Until: now.Add(-time.Hour)})
-	if nodus.ErrorCode(err) != nodus.EINVALID {
-		t.Errorf("until before since: %v, want EINVALID", err)
-	}
+		if len(rs.lists) != 0 {
+			t.Errorf("an invalid filter reached the store: %v", rs.lists)
+		}
+	})
 }
 
-func TestVerify(t *testing.T) {
-	// record fills a store with n chained entries.
-	record := func(t *testing.T, n int) *memStore {
-		t.Helper()
-		st := &memStore{}
-		svc := audit.NewService(st, newClock())
-		for i := range n {
-			if err := svc.Record(ctx, audit.Entry{Action: "user.update", TenantID: "t1", ActorID: "u1",
-				TargetType: "user", TargetID: "u2", Changes: map[string]audit.Change{"n": {After: i}}}); err != nil {
+func TestList(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		svc := audit.NewService(migrate(t, db), newClock())
+		for _, e := range []audit.Entry{
+			{Action: "auth.login", TenantID: "t1", ActorID: "u1", TargetType: "user", TargetID: "u1"},
+			{Action: "user.update", TenantID: "t1", ActorID: "u2", TargetType: "user", TargetID: "u3"},
+			{Action: "user.update", TenantID: "t2", ActorID: "u4", TargetType: "user", TargetID: "u5"},
+			{Action: "auth.login_failed"},
+			{Action: "user.update", TenantID: "t1", ActorID: "u1", TargetType: "user", TargetID: "u3"},
+		} {
+			if err := svc.Record(ctx, e); err != nil {
 				t.Fatal(err)
 			}
 		}
-		return st
-	}
+		all := nodus.WithAllTenants(ctx)
+		t1 := nodus.WithTenant(ctx, "t1")
+		at := map[int64]time.Time{}
+		for _, e := range stored(t, db) {
+			at[e.Seq] = e.Time
+		}
+		tests := []struct {
+			name string
+			ctx  context.Context
+			f    audit.Filter
+			want []int64
+		}{
+			{"all tenants", all, audit.Filter{}, []int64{5, 4, 3, 2, 1}},
+			{"tenant t1", t1, audit.Filter{}, []int64{5, 2, 1}},
+			{"tenant t2", nodus.WithTenant(ctx, "t2"), audit.Filter{}, []int64{3}},
+			{"tenant without entries", nodus.WithTenant(ctx, "t3"), audit.Filter{}, nil},
+			{"t1 asking for t2", t1, audit.Filter{TenantID: "t2"}, nil},
+			{"all tenants filtered to t2", all, audit.Filter{TenantID: "t2"}, []int64{3}},
+			{"action", all, audit.Filter{Action: "user.update"}, []int64{5, 3, 2}},
+			{"action under t1", t1, audit.Filter{Action: "user.update"}, []int64{5, 2}},
+			{"actor", all, audit.Filter{ActorID: "u1"}, []int64{5, 1}},
+			{"target", all, audit.Filter{TargetType: "user", TargetID: "u3"}, []int64{5, 2}},
+			{"since inclusive, until exclusive", all, audit.Filter{Since: at[2], Until: at[4]}, []int64{3, 2}},
+			{"nothing", all, audit.Filter{Action: "tenant.delete"}, nil},
+		}
+		for _, tt := range tests {
+			got, next, err := svc.List(tt.ctx, tt.f)
+			if err != nil || next != "" || !slices.Equal(seqs(got), tt.want) {
+				t.Errorf("%s: %v next %q err %v, want %v", tt.name, seqs(got), next, err, tt.want)
+			}
+		}
+		if _, _, err := svc.List(ctx, audit.Filter{}); !errors.Is(err, nodus.ErrNoScope) {
+			t.Errorf("list without a scope: %v, want ErrNoScope", err)
+		}
+
+		// Pages of two follow each other through the cursor to the end.
+		var got []int64
+		f := audit.Filter{Limit: 2}
+		for pages := 1; ; pages++ {
+			page, next, err := svc.List(all, f)
+			if err != nil || len(page) > 2 || pages > 3 {
+				t.Fatalf("page %d: %v, %v", pages, seqs(page), err)
+			}
+			got = append(got, seqs(page)...)
+			if next == "" {
+				if pages != 3 {
+					t.Errorf("%d pages, want 3", pages)
+				}
+				break
+			}
+			f.Cursor = next
+		}
+		if !slices.Equal(got, []int64{5, 4, 3, 2, 1}) {
+			t.Errorf("pages of two = %v, want 5..1", got)
+		}
+	})
+}
+
+// TestRecordConcurrent checks that concurrent appenders produce one
+// unbroken chain, every entry in it once.
+func TestRecordConcurrent(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		svc := audit.NewService(migrate(t, db), newClock())
+		const n = 40
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Go(func() {
+				errs <- svc.Record(ctx, audit.Entry{Action: "auth.login", TenantID: "t1", ActorID: fmt.Sprintf("u%d", i)})
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := svc.Verify(ctx); got != n || err != nil {
+			t.Fatalf("Verify = %d, %v; want %d, nil", got, err, n)
+		}
+		actors := map[string]bool{}
+		for i, e := range stored(t, db) {
+			if e.Seq != int64(i+1) || actors[e.ActorID] {
+				t.Errorf("row %d: seq %d actor %s", i, e.Seq, e.ActorID)
+			}
+			actors[e.ActorID] = true
+		}
+		if len(actors) != n {
+			t.Errorf("%d distinct actors stored, want %d", len(actors), n)
+		}
+	})
+}
+
+func TestVerify(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		if n, err := audit.NewService(migrate(t, db), nil).Verify(ctx); n != 0 || err != nil {
+			t.Errorf("empty log: %d, %v", n, err)
+		}
+	})
+
 	rehash := func(e *audit.Entry) { e.Hash = e.ComputeHash() }
+	renumber := func(seq int64, rehashed bool) func(e *audit.Entry) {
+		return func(e *audit.Entry) {
+			e.Seq = seq
+			if rehashed {
+				rehash(e)
+			}
+		}
+	}
+	// forge builds an entry at seq, linked to prev, with a valid hash of
+	// its own, as someone who knows the encoding could.
+	forge := func(seq int64, prev string) audit.Entry {
+		e := audit.Entry{ID: nodus.NewID(), Seq: seq, Time: time.Date(2026, 3, 1, 12, 0, 0, 1000, time.UTC),
+			TenantID: "t1", ActorID: "u1", ActorKind: audit.ActorUser, Action: "user.update",
+			TargetType: "user", TargetID: "u2", Changes: map[string]audit.Change{"n": {After: json.Number("99")}},
+			PrevHash: prev}
+		rehash(&e)
+		return e
+	}
+	// insertAt moves the rows from seq on one place up (rehashing them if
+	// asked) and inserts a forged entry, well linked to the row before it,
+	// into the gap.
+	insertAt := func(seq int64, rehashed bool) func(t *testing.T, db *store.DB) {
+		return func(t *testing.T, db *store.DB) {
+			for s := int64(6); s >= seq; s-- {
+				rewrite(t, db, s, renumber(s+1, rehashed))
+			}
+			insert(t, db, forge(seq, stored(t, db)[seq-2].Hash))
+		}
+	}
 	tests := []struct {
 		name    string
-		tamper  func(rows []audit.Entry) []audit.Entry
+		tamper  func(t *testing.T, db *store.DB)
 		seq     int64
 		problem string
 	}{
-		{"edited action", func(r []audit.Entry) []audit.Entry { r[2].Action = "user.read"; return r }, 3, audit.ProblemHash},
-		{"edited changes", func(r []audit.Entry) []audit.Entry {
-			r[1].Changes = map[string]audit.Change{"n": {After: json.Number("42")}}
-			return r
+		{"edited action", func(t *testing.T, db *store.DB) {
+			mustExec(t, db, "UPDATE audit_log SET action = 'user.read' WHERE seq = 3")
+		}, 3, audit.ProblemHash},
+		{"edited changes", func(t *testing.T, db *store.DB) {
+			mustExec(t, db, `UPDATE audit_log SET changes = '{"n":{"after":42}}' WHERE seq = 2`)
 		}, 2, audit.ProblemHash},
-		{"edited hash", func(r []audit.Entry) []audit.Entry { r[4].Hash = strings.Repeat("0", 64); return r }, 5, audit.ProblemHash},
-		{"edited and rehashed", func(r []audit.Entry) []audit.Entry {
-			r[2].Action = "user.read"
-			rehash(&r[2])
-			return r
+		{"changes not canonical", func(t *testing.T, db *store.DB) {
+			mustExec(t, db, `UPDATE audit_log SET changes = '{"n": {"after": 1}}' WHERE seq = 2`)
+		}, 2, audit.ProblemUnreadable},
+		{"edited hash", func(t *testing.T, db *store.DB) {
+			mustExec(t, db, "UPDATE audit_log SET hash = ? WHERE seq = 5", strings.Repeat("0", 64))
+		}, 5, audit.ProblemHash},
+		{"edited and rehashed", func(t *testing.T, db *store.DB) {
+			rewrite(t, db, 3, func(e *audit.Entry) { e.Action = "user.read"; rehash(e) })
 		}, 4, audit.ProblemLink},
-		{"deleted middle", func(r []audit.Entry) []audit.Entry { return append(r[:2], r[3:]...) }, 3, audit.ProblemMissing},
-		{"deleted first", func(r []audit.Entry) []audit.Entry { return r[1:] }, 1, audit.ProblemMissing},
-		{"deleted and renumbered", func(r []audit.Entry) []audit.Entry {
-			r = append(r[:2], r[3:]...)
-			for i := 2; i < len(r); i++ {
-				r[i].Seq--
-				rehash(&r[i])
+		{"deleted middle", func(t *testing.T, db *store.DB) {
+			mustExec(t, db, "DELETE FROM audit_log WHERE seq = 3")
+		}, 3, audit.ProblemMissing},
+		{"deleted first", func(t *testing.T, db *store.DB) {
+			mustExec(t, db, "DELETE FROM audit_log WHERE seq = 1")
+		}, 1, audit.ProblemMissing},
+		{"deleted and renumbered", func(t *testing.T, db *store.DB) {
+			mustExec(t, db, "DELETE FROM audit_log WHERE seq = 3")
+			for s := int64(4); s <= 6; s++ {
+				rewrite(t, db, s, renumber(s-1, true))
 			}
-			return r
 		}, 3, audit.ProblemLink},
-		{"swapped seqs", func(r []audit.Entry) []audit.Entry {
-			r[1].Seq, r[2].Seq = 3, 2
-			r[1], r[2] = r[2], r[1]
-			return r
+		{"swapped seqs", func(t *testing.T, db *store.DB) {
+			rewrite(t, db, 2, renumber(1000, false))
+			rewrite(t, db, 3, renumber(2, false))
+			rewrite(t, db, 1000, renumber(3, false))
 		}, 2, audit.ProblemHash},
-		{"swapped and rehashed", func(r []audit.Entry) []audit.Entry {
-			r[1].Seq, r[2].Seq = 3, 2
-			r[1], r[2] = r[2], r[1]
-			rehash(&r[1])
-			rehash(&r[2])
-			return r
+		{"swapped and rehashed", func(t *testing.T, db *store.DB) {
+			rewrite(t, db, 2, renumber(1000, false))
+			rewrite(t, db, 3, renumber(2, true))
+			rewrite(t, db, 1000, renumber(3, true))
 		}, 2, audit.ProblemLink},
-		{"duplicated", func(r []audit.Entry) []audit.Entry {
-			return append(append([]audit.Entry(nil), r[:3]...), r[2:]...)
-		}, 4, audit.ProblemOrder},
+		{"inserted", insertAt(4, false), 5, audit.ProblemHash},
+		{"inserted and the rest rehashed", insertAt(4, true), 5, audit.ProblemLink},
+		{"appended with a bad link", func(t *testing.T, db *store.DB) {
+			insert(t, db, forge(7, audit.GenesisHash))
+		}, 7, audit.ProblemLink},
+		{"appended after a gap", func(t *testing.T, db *store.DB) {
+			insert(t, db, forge(8, stored(t, db)[5].Hash))
+		}, 7, audit.ProblemMissing},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := record(t, 6)
-			svc := audit.NewService(st, newClock())
-			if n, err := svc.Verify(ctx); n != 6 || err != nil {
-				t.Fatalf("before tampering: %d, %v", n, err)
-			}
-			st.rows = tt.tamper(st.rows)
-			n, err := svc.Verify(ctx)
-			var ce *audit.ChainError
-			if !errors.As(err, &ce) {
-				t.Fatalf("Verify = %d, %v; want a *ChainError", n, err)
-			}
-			if ce.Seq != tt.seq || ce.Problem != tt.problem {
-				t.Errorf("break at seq %d (%s), want %d (%s): %v", ce.Seq, ce.Problem, tt.seq, tt.problem, err)
-			}
-			if n != tt.seq-1 {
-				t.Errorf("checked %d entries, want %d", n, tt.seq-1)
-			}
-			if !strings.Contains(err.Error(), "seq ") {
-				t.Errorf("message %q does not name the seq", err)
-			}
+			storetest.Run(t, func(t *testing.T, db *store.DB) {
+				svc := recordSix(t, migrate(t, db))
+				dropTriggers(t, db)
+				tt.tamper(t, db)
+				checkBreak(t, svc, tt.seq, tt.problem)
+			})
 		})
 	}
-
-	if n, err := audit.NewService(&memStore{}, nil).Verify(ctx); n != 0 || err != nil {
-		t.Errorf("empty log: %d, %v", n, err)
-	}
 }
 
-func TestVerifyStoreError(t *testing.T) {
-	boom := errors.New("disk on fire")
-	svc := audit.NewService(failingWalk{boom}, nil)
-	_, err := svc.Verify(ctx)
+// recordSix records six chained entries and checks that they verify.
+func recordSix(t *testing.T, db *store.DB) *audit.Service {
+	t.Helper()
+	svc := audit.NewService(db, newClock())
+	for i := range 6 {
+		if err := svc.Record(ctx, audit.Entry{Action: "user.update", TenantID: "t1", ActorID: "u1",
+			TargetType: "user", TargetID: "u2", Changes: map[string]audit.Change{"n": {After: i}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := svc.Verify(ctx); n != 6 || err != nil {
+		t.Fatalf("before tampering: %d, %v", n, err)
+	}
+	return svc
+}
+
+// checkBreak checks that Verify reports the first break at seq, with
+// problem, having passed every entry before it.
+func checkBreak(t *testing.T, svc *audit.Service, seq int64, problem string) {
+	t.Helper()
+	n, err := svc.Verify(ctx)
 	var ce *audit.ChainError
-	if !errors.Is(err, boom) || errors.As(err, &ce) {
-		t.Errorf("Verify = %v, want the store's error, not a chain break", err)
+	if !errors.As(err, &ce) {
+		t.Fatalf("Verify = %d, %v; want a *ChainError", n, err)
+	}
+	if ce.Seq != seq || ce.Problem != problem {
+		t.Errorf("break at seq %d (%s), want %d (%s): %v", ce.Seq, ce.Problem, seq, problem, err)
+	}
+	if n != seq-1 {
+		t.Errorf("checked %d entries, want %d", n, seq-1)
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("seq %d", seq)) {
+		t.Errorf("message %q does not name seq %d", err, seq)
 	}
 }
 
-type failingWalk struct{ err error }
-
-func (failingWalk) AppendAudit(context.Context, *audit.Entry) error { return nil }
-func (failingWalk) ListAudit(context.Context, audit.Filter) ([]audit.Entry, string, error) {
-	return nil, "", nil
+// replayingStore is the real store walking the row at seq twice. The
+// database cannot hold two rows with one seq and walks in seq order, so
+// this stands in for a misbehaving store: Verify must not trust the order
+// it is given.
+type replayingStore struct {
+	*store.DB
+	seq int64
 }
-func (f failingWalk) WalkAudit(context.Context, func(audit.Entry) error) error { return f.err }
+
+func (r replayingStore) WalkAudit(ctx context.Context, fn func(audit.Entry) error) error {
+	return r.DB.WalkAudit(ctx, func(e audit.Entry) error {
+		if err := fn(e); err != nil || e.Seq != r.seq {
+			return err
+		}
+		return fn(e)
+	})
+}
+
+func TestVerifyOutOfOrder(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		recordSix(t, migrate(t, db))
+		checkBreak(t, audit.NewService(replayingStore{DB: db, seq: 3}, nil), 4, audit.ProblemOrder)
+	})
+}
+
+// TestVerifyStoreError checks that a failure to read the log is returned
+// as such, not as a break in the chain.
+func TestVerifyStoreError(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		svc := recordSix(t, migrate(t, db))
+		var ce *audit.ChainError
+
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		n, err := svc.Verify(cancelled)
+		if !errors.Is(err, context.Canceled) || errors.As(err, &ce) || n != 0 {
+			t.Errorf("Verify with a cancelled context = %d, %v; want 0 and the context's error, not a chain break", n, err)
+		}
+
+		// A time neither engine can read back into a time.Time: the rows
+		// before it are checked, then the read error is returned.
+		bad := "not a time"
+		if db.Dialect() == store.Postgres {
+			bad = "infinity"
+		}
+		dropTriggers(t, db)
+		mustExec(t, db, "UPDATE audit_log SET created_at = '"+bad+"' WHERE seq = 4")
+		n, err = svc.Verify(ctx)
+		if err == nil || errors.As(err, &ce) || n != 3 || !strings.Contains(err.Error(), "after seq 3") {
+			t.Errorf("Verify over an unreadable row = %d, %v; want 3 and the read error, not a chain break", n, err)
+		}
+	})
+}
