@@ -91,7 +91,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// one. A missing or wrong master key leaves it sealed (its calls
 	// answer unavailable); the rest of Nodus serves anyway.
 	vaultService, err := vault.NewService(vault.Config{Store: dbs.DB(store.SetVault), Handles: dbs.DB(store.SetMain),
-		Keyring: ring, Audit: auditor})
+		Keyring: ring, Audit: auditor, TenantActive: tenantActive(ids)})
 	if err != nil {
 		return err
 	}
@@ -115,6 +115,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+
+	// Expired machine-identity tokens are refused anyway; this keeps
+	// their table small. Every replica may run it: it only deletes.
+	cleanCtx, stopCleaning := context.WithCancel(ctx)
+	cleaned := make(chan struct{})
+	go func() {
+		defer close(cleaned)
+		cleanMachineTokens(cleanCtx, vaultService, machineTokenCleanupInterval, logger)
+	}()
+	defer func() { stopCleaning(); <-cleaned }() // before the databases close
 
 	// Deleting a tenant purges what it owns in the other databases first.
 	ids.AddTenantPurger(func(ctx context.Context, id string) error {
@@ -262,6 +272,48 @@ func readiness(dbs *store.Databases, sets []store.MigrationSet, logger *slog.Log
 			}
 		}
 		return rd
+	}
+}
+
+// machineTokenCleanupInterval is how often expired vault machine tokens
+// are deleted.
+const machineTokenCleanupInterval = 10 * time.Minute
+
+// cleanMachineTokens deletes expired vault machine tokens every interval
+// until ctx ends.
+func cleanMachineTokens(ctx context.Context, v *vault.Service, every time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := v.DeleteExpiredMachineTokens(ctx); err != nil {
+			if ctx.Err() != nil {
+				return // shutting down
+			}
+			logger.Warn("vault machine token cleanup failed", "err", err)
+		} else if n > 0 {
+			logger.Debug("vault machine tokens deleted", "expired", n)
+		}
+	}
+}
+
+// tenantActive tells the vault whether a tenant (in the auth database,
+// which the vault cannot read) is active: a deactivated or deleted
+// tenant's machine identities cannot log in and their tokens stop.
+func tenantActive(ids *identity.Service) func(ctx context.Context, tenantID string) (bool, error) {
+	return func(ctx context.Context, tenantID string) (bool, error) {
+		t, err := ids.Tenant(nodus.WithTenant(ctx, tenantID), tenantID)
+		if nodus.ErrorCode(err) == nodus.ENOTFOUND {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return t.IsActive, nil
 	}
 }
 

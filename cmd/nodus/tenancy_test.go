@@ -126,6 +126,11 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 			"key": "PASSWORD", "allowed_hosts": []string{name + ".example.test"}, "purpose": "test.db"}, 201, nil)
 		orgAdmin.must("POST", "/api/v1/vault/grants", map[string]any{"subject_type": "role", "subject": "user",
 			"environment": "prod", "path_prefix": "/db", "permission": "read"}, 201, nil)
+		// A machine identity, with a grant of its own.
+		var machine struct{ Machine struct{ ID string } }
+		orgAdmin.must("POST", "/api/v1/vault/machines", map[string]any{"name": name + "-deployer"}, 201, &machine)
+		orgAdmin.must("POST", "/api/v1/vault/grants", map[string]any{"subject_type": "machine", "subject": machine.Machine.ID,
+			"environment": "prod", "path_prefix": "/db", "permission": "read"}, 201, nil)
 		for _, role := range []string{"user", "viewer"} {
 			login := name + "-" + role
 			// No tenant_id: an org_admin's users join the org_admin's tenant.
@@ -184,19 +189,28 @@ func (w *tenancy) ids(tenant string) map[string]string {
 		t.Fatalf("%s has no vault handle or grant", tenant)
 	}
 	out["handles"], out["grants"] = handles.Handles[0].ID, grants.Grants[0].ID
+	var machines struct{ Machines []struct{ ID string } }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/vault/machines", nil, 200, &machines)
+	if len(machines.Machines) == 0 {
+		t.Fatalf("%s has no machine identity", tenant)
+	}
+	out["machines"] = machines.Machines[0].ID
 	return out
 }
 
-// fillPath puts ids into a route's {id} by the collection it belongs to.
+// fillPath puts ids into a route's {id} by the collection it belongs to:
+// the path segment before it. The {id} may be followed by fixed segments
+// (/api/v1/vault/machines/{id}/secret).
 func fillPath(t *testing.T, path string, ids map[string]string) string {
 	t.Helper()
 	if !strings.Contains(path, "{") {
 		return path
 	}
-	prefix, _, _ := strings.Cut(path, "/{")
+	prefix, rest, _ := strings.Cut(path, "/{id}")
 	kind := prefix[strings.LastIndex(prefix, "/")+1:]
 	id, ok := ids[kind]
-	if !ok || strings.Count(path, "{") != 1 || !strings.HasSuffix(path, "/{id}") {
+	if !ok || strings.Count(path, "{") != 1 || !strings.Contains(path, "/{id}") ||
+		(rest != "" && !strings.HasPrefix(rest, "/")) {
 		t.Fatalf("route %s: the test does not know whose id goes in it; teach fillPath its kind", path)
 	}
 	return strings.Replace(path, "{id}", id, 1)
@@ -211,7 +225,7 @@ func (w *tenancy) snapshot(t *testing.T) string {
 		"/api/v1/menu-items?tenant_id=" + w.b.ID, "/api/v1/menus?tenant_id=" + w.b.ID, "/api/v1/settings?tenant_id=" + w.b.ID,
 		"/api/v1/egress/policy?tenant_id=" + w.b.ID,
 		"/api/v1/vault/environments?tenant_id=" + w.b.ID, "/api/v1/vault/handles?tenant_id=" + w.b.ID,
-		"/api/v1/vault/grants?tenant_id=" + w.b.ID,
+		"/api/v1/vault/grants?tenant_id=" + w.b.ID, "/api/v1/vault/machines?tenant_id=" + w.b.ID,
 		"/api/v1/vault/secret?environment=prod&path=/db&key=PASSWORD&tenant_id=" + w.b.ID} {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
@@ -325,9 +339,16 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"GET /api/v1/vault/keys":           {query: onB},
 		"POST /api/v1/vault/keys/rotate":   {query: onB},
 		"PATCH /api/v1/vault/handles/{id}": {body: with(secret, map[string]any{"purpose": "x"})},
+		"GET /api/v1/vault/machines":       {query: onB},
+		"POST /api/v1/vault/machines":      {query: onB, body: map[string]any{"name": "intruder"}},
+		"PATCH /api/v1/vault/machines/{id}": {body: map[string]any{"name": "hijacked", "is_active": false,
+			"allowed_cidrs": []string{"0.0.0.0/0"}}},
 	} {
 		foreign[pattern] = append(foreign[pattern], in)
 	}
+	// A grant in A's own vault naming B's machine identity.
+	foreign["POST /api/v1/vault/grants"] = append(foreign["POST /api/v1/vault/grants"], input{body: map[string]any{
+		"subject_type": "machine", "subject": b["machines"], "environment": "prod", "path_prefix": "/", "permission": "write"}})
 	noForeignIDs := []string{
 		"POST /api/v1/auth/logout", "GET /api/v1/me", "POST /api/v1/me/password", "PATCH /api/v1/me",
 		"POST /api/v1/tokens", "GET /api/v1/tokens", "GET /api/v1/tenants", "POST /api/v1/tenants",

@@ -6,23 +6,35 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/vault"
 )
 
 // SessionCookie is the name of the browser session cookie.
 const SessionCookie = "nodus_session"
 
-// caller is who made a request: the principal, and the session or token
-// that proved it.
+// caller is who made a request: a user (the principal, and the session
+// or token that proved it) or a vault machine identity (its access
+// token).
 type caller struct {
-	principal *identity.Principal
-	session   *identity.Session // nil for API tokens
-	token     *identity.Token   // nil for sessions
+	principal *identity.Principal // nil for machine identities
+	session   *identity.Session   // nil for API tokens
+	token     *identity.Token     // nil for sessions
+	machine   *vault.Machine      // set for a machine identity's token only
 }
+
+// machineActions are the only actions a machine identity's access token
+// is accepted for: reading names, revealing and writing values, each
+// still subject to the identity's grants. On any other route the token
+// is not a credential at all, so the answer is 401, not 403.
+var machineActions = []identity.Action{identity.ActionReadVault, identity.ActionRevealVault, identity.ActionWriteVault}
+
+var errMachineRoute = nodus.Errorf(nodus.EUNAUTHORIZED, "a machine token is accepted on the vault's secret routes only")
 
 type callerKey struct{}
 
@@ -42,14 +54,28 @@ func clientOf(r *http.Request) identity.Client {
 var errBadAuthHeader = nodus.Errorf(nodus.EUNAUTHORIZED, "Authorization must be: Bearer <token>")
 
 // authenticate finds the caller from a bearer token or the session cookie.
-// A request that sends a token is judged by it alone.
-func (s *Server) authenticate(r *http.Request) (*caller, error) {
+// A request that sends a token is judged by it alone. A machine identity's
+// token (vault.MachineTokenPrefix) is resolved by the vault, and only for
+// the machineActions: it is refused before any lookup elsewhere, so a
+// token with a use limit loses no use to a route it cannot call.
+func (s *Server) authenticate(r *http.Request, action identity.Action) (*caller, error) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, secret, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
 			return nil, errBadAuthHeader
 		}
-		k, p, err := s.deps.Identity.ResolveToken(r.Context(), strings.TrimSpace(secret))
+		secret = strings.TrimSpace(secret)
+		if strings.HasPrefix(secret, vault.MachineTokenPrefix) {
+			if !slices.Contains(machineActions, action) || s.deps.Vault == nil {
+				return nil, errMachineRoute
+			}
+			m, err := s.deps.Vault.ResolveMachineToken(r.Context(), secret, clientOf(r).Address)
+			if err != nil {
+				return nil, err
+			}
+			return &caller{machine: m}, nil
+		}
+		k, p, err := s.deps.Identity.ResolveToken(r.Context(), secret)
 		if err != nil {
 			return nil, err
 		}
@@ -98,12 +124,20 @@ func checkCSRF(r *http.Request, c *caller) error {
 
 // authorize runs before every non-public route: it authenticates the
 // caller, checks CSRF and the route's action, and scopes the context to
-// the caller's tenant (all tenants for a super_admin).
+// the caller's tenant (all tenants for a super_admin; a machine identity's
+// own tenant).
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, action identity.Action) (*http.Request, bool) {
-	c, err := s.authenticate(r)
+	c, err := s.authenticate(r, action)
 	if err != nil {
 		s.writeError(w, r, err)
 		return r, false
+	}
+	if c.machine != nil {
+		// The permission table is about users; authenticate let the
+		// machine through for machineActions only. Its grants decide the
+		// rest, in its own tenant.
+		ctx := context.WithValue(r.Context(), callerKey{}, c)
+		return r.WithContext(nodus.WithTenant(ctx, c.machine.TenantID)), true
 	}
 	if err := checkCSRF(r, c); err != nil {
 		s.writeError(w, r, err)
@@ -127,8 +161,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, action identi
 }
 
 func actorKind(c *caller) string {
-	if c.token != nil {
-		return "token"
+	switch {
+	case c.machine != nil:
+		return audit.ActorMachine
+	case c.token != nil:
+		return audit.ActorToken
 	}
-	return "user"
+	return audit.ActorUser
 }

@@ -90,6 +90,13 @@ func (s *Server) routes() []route {
 		{pattern: "GET /api/v1/vault/grants", handler: s.handleListVaultGrants(), action: identity.ActionManageVault},
 		{pattern: "POST /api/v1/vault/grants", handler: s.handleCreateVaultGrant(), action: identity.ActionManageVault, maxBody: 8 << 10},
 		{pattern: "DELETE /api/v1/vault/grants/{id}", handler: s.handleDeleteVaultGrant(), action: identity.ActionManageVault},
+		{pattern: "GET /api/v1/vault/machines", handler: s.handleListVaultMachines(), action: identity.ActionManageVault},
+		{pattern: "POST /api/v1/vault/machines", handler: s.handleCreateVaultMachine(), action: identity.ActionManageVault, maxBody: 16 << 10},
+		{pattern: "GET /api/v1/vault/machines/{id}", handler: s.handleGetVaultMachine(), action: identity.ActionManageVault},
+		{pattern: "PATCH /api/v1/vault/machines/{id}", handler: s.handleUpdateVaultMachine(), action: identity.ActionManageVault, maxBody: 16 << 10},
+		{pattern: "DELETE /api/v1/vault/machines/{id}", handler: s.handleDeleteVaultMachine(), action: identity.ActionManageVault},
+		{pattern: "POST /api/v1/vault/machines/{id}/secret", handler: s.handleRotateVaultMachineSecret(), action: identity.ActionManageVault},
+		{pattern: "POST /api/v1/vault/auth/machine", handler: s.handleMachineLogin(), public: true, maxBody: 4 << 10},
 		{pattern: "GET /api/v1/vault/keys", handler: s.handleVaultKeyStatus(), action: identity.ActionManageVault},
 		{pattern: "POST /api/v1/vault/keys/rotate", handler: s.handleRotateVaultDataKey(), action: identity.ActionManageVault, timeout: 5 * time.Minute},
 	}

@@ -914,7 +914,8 @@ func TestRouteBodyLimit(t *testing.T) {
 // exactly this list.
 func TestEveryRouteIsClassified(t *testing.T) {
 	s, _ := newTestServer(t, Config{}, Readiness{Ready: true})
-	public := map[string]bool{"GET /health": true, "GET /ready": true, "GET /metrics": true, "POST /api/v1/auth/login": true}
+	public := map[string]bool{"GET /health": true, "GET /ready": true, "GET /metrics": true, "POST /api/v1/auth/login": true,
+		"POST /api/v1/vault/auth/machine": true}
 	for _, rt := range s.routes() {
 		switch {
 		case rt.public && rt.action != "", !rt.public && rt.action == "":

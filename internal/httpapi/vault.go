@@ -32,10 +32,14 @@ func vaultScope(r *http.Request) (context.Context, error) {
 	return ctx, nil
 }
 
-// vaultPrincipal is the caller as the vault sees it.
+// vaultPrincipal is the caller as the vault sees it: a user, or a machine
+// identity (vault.RoleMachine, its id as the user id).
 func vaultPrincipal(r *http.Request) vault.Principal {
 	c := callerFrom(r.Context())
 	cl := clientOf(r)
+	if c.machine != nil {
+		return c.machine.Principal(cl.Address, cl.UserAgent)
+	}
 	return vault.Principal{UserID: c.principal.User.ID, Role: string(c.principal.User.Role), ActorKind: actorKind(c),
 		Address: cl.Address, UserAgent: cl.UserAgent}
 }

@@ -741,7 +741,8 @@ func (db *DB) UpdateSecretCiphertexts(ctx context.Context, rs []vault.Reencrypte
 const grantColumns = `id, tenant_id, subject_type, subject, environment, path_prefix, permission, created_at, created_by`
 
 // ListVaultGrants returns the scoped tenant's grants: all of them for an
-// empty filter, else those of f's user and role.
+// empty filter, else those of f's user and role, or of f's machine
+// identity.
 func (db *DB) ListVaultGrants(ctx context.Context, f vault.GrantFilter) ([]vault.Grant, error) {
 	cond, args, err := scopeCond(ctx, "tenant_id")
 	if err != nil {
@@ -749,8 +750,10 @@ func (db *DB) ListVaultGrants(ctx context.Context, f vault.GrantFilter) ([]vault
 	}
 	q := `SELECT ` + grantColumns + ` FROM vault_grants WHERE ` + cond
 	if f != (vault.GrantFilter{}) {
-		q += ` AND ((subject_type = 'user' AND subject = ?) OR (subject_type = 'role' AND subject = ?))`
-		args = append(args, f.UserID, f.Role)
+		// An empty field matches nothing: no grant has an empty subject.
+		q += ` AND ((subject_type = 'user' AND subject = ?) OR (subject_type = 'role' AND subject = ?)
+			OR (subject_type = 'machine' AND subject = ?))`
+		args = append(args, f.UserID, f.Role, f.MachineID)
 	}
 	q += ` ORDER BY id`
 	var out []vault.Grant
@@ -939,8 +942,8 @@ func (db *DB) TouchSecretHandle(ctx context.Context, id string, at time.Time, by
 
 // DeleteVaultTenant removes everything the vault database holds for the
 // scoped tenant: secrets and their versions, data keys, environments,
-// grants and settings, in one transaction, and returns how many secrets
-// it removed.
+// grants, machine identities and their tokens, and settings, in one
+// transaction, and returns how many secrets it removed.
 func (db *DB) DeleteVaultTenant(ctx context.Context) (int, error) {
 	tenantID, err := nodus.RequireTenant(ctx)
 	if err != nil {
@@ -952,7 +955,7 @@ func (db *DB) DeleteVaultTenant(ctx context.Context) (int, error) {
 			return err
 		}
 		for _, table := range []string{"vault_secret_versions", "vault_secrets", "vault_data_keys", "vault_environments",
-			"vault_grants", "vault_tenants"} {
+			"vault_grants", "vault_machine_tokens", "vault_machines", "vault_tenants"} {
 			rows, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE tenant_id = ?`, tenantID)
 			if err != nil {
 				return err

@@ -48,14 +48,26 @@
 //     Writes, deletes, undeletes, destroys, grants, handles, settings and
 //     rotations are recorded too (secret.read, secret.write,
 //     secret.delete, secret.undelete, secret.destroy, secret.handle_use,
-//     vault.rotate_data_key, vault.reencrypt, vault.rotate_master_key, …).
+//     vault.rotate_data_key, vault.reencrypt, vault.rotate_master_key,
+//     machine.create, machine.login, machine.login_failed, …).
 //   - Access: the caller passes a Principal (user id and role). org_admins
-//     (and super_admins) manage everything; users read or write the values
-//     their grants cover, per environment and path prefix; every role sees
-//     names and metadata; viewers never see a value. See grant.go.
+//     (and super_admins) manage everything; users and machine identities
+//     read or write the values their grants cover, per environment and
+//     path prefix; every role sees names and metadata (a machine only
+//     where its grants reach); viewers never see a value. See grant.go.
+//   - Machine identities (machine.go): a client id and a client secret
+//     (only its SHA-256 is stored) buy a short-lived access token (only
+//     its SHA-256 is stored) with a TTL, a use limit and allowed address
+//     ranges. Every login failure answers the same and is throttled per
+//     (client id, address); a token's uses are taken atomically, so N
+//     concurrent requests never pass a limit of N. A machine principal
+//     (RoleMachine) reads and writes what its own grants cover and
+//     manages nothing. Rotating the secret, deactivating or deleting the
+//     identity revokes its tokens.
 //   - Tenant deletion: nothing cascades from the auth database, so
-//     PurgeTenant removes all of a tenant's vault rows, handles and cached
-//     keys; it is the vault's step of deleting a tenant.
+//     PurgeTenant removes all of a tenant's vault rows (machine identities
+//     and tokens included), handles and cached keys; it is the vault's
+//     step of deleting a tenant.
 //   - Plaintext stays in process memory: Value prints, logs and encodes as
 //     [redacted]; errors name secrets by location and never quote a value
 //     or a reference's surrounding text; ResolveHandle is for in-process

@@ -17,6 +17,10 @@ import (
 //     "*") below a path prefix when a grant gives that permission to the
 //     user's id, or to the role "user". Write does not imply read: a CI
 //     job may push secrets it cannot reveal.
+//   - a machine identity (RoleMachine, machine.go) may read, or write, the
+//     values its own grants cover, and see the names of the secrets in
+//     those folders only; role grants never apply to it, and it manages
+//     nothing.
 //   - a viewer, like every role, sees names, comments, tags, metadata and
 //     versions, and never values, whatever a grant says.
 //
@@ -25,8 +29,8 @@ import (
 
 // GrantInput is a grant to create.
 type GrantInput struct {
-	SubjectType string `json:"subject_type"` // SubjectUser or SubjectRole
-	Subject     string `json:"subject"`      // a user id, or the role "user"
+	SubjectType string `json:"subject_type"` // SubjectUser, SubjectRole or SubjectMachine
+	Subject     string `json:"subject"`      // a user id, the role "user" or a machine identity id
 	Environment string `json:"environment"`  // a slug, or "*" for all
 	PathPrefix  string `json:"path_prefix"`  // "/" for the whole environment
 	Permission  string `json:"permission"`   // PermRead or PermWrite
@@ -50,24 +54,43 @@ func (s *Service) can(ctx context.Context, role, userID, env, path, perm string)
 	switch role {
 	case RoleOrgAdmin, RoleSuperAdmin, RoleSystem:
 		return true, nil
-	case RoleUser:
+	case RoleUser, RoleMachine:
 	default: // viewers and unknown roles never touch values
 		return false, nil
 	}
-	f := GrantFilter{Role: role}
-	if userID != "" {
-		f.UserID = userID
+	grants, err := s.grantsOf(ctx, role, userID)
+	if err != nil {
+		return false, err
+	}
+	return covers(grants, env, path, perm), nil
+}
+
+// grantsOf returns the grants that apply to a user (its own and its
+// role's) or to a machine identity (its own only).
+func (s *Service) grantsOf(ctx context.Context, role, id string) ([]Grant, error) {
+	f := GrantFilter{Role: role, UserID: id}
+	if role == RoleMachine {
+		if id == "" {
+			return nil, nil
+		}
+		f = GrantFilter{MachineID: id}
 	}
 	grants, err := s.store.ListVaultGrants(ctx, f)
 	if err != nil {
-		return false, fmt.Errorf("vault: read grants: %w", err)
+		return nil, fmt.Errorf("vault: read grants: %w", err)
 	}
+	return grants, nil
+}
+
+// covers reports whether one of grants gives perm on the values of env
+// at path.
+func covers(grants []Grant, env, path, perm string) bool {
 	for _, g := range grants {
 		if g.Permission == perm && (g.Environment == AllEnvironments || g.Environment == env) && underPrefix(path, g.PathPrefix) {
-			return true, nil
+			return true
 		}
 	}
-	return false, nil
+	return false
 }
 
 // authorize fails with EFORBIDDEN unless p may use perm on loc's values.
@@ -96,9 +119,10 @@ func (s *Service) ListGrants(ctx context.Context, p Principal) ([]Grant, error) 
 	return s.store.ListVaultGrants(ctx, GrantFilter{})
 }
 
-// CreateGrant adds a grant (org_admin). The subject is a user id or the
-// role "user" (admins need no grant, viewers are never given values); the
-// environment need not exist yet.
+// CreateGrant adds a grant (org_admin). The subject is a user id, the
+// role "user" (admins need no grant, viewers are never given values) or
+// one of the tenant's machine identities; the environment need not exist
+// yet.
 func (s *Service) CreateGrant(ctx context.Context, p Principal, in GrantInput) (*Grant, error) {
 	tenantID, err := s.begin(ctx)
 	if err != nil {
@@ -117,8 +141,12 @@ func (s *Service) CreateGrant(ctx context.Context, p Principal, in GrantInput) (
 		if in.Subject != RoleUser {
 			f.add("subject", `only the role "user" takes grants: admins may do everything already, viewers never see values`)
 		}
+	case SubjectMachine:
+		if !nodus.ValidID(in.Subject) {
+			f.add("subject", "a machine identity id")
+		}
 	default:
-		f.add("subject_type", "user or role")
+		f.add("subject_type", "user, role or machine")
 	}
 	if in.Environment != AllEnvironments && !ValidEnvironment(in.Environment) {
 		f.add("environment", `an environment slug, or "*" for all`)
@@ -134,6 +162,13 @@ func (s *Service) CreateGrant(ctx context.Context, p Principal, in GrantInput) (
 	}
 	if err := f.err("grant"); err != nil {
 		return nil, err
+	}
+	if in.SubjectType == SubjectMachine {
+		// The vault owns machine identities, so a grant names one of this
+		// tenant's or none.
+		if _, err := s.store.FindVaultMachine(ctx, in.Subject); err != nil {
+			return nil, err
+		}
 	}
 	g := Grant{ID: nodus.NewID(), TenantID: tenantID, SubjectType: in.SubjectType, Subject: in.Subject,
 		Environment: in.Environment, PathPrefix: in.PathPrefix, Permission: in.Permission,

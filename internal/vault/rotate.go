@@ -293,7 +293,8 @@ func (s *Service) KeyStatus(ctx context.Context, p Principal) (KeyStatus, error)
 
 // PurgeTenant removes everything the vault keeps for a tenant, for good:
 // its handles (main database), then its secrets with every version, its
-// data keys, environments, grants and settings (vault database), and the
+// data keys, environments, grants, machine identities and their tokens,
+// and settings (vault database), and the
 // tenant's keys in the cache. It is the vault's part of deleting a tenant
 // (super_admin, or System) and is idempotent: a run that stops half-way is
 // finished by the next. ctx's scope must cover tenantID.

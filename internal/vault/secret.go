@@ -35,13 +35,14 @@ type WriteInput struct {
 }
 
 // ListEnvironments returns the tenant's environments: dev, staging and
-// prod, then the custom ones by slug. Any role may list them.
+// prod, then the custom ones by slug. Any role, and any machine identity,
+// may list them.
 func (s *Service) ListEnvironments(ctx context.Context, p Principal) ([]Environment, error) {
 	tenantID, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := requireMember(p); err != nil {
+	if err := requireCaller(p); err != nil {
 		return nil, err
 	}
 	custom, err := s.store.ListSecretEnvironments(ctx)
@@ -152,7 +153,7 @@ func (s *Service) FindTenantConfig(ctx context.Context, p Principal) (TenantConf
 	if err != nil {
 		return TenantConfig{}, err
 	}
-	if err := requireMember(p); err != nil {
+	if err := requireCaller(p); err != nil {
 		return TenantConfig{}, err
 	}
 	return s.tenantConfig(ctx, tenantID)
@@ -203,13 +204,13 @@ func (s *Service) UpdateTenantConfig(ctx context.Context, p Principal, maxVersio
 
 // ListSecrets returns a page of the secrets of one environment and folder
 // (and the folders below it with Recursive), names and metadata only, and
-// the cursor of the next page. Any role may list; IncludeDeleted is for
-// org_admins.
+// the cursor of the next page. Any role may list, and a machine identity
+// a folder its grants cover; IncludeDeleted is for org_admins.
 func (s *Service) ListSecrets(ctx context.Context, p Principal, f SecretFilter) ([]Secret, string, error) {
 	if _, err := s.begin(ctx); err != nil {
 		return nil, "", err
 	}
-	if err := requireMember(p); err != nil {
+	if err := requireCaller(p); err != nil {
 		return nil, "", err
 	}
 	if f.Path == "" {
@@ -226,6 +227,11 @@ func (s *Service) ListSecrets(ctx context.Context, p Principal, f SecretFilter) 
 		fe.add("tag", "not a valid tag")
 	}
 	if err := fe.err("secret filter"); err != nil {
+		return nil, "", err
+	}
+	// A grant covering f.Path covers every folder below it, so a
+	// recursive list stays within it.
+	if err := s.requireNames(ctx, p, f.Environment, f.Path); err != nil {
 		return nil, "", err
 	}
 	if f.IncludeDeleted {
@@ -245,15 +251,19 @@ func (s *Service) ListSecrets(ctx context.Context, p Principal, f SecretFilter) 
 }
 
 // FindSecret returns a live secret's name, description and newest version
-// number, without its value. Any role may.
+// number, without its value. Any role may, and a machine identity whose
+// grants cover its folder.
 func (s *Service) FindSecret(ctx context.Context, p Principal, loc Location) (*Secret, error) {
 	if _, err := s.begin(ctx); err != nil {
 		return nil, err
 	}
-	if err := requireMember(p); err != nil {
+	if err := requireCaller(p); err != nil {
 		return nil, err
 	}
 	if err := checkLocation(loc); err != nil {
+		return nil, err
+	}
+	if err := s.requireNames(ctx, p, loc.Environment, loc.Path); err != nil {
 		return nil, err
 	}
 	sec, err := s.store.FindSecret(ctx, loc, false)
@@ -264,7 +274,7 @@ func (s *Service) FindSecret(ctx context.Context, p Principal, loc Location) (*S
 }
 
 // ListVersions returns the kept versions of a live secret, newest first,
-// without values. Any role may.
+// without values. Whoever may FindSecret may.
 func (s *Service) ListVersions(ctx context.Context, p Principal, loc Location) ([]VersionInfo, error) {
 	sec, err := s.FindSecret(ctx, p, loc)
 	if err != nil {

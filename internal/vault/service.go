@@ -36,6 +36,11 @@ type Config struct {
 	// use records it again; 0 means one minute. Every use is audited
 	// regardless.
 	TouchInterval time.Duration
+	// TenantActive reports whether a tenant may still use the vault
+	// through machine identities (tenants live in the auth database, which
+	// the vault cannot read); a deactivated or deleted tenant's machines
+	// cannot log in and their tokens stop. nil means every tenant may.
+	TenantActive func(ctx context.Context, tenantID string) (bool, error)
 }
 
 // Service is the vault: secrets, their versions and values, environments,
@@ -48,6 +53,10 @@ type Service struct {
 	clock      nodus.Clock
 	keys       *keyCache
 	touchEvery time.Duration
+	// throttle counts failed machine logins; tenantIsActive is
+	// Config.TenantActive.
+	throttle       *loginThrottle
+	tenantIsActive func(ctx context.Context, tenantID string) (bool, error)
 
 	// sealed is nil once Unseal succeeded, else why the vault is sealed.
 	sealed atomic.Pointer[string]
@@ -68,7 +77,8 @@ func NewService(c Config) (*Service, error) {
 		c.TouchInterval = time.Minute
 	}
 	s := &Service{store: c.Store, handles: c.Handles, audit: c.Audit, clock: c.Clock,
-		keys: newKeyCache(c.CacheSize), touchEvery: c.TouchInterval}
+		keys: newKeyCache(c.CacheSize), touchEvery: c.TouchInterval,
+		throttle: newLoginThrottle(MachineLoginFailures, MachineLoginWindow), tenantIsActive: c.TenantActive}
 	reason := "it has not been opened yet"
 	if c.Keyring == nil {
 		reason = "no master key is loaded"
@@ -300,9 +310,13 @@ func (s *Service) corrupt(v StoredVersion) error {
 // caller may do (see Can); the rest goes into the audit log.
 type Principal struct {
 	UserID string
-	Role   string // RoleSuperAdmin, RoleOrgAdmin, RoleUser, RoleViewer or RoleSystem
-	// ActorKind is audit.ActorUser or audit.ActorToken (or ActorSystem);
-	// "" means user when UserID is set.
+	// Role is RoleSuperAdmin, RoleOrgAdmin, RoleUser, RoleViewer,
+	// RoleSystem, or RoleMachine for a machine identity (whose id is then
+	// UserID).
+	Role string
+	// ActorKind is audit.ActorUser, audit.ActorToken or
+	// audit.ActorMachine (or ActorSystem); "" means user when UserID is
+	// set.
 	ActorKind string
 	Address   string
 	UserAgent string
@@ -325,6 +339,33 @@ func requireMember(p Principal) error {
 	return nil
 }
 
+// requireCaller lets any role of the tenant, and its machine identities,
+// see what holds no secret name: environments and settings.
+func requireCaller(p Principal) error {
+	if p.Role == RoleMachine && p.UserID != "" {
+		return nil
+	}
+	return requireMember(p)
+}
+
+// requireNames lets p see the names and metadata of the secrets at env
+// and path: any role of the tenant, and a machine identity whose read or
+// write grant covers that folder. A machine sees no more of the vault
+// than its grants.
+func (s *Service) requireNames(ctx context.Context, p Principal, env, path string) error {
+	if p.Role != RoleMachine {
+		return requireMember(p)
+	}
+	grants, err := s.grantsOf(ctx, p.Role, p.UserID)
+	if err != nil {
+		return err
+	}
+	if covers(grants, env, path, PermRead) || covers(grants, env, path, PermWrite) {
+		return nil
+	}
+	return nodus.Errorf(nodus.EFORBIDDEN, "no access to %s:%s", env, path)
+}
+
 // requireAdmin is for managing the vault: environments, grants, handles,
 // destroying versions, settings and keys.
 func requireAdmin(p Principal) error {
@@ -337,11 +378,14 @@ func requireAdmin(p Principal) error {
 // entry starts an audit entry for p in tenantID.
 func (p Principal) entry(tenantID, action string) audit.Entry {
 	kind := p.ActorKind
-	if kind == "" {
+	switch {
+	case kind != "":
+	case p.Role == RoleMachine:
+		kind = audit.ActorMachine
+	case p.UserID == "":
+		kind = audit.ActorSystem
+	default:
 		kind = audit.ActorUser
-		if p.UserID == "" {
-			kind = audit.ActorSystem
-		}
 	}
 	return audit.Entry{TenantID: tenantID, ActorID: p.UserID, ActorKind: kind, Action: action,
 		Address: p.Address, UserAgent: p.UserAgent}

@@ -38,6 +38,9 @@ const (
 	RoleUser       = "user"
 	RoleViewer     = "viewer"
 	RoleSystem     = "system"
+	// RoleMachine is a machine identity (machine.go): it reads and writes
+	// the values its grants cover and manages nothing.
+	RoleMachine = "machine"
 )
 
 // Permissions a grant gives on the values below a path.
@@ -48,8 +51,9 @@ const (
 
 // Grant subject types.
 const (
-	SubjectUser = "user" // Subject is a user id
-	SubjectRole = "role" // Subject is a role name (only "user" is honoured)
+	SubjectUser    = "user"    // Subject is a user id
+	SubjectRole    = "role"    // Subject is a role name (only "user" is honoured)
+	SubjectMachine = "machine" // Subject is a machine identity id
 )
 
 // AllEnvironments in a grant covers every environment.
@@ -133,9 +137,11 @@ type StoredVersion struct {
 	DestroyedAt    *time.Time
 }
 
-// Value is a secret's plaintext. It never prints: fmt, slog and JSON show
-// [redacted]. Reveal returns the text, for the one caller that must send
-// it (the API's explicit reveal, an outbound request's header).
+// Value is a secret's plaintext, or a credential shown once (a machine
+// identity's client secret or access token). It never prints: fmt, slog
+// and JSON show [redacted]. Reveal returns the text, for the one caller
+// that must send it (the API's explicit reveal or one-time answer, an
+// outbound request's header).
 type Value struct{ text string }
 
 // NewValue wraps plaintext.
@@ -181,13 +187,13 @@ type DataKey struct {
 	UpdatedAt   time.Time
 }
 
-// Grant lets a user, or every user of a role, read or write the values of
-// one environment (or all, "*") below a path prefix.
+// Grant lets a user, every user of a role, or a machine identity read or
+// write the values of one environment (or all, "*") below a path prefix.
 type Grant struct {
 	ID          string    `json:"id"`
 	TenantID    string    `json:"-"`
-	SubjectType string    `json:"subject_type"` // SubjectUser or SubjectRole
-	Subject     string    `json:"subject"`      // user id or role name
+	SubjectType string    `json:"subject_type"` // SubjectUser, SubjectRole or SubjectMachine
+	Subject     string    `json:"subject"`      // user id, role name or machine identity id
 	Environment string    `json:"environment"`  // slug or "*"
 	PathPrefix  string    `json:"path_prefix"`  // "/" covers the environment
 	Permission  string    `json:"permission"`   // PermRead or PermWrite
@@ -276,11 +282,13 @@ type SecretFilter struct {
 	Limit          int
 }
 
-// GrantFilter selects the grants that apply to a user: the user's own
-// and those of its role. Empty fields select nothing.
+// GrantFilter selects the grants that apply to a user (the user's own
+// and those of its role) or to a machine identity (its own only). Empty
+// fields select nothing.
 type GrantFilter struct {
-	UserID string
-	Role   string
+	UserID    string
+	Role      string
+	MachineID string
 }
 
 // Store is what the service needs from the vault database. Every method
@@ -372,6 +380,47 @@ type Store interface {
 	CreateVaultGrant(ctx context.Context, g Grant) error
 	// DeleteVaultGrant removes a grant and returns it; ENOTFOUND if none.
 	DeleteVaultGrant(ctx context.Context, id string) (Grant, error)
+
+	// CreateVaultMachine stores a machine identity of the tenant;
+	// ECONFLICT when the tenant has one of that name (or the client id
+	// exists).
+	CreateVaultMachine(ctx context.Context, m Machine) error
+	// FindVaultMachine returns a machine identity in scope; ENOTFOUND
+	// otherwise.
+	FindVaultMachine(ctx context.Context, id string) (Machine, error)
+	// ListVaultMachines returns a page of the machine identities in scope,
+	// oldest first, and the next page's cursor ("" on the last).
+	ListVaultMachines(ctx context.Context, cursor string, limit int) ([]Machine, string, error)
+	// UpdateVaultMachine reads and locks a machine identity of the tenant,
+	// lets change edit it, and writes back its name, secret hash, token
+	// settings, address ranges and state, in one transaction. When change
+	// returns revoke, the identity's tokens are deleted in that
+	// transaction too. It returns the identity before and after.
+	UpdateVaultMachine(ctx context.Context, id string, change func(m *Machine) (revoke bool, err error)) (before, after Machine, err error)
+	// DeleteVaultMachine removes a machine identity of the tenant with its
+	// tokens and grants, and returns it; ENOTFOUND if none.
+	DeleteVaultMachine(ctx context.Context, id string) (Machine, error)
+	// FindVaultMachineByClientID is a sign-in lookup: it needs no scope
+	// and returns the machine identity with that client id, of any tenant,
+	// or ENOTFOUND.
+	FindVaultMachineByClientID(ctx context.Context, clientID string) (Machine, error)
+	// CreateVaultMachineToken stores an access token of the tenant's
+	// identity and records the login in the identity's last_used_at, in
+	// one transaction; ENOTFOUND when the identity is gone.
+	CreateVaultMachineToken(ctx context.Context, t MachineToken) error
+	// FindVaultMachineToken is a sign-in lookup: it needs no scope and
+	// returns the token with that hash and its identity, or ENOTFOUND.
+	// Expiry, uses and addresses are the caller's decision.
+	FindVaultMachineToken(ctx context.Context, hash string) (MachineToken, Machine, error)
+	// SpendVaultMachineToken takes one use of a token with a use limit,
+	// atomically: it succeeds only while the token exists, expires after
+	// now and has a use left, and returns the uses left after this one;
+	// ENOTFOUND otherwise. Concurrent callers never take more uses than
+	// the token had.
+	SpendVaultMachineToken(ctx context.Context, hash string, now time.Time) (int, error)
+	// DeleteExpiredVaultMachineTokens removes the tokens in scope that
+	// expired by now or have no use left, and returns how many.
+	DeleteExpiredVaultMachineTokens(ctx context.Context, now time.Time) (int, error)
 
 	// DeleteVaultTenant removes all the tenant's vault rows and returns
 	// how many secrets it removed.
