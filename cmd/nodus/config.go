@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,6 +36,7 @@ type Config struct {
 
 	MaxBodyBytes      int64
 	RequestTimeout    time.Duration
+	TrustedProxies    []netip.Prefix
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
@@ -104,6 +106,25 @@ func settings() []setting {
 				return fmt.Errorf("must be a positive number of bytes")
 			}
 			c.MaxBodyBytes = n
+			return nil
+		}},
+		{"trusted-proxies", "NODUS_TRUSTED_PROXIES", "", "reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For gives the client address for throttling and audit; empty: the peer's address", func(c *Config, v string) error {
+			c.TrustedProxies = nil
+			for _, item := range strings.Split(v, ",") {
+				item = strings.TrimSpace(item)
+				if item == "" {
+					continue
+				}
+				p, err := netip.ParsePrefix(item)
+				if err != nil {
+					a, aerr := netip.ParseAddr(item)
+					if aerr != nil {
+						return fmt.Errorf("%q is not an address or CIDR", item)
+					}
+					p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+				}
+				c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+			}
 			return nil
 		}},
 		{"request-timeout", "NODUS_REQUEST_TIMEOUT", "30s", "time a request may take unless its route sets its own", durationSetting(func(c *Config, d time.Duration) { c.RequestTimeout = d })},
@@ -291,6 +312,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_format", c.LogFormat),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Duration("request_timeout", c.RequestTimeout),
+		slog.Any("trusted_proxies", c.TrustedProxies),
 		slog.Duration("read_header_timeout", c.ReadHeaderTimeout),
 		slog.Duration("idle_timeout", c.IdleTimeout),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"io"
 	"log/slog"
+	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +55,7 @@ func TestConfigDefaults(t *testing.T) {
 		JobPollInterval:    time.Second,
 		AdminEmail:         "admin@localhost",
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -150,6 +152,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"database URL flag", []string{"--database-url", "mysql://x"}, nil, []string{"--database-url", "DATABASE_URL"}},
 		{"database URL with a password", nil, map[string]string{"DATABASE_URL": "mysql://nodus:s3cret@db/nodus"}, []string{"DATABASE_URL"}},
 		{"module URL scheme", nil, map[string]string{"AUTH_DATABASE_URL": "redis://cache"}, []string{"AUTH_DATABASE_URL"}},
+		{"trusted proxy not an address", nil, map[string]string{"NODUS_TRUSTED_PROXIES": "10.0.0.0/8, proxy.local"}, []string{"NODUS_TRUSTED_PROXIES"}},
 		{"module URL bare path", nil, map[string]string{"DATABASE_URL": "postgres://db/nodus", "VAULT_DATABASE_URL": "vault.db"}, []string{"VAULT_DATABASE_URL"}},
 	}
 	for _, tt := range tests {
@@ -303,5 +306,17 @@ func TestConfigMasterKey(t *testing.T) {
 		if out := buf.String(); strings.Contains(out, std) || strings.Contains(out, key) || !strings.Contains(out, tt.want) {
 			t.Errorf("log line %s: want %s and never the key", out, tt.want)
 		}
+	}
+}
+
+func TestConfigTrustedProxies(t *testing.T) {
+	got, err := parseTestConfig(t, nil, map[string]string{"NODUS_TRUSTED_PROXIES": " 10.1.2.3/8, 192.0.2.7 ,::ffff:198.51.100.1,fd00::/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32"),
+		netip.MustParsePrefix("198.51.100.1/32"), netip.MustParsePrefix("fd00::/8")}
+	if !reflect.DeepEqual(got.TrustedProxies, want) {
+		t.Errorf("trusted proxies = %v, want %v", got.TrustedProxies, want)
 	}
 }

@@ -155,7 +155,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Settings: settingsService,
 		Vault:    vaultService,
 		Egress:   egressService,
-	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout})
+	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout,
+		TrustedProxies: cfg.TrustedProxies})
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -43,12 +44,64 @@ func callerFrom(ctx context.Context) *caller {
 	return c
 }
 
+type clientAddrKey struct{}
+
+// clientOf is where a request comes from: the address clientAddress found
+// for it, and its user agent.
 func clientOf(r *http.Request) identity.Client {
+	addr, ok := r.Context().Value(clientAddrKey{}).(string)
+	if !ok {
+		addr = remoteHost(r)
+	}
+	return identity.Client{Address: addr, UserAgent: r.UserAgent()}
+}
+
+func remoteHost(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		host = r.RemoteAddr
+		return r.RemoteAddr
 	}
-	return identity.Client{Address: host, UserAgent: r.UserAgent()}
+	return host
+}
+
+// clientAddress is the address a request comes from, as throttling and the
+// audit log see it. Without trusted proxies it is the peer's address. When
+// the peer is a trusted proxy, X-Forwarded-For is read from the right:
+// each proxy appends the address it received the request from, so the
+// first address that is not a trusted proxy is the client (anything to its
+// left was written by the client and proves nothing). A malformed entry
+// stops the walk at the last address known to be real.
+func (s *Server) clientAddress(r *http.Request) string {
+	peer := remoteHost(r)
+	if len(s.cfg.TrustedProxies) == 0 {
+		return peer
+	}
+	addr, err := netip.ParseAddr(peer)
+	if err != nil || !trusted(s.cfg.TrustedProxies, addr) {
+		return peer
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		addr = hop.Unmap()
+		if !trusted(s.cfg.TrustedProxies, addr) {
+			break
+		}
+	}
+	return addr.String()
+}
+
+func trusted(proxies []netip.Prefix, addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, p := range proxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 var errBadAuthHeader = nodus.Errorf(nodus.EUNAUTHORIZED, "Authorization must be: Bearer <token>")

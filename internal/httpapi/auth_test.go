@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -228,5 +229,43 @@ func TestPathConfusionNeverSkipsAuth(t *testing.T) {
 				t.Errorf("GET %s (Host %s) without credentials: %d %s", path, host, res.StatusCode, body)
 			}
 		}
+	}
+}
+
+// TestClientAddress checks whose address throttling and the audit log see:
+// the peer's, unless the peer is a trusted proxy, and then the first
+// address from the right of X-Forwarded-For that is not a trusted proxy,
+// so a client cannot choose its address by sending the header itself.
+func TestClientAddress(t *testing.T) {
+	s := &Server{cfg: Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}}
+	none := &Server{}
+	tests := []struct {
+		name, peer string
+		xff        []string
+		want       string
+		server     *Server
+	}{
+		{"no proxies configured: the header is ignored", "203.0.113.5:1234", []string{"198.51.100.1"}, "203.0.113.5", none},
+		{"untrusted peer: the header is ignored", "203.0.113.5:1234", []string{"198.51.100.1"}, "203.0.113.5", s},
+		{"trusted peer, one hop", "10.0.0.2:80", []string{"198.51.100.1"}, "198.51.100.1", s},
+		{"spoofed entries left of the real client are ignored", "10.0.0.2:80", []string{"1.1.1.1, 198.51.100.1"}, "198.51.100.1", s},
+		{"two trusted proxies", "10.0.0.2:80", []string{"198.51.100.1, 10.9.9.9"}, "198.51.100.1", s},
+		{"header split over lines", "10.0.0.2:80", []string{"1.1.1.1", "198.51.100.1"}, "198.51.100.1", s},
+		{"all hops trusted: the leftmost", "10.0.0.2:80", []string{"10.1.1.1, 10.2.2.2"}, "10.1.1.1", s},
+		{"malformed hop stops at the last real address", "10.0.0.2:80", []string{"evil, 10.3.3.3"}, "10.3.3.3", s},
+		{"no header from a trusted peer", "10.0.0.2:80", nil, "10.0.0.2", s},
+		{"IPv6 proxy, IPv4-mapped client", "[fd00::1]:80", []string{"::ffff:198.51.100.9"}, "198.51.100.9", s},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/api/v1/me", nil)
+			r.RemoteAddr = tt.peer
+			for _, v := range tt.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := tt.server.clientAddress(r); got != tt.want {
+				t.Errorf("client address %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/audit"
@@ -23,6 +24,9 @@ type Config struct {
 	// RequestTimeout bounds a request's handler, its body read and its
 	// response write.
 	RequestTimeout time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed; from anyone else the header is ignored (see clientAddress).
+	TrustedProxies []netip.Prefix
 }
 
 // Readiness is the answer of /ready.
@@ -242,7 +246,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		_ = rc.SetWriteDeadline(deadline.Add(time.Second))
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
-		r = r.WithContext(ctx)
+		r = r.WithContext(context.WithValue(ctx, clientAddrKey{}, s.clientAddress(r)))
 		if !rt.public {
 			var ok bool
 			if r, ok = s.authorize(w, r, rt.action); !ok {
