@@ -60,21 +60,16 @@ func (s *Server) handleListTenants() http.Handler {
 		Tenants    []identity.Tenant `json:"tenants"`
 		NextCursor string            `json:"next_cursor,omitempty"`
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
 		limit, cursor, err := pageQuery(r)
 		if err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
 		tenants, next, err := s.deps.Identity.ListTenants(r.Context(), limit, cursor)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
 		if tenants == nil {
 			tenants = []identity.Tenant{}
 		}
-		s.writeJSON(w, r, http.StatusOK, response{Tenants: tenants, NextCursor: next})
+		return response{Tenants: tenants, NextCursor: next}, err
 	})
 }
 
@@ -92,56 +87,38 @@ func (s *Server) handleCreateTenant() http.Handler {
 		MaxUsers    int    `json:"max_users"`
 		MaxChatbots int    `json:"max_chatbots"`
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusCreated, func(r *http.Request) (any, error) {
 		var req request
 		if err := decodeJSON(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
 		t := &identity.Tenant{Name: req.Name, Description: req.Description, Domain: req.Domain, LogoURL: req.LogoURL,
 			IsActive: req.IsActive == nil || *req.IsActive, MaxUsers: req.MaxUsers, MaxChatbots: req.MaxChatbots}
-		if err := s.deps.Identity.CreateTenant(r.Context(), actorOf(r), t); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.writeJSON(w, r, http.StatusCreated, tenantResponse{Tenant: t})
+		return tenantResponse{Tenant: t}, s.deps.Identity.CreateTenant(r.Context(), actorOf(r), t)
 	})
 }
 
 func (s *Server) handleGetTenant() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
 		t, err := s.deps.Identity.Tenant(r.Context(), r.PathValue("id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.writeJSON(w, r, http.StatusOK, tenantResponse{Tenant: t})
+		return tenantResponse{Tenant: t}, err
 	})
 }
 
 func (s *Server) handleUpdateTenant() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
 		var p identity.TenantPatch
 		if err := decodeJSON(r, &p); err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
 		t, err := s.deps.Identity.UpdateTenant(r.Context(), actorOf(r), r.PathValue("id"), p)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.writeJSON(w, r, http.StatusOK, tenantResponse{Tenant: t})
+		return tenantResponse{Tenant: t}, err
 	})
 }
 
 func (s *Server) handleDeleteTenant() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.deps.Identity.DeleteTenant(r.Context(), actorOf(r), r.PathValue("id")); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+	return s.answer(http.StatusNoContent, func(r *http.Request) (any, error) {
+		return nil, s.deps.Identity.DeleteTenant(r.Context(), actorOf(r), r.PathValue("id"))
 	})
 }
 
@@ -152,26 +129,20 @@ func (s *Server) handleListUsers() http.Handler {
 		Users      []identity.User `json:"users"`
 		NextCursor string          `json:"next_cursor,omitempty"`
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
 		limit, cursor, err := pageQuery(r)
 		if err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
 		ctx, err := narrowScope(r)
 		if err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
 		users, next, err := s.deps.Identity.ListUsers(ctx, limit, cursor)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
 		if users == nil {
 			users = []identity.User{}
 		}
-		s.writeJSON(w, r, http.StatusOK, response{Users: users, NextCursor: next})
+		return response{Users: users, NextCursor: next}, err
 	})
 }
 
@@ -191,73 +162,53 @@ func (s *Server) handleCreateUser() http.Handler {
 		Password string        `json:"password"`  // generated and returned once when empty
 		IsActive *bool         `json:"is_active"` // default true
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusCreated, func(r *http.Request) (any, error) {
 		var req request
 		if err := decodeJSON(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
 		u := &identity.User{Email: req.Email, Username: req.Username, FullName: req.FullName, Role: req.Role,
 			TenantID: req.TenantID, IsActive: req.IsActive == nil || *req.IsActive}
 		generated, err := s.deps.Identity.AddUser(r.Context(), actorOf(r), u, req.Password)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.writeJSON(w, r, http.StatusCreated, userResponse{User: u, Password: generated})
+		return userResponse{User: u, Password: generated}, err
 	})
 }
 
 func (s *Server) handleGetUser() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
 		u, err := s.deps.Identity.User(r.Context(), r.PathValue("id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.writeJSON(w, r, http.StatusOK, userResponse{User: u})
+		return userResponse{User: u}, err
 	})
 }
 
 func (s *Server) handleUpdateUser() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
 		var p identity.UserPatch
 		if err := decodeJSON(r, &p); err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
 		u, err := s.deps.Identity.UpdateUser(r.Context(), actorOf(r), r.PathValue("id"), p)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.writeJSON(w, r, http.StatusOK, userResponse{User: u})
+		return userResponse{User: u}, err
 	})
 }
 
 func (s *Server) handleDeleteUser() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.deps.Identity.DeleteUser(r.Context(), actorOf(r), r.PathValue("id")); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+	return s.answer(http.StatusNoContent, func(r *http.Request) (any, error) {
+		return nil, s.deps.Identity.DeleteUser(r.Context(), actorOf(r), r.PathValue("id"))
 	})
 }
 
 // handleUpdateMe changes the caller's own name or email.
 func (s *Server) handleUpdateMe() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
 		var p identity.ProfilePatch
 		if err := decodeJSON(r, &p); err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
 		u, err := s.deps.Identity.UpdateProfile(r.Context(), actorOf(r), p)
 		if err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
-		s.writeJSON(w, r, http.StatusOK, meResponse{User: *u})
+		return meResponse{User: *u}, nil
 	})
 }

@@ -174,3 +174,20 @@ func isJSONType(ct string) bool {
 }
 
 func stack() string { return string(debug.Stack()) }
+
+// answer is the shape of most handlers: fn does the work and returns the
+// body to write with status (nothing for 204), or the error to write
+// instead.
+func (s *Server) answer(status int, fn func(r *http.Request) (any, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := fn(r)
+		switch {
+		case err != nil:
+			s.writeError(w, r, err)
+		case status == http.StatusNoContent:
+			w.WriteHeader(status)
+		default:
+			s.writeJSON(w, r, status, v)
+		}
+	})
+}

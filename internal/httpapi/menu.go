@@ -17,16 +17,12 @@ func (s *Server) handleMenu() http.Handler {
 	type response struct {
 		Menu []identity.MenuNode `json:"menu"`
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
 		menu, err := s.deps.Menus.FindMenu(r.Context(), actorOf(r), r.URL.Query().Get("tenant_id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
 		if menu == nil {
 			menu = []identity.MenuNode{}
 		}
-		s.writeJSON(w, r, http.StatusOK, response{Menu: menu})
+		return response{Menu: menu}, err
 	})
 }
 
@@ -37,22 +33,17 @@ func (s *Server) handleListMenuItems() http.Handler {
 		Items      []identity.MenuItem `json:"items"`
 		NextCursor string              `json:"next_cursor,omitempty"`
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
 		limit, cursor, err := pageQuery(r)
 		if err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
 		f := identity.MenuFilter{TenantID: r.URL.Query().Get("tenant_id"), Limit: limit, Cursor: cursor}
 		items, next, err := s.deps.Menus.ListMenuItems(r.Context(), actorOf(r), f)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
 		if items == nil {
 			items = []identity.MenuItem{}
 		}
-		s.writeJSON(w, r, http.StatusOK, response{Items: items, NextCursor: next})
+		return response{Items: items, NextCursor: next}, err
 	})
 }
 
@@ -71,59 +62,41 @@ func (s *Server) handleCreateMenuItem() http.Handler {
 		IsActive *bool           `json:"is_active"`
 		Roles    []identity.Role `json:"roles"`
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusCreated, func(r *http.Request) (any, error) {
 		var req request
 		if err := decodeJSON(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
 		m := &identity.MenuItem{TenantID: req.TenantID, Key: req.Key, Label: req.Label, Path: req.Path, Icon: req.Icon,
 			ParentID: req.ParentID, Position: req.Position, IsActive: req.IsActive == nil || *req.IsActive, Roles: req.Roles}
-		if err := s.deps.Menus.CreateMenuItem(r.Context(), actorOf(r), m); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.writeJSON(w, r, http.StatusCreated, menuItemResponse{Item: m})
+		return menuItemResponse{Item: m}, s.deps.Menus.CreateMenuItem(r.Context(), actorOf(r), m)
 	})
 }
 
 // handleFindMenuItem returns one menu item the caller may manage or build
 // on (an org_admin also reads the platform's items).
 func (s *Server) handleFindMenuItem() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
 		m, err := s.deps.Menus.FindMenuItem(r.Context(), actorOf(r), r.PathValue("id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.writeJSON(w, r, http.StatusOK, menuItemResponse{Item: m})
+		return menuItemResponse{Item: m}, err
 	})
 }
 
 // handleUpdateMenuItem changes the fields the body holds.
 func (s *Server) handleUpdateMenuItem() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
 		var patch identity.MenuItemPatch
 		if err := decodeJSON(r, &patch); err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
 		m, err := s.deps.Menus.UpdateMenuItem(r.Context(), actorOf(r), r.PathValue("id"), patch)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.writeJSON(w, r, http.StatusOK, menuItemResponse{Item: m})
+		return menuItemResponse{Item: m}, err
 	})
 }
 
 // handleDeleteMenuItem deletes a menu item without children.
 func (s *Server) handleDeleteMenuItem() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.deps.Menus.DeleteMenuItem(r.Context(), actorOf(r), r.PathValue("id")); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+	return s.answer(http.StatusNoContent, func(r *http.Request) (any, error) {
+		return nil, s.deps.Menus.DeleteMenuItem(r.Context(), actorOf(r), r.PathValue("id"))
 	})
 }

@@ -47,22 +47,12 @@ func vaultPrincipal(r *http.Request) vault.Principal {
 // vaultHandler runs fn in the vault scope with the caller's principal and
 // writes its answer: status with the value, or the error.
 func (s *Server) vaultHandler(status int, fn func(ctx context.Context, p vault.Principal, r *http.Request) (any, error)) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.answer(status, func(r *http.Request) (any, error) {
 		ctx, err := vaultScope(r)
 		if err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
-		v, err := fn(ctx, vaultPrincipal(r), r)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if status == http.StatusNoContent {
-			w.WriteHeader(status)
-			return
-		}
-		s.writeJSON(w, r, status, v)
+		return fn(ctx, vaultPrincipal(r), r)
 	})
 }
 
