@@ -45,11 +45,14 @@
 //     reference expansion reaches, ResolveHandle) is recorded in the audit
 //     log first (actor, secret id, environment, path, key, version, never
 //     the value), and the read fails when the record cannot be written.
-//     Writes, deletes, undeletes, destroys, grants, handles, settings and
-//     rotations are recorded too (secret.read, secret.write,
-//     secret.delete, secret.undelete, secret.destroy, secret.handle_use,
-//     vault.rotate_data_key, vault.reencrypt, vault.rotate_master_key,
-//     machine.create, machine.login, machine.login_failed, …).
+//     For ResolveHandle the audited event is the value leaving the vault
+//     into this process for one user, not each use of it there: see the
+//     handle cache below. Writes, deletes, undeletes, destroys, grants,
+//     handles, settings and rotations are recorded too (secret.read,
+//     secret.write, secret.delete, secret.undelete, secret.destroy,
+//     secret.handle_use, vault.rotate_data_key, vault.reencrypt,
+//     vault.rotate_master_key, machine.create, machine.login,
+//     machine.login_failed, …).
 //   - Access: the caller passes a Principal (user id and role). org_admins
 //     (and super_admins) manage everything; users and machine identities
 //     read or write the values their grants cover, per environment and
@@ -64,6 +67,17 @@
 //     (RoleMachine) reads and writes what its own grants cover and
 //     manages nothing. Rotating the secret, deactivating or deleting the
 //     identity revokes its tokens.
+//   - Handle cache (handlecache.go): ResolveHandle keeps each answer in
+//     memory for Config.HandleCacheTTL (30 s; negative: off), keyed by
+//     tenant, handle and user, at most 4,096 entries and 16 MiB of
+//     plaintext, zeroed when dropped. Its fill is the audited read; a hit
+//     reads no database and writes no entry, but still needs the vault
+//     open and the tenant active. Every change this Service makes that
+//     could alter an answer (writes, deletes, undeletes, destroys, handle
+//     updates and deletes, key rotations, re-encryption, settings, purge,
+//     Unseal) drops the tenant's answers (all, for the master key and
+//     Unseal) and any fill in flight at once; another replica's changes
+//     show within the TTL. Concurrent misses for one key share one fill.
 //   - Tenant deletion: nothing cascades from the auth database, so
 //     PurgeTenant removes all of a tenant's vault rows (machine identities
 //     and tokens included), handles and cached keys; it is the vault's

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/nodus"
@@ -150,7 +151,9 @@ func (s *Service) UpdateHandle(ctx context.Context, p Principal, id string, in H
 	h := before
 	h.Location, h.Version, h.AllowedHosts, h.Purpose, h.Label = in.Location, in.Version, hosts, in.Purpose, in.Label
 	h.UpdatedAt, h.UpdatedBy = s.clock.Now(), p.UserID
-	if err := s.handles.UpdateSecretHandle(ctx, h); err != nil {
+	err = s.handles.UpdateSecretHandle(ctx, h)
+	s.resolved.forget(tenantID)
+	if err != nil {
 		return nil, fmt.Errorf("vault: update handle: %w", err)
 	}
 	if err := s.record(ctx, handleEntry(p, tenantID, "secret_handle.update", h, &before)); err != nil {
@@ -214,7 +217,9 @@ func (s *Service) DeleteHandle(ctx context.Context, p Principal, id string) erro
 	if err != nil {
 		return err
 	}
-	if err := s.handles.DeleteSecretHandle(ctx, id); err != nil {
+	err = s.handles.DeleteSecretHandle(ctx, id)
+	s.resolved.forget(tenantID)
+	if err != nil {
 		return err
 	}
 	e := p.entry(tenantID, "secret_handle.delete")
@@ -225,15 +230,82 @@ func (s *Service) DeleteHandle(ctx context.Context, p Principal, id string) erro
 // ResolveHandle returns the value a handle stands for, with the hosts it
 // may be sent to, for use inside this process only: it is never served
 // over the API. user is who the use is for (a user id; "" for Nodus
-// itself). The use is audited as secret.handle_use (the read fails if the
-// audit log cannot be written) and recorded in the handle's last_used_at,
-// to the minute. The handle's own tenant scope applies: a handle of
-// another tenant is not found.
+// itself). The handle's own tenant scope applies: a handle of another
+// tenant is not found, and a deactivated tenant's (Config.TenantActive)
+// does not resolve.
+//
+// What is audited is the value leaving the vault into this process for
+// this user, not each use of it there. The first call for a (tenant,
+// handle, user) reads the handle and the version, decrypts, records the
+// use in the handle's last_used_at (to the minute) and appends
+// secret.handle_use; if that entry cannot be written the call fails and
+// nothing is kept. The answer is then kept in memory for
+// Config.HandleCacheTTL (30 s by default), and calls for the same tenant,
+// handle and user within it get a copy without reading the vault or main
+// database or writing an audit entry (so last_used_at trails by up to the
+// TTL too); concurrent first calls share one audited read. Every call,
+// kept answer or not, needs the vault open and an active tenant
+// (Config.TenantActive, whose positive answer is kept for one second).
+// Every change made through this Service that could alter the answer
+// (a new version, a delete, undelete or destroy, the handle updated or
+// deleted, a data or master key rotation, re-encryption, a settings
+// change, a tenant purge, an Unseal) drops the kept answers at once;
+// changes made by another replica show here after at most the TTL. A
+// negative TTL keeps nothing: every call is the audited read.
+//
+// The Resolved is the caller's own: its value and hosts are copies, so
+// dropping or clearing them touches neither the cache nor another caller.
 func (s *Service) ResolveHandle(ctx context.Context, handleID, user string) (*Resolved, error) {
 	tenantID, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
+	active, err := s.handleTenantActive(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		s.resolved.forget(tenantID)
+		return nil, nodus.Errorf(nodus.EFORBIDDEN, "tenant %s is inactive: its secret handles do not resolve", tenantID)
+	}
+	return s.resolved.resolve(ctx, handleKey{tenantID: tenantID, handleID: handleID, user: user}, s.clock.Now(),
+		func() (*resolvedEntry, error) { return s.readHandle(ctx, tenantID, handleID, user) })
+}
+
+// activeFor is how long ResolveHandle trusts a tenant's "active" answer:
+// a handle resolves on every model call, and asking the auth database
+// each time cost more than the whole cached read. A tenant deactivated
+// meanwhile stops resolving handles within this time; an "inactive"
+// answer is never kept.
+const activeFor = time.Second
+
+// handleTenantActive is tenantActive with a positive answer kept for
+// activeFor.
+func (s *Service) handleTenantActive(ctx context.Context, tenantID string) (bool, error) {
+	now := s.clock.Now()
+	s.activeMu.Lock()
+	until, ok := s.activeUntil[tenantID]
+	s.activeMu.Unlock()
+	if ok && now.Before(until) {
+		return true, nil
+	}
+	active, err := s.tenantActive(ctx, tenantID)
+	if err != nil || !active {
+		return active, err
+	}
+	s.activeMu.Lock()
+	if s.activeUntil == nil || len(s.activeUntil) > 10000 {
+		s.activeUntil = map[string]time.Time{}
+	}
+	s.activeUntil[tenantID] = now.Add(activeFor)
+	s.activeMu.Unlock()
+	return true, nil
+}
+
+// readHandle is the audited read behind ResolveHandle: the handle, its
+// version, the plaintext, last_used_at and the secret.handle_use entry,
+// which must be written before the value is returned.
+func (s *Service) readHandle(ctx context.Context, tenantID, handleID, user string) (*resolvedEntry, error) {
 	h, err := s.findHandle(ctx, handleID)
 	if err != nil {
 		return nil, err
@@ -252,6 +324,7 @@ func (s *Service) ResolveHandle(ctx context.Context, handleID, user string) (*Re
 	now := s.clock.Now()
 	if h.LastUsedAt == nil || now.Sub(*h.LastUsedAt) >= s.touchEvery {
 		if err := s.handles.TouchSecretHandle(ctx, h.ID, now, user); err != nil {
+			clear(plain)
 			return nil, fmt.Errorf("vault: record the use of handle %s: %w", h.ID, err)
 		}
 	}
@@ -265,8 +338,8 @@ func (s *Service) ResolveHandle(ctx context.Context, handleID, user string) (*Re
 		clear(plain)
 		return nil, err
 	}
-	return &Resolved{HandleID: h.ID, SecretID: v.SecretID, Location: v.Location, Version: v.Version, Value: NewValue(string(plain)),
-		AllowedHosts: slices.Clone(h.AllowedHosts), Purpose: h.Purpose}, nil
+	return &resolvedEntry{r: Resolved{HandleID: h.ID, SecretID: v.SecretID, Location: v.Location, Version: v.Version,
+		AllowedHosts: slices.Clone(h.AllowedHosts), Purpose: h.Purpose}, plain: plain}, nil
 }
 
 func handleEntry(p Principal, tenantID, action string, h Handle, before *Handle) audit.Entry {

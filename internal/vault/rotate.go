@@ -70,6 +70,7 @@ func (s *Service) RotateDataKey(ctx context.Context, p Principal, tenantID strin
 			break
 		}
 	}
+	s.resolved.forget(tenantID)
 	if dk.Version == 0 {
 		return 0, nodus.Errorf(nodus.ECONFLICT, "the tenant's data key is being rotated by someone else; retry")
 	}
@@ -142,6 +143,7 @@ func (s *Service) ReencryptTenant(ctx context.Context, p Principal, tenantID str
 		}
 		return ctx.Err()
 	}()
+	s.resolved.forget(tenantID)
 	if st.Reencrypted > 0 || runErr == nil {
 		e := p.entry(tenantID, "vault.reencrypt")
 		e.TargetType, e.TargetID = "vault_data_key", tenantID
@@ -214,6 +216,7 @@ func (s *Service) RotateMasterKey(ctx context.Context, p Principal, batch int) (
 	if runErr == nil {
 		runErr = s.resealCheck(ctx, &st)
 	}
+	s.resolved.forgetAll()
 	if st.Rewrapped > 0 || st.CheckValue || runErr == nil {
 		e := p.entry("", "vault.rotate_master_key")
 		e.TargetType, e.TargetID = "vault_master_key", fmt.Sprint(current)
@@ -309,6 +312,7 @@ func (s *Service) PurgeTenant(ctx context.Context, p Principal, tenantID string)
 	if err != nil {
 		return err
 	}
+	defer s.resolved.forget(tenantID)
 	handles, err := s.handles.DeleteSecretHandles(ctx)
 	if err != nil {
 		return fmt.Errorf("vault: purge handles: %w", err)

@@ -190,7 +190,9 @@ func (s *Service) UpdateTenantConfig(ctx context.Context, p Principal, maxVersio
 		return TenantConfig{}, err
 	}
 	c := TenantConfig{TenantID: tenantID, MaxVersions: maxVersions, UpdatedAt: s.clock.Now(), UpdatedBy: p.UserID}
-	if err := s.store.UpdateVaultConfig(ctx, c); err != nil {
+	err = s.store.UpdateVaultConfig(ctx, c)
+	s.resolved.forget(tenantID)
+	if err != nil {
 		return TenantConfig{}, fmt.Errorf("vault: update settings: %w", err)
 	}
 	a := p.entry(tenantID, "vault.config_update")
@@ -425,6 +427,7 @@ func (s *Service) WriteSecret(ctx context.Context, p Principal, in WriteInput) (
 			break
 		}
 	}
+	s.resolved.forget(tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -469,6 +472,7 @@ func (s *Service) changeDeleted(ctx context.Context, p Principal, loc Location, 
 		return err
 	}
 	sec, err := change(ctx, loc, s.clock.Now(), p.UserID)
+	s.resolved.forget(tenantID)
 	if err != nil {
 		return err
 	}
@@ -494,6 +498,7 @@ func (s *Service) DestroyVersions(ctx context.Context, p Principal, loc Location
 			Fields: map[string]string{"versions": "1 to 1000 version numbers, each 1 or more"}}
 	}
 	sec, destroyed, err := s.store.DestroySecretVersions(ctx, loc, versions, s.clock.Now())
+	s.resolved.forget(tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -519,6 +524,7 @@ func (s *Service) DestroySecret(ctx context.Context, p Principal, loc Location) 
 		return err
 	}
 	sec, err := s.store.DestroySecret(ctx, loc)
+	s.resolved.forget(tenantID)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,14 +34,20 @@ type Config struct {
 	// in memory; 0 means 4096.
 	CacheSize int
 	// TouchInterval is how stale a handle's last_used_at may get before a
-	// use records it again; 0 means one minute. Every use is audited
-	// regardless.
+	// resolve that reads the databases records it again; 0 means one
+	// minute. Such a read is audited regardless (see ResolveHandle).
 	TouchInterval time.Duration
 	// TenantActive reports whether a tenant may still use the vault
-	// through machine identities (tenants live in the auth database, which
-	// the vault cannot read); a deactivated or deleted tenant's machines
-	// cannot log in and their tokens stop. nil means every tenant may.
+	// through machine identities and handles (tenants live in the auth
+	// database, which the vault cannot read); a deactivated or deleted
+	// tenant's machines cannot log in, their tokens stop, and its handles
+	// no longer resolve. nil means every tenant may.
 	TenantActive func(ctx context.Context, tenantID string) (bool, error)
+	// HandleCacheTTL is how long a resolved handle is kept in memory and
+	// served again without an audit entry (see ResolveHandle); 0 means
+	// DefaultHandleCacheTTL, a negative value keeps nothing, so every
+	// resolve is an audited read.
+	HandleCacheTTL time.Duration
 }
 
 // Service is the vault: secrets, their versions and values, environments,
@@ -52,11 +59,16 @@ type Service struct {
 	audit      Auditor
 	clock      nodus.Clock
 	keys       *keyCache
+	resolved   *handleCache
 	touchEvery time.Duration
 	// throttle counts failed machine logins; tenantIsActive is
 	// Config.TenantActive.
 	throttle       *loginThrottle
 	tenantIsActive func(ctx context.Context, tenantID string) (bool, error)
+	// activeUntil keeps positive tenant-active answers for handles
+	// (handleTenantActive).
+	activeMu    sync.Mutex
+	activeUntil map[string]time.Time
 
 	// sealed is nil once Unseal succeeded, else why the vault is sealed.
 	sealed atomic.Pointer[string]
@@ -76,8 +88,11 @@ func NewService(c Config) (*Service, error) {
 	if c.TouchInterval <= 0 {
 		c.TouchInterval = time.Minute
 	}
+	if c.HandleCacheTTL == 0 {
+		c.HandleCacheTTL = DefaultHandleCacheTTL
+	}
 	s := &Service{store: c.Store, handles: c.Handles, audit: c.Audit, clock: c.Clock,
-		keys: newKeyCache(c.CacheSize), touchEvery: c.TouchInterval,
+		keys: newKeyCache(c.CacheSize), resolved: newHandleCache(c.HandleCacheTTL, handleCacheSize, handleCacheBytes), touchEvery: c.TouchInterval,
 		throttle: newLoginThrottle(MachineLoginFailures, MachineLoginWindow), tenantIsActive: c.TenantActive}
 	reason := "it has not been opened yet"
 	if c.Keyring == nil {
@@ -105,6 +120,9 @@ func (s *Service) Sealed() bool { return s.sealed.Load() != nil }
 // EUNAVAILABLE error every call will return; calling it again retries
 // (after migrations ran, say). A missing or wrong key never opens it.
 func (s *Service) Unseal(ctx context.Context) error {
+	// Whatever the outcome, nothing resolved before stays: a failed
+	// Unseal seals the vault, and a new key may open it.
+	defer s.resolved.forgetAll()
 	if err := s.unseal(ctx); err != nil {
 		reason := "the vault database cannot be read (are its migrations applied?)"
 		var se *sealError
