@@ -1,0 +1,358 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/nodus"
+)
+
+// ledgerResets records the rollovers a ledger persists.
+type ledgerResets struct {
+	mu    sync.Mutex
+	calls []string // "id prev next"
+	err   error
+}
+
+func (r *ledgerResets) reset(_ context.Context, id string, prev, next time.Time) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, id+" "+prev.Format(time.RFC3339)+" "+next.Format(time.RFC3339))
+	return r.err == nil, r.err
+}
+
+func newTestLedger(t *testing.T, clock *routeClock, budgets ...Budget) (*Ledger, *ledgerResets) {
+	t.Helper()
+	resets := &ledgerResets{}
+	l := NewLedger(clock.Now, resets.reset)
+	if err := l.Load(budgets); err != nil {
+		t.Fatal(err)
+	}
+	return l, resets
+}
+
+func ledgerBudget(id, scope string, max, spend int64) Budget {
+	return Budget{ID: id, TenantID: "t1", Scope: scope, SubjectID: "s-" + id, MaxMicros: max, Spend: spend}
+}
+
+func remaining(t *testing.T, l *Ledger, id string) int64 {
+	t.Helper()
+	r, ok := l.Remaining(id)
+	if !ok {
+		t.Fatalf("budget %s unknown", id)
+	}
+	return r
+}
+
+func TestLedgerConcurrentReserveNeverOverspends(t *testing.T) {
+	clock := newRouteClock()
+	l, _ := newTestLedger(t, clock, ledgerBudget("b", BudgetKey, 1000, 0))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var holds []*Hold
+	var refusals []error
+	for range 100 {
+		wg.Go(func() {
+			h, err := l.Reserve(ctx, []string{"b"}, 100)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				refusals = append(refusals, err)
+				return
+			}
+			holds = append(holds, h)
+		})
+	}
+	wg.Wait()
+	if len(holds) != 10 {
+		t.Fatalf("%d reservations succeeded, want exactly 10", len(holds))
+	}
+	for _, err := range refusals {
+		var be *BudgetError
+		if !errors.As(err, &be) || be.BudgetID != "b" || be.Scope != BudgetKey || be.SubjectID != "s-b" || be.RetryAfter != 0 {
+			t.Fatalf("refusal %#v", err)
+		}
+		if nodus.ErrorCode(err) != nodus.ERATELIMIT {
+			t.Fatalf("refusal maps to %s", nodus.ErrorCode(err))
+		}
+	}
+	// Settling in parallel too: every call used its worst case.
+	for _, h := range holds {
+		wg.Go(func() { h.Settle(100) })
+	}
+	wg.Wait()
+	if got := remaining(t, l, "b"); got != 0 {
+		t.Fatalf("remaining %d, want 0", got)
+	}
+	if _, err := l.Reserve(ctx, []string{"b"}, 0); err == nil {
+		t.Fatal("a free call passed an exhausted budget")
+	}
+}
+
+func TestLedgerSettle(t *testing.T) {
+	ctx := context.Background()
+	t.Run("lower refunds the hold", func(t *testing.T) {
+		l, _ := newTestLedger(t, newRouteClock(), ledgerBudget("b", BudgetUser, 1000, 0))
+		var holds []*Hold
+		for range 10 {
+			h, err := l.Reserve(ctx, []string{"b"}, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			holds = append(holds, h)
+		}
+		if _, err := l.Reserve(ctx, []string{"b"}, 1); err == nil {
+			t.Fatal("reserved past the budget")
+		}
+		for _, h := range holds[:5] {
+			h.Settle(20) // spend 100, reserved 500
+		}
+		fits := 0
+		for range 10 {
+			if _, err := l.Reserve(ctx, []string{"b"}, 100); err == nil {
+				fits++
+			}
+		}
+		if fits != 4 {
+			t.Fatalf("%d more fit after refunds, want 4", fits)
+		}
+	})
+	t.Run("higher bills the real cost", func(t *testing.T) {
+		l, _ := newTestLedger(t, newRouteClock(), ledgerBudget("b", BudgetUser, 250, 0))
+		h, err := l.Reserve(ctx, []string{"b"}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Settle(300)
+		if got := remaining(t, l, "b"); got != -50 {
+			t.Fatalf("remaining %d, want -50: the real usage is billed uncapped", got)
+		}
+		if _, err := l.Reserve(ctx, []string{"b"}, 0); err == nil {
+			t.Fatal("reserved on an overspent budget")
+		}
+	})
+	t.Run("idempotent", func(t *testing.T) {
+		l, _ := newTestLedger(t, newRouteClock(), ledgerBudget("b", BudgetUser, 1000, 0))
+		h, err := l.Reserve(ctx, []string{"b"}, 400)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Settle(100)
+		h.Settle(100)
+		h.Release()
+		if got := remaining(t, l, "b"); got != 900 {
+			t.Fatalf("remaining %d, want 900", got)
+		}
+		// The hold's 400 is gone exactly once: 900 still fits.
+		if _, err := l.Reserve(ctx, []string{"b"}, 900); err != nil {
+			t.Fatalf("reservation not released: %v", err)
+		}
+		var nilHold *Hold
+		nilHold.Release()
+	})
+	t.Run("release costs nothing", func(t *testing.T) {
+		l, _ := newTestLedger(t, newRouteClock(), ledgerBudget("b", BudgetUser, 1000, 0))
+		h, _ := l.Reserve(ctx, []string{"b"}, 1000)
+		h.Release()
+		if got := remaining(t, l, "b"); got != 1000 {
+			t.Fatalf("remaining %d, want 1000", got)
+		}
+		if _, err := l.Reserve(ctx, []string{"b"}, 1000); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("negative actual credits nothing", func(t *testing.T) {
+		l, _ := newTestLedger(t, newRouteClock(), ledgerBudget("b", BudgetUser, 1000, 500))
+		h, _ := l.Reserve(ctx, []string{"b"}, 10)
+		h.Settle(-300)
+		if got := remaining(t, l, "b"); got != 500 {
+			t.Fatalf("remaining %d, want 500", got)
+		}
+	})
+}
+
+func TestLedgerAllOrNothing(t *testing.T) {
+	ctx := context.Background()
+	clock := newRouteClock()
+	inAnHour := clock.Now().Add(time.Hour)
+	tenant := ledgerBudget("tenant", BudgetTenant, 10_000, 0)
+	tenant.SubjectID = ""
+	user := ledgerBudget("user", BudgetUser, 500, 500) // exhausted, resets in an hour
+	user.Period, user.ResetAt = "1h", &inAnHour
+	key := ledgerBudget("key", BudgetKey, 1000, 0)
+	l, _ := newTestLedger(t, clock, tenant, user, key)
+
+	_, err := l.Reserve(ctx, []string{"key", "user", "tenant"}, 100)
+	var be *BudgetError
+	if !errors.As(err, &be) || be.BudgetID != "user" || be.RetryAfter != time.Hour {
+		t.Fatalf("got %v, want the user budget refusing for 1h", err)
+	}
+	if nodus.ErrorRetryAfter(err) != time.Hour {
+		t.Fatalf("nodus retry after %s", nodus.ErrorRetryAfter(err))
+	}
+	// Nothing was held on the budgets that had room.
+	if _, err := l.Reserve(ctx, []string{"key"}, 1000); err != nil {
+		t.Fatalf("key budget kept a refused reservation: %v", err)
+	}
+	if _, err := l.Reserve(ctx, []string{"tenant"}, 10_000); err != nil {
+		t.Fatalf("tenant budget kept a refused reservation: %v", err)
+	}
+
+	// Of two refusals the one that never resets is named: waiting an hour
+	// would not help.
+	l2, _ := newTestLedger(t, clock, user, ledgerBudget("key", BudgetKey, 0, 0))
+	_, err = l2.Reserve(ctx, []string{"user", "key"}, 1)
+	if !errors.As(err, &be) || be.BudgetID != "key" || be.RetryAfter != 0 {
+		t.Fatalf("got %v, want the never-resetting key budget", err)
+	}
+}
+
+func TestLedgerHoldBudgetIDs(t *testing.T) {
+	l, _ := newTestLedger(t, newRouteClock(), ledgerBudget("a", BudgetKey, 100, 0), ledgerBudget("b", BudgetUser, 100, 0))
+	h, err := l.Reserve(context.Background(), []string{"a", "unknown", "b", "a"}, 60)
+	if err != nil {
+		t.Fatalf("duplicate and unknown ids: %v", err)
+	}
+	if got := h.BudgetIDs(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("ids %v, want [a b]", got)
+	}
+	h.Settle(60)
+	if got := remaining(t, l, "a"); got != 40 {
+		t.Fatalf("a duplicate id was charged twice: remaining %d", got)
+	}
+	none, err := l.Reserve(context.Background(), []string{"unknown"}, 1<<40)
+	if err != nil || len(none.BudgetIDs()) != 0 {
+		t.Fatalf("no budget configured: %v, %v", none.BudgetIDs(), err)
+	}
+	none.Settle(1 << 40)
+	if _, err := l.Reserve(context.Background(), nil, -1); err == nil {
+		t.Fatal("negative reservation accepted")
+	}
+}
+
+func TestLedgerRollover(t *testing.T) {
+	ctx := context.Background()
+	clock := newRouteClock()
+	t0 := clock.Now()
+	resetAt := t0.Add(time.Hour)
+	b := ledgerBudget("b", BudgetKey, 1000, 1000)
+	b.Period, b.ResetAt = "1h", &resetAt
+	l, resets := newTestLedger(t, clock, b)
+
+	_, err := l.Reserve(ctx, []string{"b"}, 1)
+	var be *BudgetError
+	if !errors.As(err, &be) || be.RetryAfter != time.Hour {
+		t.Fatalf("got %v, want refusal until the reset", err)
+	}
+	// Idle for several periods: the next reset keeps its time of day.
+	clock.Advance(3*time.Hour + 30*time.Minute)
+	resets.err = errors.New("database down") // best effort: the call goes on
+	if got := remaining(t, l, "b"); got != 1000 {
+		t.Fatalf("remaining after the period %d, want 1000", got)
+	}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			h, err := l.Reserve(ctx, []string{"b"}, 50)
+			if err != nil {
+				t.Errorf("after rollover: %v", err)
+				return
+			}
+			h.Settle(50)
+		})
+	}
+	wg.Wait()
+	want := []string{"b " + resetAt.Format(time.RFC3339) + " " + t0.Add(4*time.Hour).Format(time.RFC3339)}
+	if !slices.Equal(resets.calls, want) {
+		t.Fatalf("resets %v, want exactly %v", resets.calls, want)
+	}
+	snap := l.Snapshot()
+	if len(snap) != 1 || snap[0].Spend != 1000 || !snap[0].ResetAt.Equal(t0.Add(4*time.Hour)) {
+		t.Fatalf("snapshot %+v", snap)
+	}
+	if snap[0].ResetAt == b.ResetAt {
+		t.Fatal("snapshot aliases the loaded budget's ResetAt")
+	}
+}
+
+func TestLedgerReservationsOutliveReloads(t *testing.T) {
+	ctx := context.Background()
+	clock := newRouteClock()
+	l, _ := newTestLedger(t, clock, ledgerBudget("a", BudgetKey, 1000, 0), ledgerBudget("b", BudgetUser, 1000, 0))
+	h, err := l.Reserve(ctx, []string{"a", "b"}, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An edited budget keeps the calls in flight on it.
+	if err := l.Put(ledgerBudget("a", BudgetKey, 1200, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Reserve(ctx, []string{"a"}, 700); err == nil {
+		t.Fatal("Put dropped the open reservation")
+	}
+	if err := l.Load([]Budget{ledgerBudget("a", BudgetKey, 1200, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Reserve(ctx, []string{"a"}, 700); err == nil {
+		t.Fatal("Load dropped the open reservation")
+	}
+	if _, ok := l.Remaining("b"); ok {
+		t.Fatal("Load kept a budget it was not given")
+	}
+	h.Settle(600) // b is gone: nothing to charge there
+	if got := remaining(t, l, "a"); got != 600 {
+		t.Fatalf("remaining %d, want 600", got)
+	}
+	l.Remove("a")
+	if _, err := l.Reserve(ctx, []string{"a"}, 1<<40); err != nil {
+		t.Fatalf("removed budget still applies: %v", err)
+	}
+}
+
+func TestLedgerRejectsInvalidBudgets(t *testing.T) {
+	clock := newRouteClock()
+	l, _ := newTestLedger(t, clock, ledgerBudget("a", BudgetKey, 100, 0))
+	weekly := ledgerBudget("w", BudgetKey, 100, 0)
+	weekly.Period = "1w"
+	noReset := ledgerBudget("n", BudgetKey, 100, 0)
+	noReset.Period = "1d"
+	for _, b := range []Budget{weekly, noReset} {
+		if err := l.Load([]Budget{ledgerBudget("ok", BudgetKey, 1, 0), b}); nodus.ErrorCode(err) != nodus.EINVALID {
+			t.Fatalf("Load(%s) = %v, want invalid", b.ID, err)
+		}
+		if err := l.Put(b); nodus.ErrorCode(err) != nodus.EINVALID {
+			t.Fatalf("Put(%s) = %v, want invalid", b.ID, err)
+		}
+	}
+	if _, ok := l.Remaining("a"); !ok {
+		t.Fatal("a failed Load replaced the budgets")
+	}
+}
+
+func BenchmarkLedgerReserveSettle(b *testing.B) {
+	clock := newRouteClock()
+	l := NewLedger(clock.Now, nil)
+	_ = l.Load([]Budget{
+		ledgerBudget("key", BudgetKey, 1<<62, 0),
+		ledgerBudget("user", BudgetUser, 1<<62, 0),
+		ledgerBudget("tenant", BudgetTenant, 1<<62, 0),
+	})
+	ids := []string{"key", "user", "tenant"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			h, err := l.Reserve(ctx, ids, 5000)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			h.Settle(1)
+		}
+	})
+}
