@@ -1,0 +1,433 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/nodus"
+)
+
+// Caller is who a call is for. External calls carry the virtual key they
+// authenticated with; in-process calls (the chat module) carry none, and
+// the tenant's and user's budgets apply to them as to any key's calls.
+type Caller struct {
+	TenantID  string
+	UserID    string
+	Key       *Key
+	RequestID string // "" to have one made
+	TraceID   string
+}
+
+// CallInfo describes a finished call, for the caller's own records (the
+// chat module stores it with the message).
+type CallInfo struct {
+	RequestID      string
+	Model          string
+	DeploymentID   string
+	Provider       string
+	UpstreamModel  string
+	Usage          Usage
+	UsageEstimated bool
+	CostMicros     int64
+	TTFT           time.Duration
+	Duration       time.Duration
+	Status         string
+}
+
+// admission is what a call holds between admit and finish: its limits and
+// budget reservation, released exactly once.
+type admission struct {
+	caller   Caller
+	cfg      *tenantConfig
+	model    string
+	callType string
+	start    time.Time
+	release  func(actualTokens int64)
+	hold     *Hold
+	log      SpendLog
+}
+
+// admit checks a call against the key's model list, rate limits and every
+// applicable budget, reserving the worst-case cost. The caller must call
+// finish exactly once when admit succeeds.
+func (s *Service) admit(ctx context.Context, c Caller, model, callType string, promptTokens, maxOutput int64) (*admission, error) {
+	if model == "" {
+		return nil, &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: "model", Message: "model is required"}
+	}
+	if c.Key != nil && len(c.Key.Models) > 0 && !slices.Contains(c.Key.Models, model) {
+		return nil, &Error{Status: http.StatusForbidden, Type: ErrorTypePermission, Code: "model_not_allowed",
+			Message: fmt.Sprintf("this key may not call model %q", model)}
+	}
+	cfg, err := s.config(ctx, c.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	if !anyActive(cfg.group(model)) {
+		return nil, &Error{Status: http.StatusNotFound, Type: ErrorTypeNotFound, Param: "model", Code: "model_not_found",
+			Message: fmt.Sprintf("the model %q does not exist or you do not have access to it", model)}
+	}
+	now := s.now()
+	a := &admission{caller: c, cfg: cfg, model: model, callType: callType, start: now, release: noRelease}
+	if a.caller.RequestID == "" {
+		a.caller.RequestID = "req_" + nodus.NewID()
+	}
+	if c.Key != nil {
+		lim := Limits{RPM: c.Key.RPM, TPM: c.Key.TPM, MaxParallel: c.Key.MaxParallel}
+		est := min(promptTokens+maxOutput, max(lim.TPM, 1))
+		if lim.TPM == 0 {
+			est = promptTokens + maxOutput
+		}
+		release, _, err := s.limiter.Acquire(c.Key.ID, lim, now, est)
+		if err != nil {
+			return nil, err
+		}
+		a.release = release
+	}
+	worst := Cost(s.worstPrice(cfg, model), Usage{PromptTokens: promptTokens, CompletionTokens: maxOutput})
+	hold, err := s.ledger.Reserve(ctx, s.budgetsOf(c), worst)
+	if err != nil {
+		a.release(0)
+		return nil, err
+	}
+	a.hold = hold
+	keyID := ""
+	if c.Key != nil {
+		keyID = c.Key.ID
+	}
+	a.log = SpendLog{RequestID: a.caller.RequestID, TenantID: c.TenantID, KeyID: keyID, UserID: c.UserID,
+		CallType: callType, Model: model, StartedAt: now, TraceID: c.TraceID}
+	if c.Key != nil {
+		a.log.Metadata = c.Key.Metadata
+	}
+	return a, nil
+}
+
+// budgetsOf lists the budgets that apply to a caller: the key's, the
+// user's and the tenant's, those that exist.
+func (s *Service) budgetsOf(c Caller) []string {
+	ids := make([]string, 0, 3)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.Key != nil {
+		if id, ok := s.budgetID[budgetRef{c.TenantID, BudgetKey, c.Key.ID}]; ok {
+			ids = append(ids, id)
+		}
+	}
+	if c.UserID != "" {
+		if id, ok := s.budgetID[budgetRef{c.TenantID, BudgetUser, c.UserID}]; ok {
+			ids = append(ids, id)
+		}
+	}
+	if id, ok := s.budgetID[budgetRef{c.TenantID, BudgetTenant, ""}]; ok {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// finish settles a call: the real cost on the budgets, the real tokens on
+// the rate limits and the deployment's tpm, and one spend-log row.
+func (s *Service) finish(ctx context.Context, a *admission, d *Deployment, usage *Usage, estimated bool, ttft time.Duration, callErr error) *CallInfo {
+	now := s.now()
+	l := &a.log
+	l.EndedAt, l.TTFT = now, ttft
+	if d != nil {
+		l.DeploymentID, l.Provider, l.UpstreamModel = d.ID, d.Provider, d.UpstreamModel
+	}
+	if usage != nil {
+		l.PromptTokens, l.CompletionTokens, l.CachedTokens = usage.PromptTokens, usage.CompletionTokens, usage.CachedTokens()
+		l.UsageEstimated = estimated
+		if d != nil {
+			p, _ := s.price(a.cfg, d)
+			l.CostMicros = Cost(p, *usage)
+		}
+	}
+	l.Status, l.StatusCode = StatusSuccess, http.StatusOK
+	if callErr != nil {
+		l.Status, l.ErrorClass, l.StatusCode = StatusError, errorClass(callErr), errorStatus(callErr)
+		if l.ErrorClass == ErrClassCancelled {
+			l.Status = StatusCancelled
+		}
+	}
+	tokens := l.PromptTokens + l.CompletionTokens
+	a.hold.Settle(l.CostMicros)
+	a.release(tokens)
+	if d != nil && tokens > 0 {
+		s.router.AddTokens(d.ID, tokens)
+	}
+	// The spend row is written even when the client has gone: it is
+	// billing, and a cancelled request is billed for what it used.
+	if err := s.spend.Add(context.WithoutCancel(ctx), *l, a.hold.BudgetIDs()); err != nil {
+		s.log.Error("gateway: spend log dropped", "request_id", l.RequestID, "err", err)
+	}
+	s.m.observe(l, now.Sub(a.start))
+	info := &CallInfo{RequestID: l.RequestID, Model: l.Model, DeploymentID: l.DeploymentID, Provider: l.Provider,
+		UpstreamModel: l.UpstreamModel, UsageEstimated: estimated, CostMicros: l.CostMicros, TTFT: ttft,
+		Duration: now.Sub(a.start), Status: l.Status}
+	if usage != nil {
+		info.Usage = *usage
+	}
+	return info
+}
+
+// errorClass names a failure for the spend log.
+func errorClass(err error) string {
+	if ue, ok := AsUpstreamError(err); ok {
+		return ue.Class
+	}
+	if errors.Is(err, context.Canceled) {
+		return ErrClassCancelled
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ErrClassTimeout
+	}
+	var nd *NoDeploymentError
+	if errors.As(err, &nd) {
+		return "no_deployment"
+	}
+	return "internal"
+}
+
+// upstream assembles what a provider needs to call d for a tenant.
+func (s *Service) upstream(ctx context.Context, tenantID string, d *Deployment) (*Upstream, error) {
+	up := &Upstream{Deployment: d}
+	if d.Provider == ProviderExtractive {
+		return up, nil
+	}
+	up.Client = s.egress.Client(tenantID)
+	if d.APIKeyHandle != "" {
+		if s.secrets == nil {
+			return nil, &Error{Status: http.StatusServiceUnavailable, Type: ErrorTypeServer, Message: "the vault is not available"}
+		}
+		key, hosts, err := s.secrets.ResolveKey(ctx, tenantID, d.APIKeyHandle)
+		if err != nil {
+			s.log.Warn("gateway: deployment key unavailable", "deployment", d.ID, "err", err)
+			return nil, &Error{Status: http.StatusServiceUnavailable, Type: ErrorTypeServer, Code: "credential_unavailable",
+				Message: "the deployment's API key cannot be read from the vault"}
+		}
+		up.APIKey, up.AllowedHosts = key, hosts
+	}
+	return up, nil
+}
+
+// Chat makes a non-streaming chat completion for c.
+func (s *Service) Chat(ctx context.Context, c Caller, req *ChatRequest) (*ChatResponse, *CallInfo, error) {
+	if err := validateChat(req); err != nil {
+		return nil, nil, err
+	}
+	a, err := s.admit(ctx, c, req.Model, "chat", CountChatTokens(req.Model, req), s.outputCap(req))
+	if err != nil {
+		return nil, nil, err
+	}
+	var resp *ChatResponse
+	d, err := s.router.Route(ctx, a.cfg.settings, req.Model, a.cfg.group, func(ctx context.Context, d *Deployment) (bool, error) {
+		up, err := s.upstream(ctx, c.TenantID, d)
+		if err != nil {
+			return false, err
+		}
+		r, err := s.providers[d.Provider].Chat(ctx, up, req)
+		if err != nil {
+			return false, err
+		}
+		resp = r
+		return false, nil
+	})
+	if err != nil {
+		info := s.finish(ctx, a, d, nil, false, 0, err)
+		return nil, info, err
+	}
+	usage, estimated := resp.Usage, false
+	if usage == nil {
+		usage, estimated = estimateUsage(req, responseText(resp)), true
+	}
+	info := s.finish(ctx, a, d, usage, estimated, 0, nil)
+	return resp, info, nil
+}
+
+// ChatStream makes a streaming chat completion for c, passing each chunk
+// to emit. The usage chunk reaches emit only if the request asked for it
+// (stream_options.include_usage); the gateway always asks upstream, to
+// bill. If the client goes away mid-stream (ctx cancelled, or emit fails),
+// the tokens streamed so far are billed once.
+func (s *Service) ChatStream(ctx context.Context, c Caller, req *ChatRequest, emit func(*ChatChunk) error) (*CallInfo, error) {
+	if err := validateChat(req); err != nil {
+		return nil, err
+	}
+	a, err := s.admit(ctx, c, req.Model, "chat", CountChatTokens(req.Model, req), s.outputCap(req))
+	if err != nil {
+		return nil, err
+	}
+	wantUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	var (
+		usage     *Usage
+		text      []byte
+		ttft      time.Duration
+		committed bool
+	)
+	d, err := s.router.Route(ctx, a.cfg.settings, req.Model, a.cfg.group, func(ctx context.Context, d *Deployment) (bool, error) {
+		up, err := s.upstream(ctx, c.TenantID, d)
+		if err != nil {
+			return false, err
+		}
+		err = s.providers[d.Provider].ChatStream(ctx, up, req, func(ch *ChatChunk) error {
+			if ch.Usage != nil {
+				usage = ch.Usage
+				if !wantUsage {
+					return nil
+				}
+			}
+			for _, choice := range ch.Choices {
+				if choice.Delta.Content != nil {
+					if ttft == 0 && *choice.Delta.Content != "" {
+						ttft = s.now().Sub(a.start)
+					}
+					text = append(text, *choice.Delta.Content...)
+				}
+				for _, tc := range choice.Delta.ToolCalls {
+					if tc.Function != nil {
+						text = append(text, tc.Function.Arguments...)
+					}
+				}
+			}
+			committed = true
+			return emit(ch)
+		})
+		return committed, err
+	})
+	estimated := false
+	if usage == nil && (committed || err == nil) {
+		usage, estimated = estimateUsage(req, string(text)), true
+	}
+	info := s.finish(ctx, a, d, usage, estimated, ttft, err)
+	return info, err
+}
+
+// outputCap is the completion size to reserve for.
+func (s *Service) outputCap(req *ChatRequest) int64 {
+	n := int64(1)
+	if req.N != nil && *req.N > 1 {
+		n = int64(*req.N)
+	}
+	switch {
+	case req.MaxCompletionTokens != nil && *req.MaxCompletionTokens > 0:
+		return *req.MaxCompletionTokens * n
+	case req.MaxTokens != nil && *req.MaxTokens > 0:
+		return *req.MaxTokens * n
+	}
+	return s.maxOutput * n
+}
+
+// estimateUsage counts a call's tokens locally when the provider sent no
+// usage (an interrupted stream, a server that never reports it).
+func estimateUsage(req *ChatRequest, completion string) *Usage {
+	p := CountChatTokens(req.Model, req)
+	c := CountCompletionTokens(req.Model, completion)
+	return &Usage{PromptTokens: p, CompletionTokens: c, TotalTokens: p + c}
+}
+
+func responseText(r *ChatResponse) string {
+	var b []byte
+	for _, ch := range r.Choices {
+		if ch.Message.Content != nil {
+			b = append(b, *ch.Message.Content...)
+		}
+		for _, tc := range ch.Message.ToolCalls {
+			b = append(b, tc.Function.Arguments...)
+		}
+	}
+	return string(b)
+}
+
+// validateChat refuses what no upstream should see.
+func validateChat(req *ChatRequest) error {
+	if fields := req.UpstreamOverrides(); len(fields) > 0 {
+		return &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: fields[0], Code: "upstream_override_refused",
+			Message: fmt.Sprintf("%s cannot be set by a request: the upstream and its credentials come only from the gateway's configuration", fields[0])}
+	}
+	if req.Model == "" {
+		return &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: "model", Message: "model is required"}
+	}
+	if len(req.Messages) == 0 {
+		return &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: "messages", Message: "messages must not be empty"}
+	}
+	if req.StreamOptions != nil && !req.Stream {
+		return &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: "stream_options",
+			Message: "stream_options is only allowed when stream is true"}
+	}
+	return nil
+}
+
+// Embed makes an embeddings call for c.
+func (s *Service) Embed(ctx context.Context, c Caller, req *EmbeddingRequest) (*EmbeddingResponse, *CallInfo, error) {
+	if len(req.Input) == 0 || string(req.Input) == "null" {
+		return nil, nil, &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: "input", Message: "input is required"}
+	}
+	est := CountTokens(req.Model, string(req.Input))
+	a, err := s.admit(ctx, c, req.Model, "embedding", est, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	var resp *EmbeddingResponse
+	d, err := s.router.Route(ctx, a.cfg.settings, req.Model, a.cfg.group, func(ctx context.Context, d *Deployment) (bool, error) {
+		up, err := s.upstream(ctx, c.TenantID, d)
+		if err != nil {
+			return false, err
+		}
+		r, err := s.providers[d.Provider].Embed(ctx, up, req)
+		resp = r
+		return false, err
+	})
+	if err != nil {
+		return nil, s.finish(ctx, a, d, nil, false, 0, err), err
+	}
+	usage, estimated := &Usage{PromptTokens: est, TotalTokens: est}, true
+	if resp.Usage != nil {
+		usage, estimated = &Usage{PromptTokens: resp.Usage.PromptTokens, TotalTokens: resp.Usage.TotalTokens}, false
+	}
+	return resp, s.finish(ctx, a, d, usage, estimated, 0, nil), nil
+}
+
+// Transcribe makes a transcription call for c.
+func (s *Service) Transcribe(ctx context.Context, c Caller, req *TranscriptionRequest) (*TranscriptionResponse, *CallInfo, error) {
+	a, err := s.admit(ctx, c, req.Model, "transcription", 0, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	var resp *TranscriptionResponse
+	tried := false
+	d, err := s.router.Route(ctx, a.cfg.settings, req.Model, a.cfg.group, func(ctx context.Context, d *Deployment) (bool, error) {
+		if tried {
+			// The upload is a stream read once: it cannot be sent twice.
+			return true, &UpstreamError{Class: ErrClassBadRequest, Cause: errors.New("transcription not retried")}
+		}
+		tried = true
+		up, err := s.upstream(ctx, c.TenantID, d)
+		if err != nil {
+			return false, err
+		}
+		r, err := s.providers[d.Provider].Transcribe(ctx, up, req)
+		resp = r
+		return true, err
+	})
+	if err != nil {
+		return nil, s.finish(ctx, a, d, nil, false, 0, err), err
+	}
+	return resp, s.finish(ctx, a, d, resp.Usage, false, 0, nil), nil
+}
+
+// Models lists the public model names a caller may use.
+func (s *Service) Models(ctx context.Context, c Caller) ([]string, error) {
+	cfg, err := s.config(ctx, c.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	names := cfg.models()
+	if c.Key != nil && len(c.Key.Models) > 0 {
+		names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(c.Key.Models, n) })
+	}
+	slices.Sort(names)
+	return names, nil
+}

@@ -1,0 +1,347 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Routes are the OpenAI- and Anthropic-compatible endpoints, by pattern.
+// Each authenticates its own caller with a virtual key; the HTTP server
+// mounts them with its body limits and timeouts.
+func (s *Service) Routes() map[string]http.Handler {
+	return map[string]http.Handler{
+		"POST /v1/chat/completions":     s.keyed(s.handleChat),
+		"POST /v1/embeddings":           s.keyed(s.handleEmbeddings),
+		"GET /v1/models":                s.keyed(s.handleModels),
+		"GET /v1/models/{model...}":     s.keyed(s.handleModel),
+		"POST /v1/audio/transcriptions": s.keyed(s.handleTranscription),
+		"POST /v1/messages":             s.keyedAnthropic(s.handleMessages),
+	}
+}
+
+// StreamWriteTimeout bounds each streamed event's write: a client that
+// stops reading is cut (SECURITY.md check 27).
+const StreamWriteTimeout = 30 * time.Second
+
+type keyedHandler func(w http.ResponseWriter, r *http.Request, c Caller)
+
+// keyed authenticates the virtual key and answers errors in OpenAI's shape.
+func (s *Service) keyed(h keyedHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, err := s.Authenticate(r.Context(), bearer(r))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		h(w, r, Caller{TenantID: k.TenantID, UserID: k.UserID, Key: k, RequestID: r.Header.Get("X-Request-Id"),
+			TraceID: traceID(r)})
+	})
+}
+
+// keyedAnthropic is keyed with errors in Anthropic's shape.
+func (s *Service) keyedAnthropic(h keyedHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, err := s.Authenticate(r.Context(), bearer(r))
+		if err != nil {
+			writeAnthropicError(w, err)
+			return
+		}
+		h(w, r, Caller{TenantID: k.TenantID, UserID: k.UserID, Key: k, TraceID: traceID(r)})
+	})
+}
+
+// traceID is the trace of a W3C traceparent header, if valid.
+func traceID(r *http.Request) string {
+	parts := strings.Split(r.Header.Get("Traceparent"), "-")
+	if len(parts) == 4 && len(parts[1]) == 32 {
+		return parts[1]
+	}
+	return ""
+}
+
+// writeError answers err in OpenAI's shape.
+func writeError(w http.ResponseWriter, err error) {
+	e, retry := APIError(err)
+	if retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+	}
+	b, _ := json.Marshal(e)
+	w.Header().Set("Content-Type", "application/json")
+	status := e.Status
+	if status == 499 {
+		status = http.StatusBadRequest // nobody is listening; a valid status all the same
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func writeAnthropicError(w http.ResponseWriter, err error) {
+	e, retry := APIError(err)
+	if retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+	}
+	status, body := AnthropicError(e)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// bodyError is a failure to read a request body: 413 past the server's
+// limit, 400 otherwise.
+func bodyError(err error) *Error {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Type: ErrorTypeInvalidRequest, Code: "request_too_large",
+			Message: "the request body exceeds " + strconv.FormatInt(tooLarge.Limit, 10) + " bytes"}
+	}
+	return &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Message: "could not read the request body"}
+}
+
+// decodeBody reads a JSON body; a body over the server's limit is a 413.
+func decodeBody(r *http.Request, v any) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return bodyError(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Message: "the request body is not valid JSON: " + err.Error()}
+	}
+	return nil
+}
+
+func (s *Service) handleChat(w http.ResponseWriter, r *http.Request, c Caller) {
+	var req ChatRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if !req.Stream {
+		resp, _, err := s.Chat(r.Context(), c, &req)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, resp)
+		return
+	}
+	sse := NewSSEWriter(w, StreamWriteTimeout)
+	_, err := s.ChatStream(r.Context(), c, &req, func(ch *ChatChunk) error { return sse.WriteJSON(ch) })
+	switch {
+	case err == nil:
+		_ = sse.Done()
+	case !sse.Started():
+		writeError(w, err)
+	default:
+		// Mid-stream: the common practice is an error event, then the end.
+		e, _ := APIError(err)
+		_ = sse.WriteJSON(e)
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: stream ended by an error", slog.String("model", req.Model),
+			slog.String("class", errorClass(err)))
+	}
+}
+
+func (s *Service) handleEmbeddings(w http.ResponseWriter, r *http.Request, c Caller) {
+	var req EmbeddingRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, _, err := s.Embed(r.Context(), c, &req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, resp)
+}
+
+// modelObject is one entry of GET /v1/models.
+type modelObject struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+func (s *Service) handleModels(w http.ResponseWriter, r *http.Request, c Caller) {
+	names, err := s.Models(r.Context(), c)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	data := make([]modelObject, len(names))
+	for i, n := range names {
+		data[i] = modelObject{ID: n, Object: "model", OwnedBy: "nodus"}
+	}
+	writeJSON(w, struct {
+		Object string        `json:"object"`
+		Data   []modelObject `json:"data"`
+	}{"list", data})
+}
+
+func (s *Service) handleModel(w http.ResponseWriter, r *http.Request, c Caller) {
+	names, err := s.Models(r.Context(), c)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	id := r.PathValue("model")
+	for _, n := range names {
+		if n == id {
+			writeJSON(w, modelObject{ID: n, Object: "model", OwnedBy: "nodus"})
+			return
+		}
+	}
+	writeError(w, &Error{Status: http.StatusNotFound, Type: ErrorTypeNotFound, Code: "model_not_found", Param: "model",
+		Message: "the model " + strconv.Quote(id) + " does not exist or you do not have access to it"})
+}
+
+// maxTranscriptionFields bounds the non-file form fields read in memory.
+const maxTranscriptionFields = 64 << 10
+
+func (s *Service) handleTranscription(w http.ResponseWriter, r *http.Request, c Caller) {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
+		writeError(w, &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Message: "the body must be multipart/form-data"})
+		return
+	}
+	mr, err := r.MultipartReader()
+	if err != nil {
+		writeError(w, &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Message: "the body must be multipart/form-data"})
+		return
+	}
+	req := TranscriptionRequest{}
+	fields := 0
+	// The file is spooled to a temporary file, not memory: SDKs send it
+	// before or after the other fields, and the model must be known before
+	// anything is sent upstream. The server's body limit bounds its size.
+	var spool *os.File
+	defer func() {
+		if spool != nil {
+			spool.Close()
+			os.Remove(spool.Name())
+		}
+	}()
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			writeError(w, bodyError(err))
+			return
+		}
+		name := part.FormName()
+		if name == "file" {
+			if spool != nil {
+				writeError(w, &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: "file", Message: "only one file may be sent"})
+				return
+			}
+			if spool, err = os.CreateTemp("", "nodus-audio-*"); err != nil {
+				writeError(w, err)
+				return
+			}
+			if _, err := io.Copy(spool, part); err != nil {
+				writeError(w, bodyError(err))
+				return
+			}
+			if _, err := spool.Seek(0, io.SeekStart); err != nil {
+				writeError(w, err)
+				return
+			}
+			req.File, req.FileName, req.ContentType = spool, part.FileName(), part.Header.Get("Content-Type")
+			continue
+		}
+		v, err := io.ReadAll(io.LimitReader(part, maxTranscriptionFields-int64(fields)+1))
+		fields += len(v)
+		if err != nil || fields > maxTranscriptionFields {
+			writeError(w, &Error{Status: http.StatusRequestEntityTooLarge, Type: ErrorTypeInvalidRequest, Message: "form fields too large"})
+			return
+		}
+		switch name {
+		case "model":
+			req.Model = string(v)
+		case "language":
+			req.Language = string(v)
+		case "prompt":
+			req.Prompt = string(v)
+		case "response_format":
+			req.ResponseFormat = string(v)
+		case "temperature":
+			req.Temperature = string(v)
+		case "timestamp_granularities[]", "timestamp_granularities":
+			req.TimestampGranularities = append(req.TimestampGranularities, string(v))
+		}
+	}
+	if req.File == nil {
+		writeError(w, &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: "file", Message: "file is required"})
+		return
+	}
+	resp, _, err := s.Transcribe(r.Context(), c, &req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ct := resp.ContentType
+	if ct == "" {
+		ct = "application/json"
+	}
+	w.Header().Set("Content-Type", ct)
+	_, _ = w.Write(resp.Body)
+}
+
+func (s *Service) handleMessages(w http.ResponseWriter, r *http.Request, c Caller) {
+	var in MessagesRequest
+	if err := decodeBody(r, &in); err != nil {
+		writeAnthropicError(w, err)
+		return
+	}
+	req, err := MessagesToChat(&in)
+	if err != nil {
+		writeAnthropicError(w, err)
+		return
+	}
+	if !req.Stream {
+		resp, _, err := s.Chat(r.Context(), c, req)
+		if err != nil {
+			writeAnthropicError(w, err)
+			return
+		}
+		writeJSON(w, ChatToMessages(resp, in.Model))
+		return
+	}
+	sse := NewSSEWriter(w, StreamWriteTimeout)
+	ms := NewMessagesStream(in.Model, func(event string, data any) error { return sse.Event(event, data) })
+	info, err := s.ChatStream(r.Context(), c, req, ms.Chunk)
+	if err != nil && !sse.Started() {
+		writeAnthropicError(w, err)
+		return
+	}
+	var usage *Usage
+	if info != nil {
+		usage = &info.Usage
+	}
+	var apiErr error
+	if err != nil {
+		e, _ := APIError(err)
+		apiErr = e
+	}
+	_ = ms.Finish(usage, apiErr)
+}

@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/nodus-os/nodus/internal/metrics"
+)
+
+// gatewayMetrics are the gateway's Prometheus series.
+type gatewayMetrics struct {
+	requests *metrics.CounterVec   // by model, status
+	tokens   *metrics.CounterVec   // by model, kind (prompt, completion, cached)
+	spend    *metrics.CounterVec   // micro-dollars by model
+	duration *metrics.HistogramVec // whole call, by model
+	ttft     *metrics.HistogramVec
+	flushed  *metrics.CounterVec // spend-log rows written, by result
+	dropped  *metrics.Counter
+}
+
+func newGatewayMetrics(reg *metrics.Registry, s *Service) *gatewayMetrics {
+	m := &gatewayMetrics{
+		requests: reg.Counter("nodus_gateway_requests_total", "Gateway calls, by public model and status.", "model", "status"),
+		tokens:   reg.Counter("nodus_gateway_tokens_total", "Tokens billed by the gateway, by public model and kind.", "model", "kind"),
+		spend:    reg.Counter("nodus_gateway_spend_micro_dollars_total", "Cost billed by the gateway in micro-dollars, by public model.", "model"),
+		duration: reg.Histogram("nodus_gateway_request_duration_seconds", "Time from admission to the end of a gateway call, by public model.",
+			metrics.DefBuckets, "model"),
+		ttft: reg.Histogram("nodus_gateway_time_to_first_token_seconds", "Time to the first streamed content, by public model.",
+			metrics.DefBuckets, "model"),
+		flushed: reg.Counter("nodus_gateway_spend_rows_total", "Spend-log rows the writer tried to store, by result.", "result"),
+		dropped: reg.Counter("nodus_gateway_spend_rows_dropped_total", "Spend-log rows lost (buffer full past the deadline, or refused).").With(),
+	}
+	reg.GaugeFunc("nodus_gateway_budget_remaining_micro_dollars", "What each budget has left in its period, in micro-dollars.",
+		[]string{"tenant", "scope", "subject"}, func() []metrics.Sample {
+			var out []metrics.Sample
+			for _, b := range s.ledger.Snapshot() {
+				left, _ := s.ledger.Remaining(b.ID)
+				out = append(out, metrics.Sample{LabelValues: []string{b.TenantID, b.Scope, b.SubjectID}, Value: float64(left)})
+			}
+			return out
+		})
+	reg.GaugeFunc("nodus_gateway_spend_buffered_rows", "Spend-log rows waiting to be written.", nil, func() []metrics.Sample {
+		return []metrics.Sample{{Value: float64(s.spend.Buffered())}}
+	})
+	return m
+}
+
+// hookSpend counts the spend writer's flushes and drops.
+func (m *gatewayMetrics) hookSpend(o *SpendWriterOptions) {
+	onFlush, onDrop := o.OnFlush, o.OnDrop
+	o.OnFlush = func(rows int, took time.Duration, err error) {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		m.flushed.With(result).Add(float64(rows))
+		if onFlush != nil {
+			onFlush(rows, took, err)
+		}
+	}
+	o.OnDrop = func(n int) {
+		m.dropped.Add(float64(n))
+		if onDrop != nil {
+			onDrop(n)
+		}
+	}
+}
+
+// observe records a finished call.
+func (m *gatewayMetrics) observe(l *SpendLog, took time.Duration) {
+	m.requests.With(l.Model, l.Status).Inc()
+	if l.PromptTokens > 0 {
+		m.tokens.With(l.Model, "prompt").Add(float64(l.PromptTokens))
+	}
+	if l.CompletionTokens > 0 {
+		m.tokens.With(l.Model, "completion").Add(float64(l.CompletionTokens))
+	}
+	if l.CachedTokens > 0 {
+		m.tokens.With(l.Model, "cached").Add(float64(l.CachedTokens))
+	}
+	if l.CostMicros > 0 {
+		m.spend.With(l.Model).Add(float64(l.CostMicros))
+	}
+	m.duration.With(l.Model).Observe(took.Seconds())
+	if l.TTFT > 0 {
+		m.ttft.With(l.Model).Observe(l.TTFT.Seconds())
+	}
+}

@@ -1,0 +1,387 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/audit"
+	"github.com/nodus-os/nodus/internal/metrics"
+	"github.com/nodus-os/nodus/internal/nodus"
+)
+
+// Secrets resolves a deployment's key handle, in-process only. The vault
+// implements it (through a small adapter in cmd/nodus).
+type Secrets interface {
+	// ResolveKey returns the value a handle of tenantID stands for and the
+	// hosts it may be sent to.
+	ResolveKey(ctx context.Context, tenantID, handleID string) (value string, hosts []string, err error)
+}
+
+// Clients gives the egress-checked HTTP client of a tenant; *egress.Service
+// is one.
+type Clients interface {
+	Client(tenantID string) *http.Client
+}
+
+// Auditor records management changes; *audit.Service is one.
+type Auditor interface {
+	Record(ctx context.Context, e audit.Entry) error
+}
+
+// Config assembles a Service.
+type Config struct {
+	Store   Store
+	Secrets Secrets
+	Egress  Clients
+	Audit   Auditor
+	Logger  *slog.Logger
+	Metrics *metrics.Registry
+	Now     func() time.Time
+	// ConfigTTL is how long a tenant's deployments, settings and prices,
+	// and a virtual key, are served from memory. Changes made through this
+	// process apply at once; another replica's changes within ConfigTTL.
+	// Default 5s.
+	ConfigTTL time.Duration
+	// Spend tunes the spend-log writer.
+	Spend SpendWriterOptions
+	// Providers replaces the provider of a kind (tests); the defaults speak
+	// OpenAI's, Azure's and Anthropic's APIs and the extractive model.
+	Providers map[string]Provider
+	// Router tunes routing (tests inject a clock, randomness and sleep).
+	Router RouterOptions
+	// DefaultMaxOutput is the completion size assumed when reserving the
+	// worst-case cost of a request that sets no max_tokens. Default 4096.
+	DefaultMaxOutput int64
+}
+
+// Service is the gateway: it authenticates virtual keys, applies model
+// access, rate limits and budgets, routes calls to providers and records
+// their spend. It is safe for concurrent use.
+type Service struct {
+	store     Store
+	secrets   Secrets
+	egress    Clients
+	audit     Auditor
+	log       *slog.Logger
+	now       func() time.Time
+	ttl       time.Duration
+	maxOutput int64
+	providers map[string]Provider
+	catalogue map[string]Price
+
+	router  *Router
+	limiter *Limiter
+	ledger  *Ledger
+	spend   *SpendWriter
+	m       *gatewayMetrics
+
+	mu       sync.Mutex
+	tenants  map[string]*tenantEntry
+	keys     map[string]*keyEntry // by string(hash)
+	budgetID map[budgetRef]string // which budget applies to a scope and subject
+	closed   bool
+}
+
+type budgetRef struct{ tenant, scope, subject string }
+
+// tenantEntry caches a tenant's routing configuration; load serialises
+// the reload so a burst of requests after expiry reads the store once.
+type tenantEntry struct {
+	load   sync.Mutex
+	mu     sync.RWMutex
+	cfg    *tenantConfig
+	expire time.Time
+}
+
+type keyEntry struct {
+	key    Key
+	expire time.Time
+}
+
+// tenantConfig is one tenant's routing configuration, read-only once built.
+type tenantConfig struct {
+	groups   map[string][]Deployment // active and inactive, by public model name
+	byID     map[string]*Deployment
+	settings RouterSettings
+	prices   map[string]Price
+}
+
+// NewService builds the gateway. Start its background work with Start.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Egress == nil {
+		return nil, errors.New("gateway: a store and an egress client factory are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.ConfigTTL <= 0 {
+		cfg.ConfigTTL = 5 * time.Second
+	}
+	if cfg.DefaultMaxOutput <= 0 {
+		cfg.DefaultMaxOutput = 4096
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewRegistry()
+	}
+	s := &Service{
+		store: cfg.Store, secrets: cfg.Secrets, egress: cfg.Egress, audit: cfg.Audit,
+		log: cfg.Logger, now: cfg.Now, ttl: cfg.ConfigTTL, maxOutput: cfg.DefaultMaxOutput,
+		catalogue: Catalogue(),
+		tenants:   map[string]*tenantEntry{},
+		keys:      map[string]*keyEntry{},
+		budgetID:  map[budgetRef]string{},
+	}
+	s.providers = defaultProviders()
+	for kind, p := range cfg.Providers {
+		s.providers[kind] = p
+	}
+	if cfg.Router.Now == nil {
+		cfg.Router.Now = cfg.Now
+	}
+	s.router = NewRouter(cfg.Router)
+	s.limiter = NewLimiter()
+	s.ledger = NewLedger(cfg.Now, s.resetBudget)
+	s.m = newGatewayMetrics(cfg.Metrics, s)
+	spendOpts := cfg.Spend
+	if spendOpts.Logger == nil {
+		spendOpts.Logger = cfg.Logger
+	}
+	s.m.hookSpend(&spendOpts)
+	s.spend = NewSpendWriter(cfg.Store, spendOpts)
+	return s, nil
+}
+
+// Start loads every budget and starts the spend writer and the sweeper
+// of idle rate-limit state. It returns once the budgets are loaded.
+func (s *Service) Start(ctx context.Context) error {
+	budgets, err := s.store.ListAllBudgets(nodus.WithAllTenants(ctx))
+	if err != nil {
+		return fmt.Errorf("gateway: load budgets: %w", err)
+	}
+	if err := s.ledger.Load(budgets); err != nil {
+		return fmt.Errorf("gateway: load budgets: %w", err)
+	}
+	s.mu.Lock()
+	for _, b := range budgets {
+		s.budgetID[budgetRef{b.TenantID, b.Scope, b.SubjectID}] = b.ID
+	}
+	s.mu.Unlock()
+	s.spend.Start()
+	go s.sweep(ctx)
+	return nil
+}
+
+// sweep drops idle rate-limit windows and expired cache entries.
+func (s *Service) sweep(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := s.now()
+		s.limiter.Sweep(now)
+		s.mu.Lock()
+		for h, e := range s.keys {
+			if now.After(e.expire) {
+				delete(s.keys, h)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Close stops accepting spend and writes what is buffered; call it after
+// the HTTP server has drained its requests.
+func (s *Service) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return s.spend.Close(ctx)
+}
+
+// FlushSpend writes every spend-log row recorded so far (tests, shutdown).
+func (s *Service) FlushSpend(ctx context.Context) error { return s.spend.Flush(ctx) }
+
+// resetBudget persists a budget's rollover to a new period.
+func (s *Service) resetBudget(ctx context.Context, id string, prev, next time.Time) (bool, error) {
+	return s.store.ResetBudget(nodus.WithAllTenants(ctx), id, prev, next)
+}
+
+// config returns a tenant's routing configuration, from memory when fresh.
+func (s *Service) config(ctx context.Context, tenantID string) (*tenantConfig, error) {
+	s.mu.Lock()
+	e := s.tenants[tenantID]
+	if e == nil {
+		e = &tenantEntry{}
+		s.tenants[tenantID] = e
+	}
+	s.mu.Unlock()
+	now := s.now()
+	e.mu.RLock()
+	cfg, fresh := e.cfg, now.Before(e.expire)
+	e.mu.RUnlock()
+	if fresh {
+		return cfg, nil
+	}
+	e.load.Lock()
+	defer e.load.Unlock()
+	e.mu.RLock()
+	cfg, fresh = e.cfg, s.now().Before(e.expire)
+	e.mu.RUnlock()
+	if fresh {
+		return cfg, nil
+	}
+	cfg, err := s.loadConfig(nodus.WithTenant(ctx, tenantID), tenantID)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.cfg, e.expire = cfg, s.now().Add(s.ttl)
+	e.mu.Unlock()
+	return cfg, nil
+}
+
+func (s *Service) loadConfig(ctx context.Context, tenantID string) (*tenantConfig, error) {
+	deps, err := s.store.ListDeployments(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: load deployments: %w", err)
+	}
+	settings, err := s.store.FindRouterSettings(ctx)
+	if err != nil && nodus.ErrorCode(err) != nodus.ENOTFOUND {
+		return nil, fmt.Errorf("gateway: load router settings: %w", err)
+	}
+	settings.TenantID = tenantID
+	overrides, err := s.store.ListPriceOverrides(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: load prices: %w", err)
+	}
+	cfg := &tenantConfig{groups: map[string][]Deployment{}, byID: map[string]*Deployment{}, settings: settings,
+		prices: make(map[string]Price, len(overrides))}
+	for _, d := range deps {
+		cfg.groups[d.ModelName] = append(cfg.groups[d.ModelName], d)
+	}
+	for name := range cfg.groups {
+		g := cfg.groups[name]
+		for i := range g {
+			cfg.byID[g[i].ID] = &g[i]
+		}
+	}
+	for _, p := range overrides {
+		cfg.prices[p.Model] = p.Price
+	}
+	return cfg, nil
+}
+
+// invalidate drops a tenant's cached configuration after a change.
+func (s *Service) invalidate(tenantID string) {
+	s.mu.Lock()
+	delete(s.tenants, tenantID)
+	s.mu.Unlock()
+}
+
+// group returns the deployments of a public model name. The built-in
+// extractive model is every tenant's unless the tenant maps the name
+// itself.
+func (c *tenantConfig) group(model string) []Deployment {
+	if g, ok := c.groups[model]; ok {
+		return g
+	}
+	if model == ExtractiveModel {
+		return []Deployment{extractiveDeployment}
+	}
+	return nil
+}
+
+// extractiveDeployment is the built-in deployment of nodus/extractive.
+var extractiveDeployment = Deployment{
+	ID: "builtin-extractive", ModelName: ExtractiveModel, Provider: ProviderExtractive,
+	UpstreamModel: ExtractiveModel, Mode: ModeChat, Weight: 1, IsActive: true,
+}
+
+// models lists the public model names of a tenant with a mode, sorted.
+func (c *tenantConfig) models() []string {
+	names := make([]string, 0, len(c.groups)+1)
+	seen := false
+	for name, g := range c.groups {
+		if anyActive(g) {
+			names = append(names, name)
+		}
+		if name == ExtractiveModel {
+			seen = true
+		}
+	}
+	if !seen {
+		names = append(names, ExtractiveModel)
+	}
+	return names
+}
+
+func anyActive(g []Deployment) bool {
+	for _, d := range g {
+		if d.IsActive {
+			return true
+		}
+	}
+	return false
+}
+
+// price returns the price of a deployment's upstream model, falling back
+// to the public name, and whether one is known.
+func (s *Service) price(cfg *tenantConfig, d *Deployment) (Price, bool) {
+	if d.Provider == ProviderExtractive {
+		return Price{}, true
+	}
+	if p, _, ok := LookupPrice(s.catalogue, cfg.prices, d.UpstreamModel); ok {
+		return p, true
+	}
+	p, _, ok := LookupPrice(s.catalogue, cfg.prices, d.ModelName)
+	return p, ok
+}
+
+// worstPrice is the highest price among the deployments a request could
+// reach, fallbacks included, for the budget reservation.
+func (s *Service) worstPrice(cfg *tenantConfig, model string) Price {
+	var worst Price
+	consider := func(g []Deployment) {
+		for i := range g {
+			p, _ := s.price(cfg, &g[i])
+			worst.Input = max(worst.Input, p.Input)
+			worst.CachedInput = max(worst.CachedInput, p.CachedInput)
+			worst.Output = max(worst.Output, p.Output)
+		}
+	}
+	consider(cfg.group(model))
+	for _, fb := range cfg.settings.Fallbacks[model] {
+		consider(cfg.group(fb))
+	}
+	return worst
+}
+
+// PurgeTenant removes every gateway record of a tenant (a TenantPurger).
+func (s *Service) PurgeTenant(ctx context.Context, tenantID string) error {
+	if err := s.store.DeleteGatewayTenant(nodus.WithTenant(ctx, tenantID)); err != nil {
+		return fmt.Errorf("gateway: purge tenant %s: %w", tenantID, err)
+	}
+	s.invalidate(tenantID)
+	s.forgetKeys()
+	s.mu.Lock()
+	for ref, id := range s.budgetID {
+		if ref.tenant == tenantID {
+			delete(s.budgetID, ref)
+			s.ledger.Remove(id)
+		}
+	}
+	s.mu.Unlock()
+	return nil
+}
