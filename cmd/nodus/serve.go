@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/egress"
+	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/httpapi"
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/jobs"
@@ -132,6 +133,27 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	})
 	ids.AddTenantPurger(egressService.PurgeTenant)
 
+	// The gateway: its own database, provider keys through vault handles,
+	// every upstream call through egress.
+	gatewayService, err := gateway.NewService(gateway.Config{Store: dbs.DB(store.SetGateway), Secrets: vaultKeys{vaultService},
+		Egress: egressService, Audit: auditor, Logger: logger, Metrics: reg})
+	if err != nil {
+		return err
+	}
+	ids.AddTenantPurger(gatewayService.PurgeTenant)
+	// Without its tables (migrations not applied) the gateway cannot load
+	// budgets, so its routes are not served at all rather than served
+	// without them; /ready says why.
+	var gatewayRoutes interface {
+		Routes() map[string]http.Handler
+	}
+	var gatewayAdmin *gateway.Service
+	if err := gatewayService.Start(ctx); err != nil {
+		logger.Warn("gateway not started: run `nodus migrate up`", "err", err)
+	} else {
+		gatewayRoutes, gatewayAdmin = gatewayService, gatewayService
+	}
+
 	workers := river.NewWorkers()
 	periodic := jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval)
 	queue, err := jobs.New(dbs.DB(store.SetMain), workers, jobs.Config{
@@ -145,16 +167,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	api := httpapi.NewServer(httpapi.Deps{
-		Logger:   logger,
-		Metrics:  reg,
-		Ready:    readiness(dbs, sets, logger),
-		Version:  versionString(),
-		Identity: ids,
-		Audit:    auditor,
-		Menus:    identity.NewMenuService(dbs.DB(store.SetAuth), auditor, nodus.SystemClock{}),
-		Settings: settingsService,
-		Vault:    vaultService,
-		Egress:   egressService,
+		Logger:       logger,
+		Metrics:      reg,
+		Ready:        readiness(dbs, sets, logger),
+		Version:      versionString(),
+		Identity:     ids,
+		Audit:        auditor,
+		Menus:        identity.NewMenuService(dbs.DB(store.SetAuth), auditor, nodus.SystemClock{}),
+		Settings:     settingsService,
+		Vault:        vaultService,
+		Egress:       egressService,
+		Gateway:      gatewayRoutes,
+		GatewayAdmin: gatewayAdmin,
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout,
 		TrustedProxies: cfg.TrustedProxies})
 	srv := &http.Server{
@@ -200,6 +224,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		errs = append(errs, fmt.Errorf("drain http: %w", err))
 		srv.Close()
 	}
+	// After the drain: what the last requests spent is written.
+	if err := gatewayService.Close(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("write spend logs: %w", err))
+	}
 	if queueStarted {
 		if err := queue.Stop(sctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop jobs: %w", err))
@@ -210,6 +238,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	logger.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// vaultKeys resolves a gateway deployment's key handle through the vault,
+// on behalf of Nodus itself.
+type vaultKeys struct{ v *vault.Service }
+
+func (k vaultKeys) ResolveKey(ctx context.Context, tenantID, handleID string) (string, []string, error) {
+	r, err := k.v.ResolveHandle(nodus.WithTenant(ctx, tenantID), handleID, "")
+	if err != nil {
+		return "", nil, err
+	}
+	return r.Value.Reveal(), r.AllowedHosts, nil
 }
 
 // migrationSets returns every migration set: each module's SQL set, then

@@ -131,6 +131,11 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 		orgAdmin.must("POST", "/api/v1/vault/machines", map[string]any{"name": name + "-deployer"}, 201, &machine)
 		orgAdmin.must("POST", "/api/v1/vault/grants", map[string]any{"subject_type": "machine", "subject": machine.Machine.ID,
 			"environment": "prod", "path_prefix": "/db", "permission": "read"}, 201, nil)
+		// The gateway: a deployment, a virtual key and a tenant budget.
+		orgAdmin.must("POST", "/api/v1/gateway/deployments", map[string]any{"model_name": name + "-model", "provider": "openai",
+			"upstream_model": "gpt-4o", "base_url": "https://" + name + ".example.test/v1"}, 201, nil)
+		orgAdmin.must("POST", "/api/v1/gateway/keys", map[string]any{"name": name + "-key", "max_budget_micros": 1000000}, 201, nil)
+		orgAdmin.must("PUT", "/api/v1/gateway/budgets", map[string]any{"scope": "tenant", "max_micros": 5000000, "period": "30d"}, 200, nil)
 		for _, role := range []string{"user", "viewer"} {
 			login := name + "-" + role
 			// No tenant_id: an org_admin's users join the org_admin's tenant.
@@ -195,6 +200,16 @@ func (w *tenancy) ids(tenant string) map[string]string {
 		t.Fatalf("%s has no machine identity", tenant)
 	}
 	out["machines"] = machines.Machines[0].ID
+	var deps struct{ Deployments []struct{ ID string } }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/gateway/deployments", nil, 200, &deps)
+	var keys struct{ Keys []struct{ ID string } }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/gateway/keys", nil, 200, &keys)
+	var budgets struct{ Budgets []struct{ ID string } }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/gateway/budgets", nil, 200, &budgets)
+	if len(deps.Deployments) == 0 || len(keys.Keys) == 0 || len(budgets.Budgets) == 0 {
+		t.Fatalf("%s has no gateway deployment, key or budget", tenant)
+	}
+	out["deployments"], out["keys"], out["budgets"] = deps.Deployments[0].ID, keys.Keys[0].ID, budgets.Budgets[0].ID
 	return out
 }
 
@@ -226,7 +241,9 @@ func (w *tenancy) snapshot(t *testing.T) string {
 		"/api/v1/egress/policy?tenant_id=" + w.b.ID,
 		"/api/v1/vault/environments?tenant_id=" + w.b.ID, "/api/v1/vault/handles?tenant_id=" + w.b.ID,
 		"/api/v1/vault/grants?tenant_id=" + w.b.ID, "/api/v1/vault/machines?tenant_id=" + w.b.ID,
-		"/api/v1/vault/secret?environment=prod&path=/db&key=PASSWORD&tenant_id=" + w.b.ID} {
+		"/api/v1/vault/secret?environment=prod&path=/db&key=PASSWORD&tenant_id=" + w.b.ID,
+		"/api/v1/gateway/deployments?tenant_id=" + w.b.ID, "/api/v1/gateway/keys?tenant_id=" + w.b.ID,
+		"/api/v1/gateway/budgets?tenant_id=" + w.b.ID} {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
@@ -343,6 +360,17 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"POST /api/v1/vault/machines":      {query: onB, body: map[string]any{"name": "intruder"}},
 		"PATCH /api/v1/vault/machines/{id}": {body: map[string]any{"name": "hijacked", "is_active": false,
 			"allowed_cidrs": []string{"0.0.0.0/0"}}},
+		"GET /api/v1/gateway/deployments": {query: onB},
+		"POST /api/v1/gateway/deployments": {query: onB, body: map[string]any{"model_name": "intruder", "provider": "openai",
+			"upstream_model": "gpt-4o", "base_url": "https://evil.example.test/v1"}},
+		"PUT /api/v1/gateway/deployments/{id}": {body: map[string]any{"model_name": "hijacked", "provider": "openai",
+			"upstream_model": "gpt-4o", "base_url": "https://evil.example.test/v1"}},
+		"GET /api/v1/gateway/keys":        {query: onB},
+		"POST /api/v1/gateway/keys":       {query: onB, body: map[string]any{"name": "intruder"}},
+		"PATCH /api/v1/gateway/keys/{id}": {body: map[string]any{"name": "hijacked", "blocked": true}},
+		"GET /api/v1/gateway/budgets":     {query: onB},
+		"PUT /api/v1/gateway/budgets":     {query: onB, body: map[string]any{"scope": "tenant", "max_micros": 1}},
+		"GET /api/v1/spend":               {query: onB},
 	} {
 		foreign[pattern] = append(foreign[pattern], in)
 	}

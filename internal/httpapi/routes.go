@@ -18,6 +18,10 @@ type route struct {
 	// neither).
 	public bool
 	action identity.Action
+	// keyed routes authenticate their own callers with the gateway's
+	// virtual keys (the OpenAI-compatible API) instead of sessions and
+	// tokens.
+	keyed bool
 	// timeout overrides Config.RequestTimeout; maxBody overrides
 	// Config.MaxBodyBytes.
 	timeout time.Duration
@@ -26,9 +30,34 @@ type route struct {
 	quiet bool
 }
 
+// gatewayLimits are the body limits and timeouts of the model API: prompts
+// and audio are larger than management requests, and streams last long.
+var gatewayLimits = map[string]struct {
+	maxBody int64
+	timeout time.Duration
+}{
+	"POST /v1/chat/completions":     {8 << 20, 10 * time.Minute},
+	"POST /v1/messages":             {8 << 20, 10 * time.Minute},
+	"POST /v1/embeddings":           {8 << 20, 2 * time.Minute},
+	"POST /v1/audio/transcriptions": {26 << 20, 10 * time.Minute},
+}
+
+// gatewayRoutes are the gateway's OpenAI- and Anthropic-compatible routes.
+func (s *Server) gatewayRoutes() []route {
+	if s.deps.Gateway == nil {
+		return nil
+	}
+	var out []route
+	for pattern, h := range s.deps.Gateway.Routes() {
+		lim := gatewayLimits[pattern]
+		out = append(out, route{pattern: pattern, handler: h, keyed: true, maxBody: lim.maxBody, timeout: lim.timeout})
+	}
+	return out
+}
+
 // routes lists every route the API serves.
 func (s *Server) routes() []route {
-	return []route{
+	return append(s.gatewayRoutes(), []route{
 		{pattern: "GET /health", handler: s.handleHealth(), public: true, quiet: true},
 		{pattern: "GET /ready", handler: s.handleReady(), public: true, quiet: true, timeout: 10 * time.Second},
 		{pattern: "GET /metrics", handler: s.handleMetrics(), public: true, quiet: true, timeout: 10 * time.Second},
@@ -97,9 +126,22 @@ func (s *Server) routes() []route {
 		{pattern: "DELETE /api/v1/vault/machines/{id}", handler: s.handleDeleteVaultMachine(), action: identity.ActionManageVault},
 		{pattern: "POST /api/v1/vault/machines/{id}/secret", handler: s.handleRotateVaultMachineSecret(), action: identity.ActionManageVault},
 		{pattern: "POST /api/v1/vault/auth/machine", handler: s.handleMachineLogin(), public: true, maxBody: 4 << 10},
+		{pattern: "GET /api/v1/gateway/deployments", handler: s.handleListDeployments(), action: identity.ActionManageGateway},
+		{pattern: "POST /api/v1/gateway/deployments", handler: s.handleCreateDeployment(), action: identity.ActionManageGateway, maxBody: 16 << 10},
+		{pattern: "PUT /api/v1/gateway/deployments/{id}", handler: s.handleUpdateDeployment(), action: identity.ActionManageGateway, maxBody: 16 << 10},
+		{pattern: "DELETE /api/v1/gateway/deployments/{id}", handler: s.handleDeleteDeployment(), action: identity.ActionManageGateway},
+		{pattern: "GET /api/v1/gateway/keys", handler: s.handleListKeys(), action: identity.ActionUseGateway},
+		{pattern: "POST /api/v1/gateway/keys", handler: s.handleCreateKey(), action: identity.ActionUseGateway, maxBody: 32 << 10},
+		{pattern: "PATCH /api/v1/gateway/keys/{id}", handler: s.handleUpdateKey(), action: identity.ActionUseGateway, maxBody: 32 << 10},
+		{pattern: "POST /api/v1/gateway/keys/{id}/rotate", handler: s.handleRotateKey(), action: identity.ActionUseGateway, maxBody: 4 << 10},
+		{pattern: "DELETE /api/v1/gateway/keys/{id}", handler: s.handleDeleteKey(), action: identity.ActionUseGateway},
+		{pattern: "GET /api/v1/gateway/budgets", handler: s.handleListBudgets(), action: identity.ActionManageGateway},
+		{pattern: "PUT /api/v1/gateway/budgets", handler: s.handlePutBudget(), action: identity.ActionManageGateway, maxBody: 4 << 10},
+		{pattern: "DELETE /api/v1/gateway/budgets/{id}", handler: s.handleDeleteBudget(), action: identity.ActionManageGateway},
+		{pattern: "GET /api/v1/spend", handler: s.handleListSpend(), action: identity.ActionUseGateway, timeout: 5 * time.Minute},
 		{pattern: "GET /api/v1/vault/keys", handler: s.handleVaultKeyStatus(), action: identity.ActionManageVault},
 		{pattern: "POST /api/v1/vault/keys/rotate", handler: s.handleRotateVaultDataKey(), action: identity.ActionManageVault, timeout: 5 * time.Minute},
-	}
+	}...)
 }
 
 // RouteInfo describes one route of the API: its method and path pattern,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/egress"
+	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/settings"
@@ -62,6 +63,14 @@ type Deps struct {
 	Vault *vault.Service
 	// Egress serves the egress policies and the dry-run check.
 	Egress *egress.Service
+	// Gateway serves the OpenAI- and Anthropic-compatible model API,
+	// authenticated by its own virtual keys; nil serves none.
+	Gateway interface {
+		Routes() map[string]http.Handler
+	}
+	// GatewayAdmin serves the gateway's management routes; nil answers
+	// them 503.
+	GatewayAdmin *gateway.Service
 }
 
 // AuditLog records security-relevant actions and lists them.
@@ -107,8 +116,14 @@ func NewServer(deps Deps, cfg Config) *Server {
 		inFlight: deps.Metrics.Gauge("nodus_http_requests_in_flight", "HTTP requests being answered.").With(),
 	}
 	for _, rt := range s.routes() {
-		if rt.public == (rt.action != "") {
-			panic("httpapi: route " + rt.pattern + " must be public or name an action, not both or neither")
+		kinds := 0
+		for _, b := range []bool{rt.public, rt.action != "", rt.keyed} {
+			if b {
+				kinds++
+			}
+		}
+		if kinds != 1 {
+			panic("httpapi: route " + rt.pattern + " must be exactly one of public, keyed, or name an action")
 		}
 		s.mux.Handle(rt.pattern, s.wrap(rt))
 		s.limits[rt.pattern] = s.bodyLimit(rt)
@@ -247,7 +262,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		r = r.WithContext(context.WithValue(ctx, clientAddrKey{}, s.clientAddress(r)))
-		if !rt.public {
+		if !rt.public && !rt.keyed {
 			var ok bool
 			if r, ok = s.authorize(w, r, rt.action); !ok {
 				return

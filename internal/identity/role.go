@@ -52,14 +52,16 @@ const (
 	ActionReadSettings  Action = "settings.read"
 	ActionManageSetting Action = "settings.manage"
 	ActionReadAudit     Action = "audit.read"
-	ActionReadEgress    Action = "egress.read"   // the tenant's egress policy, dry-run checks
-	ActionManageEgress  Action = "egress.manage" // change it; the platform's rules only as super_admin
-	ActionReadVault     Action = "vault.read"    // environment, secret and version names, never values
-	ActionWriteVault    Action = "vault.write"   // write, delete, undelete secrets where granted
-	ActionRevealVault   Action = "vault.reveal"  // read values where granted: an explicit, audited act
-	ActionManageVault   Action = "vault.manage"  // environments, grants, handles, destroy, keys
-	ActionReadContent   Action = "content.read"  // knowledge bases, chatbots, conversations
-	ActionWriteContent  Action = "content.write" // create and change them
+	ActionReadEgress    Action = "egress.read"    // the tenant's egress policy, dry-run checks
+	ActionManageEgress  Action = "egress.manage"  // change it; the platform's rules only as super_admin
+	ActionReadVault     Action = "vault.read"     // environment, secret and version names, never values
+	ActionWriteVault    Action = "vault.write"    // write, delete, undelete secrets where granted
+	ActionRevealVault   Action = "vault.reveal"   // read values where granted: an explicit, audited act
+	ActionManageVault   Action = "vault.manage"   // environments, grants, handles, destroy, keys
+	ActionUseGateway    Action = "gateway.use"    // own virtual keys and spend
+	ActionManageGateway Action = "gateway.manage" // deployments, budgets, every key and the tenant's spend
+	ActionReadContent   Action = "content.read"   // knowledge bases, chatbots, conversations
+	ActionWriteContent  Action = "content.write"  // create and change them
 )
 
 // permissions is the permission table: which role may do which action.
@@ -85,6 +87,8 @@ func permissions() map[Action][]Role {
 		ActionWriteVault:    {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
 		ActionRevealVault:   {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
 		ActionManageVault:   admins,
+		ActionUseGateway:    {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
+		ActionManageGateway: admins,
 		ActionReadContent:   all,
 		ActionWriteContent:  {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
 	}
