@@ -134,7 +134,23 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 		// The gateway: a deployment, a virtual key and a tenant budget.
 		orgAdmin.must("POST", "/api/v1/gateway/deployments", map[string]any{"model_name": name + "-model", "provider": "openai",
 			"upstream_model": "gpt-4o", "base_url": "https://" + name + ".example.test/v1"}, 201, nil)
-		orgAdmin.must("POST", "/api/v1/gateway/keys", map[string]any{"name": name + "-key", "max_budget_micros": 1000000}, 201, nil)
+		var key struct{ Key struct{ Key string } }
+		orgAdmin.must("POST", "/api/v1/gateway/keys", map[string]any{"name": name + "-key", "max_budget_micros": 1000000}, 201, &key)
+		// The key works on the model API, for the built-in model; the other
+		// tenant's model does not exist for it.
+		caller := &client{t: t, base: in.base, token: key.Key.Key}
+		var answer struct {
+			Choices []struct{ Message struct{ Content string } }
+		}
+		caller.must("POST", "/v1/chat/completions", map[string]any{"model": "nodus/extractive", "messages": []map[string]any{
+			{"role": "system", "content": "[1] Refunds take 14 days."}, {"role": "user", "content": "How long do refunds take?"}}}, 200, &answer)
+		if len(answer.Choices) != 1 || !strings.Contains(answer.Choices[0].Message.Content, "14 days") {
+			t.Fatalf("extractive answer through %s's key: %+v", name, answer)
+		}
+		other := map[string]string{"a": "b", "b": "a"}[name]
+		caller.must("POST", "/v1/chat/completions", map[string]any{"model": other + "-model",
+			"messages": []map[string]any{{"role": "user", "content": "hi"}}}, 404, nil)
+		(&client{t: t, base: in.base}).must("GET", "/v1/models", nil, 401, nil)
 		orgAdmin.must("PUT", "/api/v1/gateway/budgets", map[string]any{"scope": "tenant", "max_micros": 5000000, "period": "30d"}, 200, nil)
 		for _, role := range []string{"user", "viewer"} {
 			login := name + "-" + role

@@ -42,7 +42,9 @@ func (s *Service) record(ctx context.Context, e audit.Entry) error {
 	return nil
 }
 
-func forbidden(what string) error { return nodus.Errorf(nodus.EFORBIDDEN, "only an admin may %s", what) }
+func forbidden(what string) error {
+	return nodus.Errorf(nodus.EFORBIDDEN, "only an admin may %s", what)
+}
 
 func invalid(field, msg string) error {
 	return &nodus.Error{Code: nodus.EINVALID, Message: "invalid " + field, Fields: map[string]string{field: msg}}
