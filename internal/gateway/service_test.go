@@ -86,7 +86,7 @@ type world struct {
 	secrets *handleSecrets
 }
 
-func newWorld(t *testing.T, db *store.DB) *world {
+func newWorld(t testing.TB, db *store.DB) *world {
 	t.Helper()
 	ctx := context.Background()
 	m, err := store.NewMigrator(store.SetGateway, db)
@@ -140,7 +140,7 @@ func newWorld(t *testing.T, db *store.DB) *world {
 }
 
 // addKey stores a virtual key of the tenant allowed models (nil: all).
-func (w *world) addKey(t *testing.T, models []string) (secret, id string) {
+func (w *world) addKey(t testing.TB, models []string) (secret, id string) {
 	t.Helper()
 	secret, hash := gateway.NewKeySecret()
 	now := time.Now().UTC().Truncate(time.Millisecond)
