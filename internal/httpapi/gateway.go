@@ -38,6 +38,18 @@ func (s *Server) gatewayManager(r *http.Request) (gateway.Manager, error) {
 		Entry: egressActor(r)}, nil
 }
 
+// gatewayAnswer is answer for a gateway route: fn gets the caller as the
+// gateway sees them.
+func (s *Server) gatewayAnswer(status int, fn func(r *http.Request, m gateway.Manager) (any, error)) http.Handler {
+	return s.answer(status, func(r *http.Request) (any, error) {
+		m, err := s.gatewayManager(r)
+		if err != nil {
+			return nil, err
+		}
+		return fn(r, m)
+	})
+}
+
 type deploymentView struct {
 	ID             string    `json:"id"`
 	ModelName      string    `json:"model_name"`
@@ -95,11 +107,7 @@ func viewKey(k *gateway.Key, secret string) keyView {
 }
 
 func (s *Server) handleListDeployments() http.Handler {
-	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
-		m, err := s.gatewayManager(r)
-		if err != nil {
-			return nil, err
-		}
+	return s.gatewayAnswer(http.StatusOK, func(r *http.Request, m gateway.Manager) (any, error) {
 		ds, err := s.deps.GatewayAdmin.ListDeployments(r.Context(), m)
 		if err != nil {
 			return nil, err
@@ -113,11 +121,7 @@ func (s *Server) handleListDeployments() http.Handler {
 }
 
 func (s *Server) handleCreateDeployment() http.Handler {
-	return s.answer(http.StatusCreated, func(r *http.Request) (any, error) {
-		m, err := s.gatewayManager(r)
-		if err != nil {
-			return nil, err
-		}
+	return s.gatewayAnswer(http.StatusCreated, func(r *http.Request, m gateway.Manager) (any, error) {
 		var in gateway.DeploymentInput
 		if err := decodeJSON(r, &in); err != nil {
 			return nil, err
@@ -131,11 +135,7 @@ func (s *Server) handleCreateDeployment() http.Handler {
 }
 
 func (s *Server) handleUpdateDeployment() http.Handler {
-	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
-		m, err := s.gatewayManager(r)
-		if err != nil {
-			return nil, err
-		}
+	return s.gatewayAnswer(http.StatusOK, func(r *http.Request, m gateway.Manager) (any, error) {
 		var in gateway.DeploymentInput
 		if err := decodeJSON(r, &in); err != nil {
 			return nil, err
@@ -149,21 +149,13 @@ func (s *Server) handleUpdateDeployment() http.Handler {
 }
 
 func (s *Server) handleDeleteDeployment() http.Handler {
-	return s.answer(http.StatusNoContent, func(r *http.Request) (any, error) {
-		m, err := s.gatewayManager(r)
-		if err != nil {
-			return nil, err
-		}
+	return s.gatewayAnswer(http.StatusNoContent, func(r *http.Request, m gateway.Manager) (any, error) {
 		return nil, s.deps.GatewayAdmin.DeleteDeployment(r.Context(), m, r.PathValue("id"))
 	})
 }
 
 func (s *Server) handleListKeys() http.Handler {
-	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
-		m, err := s.gatewayManager(r)
-		if err != nil {
-			return nil, err
-		}
+	return s.gatewayAnswer(http.StatusOK, func(r *http.Request, m gateway.Manager) (any, error) {
 		limit, cursor, err := pageQuery(r)
 		if err != nil {
 			return nil, err
@@ -181,11 +173,7 @@ func (s *Server) handleListKeys() http.Handler {
 }
 
 func (s *Server) handleCreateKey() http.Handler {
-	return s.answer(http.StatusCreated, func(r *http.Request) (any, error) {
-		m, err := s.gatewayManager(r)
-		if err != nil {
-			return nil, err
-		}
+	return s.gatewayAnswer(http.StatusCreated, func(r *http.Request, m gateway.Manager) (any, error) {
 		var in gateway.KeyInput
 		if err := decodeJSON(r, &in); err != nil {
 			return nil, err
@@ -199,11 +187,7 @@ func (s *Server) handleCreateKey() http.Handler {
 }
 
 func (s *Server) handleUpdateKey() http.Handler {
-	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
-		m, err := s.gatewayManager(r)
-		if err != nil {
-			return nil, err
-		}
+	return s.gatewayAnswer(http.StatusOK, func(r *http.Request, m gateway.Manager) (any, error) {
 		var p gateway.KeyPatch
 		if err := decodeJSON(r, &p); err != nil {
 			return nil, err
@@ -220,11 +204,7 @@ func (s *Server) handleRotateKey() http.Handler {
 	type request struct {
 		GraceSeconds int64 `json:"grace_seconds"`
 	}
-	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
-		m, err := s.gatewayManager(r)
-		if err != nil {
-			return nil, err
-		}
+	return s.gatewayAnswer(http.StatusOK, func(r *http.Request, m gateway.Manager) (any, error) {
 		var in request
 		if err := decodeJSON(r, &in); err != nil {
 			return nil, err
@@ -238,11 +218,7 @@ func (s *Server) handleRotateKey() http.Handler {
 }
 
 func (s *Server) handleDeleteKey() http.Handler {
-	return s.answer(http.StatusNoContent, func(r *http.Request) (any, error) {
-		m, err := s.gatewayManager(r)
-		if err != nil {
-			return nil, err
-		}
+	return s.gatewayAnswer(http.StatusNoContent, func(r *http.Request, m gateway.Manager) (any, error) {
 		return nil, s.deps.GatewayAdmin.DeleteKey(r.Context(), m, r.PathValue("id"))
 	})
 }
@@ -263,11 +239,7 @@ func viewBudget(b *gateway.Budget) budgetView {
 }
 
 func (s *Server) handleListBudgets() http.Handler {
-	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
-		m, err := s.gatewayManager(r)
-		if err != nil {
-			return nil, err
-		}
+	return s.gatewayAnswer(http.StatusOK, func(r *http.Request, m gateway.Manager) (any, error) {
 		bs, err := s.deps.GatewayAdmin.ListBudgets(r.Context(), m)
 		if err != nil {
 			return nil, err
@@ -281,11 +253,7 @@ func (s *Server) handleListBudgets() http.Handler {
 }
 
 func (s *Server) handlePutBudget() http.Handler {
-	return s.answer(http.StatusOK, func(r *http.Request) (any, error) {
-		m, err := s.gatewayManager(r)
-		if err != nil {
-			return nil, err
-		}
+	return s.gatewayAnswer(http.StatusOK, func(r *http.Request, m gateway.Manager) (any, error) {
 		var in gateway.BudgetInput
 		if err := decodeJSON(r, &in); err != nil {
 			return nil, err
@@ -299,11 +267,7 @@ func (s *Server) handlePutBudget() http.Handler {
 }
 
 func (s *Server) handleDeleteBudget() http.Handler {
-	return s.answer(http.StatusNoContent, func(r *http.Request) (any, error) {
-		m, err := s.gatewayManager(r)
-		if err != nil {
-			return nil, err
-		}
+	return s.gatewayAnswer(http.StatusNoContent, func(r *http.Request, m gateway.Manager) (any, error) {
 		return nil, s.deps.GatewayAdmin.DeleteBudget(r.Context(), m, r.PathValue("id"))
 	})
 }
