@@ -51,10 +51,21 @@ type admission struct {
 	log      SpendLog
 }
 
+// promptSize is a call's prompt tokens as admission sees them: an upper
+// bound that is cheap to compute and, when exact is set, the exact count,
+// computed only if the bound alone would be refused. Tokenizing is the
+// dearest step of admitting a chat request and is rarely needed: a call
+// far from its limits is admitted on the bound, and the real usage settles
+// the reservation when it ends.
+type promptSize struct {
+	bound int64
+	exact func() int64
+}
+
 // admit checks a call against the key's model list, rate limits and every
 // applicable budget, reserving the worst-case cost. The caller must call
 // finish exactly once when admit succeeds.
-func (s *Service) admit(ctx context.Context, c Caller, model, callType string, promptTokens, maxOutput int64) (*admission, error) {
+func (s *Service) admit(ctx context.Context, c Caller, model, callType string, prompt promptSize, maxOutput int64) (*admission, error) {
 	if model == "" {
 		return nil, &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: "model", Message: "model is required"}
 	}
@@ -75,25 +86,20 @@ func (s *Service) admit(ctx context.Context, c Caller, model, callType string, p
 	if a.caller.RequestID == "" {
 		a.caller.RequestID = "req_" + nodus.NewID()
 	}
-	if c.Key != nil {
-		lim := Limits{RPM: c.Key.RPM, TPM: c.Key.TPM, MaxParallel: c.Key.MaxParallel}
-		est := min(promptTokens+maxOutput, max(lim.TPM, 1))
-		if lim.TPM == 0 {
-			est = promptTokens + maxOutput
-		}
-		release, _, err := s.limiter.Acquire(c.Key.ID, lim, now, est)
-		if err != nil {
-			return nil, err
-		}
-		a.release = release
+	if c.Key != nil && c.Key.TPM > 0 && prompt.exact != nil {
+		// A tokens-per-minute window holds each call's estimate until it
+		// ends: counted from the bound, calls in flight would crowd it.
+		prompt = promptSize{bound: prompt.exact()}
 	}
-	worst := Cost(s.worstPrice(cfg, model), Usage{PromptTokens: promptTokens, CompletionTokens: maxOutput})
-	hold, err := s.ledger.Reserve(ctx, s.budgetsOf(c), worst)
+	err = s.reserve(ctx, a, now, prompt.bound, maxOutput)
+	if err != nil && prompt.exact != nil && refusedBySize(err) {
+		if exact := prompt.exact(); exact < prompt.bound {
+			err = s.reserve(ctx, a, now, exact, maxOutput)
+		}
+	}
 	if err != nil {
-		a.release(0)
 		return nil, err
 	}
-	a.hold = hold
 	keyID := ""
 	if c.Key != nil {
 		keyID = c.Key.ID
@@ -104,6 +110,40 @@ func (s *Service) admit(ctx context.Context, c Caller, model, callType string, p
 		a.log.Metadata = c.Key.Metadata
 	}
 	return a, nil
+}
+
+// reserve takes the key's rate-limit slots and the budgets' worst-case
+// cost for a call of promptTokens and maxOutput, all or nothing.
+func (s *Service) reserve(ctx context.Context, a *admission, now time.Time, promptTokens, maxOutput int64) error {
+	c := a.caller
+	release := noRelease
+	if c.Key != nil {
+		lim := Limits{RPM: c.Key.RPM, TPM: c.Key.TPM, MaxParallel: c.Key.MaxParallel}
+		est := min(promptTokens+maxOutput, max(lim.TPM, 1))
+		if lim.TPM == 0 {
+			est = promptTokens + maxOutput
+		}
+		r, _, err := s.limiter.Acquire(c.Key.ID, lim, now, est)
+		if err != nil {
+			return err
+		}
+		release = r
+	}
+	worst := Cost(s.worstPrice(a.cfg, a.model), Usage{PromptTokens: promptTokens, CompletionTokens: maxOutput})
+	hold, err := s.ledger.Reserve(ctx, s.budgetsOf(c), worst)
+	if err != nil {
+		release(0)
+		return err
+	}
+	a.release, a.hold = release, hold
+	return nil
+}
+
+// refusedBySize tells whether a smaller prompt might have been admitted:
+// a budget too low for the reservation.
+func refusedBySize(err error) bool {
+	var be *BudgetError
+	return errors.As(err, &be)
 }
 
 // budgetsOf lists the budgets that apply to a caller: the key's, the
@@ -218,7 +258,7 @@ func (s *Service) Chat(ctx context.Context, c Caller, req *ChatRequest) (*ChatRe
 	if err := validateChat(req); err != nil {
 		return nil, nil, err
 	}
-	a, err := s.admit(ctx, c, req.Model, "chat", CountChatTokens(req.Model, req), s.outputCap(req))
+	a, err := s.admit(ctx, c, req.Model, "chat", chatPromptSize(req), s.outputCap(req))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -256,7 +296,7 @@ func (s *Service) ChatStream(ctx context.Context, c Caller, req *ChatRequest, em
 	if err := validateChat(req); err != nil {
 		return nil, err
 	}
-	a, err := s.admit(ctx, c, req.Model, "chat", CountChatTokens(req.Model, req), s.outputCap(req))
+	a, err := s.admit(ctx, c, req.Model, "chat", chatPromptSize(req), s.outputCap(req))
 	if err != nil {
 		return nil, err
 	}
@@ -303,6 +343,11 @@ func (s *Service) ChatStream(ctx context.Context, c Caller, req *ChatRequest, em
 	}
 	info := s.finish(ctx, a, d, usage, estimated, ttft, err)
 	return info, err
+}
+
+// chatPromptSize is a chat request's prompt for admission.
+func chatPromptSize(req *ChatRequest) promptSize {
+	return promptSize{bound: ChatTokensBound(req), exact: func() int64 { return CountChatTokens(req.Model, req) }}
 }
 
 // outputCap is the completion size to reserve for.
@@ -366,7 +411,7 @@ func (s *Service) Embed(ctx context.Context, c Caller, req *EmbeddingRequest) (*
 		return nil, nil, &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: "input", Message: "input is required"}
 	}
 	est := CountTokens(req.Model, string(req.Input))
-	a, err := s.admit(ctx, c, req.Model, "embedding", est, 0)
+	a, err := s.admit(ctx, c, req.Model, "embedding", promptSize{bound: est}, 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -392,7 +437,7 @@ func (s *Service) Embed(ctx context.Context, c Caller, req *EmbeddingRequest) (*
 
 // Transcribe makes a transcription call for c.
 func (s *Service) Transcribe(ctx context.Context, c Caller, req *TranscriptionRequest) (*TranscriptionResponse, *CallInfo, error) {
-	a, err := s.admit(ctx, c, req.Model, "transcription", 0, 0)
+	a, err := s.admit(ctx, c, req.Model, "transcription", promptSize{}, 0)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -108,39 +108,62 @@ func CountCompletionTokens(model, text string) int64 {
 // least it can cost. Providers add a few tokens of their own for tools, so
 // a count for a request with tools is a slight underestimate.
 func CountChatTokens(model string, req *ChatRequest) int64 {
+	enc := encoders[encodingFor(model)]
+	return chatTokens(req, func(text string) int64 { return countWith(enc, text) })
+}
+
+// ChatTokensBound is an upper bound of CountChatTokens that reads no
+// tokenizer: every token of a byte-pair encoding covers at least one byte,
+// so a text has at most as many tokens as bytes (one more for the
+// word-based fallback of a one-byte text). Admission reserves with it and
+// counts exactly only when the bound alone would be refused.
+func ChatTokensBound(req *ChatRequest) int64 {
+	return chatTokens(req, textTokensBound)
+}
+
+func textTokensBound(text string) int64 {
+	if text == "" {
+		return 0
+	}
+	return int64(len(text)) + 1
+}
+
+// chatTokens adds up a request's prompt tokens with count as the tokens
+// of one text.
+func chatTokens(req *ChatRequest, count func(string) int64) int64 {
 	n := int64(tokensReplyPrime)
 	for i := range req.Messages {
-		n += countMessageTokens(model, &req.Messages[i])
+		n += messageTokens(&req.Messages[i], count)
 	}
 	if len(req.Tools) > 0 {
 		if b, err := json.Marshal(req.Tools); err == nil {
-			n += CountTokens(model, string(b))
+			n += count(string(b))
 		}
 	}
 	return n
 }
 
-func countMessageTokens(model string, m *Message) int64 {
-	n := int64(tokensPerMessage) + CountTokens(model, m.Role)
+func messageTokens(m *Message, count func(string) int64) int64 {
+	n := int64(tokensPerMessage) + count(m.Role)
 	if m.Name != "" {
-		n += tokensPerName + CountTokens(model, m.Name)
+		n += tokensPerName + count(m.Name)
 	}
 	if m.Content.Parts == nil {
-		n += CountTokens(model, m.Content.Text)
+		n += count(m.Content.Text)
 	}
 	for _, p := range m.Content.Parts {
 		switch p.Type {
 		case PartText:
-			n += CountTokens(model, p.Text)
+			n += count(p.Text)
 		case PartImageURL:
 			n += tokensPerImage
 		}
 	}
 	for _, tc := range m.ToolCalls {
-		n += CountTokens(model, tc.Function.Name) + CountTokens(model, tc.Function.Arguments)
+		n += count(tc.Function.Name) + count(tc.Function.Arguments)
 	}
 	if m.ToolCallID != "" {
-		n += CountTokens(model, m.ToolCallID)
+		n += count(m.ToolCallID)
 	}
 	return n
 }
