@@ -143,7 +143,7 @@ func (s *Service) handleChat(w http.ResponseWriter, r *http.Request, c Caller) {
 		return
 	}
 	sse := NewSSEWriter(w, StreamWriteTimeout)
-	_, err := s.ChatStream(r.Context(), c, &req, func(ch *ChatChunk) error { return sse.WriteJSON(ch) })
+	_, err := s.ChatStream(withStreamBatch(r.Context(), sse), c, &req, func(ch *ChatChunk) error { return sse.WriteJSON(ch) })
 	switch {
 	case err == nil:
 		_ = sse.Done()
@@ -329,7 +329,7 @@ func (s *Service) handleMessages(w http.ResponseWriter, r *http.Request, c Calle
 	}
 	sse := NewSSEWriter(w, StreamWriteTimeout)
 	ms := NewMessagesStream(in.Model, func(event string, data any) error { return sse.Event(event, data) })
-	info, err := s.ChatStream(r.Context(), c, req, ms.Chunk)
+	info, err := s.ChatStream(withStreamBatch(r.Context(), sse), c, req, ms.Chunk)
 	if err != nil && !sse.Started() {
 		writeAnthropicError(w, err)
 		return

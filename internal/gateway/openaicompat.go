@@ -149,6 +149,11 @@ type openAIStream struct {
 // run passes each chunk to emit until [DONE].
 func (s *openAIStream) run(emit func(*ChatChunk) error) error {
 	events := NewSSEReader(s.resp.Body, openAIMaxEvent)
+	if b := streamBatchFrom(s.parent); b != nil {
+		events.BeforeWait = b.flush
+		b.held = true
+		defer func() { b.held = false }()
+	}
 	for {
 		s.watchdog.Reset(s.timeout)
 		ev, err := events.Next()
@@ -157,6 +162,9 @@ func (s *openAIStream) run(emit func(*ChatChunk) error) error {
 			return s.endError(err)
 		}
 		if ev.Done {
+			if events.BeforeWait != nil {
+				events.BeforeWait() // the drain may wait on the upstream
+			}
 			s.drain()
 			return nil
 		}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,11 @@ type SSEReader struct {
 	data    []byte // the event being read
 	nameBuf []byte // its event: field
 	name    string // the last dispatched name, converted once
+
+	// BeforeWait, when set, is called before each read of the underlying
+	// reader: the moment every event read so far has been handed on and
+	// the reader may block. A stream batch flushes its client there.
+	BeforeWait func()
 }
 
 // NewSSEReader returns a reader of r's events. maxEvent bounds a line and
@@ -139,6 +145,9 @@ func (s *SSEReader) readLine() ([]byte, error) {
 		if s.err != nil {
 			return nil, s.err
 		}
+		if s.BeforeWait != nil {
+			s.BeforeWait()
+		}
 		s.fill()
 	}
 }
@@ -181,8 +190,10 @@ func (s *SSEReader) fill() {
 // SSEWriter writes a server-sent event stream to a client. It writes
 // nothing, headers included, until the first event, so a handler whose
 // upstream fails before its first chunk can still answer with a JSON
-// error and a proper status. Each event is flushed at once. It is not
-// safe for concurrent use: one stream has one writer.
+// error and a proper status. Each event is flushed at once, unless a hold
+// (SetHold) says that more events are ready to follow: then it is flushed
+// with them, by FlushPending. It is not safe for concurrent use: one
+// stream has one writer.
 type SSEWriter struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
@@ -190,6 +201,10 @@ type SSEWriter struct {
 	started bool
 	buf     bytes.Buffer
 	enc     *json.Encoder
+
+	hold    func() bool
+	pending bool  // written, not flushed
+	err     error // a failed flush of pending events, returned by the next write
 }
 
 // NewSSEWriter returns a writer of w's stream. writeTimeout, when not 0,
@@ -268,7 +283,30 @@ func sseHasLineBreak(s string) bool {
 // flushes it to the client within the write timeout. The deadline is
 // cleared afterwards: net/http keeps a connection's deadline for the next
 // request on it.
+// SetHold makes the writer leave an event unflushed while hold reports
+// true; FlushPending must then be called before the stream waits for more.
+func (s *SSEWriter) SetHold(hold func() bool) { s.hold = hold }
+
+// FlushPending flushes events written under a hold. A failure is kept and
+// returned by the next write, which ends the stream.
+func (s *SSEWriter) FlushPending() {
+	if !s.pending || s.err != nil {
+		return
+	}
+	s.pending = false
+	deadline := s.timeout > 0 && s.setWriteDeadline(time.Now().Add(s.timeout))
+	if err := s.rc.Flush(); err != nil {
+		s.err = fmt.Errorf("sse: flush event: %w", err)
+	}
+	if deadline {
+		s.setWriteDeadline(time.Time{})
+	}
+}
+
 func (s *SSEWriter) flush() error {
+	if s.err != nil {
+		return s.err
+	}
 	if !s.started {
 		h := s.w.Header()
 		h.Set("Content-Type", "text/event-stream")
@@ -282,6 +320,14 @@ func (s *SSEWriter) flush() error {
 	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
 		return fmt.Errorf("sse: write event: %w", err)
 	}
+	if s.hold != nil && s.hold() {
+		s.pending = true
+		if deadline {
+			s.setWriteDeadline(time.Time{})
+		}
+		return nil
+	}
+	s.pending = false
 	if err := s.rc.Flush(); err != nil {
 		return fmt.Errorf("sse: flush event: %w", err)
 	}
@@ -295,4 +341,31 @@ func (s *SSEWriter) flush() error {
 // ResponseWriter without deadlines (a test recorder) streams without one.
 func (s *SSEWriter) setWriteDeadline(t time.Time) bool {
 	return s.rc.SetWriteDeadline(t) == nil
+}
+
+// streamBatch lets a provider batch the events it hands on: while held,
+// the client's writer leaves events unflushed, and the provider calls
+// flush before it waits on its upstream. Events that arrived together
+// leave together, in one write, and none waits on the upstream unsent. A
+// provider that does not take part leaves held false, and every event is
+// flushed as it is written.
+type streamBatch struct {
+	held  bool
+	flush func()
+}
+
+func (b *streamBatch) holding() bool { return b.held }
+
+type streamBatchKey struct{}
+
+// withStreamBatch returns a context carrying a batch for the writer w.
+func withStreamBatch(ctx context.Context, w *SSEWriter) context.Context {
+	b := &streamBatch{flush: w.FlushPending}
+	w.SetHold(b.holding)
+	return context.WithValue(ctx, streamBatchKey{}, b)
+}
+
+func streamBatchFrom(ctx context.Context) *streamBatch {
+	b, _ := ctx.Value(streamBatchKey{}).(*streamBatch)
+	return b
 }
