@@ -137,7 +137,14 @@ func (c *call) breakStream() {
 	case BreakStall:
 		c.block()
 	case BreakError:
-		c.send([]byte(`data: {"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}` + "\n\n"))
+		msg := "The server had an error while processing your request."
+		if c.s.BreakEchoHeader != "" {
+			msg += " " + c.r.Header.Get(c.s.BreakEchoHeader)
+		}
+		b := append(c.out[:0], `data: {"error":{"message":`...)
+		b = appendString(b, msg)
+		c.out = append(b, `,"type":"server_error","param":null,"code":null}}`+"\n\n"...)
+		c.send(c.out)
 	}
 }
 

@@ -54,6 +54,15 @@ type Failure struct {
 	Status     int
 	RetryAfter string // the Retry-After header, "" for none
 	Message    string // "" for the status text
+	// EchoHeader names a request header whose value is appended to
+	// Message, as some providers quote the key they were sent ("Incorrect
+	// API key provided: sk-…"); a test checks the gateway does not pass
+	// it on.
+	EchoHeader string
+	// Body, when set, is the whole error body, sent as is with every
+	// "{echo}" in it replaced by the EchoHeader's value: for error shapes
+	// other than the API's own.
+	Body string
 }
 
 // ToolCall is the tool call the fake answers with when the request
@@ -84,6 +93,9 @@ type Script struct {
 	Hang             Hang
 	Break            Break
 	BreakAfter       int
+	// BreakEchoHeader names a request header whose value BreakError's
+	// error event quotes in its message (OpenAI streams only).
+	BreakEchoHeader  string
 	Failures         []Failure
 	EmbeddingDims    int    // 0 means 8
 	EmbeddingFormat  string // "float" or "base64" whatever the request asks; "" answers as asked
@@ -91,6 +103,10 @@ type Script struct {
 	AudioSeconds     float64
 	Models           []string // GET /v1/models; nil means DefaultModel
 	DisableRecording bool     // keep no copy of the requests (the bench)
+	// Hold, when not nil, keeps every request waiting after Latency, before
+	// its headers, until it is closed (or the client goes away): a test
+	// holds calls in flight for as long as it needs, with no sleep.
+	Hold <-chan struct{}
 }
 
 // Defaults of a zero Script.
@@ -450,6 +466,16 @@ func (c *call) serveScript() bool {
 		if msg == "" {
 			msg = http.StatusText(f.Status)
 		}
+		echo := ""
+		if f.EchoHeader != "" {
+			echo = c.r.Header.Get(f.EchoHeader)
+			msg += echo
+		}
+		if f.Body != "" {
+			c.out = append(c.out[:0], strings.ReplaceAll(f.Body, "{echo}", echo)...)
+			c.writeBody(f.Status, "application/json", c.out)
+			return false
+		}
 		c.fail(f.Status, msg)
 		return false
 	}
@@ -459,7 +485,7 @@ func (c *call) serveScript() bool {
 			return false
 		}
 	}
-	if !c.wait(c.s.Latency) {
+	if !c.wait(c.s.Latency) || !c.hold() {
 		return false
 	}
 	switch c.s.Hang {
@@ -621,6 +647,22 @@ func (c *call) wait(d time.Duration) bool {
 	case <-t.C:
 		return true
 	case <-ctx.Done():
+		c.markGone()
+	case <-c.u.closed:
+	}
+	return false
+}
+
+// hold waits for the script's Hold to close, unless the client goes away
+// or the fake closes first, and reports whether to go on.
+func (c *call) hold() bool {
+	if c.s.Hold == nil {
+		return true
+	}
+	select {
+	case <-c.s.Hold:
+		return true
+	case <-c.r.Context().Done():
 		c.markGone()
 	case <-c.u.closed:
 	}
