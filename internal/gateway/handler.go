@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // Routes are the OpenAI- and Anthropic-compatible endpoints, by pattern.
@@ -73,7 +74,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if retry > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
 	}
-	b, _ := json.Marshal(e)
+	b, _ := jsonv1.Marshal(e)
 	w.Header().Set("Content-Type", "application/json")
 	status := e.Status
 	if status == 499 {
@@ -95,7 +96,7 @@ func writeAnthropicError(w http.ResponseWriter, err error) {
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
-	b, err := json.Marshal(v)
+	b, err := jsonv1.Marshal(v)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -121,7 +122,7 @@ func decodeBody(r *http.Request, v any) error {
 	if err != nil {
 		return bodyError(err)
 	}
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := jsonv1.Unmarshal(b, v); err != nil {
 		return &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Message: "the request body is not valid JSON: " + err.Error()}
 	}
 	return nil
@@ -143,7 +144,12 @@ func (s *Service) handleChat(w http.ResponseWriter, r *http.Request, c Caller) {
 		return
 	}
 	sse := NewSSEWriter(w, StreamWriteTimeout)
-	_, err := s.ChatStream(withStreamBatch(r.Context(), sse), c, &req, func(ch *ChatChunk) error { return sse.WriteJSON(ch) })
+	_, err := s.ChatStream(withStreamBatch(r.Context(), sse), c, &req, func(ch *ChatChunk) error {
+		if ch.raw != nil {
+			return sse.WriteData(ch.raw)
+		}
+		return sse.WriteJSON(ch)
+	})
 	switch {
 	case err == nil:
 		_ = sse.Done()

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // Message roles of the chat-completions API.
@@ -71,11 +73,11 @@ type chatRequestFields ChatRequest // the same fields without the methods
 // UnmarshalJSON decodes the typed fields and keeps every other field in Extra.
 func (r *ChatRequest) UnmarshalJSON(b []byte) error {
 	var all map[string]json.RawMessage
-	if err := json.Unmarshal(b, &all); err != nil {
+	if err := jsonv1.Unmarshal(b, &all); err != nil {
 		return err
 	}
 	var f chatRequestFields
-	if err := json.Unmarshal(b, &f); err != nil {
+	if err := jsonv1.Unmarshal(b, &f); err != nil {
 		return err
 	}
 	for _, k := range knownRequestFields {
@@ -92,7 +94,7 @@ func (r *ChatRequest) UnmarshalJSON(b []byte) error {
 // MarshalJSON encodes the typed fields, then the Extra fields in key order.
 // A typed field wins over an Extra entry of the same name.
 func (r ChatRequest) MarshalJSON() ([]byte, error) {
-	b, err := json.Marshal(chatRequestFields(r))
+	b, err := jsonv1.Marshal(chatRequestFields(r))
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +115,7 @@ func (r ChatRequest) MarshalJSON() ([]byte, error) {
 		if !json.Valid(v) {
 			return nil, fmt.Errorf("gateway: extra field %q is not valid JSON", k)
 		}
-		name, _ := json.Marshal(k)
+		name, _ := jsonv1.Marshal(k)
 		buf.WriteByte(',')
 		buf.Write(name)
 		buf.WriteByte(':')
@@ -156,14 +158,14 @@ func findUpstreamFields(path string, v json.RawMessage, found *[]string) {
 	switch v[0] {
 	case '{':
 		var obj map[string]json.RawMessage
-		if json.Unmarshal(v, &obj) == nil {
+		if jsonv1.Unmarshal(v, &obj) == nil {
 			for k, child := range obj {
 				findUpstreamFields(path+"."+k, child, found)
 			}
 		}
 	case '[':
 		var arr []json.RawMessage
-		if json.Unmarshal(v, &arr) == nil {
+		if jsonv1.Unmarshal(v, &arr) == nil {
 			for i, child := range arr {
 				findUpstreamFields(fmt.Sprintf("%s[%d]", path, i), child, found)
 			}
@@ -244,12 +246,12 @@ func (c Content) String() string {
 func (c Content) MarshalJSON() ([]byte, error) {
 	switch c.resolved() {
 	case contentText:
-		return json.Marshal(c.Text)
+		return jsonv1.Marshal(c.Text)
 	case contentParts:
 		if c.Parts == nil {
 			return []byte("[]"), nil
 		}
-		return json.Marshal(c.Parts)
+		return jsonv1.Marshal(c.Parts)
 	}
 	return []byte("null"), nil
 }
@@ -262,13 +264,13 @@ func (c *Content) UnmarshalJSON(b []byte) error {
 		*c = Content{form: contentNull}
 	case len(b) > 0 && b[0] == '"':
 		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
+		if err := jsonv1.Unmarshal(b, &s); err != nil {
 			return err
 		}
 		*c = TextContent(s)
 	case len(b) > 0 && b[0] == '[':
 		var parts []ContentPart
-		if err := json.Unmarshal(b, &parts); err != nil {
+		if err := jsonv1.Unmarshal(b, &parts); err != nil {
 			return err
 		}
 		*c = PartsContent(parts...)
@@ -312,7 +314,7 @@ type contentPartFields ContentPart
 // UnmarshalJSON decodes known part types and keeps the others verbatim.
 func (p *ContentPart) UnmarshalJSON(b []byte) error {
 	var f contentPartFields
-	if err := json.Unmarshal(b, &f); err != nil {
+	if err := jsonv1.Unmarshal(b, &f); err != nil {
 		return err
 	}
 	switch f.Type {
@@ -330,7 +332,7 @@ func (p ContentPart) MarshalJSON() ([]byte, error) {
 	if len(p.Raw) > 0 {
 		return p.Raw, nil
 	}
-	return json.Marshal(contentPartFields(p))
+	return jsonv1.Marshal(contentPartFields(p))
 }
 
 // ToolCall is a function call made by the assistant.
@@ -377,12 +379,12 @@ func (t ToolChoice) MarshalJSON() ([]byte, error) {
 		type fn struct {
 			Name string `json:"name"`
 		}
-		return json.Marshal(struct {
+		return jsonv1.Marshal(struct {
 			Type     string `json:"type"`
 			Function fn     `json:"function"`
 		}{"function", fn{t.Function}})
 	}
-	return json.Marshal(t.Mode)
+	return jsonv1.Marshal(t.Mode)
 }
 
 // UnmarshalJSON accepts the string form or an object; objects other than a
@@ -391,7 +393,7 @@ func (t *ToolChoice) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
 		*t = ToolChoice{}
-		return json.Unmarshal(b, &t.Mode)
+		return jsonv1.Unmarshal(b, &t.Mode)
 	}
 	if len(b) == 0 || b[0] != '{' {
 		return errors.New("gateway: tool_choice must be a string or an object")
@@ -402,11 +404,11 @@ func (t *ToolChoice) UnmarshalJSON(b []byte) error {
 			Name string `json:"name"`
 		} `json:"function"`
 	}
-	if err := json.Unmarshal(b, &obj); err != nil {
+	if err := jsonv1.Unmarshal(b, &obj); err != nil {
 		return err
 	}
 	var keys map[string]json.RawMessage
-	_ = json.Unmarshal(b, &keys)
+	_ = jsonv1.Unmarshal(b, &keys)
 	if obj.Type == "function" && obj.Function.Name != "" && len(keys) == 2 {
 		*t = ToolChoice{Function: obj.Function.Name}
 		return nil
@@ -430,12 +432,12 @@ func (s Stop) IsZero() bool { return s.Sequences == nil }
 // MarshalJSON encodes the form the value was decoded or built in.
 func (s Stop) MarshalJSON() ([]byte, error) {
 	if s.single && len(s.Sequences) == 1 {
-		return json.Marshal(s.Sequences[0])
+		return jsonv1.Marshal(s.Sequences[0])
 	}
 	if s.Sequences == nil {
 		return []byte("null"), nil
 	}
-	return json.Marshal(s.Sequences)
+	return jsonv1.Marshal(s.Sequences)
 }
 
 // UnmarshalJSON accepts a string, a list of strings or null.
@@ -446,13 +448,13 @@ func (s *Stop) UnmarshalJSON(b []byte) error {
 		*s = Stop{}
 	case len(b) > 0 && b[0] == '"':
 		var v string
-		if err := json.Unmarshal(b, &v); err != nil {
+		if err := jsonv1.Unmarshal(b, &v); err != nil {
 			return err
 		}
 		*s = StopString(v)
 	default:
 		var v []string
-		if err := json.Unmarshal(b, &v); err != nil {
+		if err := jsonv1.Unmarshal(b, &v); err != nil {
 			return errors.New("gateway: stop must be a string or a list of strings")
 		}
 		if v == nil {
@@ -553,6 +555,11 @@ type ChatChunk struct {
 	SystemFingerprint string        `json:"system_fingerprint,omitempty"`
 	Choices           []ChunkChoice `json:"choices"`
 	Usage             *Usage        `json:"usage"`
+
+	// raw is the upstream's JSON of this chunk when it can be passed on
+	// as is (one line, valid UTF-8), valid only while the chunk is being
+	// emitted. A chunk changed after decoding must drop it.
+	raw []byte
 }
 
 // MarshalJSON encodes nil Choices as [] rather than null, as OpenAI does.
@@ -561,7 +568,7 @@ func (c ChatChunk) MarshalJSON() ([]byte, error) {
 	if c.Choices == nil {
 		c.Choices = []ChunkChoice{}
 	}
-	return json.Marshal(fields(c))
+	return jsonv1.Marshal(fields(c))
 }
 
 // ChunkChoice is one choice's increment; FinishReason is null until the last.
@@ -639,7 +646,7 @@ func nullable(s string) *string {
 
 // MarshalJSON encodes the error envelope.
 func (e Error) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
+	return jsonv1.Marshal(struct {
 		Error errorBody `json:"error"`
 	}{errorBody{e.Message, e.Type, nullable(e.Param), nullable(e.Code)}})
 }
@@ -655,7 +662,7 @@ func (e *Error) UnmarshalJSON(b []byte) error {
 			Code    json.RawMessage `json:"code"`
 		} `json:"error"`
 	}
-	if err := json.Unmarshal(b, &env); err != nil {
+	if err := jsonv1.Unmarshal(b, &env); err != nil {
 		return err
 	}
 	if env.Error == nil {
@@ -670,7 +677,7 @@ func (e *Error) UnmarshalJSON(b []byte) error {
 	switch {
 	case len(code) == 0 || bytes.Equal(code, []byte("null")):
 	case code[0] == '"':
-		if err := json.Unmarshal(code, &e.Code); err != nil {
+		if err := jsonv1.Unmarshal(code, &e.Code); err != nil {
 			return err
 		}
 	default:

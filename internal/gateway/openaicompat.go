@@ -21,6 +21,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	jsonv1 "github.com/go-json-experiment/json/v1"
+
 	"github.com/nodus-os/nodus/internal/egress"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
@@ -89,7 +91,7 @@ func (p *OpenAIProvider) Chat(ctx context.Context, up *Upstream, req *ChatReques
 		ChatResponse
 		Error json.RawMessage `json:"error"`
 	}
-	if err := json.Unmarshal(b, &out); err != nil {
+	if err := jsonv1.Unmarshal(b, &out); err != nil {
 		return nil, badUpstreamResponse(resp.StatusCode, fmt.Errorf("openai: decode chat completion: %w", err))
 	}
 	if isJSONValue(out.Error) {
@@ -175,7 +177,9 @@ func (s *openAIStream) run(emit func(*ChatChunk) error) error {
 		if chunk == nil {
 			continue
 		}
-		if err := emit(chunk); err != nil {
+		err = emit(chunk)
+		chunk.raw = nil // the reader reuses the bytes
+		if err != nil {
 			return err
 		}
 	}
@@ -189,7 +193,7 @@ func (s *openAIStream) decode(data []byte) (*ChatChunk, error) {
 		ChatChunk
 		Error json.RawMessage `json:"error"`
 	}
-	if err := json.Unmarshal(data, &ev); err != nil {
+	if err := jsonv1.Unmarshal(data, &ev); err != nil {
 		return nil, badUpstreamResponse(s.resp.StatusCode, fmt.Errorf("openai: decode stream chunk: %w", err))
 	}
 	if isJSONValue(ev.Error) {
@@ -209,7 +213,18 @@ func (s *openAIStream) decode(data []byte) (*ChatChunk, error) {
 	if ev.Usage != nil {
 		s.usage = true
 	}
+	if passableChunk(data) {
+		ev.raw = data
+	}
 	return &ev.ChatChunk, nil
+}
+
+// passableChunk tells whether an upstream chunk's JSON, which decoded,
+// can go to the client as it came: on one line and valid UTF-8. Passing it
+// on spares an encoding per chunk and keeps the fields the gateway does
+// not model (logprobs, a provider's additions).
+func passableChunk(data []byte) bool {
+	return bytes.IndexByte(data, '\n') < 0 && bytes.IndexByte(data, '\r') < 0 && utf8.Valid(data)
 }
 
 // endError turns a read that ended the stream before [DONE] into an
@@ -242,7 +257,7 @@ func (s *openAIStream) drain() {
 func (p *OpenAIProvider) Embed(ctx context.Context, up *Upstream, req *EmbeddingRequest) (*EmbeddingResponse, error) {
 	r := *req // the router may send req to another deployment
 	r.Model = up.Deployment.UpstreamModel
-	body, err := json.Marshal(&r)
+	body, err := jsonv1.Marshal(&r)
 	if err != nil {
 		return nil, fmt.Errorf("openai: encode embeddings request: %w", err)
 	}
@@ -264,7 +279,7 @@ func (p *OpenAIProvider) Embed(ctx context.Context, up *Upstream, req *Embedding
 		EmbeddingResponse
 		Error json.RawMessage `json:"error"`
 	}
-	if err := json.Unmarshal(b, &out); err != nil {
+	if err := jsonv1.Unmarshal(b, &out); err != nil {
 		return nil, badUpstreamResponse(resp.StatusCode, fmt.Errorf("openai: decode embeddings: %w", err))
 	}
 	if isJSONValue(out.Error) {
@@ -292,7 +307,7 @@ func embeddingAsBase64(raw json.RawMessage) (json.RawMessage, error) {
 		return raw, nil
 	}
 	var v []float32
-	if err := json.Unmarshal(raw, &v); err != nil {
+	if err := jsonv1.Unmarshal(raw, &v); err != nil {
 		return nil, fmt.Errorf("neither a base64 string nor a list of floats: %w", err)
 	}
 	bin := make([]byte, 4*len(v))
@@ -313,7 +328,7 @@ func embeddingAsFloats(raw json.RawMessage) (json.RawMessage, error) {
 		return raw, nil
 	}
 	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	if err := jsonv1.Unmarshal(raw, &s); err != nil {
 		return nil, fmt.Errorf("neither a base64 string nor a list of floats: %w", err)
 	}
 	bin, err := base64.StdEncoding.DecodeString(s)
@@ -390,7 +405,7 @@ func readTranscription(out *TranscriptionResponse, b []byte) error {
 			Seconds      float64 `json:"seconds"`
 		} `json:"usage"`
 	}
-	if err := json.Unmarshal(b, &t); err != nil {
+	if err := jsonv1.Unmarshal(b, &t); err != nil {
 		return fmt.Errorf("openai: decode transcription: %w", err)
 	}
 	out.Text, out.Language, out.Duration = t.Text, t.Language, t.Duration
@@ -696,19 +711,19 @@ func openAIBodyError(up *Upstream, status int, b []byte) *UpstreamError {
 // holds the deployment's key (SECURITY.md check 33).
 func decodeOpenAIError(up *Upstream, b []byte, fallback string) *Error {
 	e := &Error{}
-	if json.Unmarshal(b, e) != nil || e.Message == "" {
+	if jsonv1.Unmarshal(b, e) != nil || e.Message == "" {
 		var alt struct {
 			Error   json.RawMessage `json:"error"`
 			Message string          `json:"message"`
 			Detail  json.RawMessage `json:"detail"`
 		}
-		_ = json.Unmarshal(b, &alt)
+		_ = jsonv1.Unmarshal(b, &alt)
 		var s string
 		switch {
-		case json.Unmarshal(alt.Error, &s) == nil && s != "":
+		case jsonv1.Unmarshal(alt.Error, &s) == nil && s != "":
 		case alt.Message != "":
 			s = alt.Message
-		case json.Unmarshal(alt.Detail, &s) == nil && s != "":
+		case jsonv1.Unmarshal(alt.Detail, &s) == nil && s != "":
 		default:
 			s = fallback
 		}

@@ -3,12 +3,13 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // This file holds the server-sent events plumbing: SSEReader reads an
@@ -200,7 +201,7 @@ type SSEWriter struct {
 	timeout time.Duration
 	started bool
 	buf     bytes.Buffer
-	enc     *json.Encoder
+	enc     *jsonv1.Encoder
 
 	hold    func() bool
 	pending bool  // written, not flushed
@@ -213,7 +214,7 @@ type SSEWriter struct {
 // (SECURITY.md check 27).
 func NewSSEWriter(w http.ResponseWriter, writeTimeout time.Duration) *SSEWriter {
 	s := &SSEWriter{w: w, rc: http.NewResponseController(w), timeout: writeTimeout}
-	s.enc = json.NewEncoder(&s.buf)
+	s.enc = jsonv1.NewEncoder(&s.buf)
 	s.enc.SetEscapeHTML(false)
 	return s
 }
@@ -229,6 +230,18 @@ func (s *SSEWriter) WriteJSON(v any) error {
 		return fmt.Errorf("sse: encode event: %w", err)
 	}
 	s.buf.WriteByte('\n')
+	return s.flush()
+}
+
+// WriteData writes data, one line of JSON, as one unnamed event.
+func (s *SSEWriter) WriteData(data []byte) error {
+	if bytes.IndexByte(data, '\n') >= 0 || bytes.IndexByte(data, '\r') >= 0 {
+		return errors.New("sse: event data holds a line break")
+	}
+	s.buf.Reset()
+	s.buf.WriteString("data: ")
+	s.buf.Write(data)
+	s.buf.WriteString("\n\n")
 	return s.flush()
 }
 
