@@ -47,6 +47,8 @@ Usage:
   nodus vault rotate-master-key    rewrap every data key under the current master key
   nodus vault rotate-data-key TENANT [--no-reencrypt]
                                    give a tenant a new data key and re-encrypt its secrets
+  nodus gateway import --tenant T [--dry-run] [--prune] FILE
+                                   import a LiteLLM-style model_list into a tenant's gateway
   nodus version                    print the version
   nodus help                       print this help
 
@@ -71,6 +73,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return helpIsNotAnError(auditCmd(ctx, rest, getenv, stdout, stderr))
 	case "vault":
 		return helpIsNotAnError(vaultCmd(ctx, rest, getenv, stdout, stderr))
+	case "gateway":
+		return helpIsNotAnError(gatewayCmd(ctx, rest, getenv, stdout, stderr))
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

@@ -152,6 +152,9 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 			"messages": []map[string]any{{"role": "user", "content": "hi"}}}, 404, nil)
 		(&client{t: t, base: in.base}).must("GET", "/v1/models", nil, 401, nil)
 		orgAdmin.must("PUT", "/api/v1/gateway/budgets", map[string]any{"scope": "tenant", "max_micros": 5000000, "period": "30d"}, 200, nil)
+		orgAdmin.must("PUT", "/api/v1/gateway/router-settings", map[string]any{"strategy": "least-busy",
+			"fallbacks": map[string][]string{name + "-model": {"nodus/extractive"}}}, 200, nil)
+		orgAdmin.must("PUT", "/api/v1/gateway/prices/"+name+"-model", map[string]any{"input": 1, "output": 2}, 200, nil)
 		for _, role := range []string{"user", "viewer"} {
 			login := name + "-" + role
 			// No tenant_id: an org_admin's users join the org_admin's tenant.
@@ -226,25 +229,28 @@ func (w *tenancy) ids(tenant string) map[string]string {
 		t.Fatalf("%s has no gateway deployment, key or budget", tenant)
 	}
 	out["deployments"], out["keys"], out["budgets"] = deps.Deployments[0].ID, keys.Keys[0].ID, budgets.Budgets[0].ID
+	out["prices"] = tenant + "-model" // its price override, made in newTenancy
 	return out
 }
 
 // fillPath puts ids into a route's {id} by the collection it belongs to:
 // the path segment before it. The {id} may be followed by fixed segments
-// (/api/v1/vault/machines/{id}/secret).
+// (/api/v1/vault/machines/{id}/secret); a model name ({model...}) takes its
+// place in /api/v1/gateway/prices/.
 func fillPath(t *testing.T, path string, ids map[string]string) string {
 	t.Helper()
 	if !strings.Contains(path, "{") {
 		return path
 	}
-	prefix, rest, _ := strings.Cut(path, "/{id}")
+	prefix, rest, _ := strings.Cut(path, "/{")
+	name, rest, _ := strings.Cut(rest, "}")
 	kind := prefix[strings.LastIndex(prefix, "/")+1:]
 	id, ok := ids[kind]
-	if !ok || strings.Count(path, "{") != 1 || !strings.Contains(path, "/{id}") ||
+	if !ok || strings.Count(path, "{") != 1 || (name != "id" && name != "model...") ||
 		(rest != "" && !strings.HasPrefix(rest, "/")) {
 		t.Fatalf("route %s: the test does not know whose id goes in it; teach fillPath its kind", path)
 	}
-	return strings.Replace(path, "{id}", id, 1)
+	return prefix + "/" + id + rest
 }
 
 // snapshot is what tenant B holds, as the super_admin and B's org_admin
@@ -259,7 +265,8 @@ func (w *tenancy) snapshot(t *testing.T) string {
 		"/api/v1/vault/grants?tenant_id=" + w.b.ID, "/api/v1/vault/machines?tenant_id=" + w.b.ID,
 		"/api/v1/vault/secret?environment=prod&path=/db&key=PASSWORD&tenant_id=" + w.b.ID,
 		"/api/v1/gateway/deployments?tenant_id=" + w.b.ID, "/api/v1/gateway/keys?tenant_id=" + w.b.ID,
-		"/api/v1/gateway/budgets?tenant_id=" + w.b.ID} {
+		"/api/v1/gateway/budgets?tenant_id=" + w.b.ID, "/api/v1/gateway/router-settings?tenant_id=" + w.b.ID,
+		"/api/v1/gateway/prices?tenant_id=" + w.b.ID} {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
@@ -381,15 +388,24 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 			"upstream_model": "gpt-4o", "base_url": "https://evil.example.test/v1"}},
 		"PUT /api/v1/gateway/deployments/{id}": {body: map[string]any{"model_name": "hijacked", "provider": "openai",
 			"upstream_model": "gpt-4o", "base_url": "https://evil.example.test/v1"}},
-		"GET /api/v1/gateway/keys":        {query: onB},
-		"POST /api/v1/gateway/keys":       {query: onB, body: map[string]any{"name": "intruder"}},
-		"PATCH /api/v1/gateway/keys/{id}": {body: map[string]any{"name": "hijacked", "blocked": true}},
-		"GET /api/v1/gateway/budgets":     {query: onB},
-		"PUT /api/v1/gateway/budgets":     {query: onB, body: map[string]any{"scope": "tenant", "max_micros": 1}},
-		"GET /api/v1/spend":               {query: onB},
+		"GET /api/v1/gateway/keys":            {query: onB},
+		"POST /api/v1/gateway/keys":           {query: onB, body: map[string]any{"name": "intruder"}},
+		"PATCH /api/v1/gateway/keys/{id}":     {body: map[string]any{"name": "hijacked", "blocked": true}},
+		"GET /api/v1/gateway/budgets":         {query: onB},
+		"PUT /api/v1/gateway/budgets":         {query: onB, body: map[string]any{"scope": "tenant", "max_micros": 1}},
+		"GET /api/v1/spend":                   {query: onB},
+		"GET /api/v1/gateway/router-settings": {query: onB},
+		"PUT /api/v1/gateway/router-settings": {query: onB, body: map[string]any{"strategy": "weighted"}},
+		"GET /api/v1/gateway/prices":          {query: onB},
+		// A model name is no id: without B's tenant id the price would be
+		// A's own.
+		"PUT /api/v1/gateway/prices/{model...}": {query: onB, body: map[string]any{"input": 7, "output": 7}},
+		"POST /api/v1/gateway/import":           {query: onB},
 	} {
 		foreign[pattern] = append(foreign[pattern], in)
 	}
+	// B's price override named in A's tenant is A's to delete, and A has none.
+	foreign["DELETE /api/v1/gateway/prices/{model...}"] = []input{{}, {query: onB}}
 	// A grant in A's own vault naming B's machine identity.
 	foreign["POST /api/v1/vault/grants"] = append(foreign["POST /api/v1/vault/grants"], input{body: map[string]any{
 		"subject_type": "machine", "subject": b["machines"], "environment": "prod", "path_prefix": "/", "permission": "write"}})

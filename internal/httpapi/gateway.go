@@ -1,9 +1,13 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"io"
+	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -12,9 +16,9 @@ import (
 	"github.com/nodus-os/nodus/internal/nodus"
 )
 
-// This file holds the gateway's management routes: deployments and
-// budgets (admins), virtual keys (each user their own, admins all of the
-// tenant's), and the spend log. The model API itself (/v1/…) is served by
+// This file holds the gateway's management routes: deployments, budgets,
+// router settings, prices and the model-list import (admins), virtual keys
+// (each user their own, admins all of the tenant's), and the spend log. The model API itself (/v1/…) is served by
 // the gateway with its own keys. A super_admin names the tenant with
 // ?tenant_id=.
 
@@ -405,4 +409,136 @@ func csvSafe(v string) string {
 		return "'" + v
 	}
 	return v
+}
+
+// routerSettingsView is gateway.RouterSettingsInput, which a PUT takes
+// back, with when and by whom it was last changed.
+type routerSettingsView struct {
+	gateway.RouterSettingsInput
+	UpdatedAt *time.Time `json:"updated_at"`
+	UpdatedBy string     `json:"updated_by,omitempty"`
+}
+
+func viewRouterSettings(rs *gateway.RouterSettings) routerSettingsView {
+	v := routerSettingsView{RouterSettingsInput: rs.Input(), UpdatedBy: rs.UpdatedBy}
+	if !rs.UpdatedAt.IsZero() {
+		v.UpdatedAt = &rs.UpdatedAt
+	}
+	return v
+}
+
+func (s *Server) handleGetRouterSettings() http.Handler {
+	return s.gatewayAnswer(http.StatusOK, func(r *http.Request, m gateway.Manager) (any, error) {
+		rs, err := s.deps.GatewayAdmin.FindRouterSettings(r.Context(), m)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"router_settings": viewRouterSettings(&rs)}, nil
+	})
+}
+
+func (s *Server) handlePutRouterSettings() http.Handler {
+	return s.gatewayAnswer(http.StatusOK, func(r *http.Request, m gateway.Manager) (any, error) {
+		var in gateway.RouterSettingsInput
+		if err := decodeJSON(r, &in); err != nil {
+			return nil, err
+		}
+		rs, err := s.deps.GatewayAdmin.UpdateRouterSettings(r.Context(), m, in)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"router_settings": viewRouterSettings(rs)}, nil
+	})
+}
+
+// priceView is a price in micro-dollars per million tokens.
+type priceView struct {
+	Input       int64 `json:"input"`
+	CachedInput int64 `json:"cached_input"`
+	Output      int64 `json:"output"`
+}
+
+type priceEntryView struct {
+	Model string `json:"model"`
+	priceView
+	// Source is "builtin" (the catalogue's price) or "override" (the
+	// tenant's own; Builtin is then the catalogue's, if it has one).
+	Source    string     `json:"source"`
+	Builtin   *priceView `json:"builtin,omitempty"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+}
+
+func viewPrice(p gateway.Price) priceView {
+	return priceView{Input: p.Input, CachedInput: p.CachedInput, Output: p.Output}
+}
+
+func (s *Server) handleListPrices() http.Handler {
+	return s.gatewayAnswer(http.StatusOK, func(r *http.Request, m gateway.Manager) (any, error) {
+		ps, err := s.deps.GatewayAdmin.ListPrices(r.Context(), m)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]priceEntryView, len(ps))
+		for i, p := range ps {
+			out[i] = priceEntryView{Model: p.Model, priceView: viewPrice(p.Price), Source: "builtin"}
+			if p.Override {
+				out[i].Source, out[i].UpdatedAt = "override", &ps[i].UpdatedAt
+				if p.Builtin != nil {
+					b := viewPrice(*p.Builtin)
+					out[i].Builtin = &b
+				}
+			}
+		}
+		return map[string]any{"prices": out, "catalogue_date": gateway.CatalogueDate}, nil
+	})
+}
+
+func (s *Server) handlePutPrice() http.Handler {
+	return s.gatewayAnswer(http.StatusOK, func(r *http.Request, m gateway.Manager) (any, error) {
+		var in gateway.PriceInput
+		if err := decodeJSON(r, &in); err != nil {
+			return nil, err
+		}
+		o, err := s.deps.GatewayAdmin.PutPrice(r.Context(), m, r.PathValue("model"), in)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"price": priceEntryView{Model: o.Model, priceView: viewPrice(o.Price), Source: "override",
+			UpdatedAt: &o.UpdatedAt}}, nil
+	})
+}
+
+func (s *Server) handleDeletePrice() http.Handler {
+	return s.gatewayAnswer(http.StatusNoContent, func(r *http.Request, m gateway.Manager) (any, error) {
+		return nil, s.deps.GatewayAdmin.DeletePrice(r.Context(), m, r.PathValue("model"))
+	})
+}
+
+// handleImport imports a LiteLLM-style model list sent as YAML;
+// ?dry_run=true reports what would change, ?prune=true also deletes the
+// deployments the list does not have.
+func (s *Server) handleImport() http.Handler {
+	return s.gatewayAnswer(http.StatusOK, func(r *http.Request, m gateway.Manager) (any, error) {
+		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || !slices.Contains([]string{"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}, mt) {
+			return nil, nodus.Errorf(nodus.EINVALID, "Content-Type must be application/yaml")
+		}
+		var opts gateway.ImportOptions
+		for name, dst := range map[string]*bool{"dry_run": &opts.DryRun, "prune": &opts.Prune} {
+			if v := r.URL.Query().Get(name); v != "" {
+				if *dst, err = strconv.ParseBool(v); err != nil {
+					return nil, &nodus.Error{Code: nodus.EINVALID, Message: "invalid query", Fields: map[string]string{name: "true or false"}}
+				}
+			}
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, jsonError(err)
+		}
+		list, err := gateway.ParseModelList(bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		return s.deps.GatewayAdmin.ImportModelList(r.Context(), m, list, opts)
+	})
 }
