@@ -48,8 +48,12 @@ func (s *Service) transport(tenantID string) *guard {
 		TLSHandshakeTimeout:    s.opts.TLSHandshakeTimeout,
 		ResponseHeaderTimeout:  s.opts.ResponseHeaderTimeout,
 		ExpectContinueTimeout:  time.Second,
-		MaxIdleConns:           100,
-		MaxIdleConnsPerHost:    10,
+		// An LLM provider is called by many requests at once: keep as
+		// many connections to it as are busy, or each call past the
+		// tenth opens a new one (and leaves a socket in TIME_WAIT). Idle
+		// ones close after IdleConnTimeout.
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    256,
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
 		ForceAttemptHTTP2:      true,
