@@ -3,6 +3,7 @@
 //	go run ./bench [-runs 5] [-idle 3s]        start-up time and idle memory
 //	go run ./bench -me [-duration 10s] [-concurrency 32]
 //	                                           authenticated GET /api/v1/me throughput
+//	go run ./bench gateway [-quick] [-json]    latency the LLM gateway adds (gateway.go)
 //
 // It builds the nodus binary, then starts it repeatedly on SQLite: first on
 // an empty data directory (every migration applied), then on the existing
@@ -13,12 +14,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -36,6 +39,19 @@ const (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "gateway" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := runGateway(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		if ctx.Err() != nil {
+			err = errors.New("interrupted; nodus stopped and its data directory removed")
+		}
+		stop()
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bench gateway:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	runs := flag.Int("runs", 5, "starts per scenario")
 	idle := flag.Duration("idle", 3*time.Second, "idle time before reading RSS")
 	me := flag.Bool("me", false, "measure authenticated GET /api/v1/me instead of start-up")
