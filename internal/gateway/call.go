@@ -20,6 +20,8 @@ type Caller struct {
 	Key       *Key
 	RequestID string // "" to have one made
 	TraceID   string
+
+	received time.Time // when an HTTP request reached the gateway; zero in process
 }
 
 // CallInfo describes a finished call, for the caller's own records (the
@@ -35,7 +37,11 @@ type CallInfo struct {
 	CostMicros     int64
 	TTFT           time.Duration
 	Duration       time.Duration
-	Status         string
+	// UpstreamTime is the time spent routing to and waiting on providers:
+	// the calls, their retries and backoff. Duration less this is the
+	// gateway's own part.
+	UpstreamTime time.Duration
+	Status       string
 }
 
 // admission is what a call holds between admit and finish: its limits and
@@ -49,6 +55,7 @@ type admission struct {
 	release  func(actualTokens int64)
 	hold     *Hold
 	log      SpendLog
+	upstream time.Duration // in the router and the providers
 }
 
 // promptSize is a call's prompt tokens as admission sees them: an upper
@@ -206,7 +213,7 @@ func (s *Service) finish(ctx context.Context, a *admission, d *Deployment, usage
 	s.m.observe(l, now.Sub(a.start))
 	info := &CallInfo{RequestID: l.RequestID, Model: l.Model, DeploymentID: l.DeploymentID, Provider: l.Provider,
 		UpstreamModel: l.UpstreamModel, UsageEstimated: estimated, CostMicros: l.CostMicros, TTFT: ttft,
-		Duration: now.Sub(a.start), Status: l.Status}
+		Duration: now.Sub(a.start), UpstreamTime: a.upstream, Status: l.Status}
 	if usage != nil {
 		info.Usage = *usage
 	}
@@ -263,6 +270,7 @@ func (s *Service) Chat(ctx context.Context, c Caller, req *ChatRequest) (*ChatRe
 		return nil, nil, err
 	}
 	var resp *ChatResponse
+	routed := time.Now()
 	d, err := s.router.Route(ctx, a.cfg.settings, req.Model, a.cfg.group, func(ctx context.Context, d *Deployment) (bool, error) {
 		up, err := s.upstream(ctx, c.TenantID, d)
 		if err != nil {
@@ -275,6 +283,7 @@ func (s *Service) Chat(ctx context.Context, c Caller, req *ChatRequest) (*ChatRe
 		resp = r
 		return false, nil
 	})
+	a.upstream = time.Since(routed)
 	if err != nil {
 		info := s.finish(ctx, a, d, nil, false, 0, err)
 		return nil, info, err
@@ -307,6 +316,7 @@ func (s *Service) ChatStream(ctx context.Context, c Caller, req *ChatRequest, em
 		ttft      time.Duration
 		committed bool
 	)
+	routed := time.Now()
 	d, err := s.router.Route(ctx, a.cfg.settings, req.Model, a.cfg.group, func(ctx context.Context, d *Deployment) (bool, error) {
 		up, err := s.upstream(ctx, c.TenantID, d)
 		if err != nil {
@@ -337,6 +347,7 @@ func (s *Service) ChatStream(ctx context.Context, c Caller, req *ChatRequest, em
 		})
 		return committed, err
 	})
+	a.upstream = time.Since(routed)
 	estimated := false
 	if usage == nil && (committed || err == nil) {
 		usage, estimated = estimateUsage(req, string(text)), true
@@ -416,6 +427,7 @@ func (s *Service) Embed(ctx context.Context, c Caller, req *EmbeddingRequest) (*
 		return nil, nil, err
 	}
 	var resp *EmbeddingResponse
+	routed := time.Now()
 	d, err := s.router.Route(ctx, a.cfg.settings, req.Model, a.cfg.group, func(ctx context.Context, d *Deployment) (bool, error) {
 		up, err := s.upstream(ctx, c.TenantID, d)
 		if err != nil {
@@ -425,6 +437,7 @@ func (s *Service) Embed(ctx context.Context, c Caller, req *EmbeddingRequest) (*
 		resp = r
 		return false, err
 	})
+	a.upstream = time.Since(routed)
 	if err != nil {
 		return nil, s.finish(ctx, a, d, nil, false, 0, err), err
 	}
@@ -443,6 +456,7 @@ func (s *Service) Transcribe(ctx context.Context, c Caller, req *TranscriptionRe
 	}
 	var resp *TranscriptionResponse
 	tried := false
+	routed := time.Now()
 	d, err := s.router.Route(ctx, a.cfg.settings, req.Model, a.cfg.group, func(ctx context.Context, d *Deployment) (bool, error) {
 		if tried {
 			// The upload is a stream read once: it cannot be sent twice.
@@ -457,6 +471,7 @@ func (s *Service) Transcribe(ctx context.Context, c Caller, req *TranscriptionRe
 		resp = r
 		return true, err
 	})
+	a.upstream = time.Since(routed)
 	if err != nil {
 		return nil, s.finish(ctx, a, d, nil, false, 0, err), err
 	}

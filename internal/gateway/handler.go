@@ -37,25 +37,28 @@ type keyedHandler func(w http.ResponseWriter, r *http.Request, c Caller)
 // keyed authenticates the virtual key and answers errors in OpenAI's shape.
 func (s *Service) keyed(h keyedHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		received := time.Now()
 		k, err := s.Authenticate(r.Context(), bearer(r))
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		h(w, r, Caller{TenantID: k.TenantID, UserID: k.UserID, Key: k, RequestID: r.Header.Get("X-Request-Id"),
-			TraceID: traceID(r)})
+			TraceID: traceID(r), received: received})
 	})
 }
 
 // keyedAnthropic is keyed with errors in Anthropic's shape.
 func (s *Service) keyedAnthropic(h keyedHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		received := time.Now()
 		k, err := s.Authenticate(r.Context(), bearer(r))
 		if err != nil {
 			writeAnthropicError(w, err)
 			return
 		}
-		h(w, r, Caller{TenantID: k.TenantID, UserID: k.UserID, Key: k, TraceID: traceID(r)})
+		h(w, r, Caller{TenantID: k.TenantID, UserID: k.UserID, Key: k, RequestID: r.Header.Get("X-Request-Id"),
+			TraceID: traceID(r), received: received})
 	})
 }
 
@@ -135,16 +138,17 @@ func (s *Service) handleChat(w http.ResponseWriter, r *http.Request, c Caller) {
 		return
 	}
 	if !req.Stream {
-		resp, _, err := s.Chat(r.Context(), c, &req)
+		resp, info, err := s.Chat(r.Context(), c, &req)
 		if err != nil {
 			writeError(w, err)
-			return
+		} else {
+			writeJSON(w, resp)
 		}
-		writeJSON(w, resp)
+		s.observeOverhead("chat", c, info)
 		return
 	}
 	sse := NewSSEWriter(w, StreamWriteTimeout)
-	_, err := s.ChatStream(withStreamBatch(r.Context(), sse), c, &req, func(ch *ChatChunk) error {
+	info, err := s.ChatStream(withStreamBatch(r.Context(), sse), c, &req, func(ch *ChatChunk) error {
 		if ch.raw != nil {
 			return sse.WriteData(ch.raw)
 		}
@@ -162,6 +166,7 @@ func (s *Service) handleChat(w http.ResponseWriter, r *http.Request, c Caller) {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: stream ended by an error", slog.String("model", req.Model),
 			slog.String("class", errorClass(err)))
 	}
+	s.observeOverhead("chat_stream", c, info)
 }
 
 func (s *Service) handleEmbeddings(w http.ResponseWriter, r *http.Request, c Caller) {
@@ -170,12 +175,13 @@ func (s *Service) handleEmbeddings(w http.ResponseWriter, r *http.Request, c Cal
 		writeError(w, err)
 		return
 	}
-	resp, _, err := s.Embed(r.Context(), c, &req)
+	resp, info, err := s.Embed(r.Context(), c, &req)
 	if err != nil {
 		writeError(w, err)
-		return
+	} else {
+		writeJSON(w, resp)
 	}
-	writeJSON(w, resp)
+	s.observeOverhead("embeddings", c, info)
 }
 
 // modelObject is one entry of GET /v1/models.
@@ -300,7 +306,8 @@ func (s *Service) handleTranscription(w http.ResponseWriter, r *http.Request, c 
 		writeError(w, &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: "file", Message: "file is required"})
 		return
 	}
-	resp, _, err := s.Transcribe(r.Context(), c, &req)
+	resp, info, err := s.Transcribe(r.Context(), c, &req)
+	defer s.observeOverhead("transcriptions", c, info)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -325,17 +332,19 @@ func (s *Service) handleMessages(w http.ResponseWriter, r *http.Request, c Calle
 		return
 	}
 	if !req.Stream {
-		resp, _, err := s.Chat(r.Context(), c, req)
+		resp, info, err := s.Chat(r.Context(), c, req)
 		if err != nil {
 			writeAnthropicError(w, err)
-			return
+		} else {
+			writeJSON(w, ChatToMessages(resp, in.Model))
 		}
-		writeJSON(w, ChatToMessages(resp, in.Model))
+		s.observeOverhead("messages", c, info)
 		return
 	}
 	sse := NewSSEWriter(w, StreamWriteTimeout)
 	ms := NewMessagesStream(in.Model, func(event string, data any) error { return sse.Event(event, data) })
 	info, err := s.ChatStream(withStreamBatch(r.Context(), sse), c, req, ms.Chunk)
+	defer s.observeOverhead("messages_stream", c, info)
 	if err != nil && !sse.Started() {
 		writeAnthropicError(w, err)
 		return

@@ -13,7 +13,8 @@ type gatewayMetrics struct {
 	spend    *metrics.CounterVec   // micro-dollars by model
 	duration *metrics.HistogramVec // whole call, by model
 	ttft     *metrics.HistogramVec
-	flushed  *metrics.CounterVec // spend-log rows written, by result
+	overhead *metrics.HistogramVec // the gateway's own time per HTTP call, by endpoint
+	flushed  *metrics.CounterVec   // spend-log rows written, by result
 	dropped  *metrics.Counter
 }
 
@@ -26,6 +27,9 @@ func newGatewayMetrics(reg *metrics.Registry, s *Service) *gatewayMetrics {
 			metrics.DefBuckets, "model"),
 		ttft: reg.Histogram("nodus_gateway_time_to_first_token_seconds", "Time to the first streamed content, by public model.",
 			metrics.DefBuckets, "model"),
+		overhead: reg.Histogram("nodus_gateway_overhead_seconds",
+			"The gateway's own time in an HTTP call: from the request's arrival to its answer, less the time spent routing to and waiting on providers, by endpoint.",
+			overheadBuckets, "endpoint"),
 		flushed: reg.Counter("nodus_gateway_spend_rows_total", "Spend-log rows the writer tried to store, by result.", "result"),
 		dropped: reg.Counter("nodus_gateway_spend_rows_dropped_total", "Spend-log rows lost (buffer full past the deadline, or refused).").With(),
 	}
@@ -42,6 +46,20 @@ func newGatewayMetrics(reg *metrics.Registry, s *Service) *gatewayMetrics {
 		return []metrics.Sample{{Value: float64(s.spend.Buffered())}}
 	})
 	return m
+}
+
+// overheadBuckets resolve the tens of microseconds the gateway adds.
+var overheadBuckets = []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3}
+
+// observeOverhead records the gateway's own part of an HTTP call that
+// reached a provider (info is nil when it was refused before).
+func (s *Service) observeOverhead(endpoint string, c Caller, info *CallInfo) {
+	if info == nil || c.received.IsZero() {
+		return
+	}
+	if own := time.Since(c.received) - info.UpstreamTime; own >= 0 {
+		s.m.overhead.With(endpoint).Observe(own.Seconds())
+	}
 }
 
 // hookSpend counts the spend writer's flushes and drops.

@@ -20,6 +20,7 @@ import (
 	"github.com/nodus-os/nodus/internal/egress"
 	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/gateway/gatewaytest"
+	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/store"
 	"github.com/nodus-os/nodus/internal/store/storetest"
@@ -84,6 +85,7 @@ type world struct {
 	keyID   string
 	tctx    context.Context
 	secrets *handleSecrets
+	reg     *metrics.Registry
 }
 
 func newWorld(t testing.TB, db *store.DB) *world {
@@ -96,7 +98,7 @@ func newWorld(t testing.TB, db *store.DB) *world {
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
-	w := &world{db: db, tenant: nodus.NewID(), user: nodus.NewID(), secrets: &handleSecrets{}}
+	w := &world{db: db, tenant: nodus.NewID(), user: nodus.NewID(), secrets: &handleSecrets{}, reg: metrics.NewRegistry()}
 	w.tctx = nodus.WithTenant(ctx, w.tenant)
 	w.fake = gatewaytest.NewUpstream(gatewaytest.Script{APIKey: upstreamKey})
 	t.Cleanup(w.fake.Close)
@@ -106,7 +108,7 @@ func newWorld(t testing.TB, db *store.DB) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.svc, err = gateway.NewService(gateway.Config{Store: db, Secrets: w.secrets, Egress: eg,
+	w.svc, err = gateway.NewService(gateway.Config{Store: db, Secrets: w.secrets, Egress: eg, Metrics: w.reg,
 		Spend: gateway.SpendWriterOptions{FlushEvery: 10 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
