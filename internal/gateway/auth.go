@@ -50,6 +50,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (*Key, error)
 	case !sameHash(k.Hash, hash) && (k.PreviousValidUntil == nil || !now.Before(*k.PreviousValidUntil) || !sameHash(k.PreviousHash, hash)):
 		return nil, errBadKey
 	}
+	s.noteKeyUse(k.ID, now)
 	return &k, nil
 }
 

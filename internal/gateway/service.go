@@ -84,6 +84,8 @@ type Service struct {
 	tenants  map[string]*tenantEntry
 	keys     map[string]*keyEntry // by string(hash)
 	budgetID map[budgetRef]string // which budget applies to a scope and subject
+	keyUse   map[string]time.Time // when each key's use was last noted, for last_used_at
+	keyUsed  []string             // keys used since their last_used_at was last written
 	closed   bool
 }
 
@@ -138,6 +140,7 @@ func NewService(cfg Config) (*Service, error) {
 		tenants:   map[string]*tenantEntry{},
 		keys:      map[string]*keyEntry{},
 		budgetID:  map[budgetRef]string{},
+		keyUse:    map[string]time.Time{},
 	}
 	s.providers = defaultProviders()
 	for kind, p := range cfg.Providers {
@@ -197,7 +200,43 @@ func (s *Service) sweep(ctx context.Context) {
 				delete(s.keys, h)
 			}
 		}
+		for id, at := range s.keyUse {
+			if now.Sub(at) >= keyTouchEvery {
+				delete(s.keyUse, id)
+			}
+		}
 		s.mu.Unlock()
+		s.writeKeyUse(ctx)
+	}
+}
+
+// keyTouchEvery is how stale a key's last_used_at may be: a key's use is
+// written at most once per interval, in one batch for every key.
+const keyTouchEvery = time.Minute
+
+// noteKeyUse marks a key used now, unless it was noted less than
+// keyTouchEvery ago.
+func (s *Service) noteKeyUse(id string, now time.Time) {
+	s.mu.Lock()
+	if last, ok := s.keyUse[id]; !ok || now.Sub(last) >= keyTouchEvery {
+		s.keyUse[id] = now
+		s.keyUsed = append(s.keyUsed, id)
+	}
+	s.mu.Unlock()
+}
+
+// writeKeyUse stores last_used_at for the keys noted since the last
+// write. It is advisory: a failure is logged, not retried.
+func (s *Service) writeKeyUse(ctx context.Context) {
+	s.mu.Lock()
+	ids := s.keyUsed
+	s.keyUsed = nil
+	s.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if err := s.store.TouchKeys(context.WithoutCancel(ctx), s.now(), ids); err != nil {
+		s.log.Warn("gateway: record key use", "keys", len(ids), "err", err)
 	}
 }
 
@@ -207,8 +246,12 @@ func (s *Service) Close(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	s.writeKeyUse(ctx)
 	return s.spend.Close(ctx)
 }
+
+// FlushKeyUse writes the keys' last use noted so far (tests, shutdown).
+func (s *Service) FlushKeyUse(ctx context.Context) { s.writeKeyUse(ctx) }
 
 // FlushSpend writes every spend-log row recorded so far (tests, shutdown).
 func (s *Service) FlushSpend(ctx context.Context) error { return s.spend.Flush(ctx) }
