@@ -44,6 +44,10 @@ type Config struct {
 	JobWorkers      int
 	JobPollInterval time.Duration
 
+	// SpendRetentionDays is how long the gateway keeps per-request spend
+	// rows; 0 keeps them. Daily rollups are kept either way.
+	SpendRetentionDays int
+
 	AdminEmail    string
 	AdminPassword string
 
@@ -133,6 +137,7 @@ func settings() []setting {
 		{"shutdown-timeout", "NODUS_SHUTDOWN_TIMEOUT", "30s", "time in-flight requests and jobs get to finish at shutdown", durationSetting(func(c *Config, d time.Duration) { c.ShutdownTimeout = d })},
 
 		{"job-workers", "NODUS_JOB_WORKERS", "10", "background jobs run at once", intSetting(1, 10000, func(c *Config, n int) { c.JobWorkers = n })},
+		{"gateway-spend-retention-days", "NODUS_GATEWAY_SPEND_RETENTION_DAYS", "0", "days the gateway keeps per-request spend rows (0: forever; daily totals are always kept)", intSetting(0, 100000, func(c *Config, n int) { c.SpendRetentionDays = n })},
 		{"job-poll-interval", "NODUS_JOB_POLL_INTERVAL", "1s", "how often an idle SQLite job queue looks for work", durationSetting(func(c *Config, d time.Duration) { c.JobPollInterval = d })},
 
 		{"admin-email", "NODUS_ADMIN_EMAIL", "admin@localhost", "email of the first super_admin, created when there are no users", func(c *Config, v string) error { c.AdminEmail = v; return nil }},
@@ -317,6 +322,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("idle_timeout", c.IdleTimeout),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Int("job_workers", c.JobWorkers),
+		slog.Int("gateway_spend_retention_days", c.SpendRetentionDays),
 		slog.Duration("job_poll_interval", c.JobPollInterval),
 		slog.String("admin_email", c.AdminEmail),
 		slog.Bool("admin_password_set", c.AdminPassword != ""),

@@ -33,6 +33,10 @@ import (
 // WAL files truncated.
 const maintenanceInterval = 6 * time.Hour
 
+// spendRetentionInterval is how often spend rows past their retention
+// (NODUS_GATEWAY_SPEND_RETENTION_DAYS) are deleted.
+const spendRetentionInterval = time.Hour
+
 // Sign-in throttling: failures allowed per (login, address) and per login
 // in each window before further attempts wait for the window to end.
 const (
@@ -155,12 +159,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	workers := river.NewWorkers()
-	periodic := jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval)
+	periodic := []*river.PeriodicJob{jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval)}
+	if cfg.SpendRetentionDays > 0 && gatewayAdmin != nil {
+		periodic = append(periodic, jobs.AddSpendRetention(workers, gatewayService,
+			time.Duration(cfg.SpendRetentionDays)*24*time.Hour, spendRetentionInterval, nil))
+	}
 	queue, err := jobs.New(dbs.DB(store.SetMain), workers, jobs.Config{
 		Workers:      cfg.JobWorkers,
 		PollInterval: cfg.JobPollInterval,
 		StopTimeout:  cfg.ShutdownTimeout,
-		PeriodicJobs: []*river.PeriodicJob{periodic},
+		PeriodicJobs: periodic,
 	}, logger, reg)
 	if err != nil {
 		return err

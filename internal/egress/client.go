@@ -44,10 +44,10 @@ func (s *Service) transport(tenantID string) *guard {
 		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
 			return s.dialChecked(ctx, tenantID, network, address)
 		},
-		TLSClientConfig:        tlsConfig,
-		TLSHandshakeTimeout:    s.opts.TLSHandshakeTimeout,
-		ResponseHeaderTimeout:  s.opts.ResponseHeaderTimeout,
-		ExpectContinueTimeout:  time.Second,
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   s.opts.TLSHandshakeTimeout,
+		ResponseHeaderTimeout: s.opts.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
 		// An LLM provider is called by many requests at once: keep as
 		// many connections to it as are busy, or each call past the
 		// tenth opens a new one (and leaves a socket in TIME_WAIT). Idle

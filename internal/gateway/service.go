@@ -428,3 +428,28 @@ func (s *Service) PurgeTenant(ctx context.Context, tenantID string) error {
 	s.mu.Unlock()
 	return nil
 }
+
+// pruneChunk is how many spend rows one retention statement deletes, so a
+// large backlog never holds a long write lock.
+const pruneChunk = 5000
+
+// PruneSpend deletes every tenant's spend-log rows that started before
+// before, in chunks, and returns how many it deleted. The daily rollups
+// are kept: dashboards and budgets do not read the rows.
+func (s *Service) PruneSpend(ctx context.Context, before time.Time) (int, error) {
+	all := nodus.WithAllTenants(ctx)
+	total := 0
+	for {
+		n, err := s.store.DeleteSpendBefore(all, before, pruneChunk)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("gateway: prune spend: %w", err)
+		}
+		if n < pruneChunk {
+			return total, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+	}
+}
