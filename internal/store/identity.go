@@ -168,12 +168,19 @@ func (db *DB) CreateUser(ctx context.Context, u *identity.User) error {
 		if u.TenantID != "" {
 			var active bool
 			var maxUsers, users int
-			err := tx.QueryRow(ctx, `SELECT is_active, max_users, (SELECT count(*) FROM users WHERE tenant_id = ?)
-				FROM tenants WHERE id = ?`+tx.Dialect().ForUpdate(), u.TenantID, u.TenantID).Scan(&active, &maxUsers, &users)
+			// Lock the tenant first, then count in a statement of its own:
+			// on PostgreSQL (read committed) a count in the locking
+			// statement reads the snapshot taken before the lock was
+			// granted, and misses the users its holder just added.
+			err := tx.QueryRow(ctx, `SELECT is_active, max_users FROM tenants WHERE id = ?`+tx.Dialect().ForUpdate(),
+				u.TenantID).Scan(&active, &maxUsers)
 			if errors.Is(err, sql.ErrNoRows) {
 				return errTenantNotFound(u.TenantID)
 			}
 			if err != nil {
+				return err
+			}
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM users WHERE tenant_id = ?`, u.TenantID).Scan(&users); err != nil {
 				return err
 			}
 			if !active {
