@@ -163,8 +163,8 @@ func TestParseModelListErrors(t *testing.T) {
 			[]string{"model_list[1] (b)", "differs from the one in model_list[0] (a)"}},
 		{"routing strategy", "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\nrouter_settings: {routing_strategy: latency-based-routing}\n",
 			nodus.EINVALID, []string{"router_settings", "latency-based-routing"}},
-		{"no retries", "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\nrouter_settings: {num_retries: 0}\n",
-			nodus.EINVALID, []string{"router_settings", "num_retries: 0 (no retries) cannot be stored yet"}},
+		{"retries", "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\nrouter_settings: {num_retries: 11}\n",
+			nodus.EINVALID, []string{"router_settings", "num_retries"}},
 		{"fallback to itself", "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\nrouter_settings: {fallbacks: [{a: [b, a]}]}\n",
 			nodus.EINVALID, []string{"router_settings", "cannot fall back to itself"}},
 		{"fallback item with two models", "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\nrouter_settings: {fallbacks: [{a: [b], c: [d]}]}\n",
@@ -545,7 +545,6 @@ func TestRouterSettings(t *testing.T) {
 			"too many targets": {Fallbacks: map[string][]string{"a": {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"}}},
 			"strategy":         {Strategy: "usage-based-routing"},
 			"retries":          {NumRetries: &eleven},
-			"no retries":       {NumRetries: &zero},
 			"negative":         {AllowedFails: -1},
 			"cooldown":         {CooldownSeconds: 86401},
 			"window":           {FailWindowSeconds: 3601},
@@ -553,6 +552,15 @@ func TestRouterSettings(t *testing.T) {
 			if _, err := w.svc.UpdateRouterSettings(ctx, w.admin, bad); nodus.ErrorCode(err) != nodus.EINVALID {
 				t.Errorf("%s: %v, want invalid", name, err)
 			}
+		}
+		// 0 is no retries (LiteLLM's num_retries: 0), kept apart from
+		// null, the default.
+		if _, err := w.svc.UpdateRouterSettings(ctx, w.admin, gateway.RouterSettingsInput{NumRetries: &zero}); err != nil {
+			t.Fatal(err)
+		}
+		if rs, err = w.svc.FindRouterSettings(ctx, w.admin); err != nil || rs.NumRetries >= 0 ||
+			rs.Input().NumRetries == nil || *rs.Input().NumRetries != 0 {
+			t.Errorf("no retries stored as %+v (%v)", rs, err)
 		}
 		user := w.admin
 		user.Admin = false

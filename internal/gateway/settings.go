@@ -35,7 +35,7 @@ const (
 // rules back in this form, so an answer can be sent back unchanged.
 type RouterSettingsInput struct {
 	Strategy          string              `json:"strategy"`            // "weighted" (default) or "least-busy"
-	NumRetries        *int                `json:"num_retries"`         // retries within a group; null: the default (2)
+	NumRetries        *int                `json:"num_retries"`         // retries within a group, 0 for none; null: the default (2)
 	AllowedFails      int                 `json:"allowed_fails"`       // failures in the window that cool a deployment down; 0: the default (3)
 	FailWindowSeconds int                 `json:"fail_window_seconds"` // 0: the default (60)
 	CooldownSeconds   int                 `json:"cooldown_seconds"`    // 0: the default (30)
@@ -47,11 +47,7 @@ func (in RouterSettingsInput) validate() error {
 	case in.Strategy != "" && in.Strategy != StrategyWeighted && in.Strategy != StrategyLeastBusy:
 		return invalid("strategy", "weighted or least-busy")
 	case in.NumRetries != nil && (*in.NumRetries < 0 || *in.NumRetries > maxNumRetries):
-		return invalid("num_retries", "between 1 and 10, or null for the default")
-	case in.NumRetries != nil && *in.NumRetries == 0:
-		// The router takes a negative count for none, but the table's
-		// CHECK (num_retries >= 0) cannot hold it yet.
-		return invalid("num_retries", "0 (no retries) cannot be stored yet: give 1 to 10, or null for the default")
+		return invalid("num_retries", "between 0 (no retries) and 10, or null for the default")
 	case in.AllowedFails < 0 || in.AllowedFails > maxAllowedFails:
 		return invalid("allowed_fails", "between 0 (the default) and 1000")
 	case in.FailWindowSeconds < 0 || in.FailWindowSeconds > maxFailWindowSecs:
