@@ -171,7 +171,7 @@ func anthropicTransportError(parent, call context.Context, status int, err error
 		class = ErrClassTimeout
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		class = ErrClassTimeout
-	case errors.Is(err, errAnthropicLineTooLong), nodus.ErrorCode(err) == nodus.ETOOLARGE:
+	case errors.Is(err, ErrSSETooLarge), nodus.ErrorCode(err) == nodus.ETOOLARGE:
 		class = ErrClassBadResponse
 	}
 	if errors.Is(context.Cause(call), errAnthropicTimeout) && !errors.Is(err, errAnthropicTimeout) {

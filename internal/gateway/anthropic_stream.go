@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,11 +40,22 @@ func (p *AnthropicProvider) ChatStream(ctx context.Context, up *Upstream, req *C
 	egress.LimitBody(resp, anthropicMaxStream)
 	defer resp.Body.Close()
 
-	events := newAnthropicSSE(resp.Body, anthropicMaxLine)
+	events := NewSSEReader(resp.Body, anthropicMaxLine)
+	if b := streamBatchFrom(ctx); b != nil {
+		// Flush what is held before waiting on the upstream; a slow client
+		// there is not the upstream stalling.
+		events.BeforeWait = func() {
+			stall.Stop()
+			b.flush()
+			stall.Reset(timeout)
+		}
+		b.held = true
+		defer func() { b.held = false }()
+	}
 	c := anthropicChunker{created: p.now().Unix(), tools: map[int]int{}}
 	for {
 		stall.Reset(timeout)
-		name, data, err := events.next()
+		ev, err := events.Next()
 		stall.Stop()
 		if errors.Is(err, io.EOF) && callCtx.Err() == nil {
 			return &UpstreamError{Status: resp.StatusCode, Class: ErrClassConnection,
@@ -55,7 +64,7 @@ func (p *AnthropicProvider) ChatStream(ctx context.Context, up *Upstream, req *C
 		if err != nil {
 			return anthropicTransportError(ctx, callCtx, resp.StatusCode, err)
 		}
-		done, err := c.handle(name, data, emit)
+		done, err := c.handle(ev.Name, ev.Data, emit)
 		if err != nil || done {
 			return err
 		}
@@ -204,81 +213,4 @@ func (c *anthropicChunker) chunk(delta Delta) *ChatChunk {
 		Model:   c.model,
 		Choices: []ChunkChoice{{Index: 0, Delta: delta}},
 	}
-}
-
-// errAnthropicLineTooLong is a stream line, or an event's data, over the
-// reader's limit.
-var errAnthropicLineTooLong = errors.New("anthropic: stream line longer than the limit")
-
-// anthropicSSE reads server-sent events, each line and each event's data
-// bounded by max bytes so an upstream cannot make it buffer without end.
-type anthropicSSE struct {
-	r    *bufio.Reader
-	max  int
-	line []byte
-}
-
-func newAnthropicSSE(r io.Reader, max int) *anthropicSSE {
-	return &anthropicSSE{r: bufio.NewReaderSize(r, 32<<10), max: max}
-}
-
-// next returns the next event's name and data. An event cut off by the
-// end of the stream is discarded, as the SSE specification says, and
-// io.EOF returned.
-func (s *anthropicSSE) next() (name string, data []byte, err error) {
-	hasData := false
-	for {
-		line, err := s.readLine()
-		if err != nil {
-			return "", nil, err
-		}
-		if len(line) == 0 {
-			if hasData {
-				return name, data, nil
-			}
-			name = "" // an event without data is not dispatched
-			continue
-		}
-		if line[0] == ':' {
-			continue // a comment, used as a keep-alive
-		}
-		field, value, _ := bytes.Cut(line, []byte(":"))
-		value = bytes.TrimPrefix(value, []byte(" "))
-		switch string(field) {
-		case "event":
-			name = string(value)
-		case "data":
-			if hasData {
-				data = append(data, '\n')
-			}
-			if len(data)+len(value) > s.max {
-				return "", nil, errAnthropicLineTooLong
-			}
-			data = append(data, value...)
-			hasData = true
-		}
-	}
-}
-
-// readLine returns the next line without its line ending; the slice is
-// valid until the next call. A last line without an ending is returned
-// before io.EOF.
-func (s *anthropicSSE) readLine() ([]byte, error) {
-	s.line = s.line[:0]
-	for {
-		part, err := s.r.ReadSlice('\n')
-		if len(s.line)+len(part) > s.max+2 { // +2 for "\r\n"
-			return nil, errAnthropicLineTooLong
-		}
-		s.line = append(s.line, part...)
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if err != nil && (!errors.Is(err, io.EOF) || len(s.line) == 0) {
-			return nil, err
-		}
-		break
-	}
-	line := bytes.TrimSuffix(s.line, []byte("\n"))
-	return bytes.TrimSuffix(line, []byte("\r")), nil
 }

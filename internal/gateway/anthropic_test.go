@@ -593,6 +593,7 @@ func TestMessagesStreamInterleavedToolCalls(t *testing.T) {
 	}
 }
 
+// TestAnthropicSSE: Anthropic's named events through the shared reader.
 func TestAnthropicSSE(t *testing.T) {
 	type ev struct{ name, data string }
 	tests := []struct {
@@ -604,22 +605,22 @@ func TestAnthropicSSE(t *testing.T) {
 		{"events", "event: ping\ndata: {\"type\":\"ping\"}\n\n: keep-alive\n\nevent: a\r\ndata: x\r\ndata:y\r\n\r\nid: 3\nevent: lost\n\n", 100,
 			[]ev{{"ping", `{"type":"ping"}`}, {"a", "x\ny"}}, io.EOF},
 		{"cut off", "data: whole\n\ndata: half", 100, []ev{{"", "whole"}}, io.EOF},
-		{"long line", "data: " + strings.Repeat("x", 200) + "\n\n", 100, nil, errAnthropicLineTooLong},
-		{"long data", strings.Repeat("data: "+strings.Repeat("x", 40)+"\n", 4) + "\n", 100, nil, errAnthropicLineTooLong},
+		{"long line", "data: " + strings.Repeat("x", 200) + "\n\n", 100, nil, ErrSSETooLarge},
+		{"long data", strings.Repeat("data: "+strings.Repeat("x", 40)+"\n", 4) + "\n", 100, nil, ErrSSETooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newAnthropicSSE(strings.NewReader(tt.in), tt.max)
+			r := NewSSEReader(strings.NewReader(tt.in), tt.max)
 			var got []ev
 			for {
-				name, data, err := r.next()
+				e, err := r.Next()
 				if err != nil {
 					if !errors.Is(err, tt.wantErr) {
 						t.Errorf("error %v, want %v", err, tt.wantErr)
 					}
 					break
 				}
-				got = append(got, ev{name, string(data)})
+				got = append(got, ev{e.Name, string(e.Data)})
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("events %q, want %q", got, tt.want)

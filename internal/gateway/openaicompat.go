@@ -152,7 +152,13 @@ type openAIStream struct {
 func (s *openAIStream) run(emit func(*ChatChunk) error) error {
 	events := NewSSEReader(s.resp.Body, openAIMaxEvent)
 	if b := streamBatchFrom(s.parent); b != nil {
-		events.BeforeWait = b.flush
+		// Flush what is held before waiting on the upstream; a slow client
+		// there is not the upstream stalling.
+		events.BeforeWait = func() {
+			s.watchdog.Stop()
+			b.flush()
+			s.watchdog.Reset(s.timeout)
+		}
 		b.held = true
 		defer func() { b.held = false }()
 	}

@@ -2,11 +2,13 @@ package gateway_test
 
 import (
 	"bufio"
+	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/gateway/gatewaytest"
 	"github.com/nodus-os/nodus/internal/store/storetest"
 )
@@ -19,9 +21,20 @@ func TestStreamEventsAreNotHeldBack(t *testing.T) {
 	const interval = 150 * time.Millisecond
 	w := newWorld(t, storetest.OpenSQLite(t))
 	w.fake.SetScript(gatewaytest.Script{APIKey: upstreamKey, ChunkInterval: interval, Chunks: 4, Text: "one two three four"})
-	for _, path := range []string{"/v1/chat/completions", "/v1/messages"} {
-		t.Run(path, func(t *testing.T) {
-			body := `{"model":"gpt-4o","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"count"}]}`
+	// The same model served by Anthropic's API, whose stream the gateway
+	// translates event by event.
+	if _, err := w.svc.CreateDeployment(context.Background(), gateway.Manager{TenantID: w.tenant, Admin: true}, gateway.DeploymentInput{
+		ModelName: "claude", Provider: gateway.ProviderAnthropic, UpstreamModel: "claude-up", BaseURL: w.fake.URL,
+		APIKeyHandle: "handle-1", TimeoutSeconds: 5}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, model string }{
+		{"/v1/chat/completions", "gpt-4o"}, {"/v1/messages", "gpt-4o"},
+		{"/v1/chat/completions", "claude"}, {"/v1/messages", "claude"},
+	} {
+		t.Run(tc.path+"/"+tc.model, func(t *testing.T) {
+			path := tc.path
+			body := `{"model":"` + tc.model + `","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"count"}]}`
 			req, _ := http.NewRequest("POST", w.srv.URL+path, strings.NewReader(body))
 			req.Header.Set("Authorization", "Bearer "+w.key)
 			req.Header.Set("Content-Type", "application/json")
