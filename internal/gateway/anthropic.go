@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"sort"
 )
 
 // This file holds the wire types of Anthropic's Messages API
@@ -74,21 +72,12 @@ type messagesRequestFields MessagesRequest // the same fields without the method
 
 // UnmarshalJSON decodes the typed fields and keeps every other field in Extra.
 func (r *MessagesRequest) UnmarshalJSON(b []byte) error {
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(b, &all); err != nil {
-		return err
-	}
 	var f messagesRequestFields
-	if err := json.Unmarshal(b, &f); err != nil {
+	extra, err := splitExtra(b, &f, knownMessagesFields)
+	if err != nil {
 		return err
 	}
-	for _, k := range knownMessagesFields {
-		delete(all, k)
-	}
-	f.Extra = nil
-	if len(all) > 0 {
-		f.Extra = all
-	}
+	f.Extra = extra
 	*r = MessagesRequest(f)
 	return nil
 }
@@ -100,31 +89,7 @@ func (r MessagesRequest) MarshalJSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys := make([]string, 0, len(r.Extra))
-	for k := range r.Extra {
-		if !slices.Contains(knownMessagesFields, k) {
-			keys = append(keys, k)
-		}
-	}
-	if len(keys) == 0 {
-		return b, nil
-	}
-	sort.Strings(keys)
-	var buf bytes.Buffer
-	buf.Write(b[:len(b)-1]) // drop the closing brace; "model" is always present
-	for _, k := range keys {
-		v := r.Extra[k]
-		if !json.Valid(v) {
-			return nil, fmt.Errorf("gateway: extra field %q is not valid JSON", k)
-		}
-		name, _ := json.Marshal(k)
-		buf.WriteByte(',')
-		buf.Write(name)
-		buf.WriteByte(':')
-		buf.Write(v)
-	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	return joinExtra(b, r.Extra, knownMessagesFields)
 }
 
 // AnthropicMessage is one entry of a request's messages; Role is "user" or

@@ -400,8 +400,7 @@ func responseText(r *ChatResponse) string {
 // validateChat refuses what no upstream should see.
 func validateChat(req *ChatRequest) error {
 	if fields := req.UpstreamOverrides(); len(fields) > 0 {
-		return &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: fields[0], Code: "upstream_override_refused",
-			Message: fmt.Sprintf("%s cannot be set by a request: the upstream and its credentials come only from the gateway's configuration", fields[0])}
+		return upstreamOverrideError(fields[0])
 	}
 	if req.Model == "" {
 		return &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: "model", Message: "model is required"}
@@ -416,8 +415,18 @@ func validateChat(req *ChatRequest) error {
 	return nil
 }
 
+// upstreamOverrideError refuses a request field that tries to choose the
+// upstream (SECURITY.md check 22).
+func upstreamOverrideError(field string) error {
+	return &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: field, Code: "upstream_override_refused",
+		Message: fmt.Sprintf("%s cannot be set by a request: the upstream and its credentials come only from the gateway's configuration", field)}
+}
+
 // Embed makes an embeddings call for c.
 func (s *Service) Embed(ctx context.Context, c Caller, req *EmbeddingRequest) (*EmbeddingResponse, *CallInfo, error) {
+	if fields := req.UpstreamOverrides(); len(fields) > 0 {
+		return nil, nil, upstreamOverrideError(fields[0])
+	}
 	if len(req.Input) == 0 || string(req.Input) == "null" {
 		return nil, nil, &Error{Status: http.StatusBadRequest, Type: ErrorTypeInvalidRequest, Param: "input", Message: "input is required"}
 	}

@@ -3,6 +3,9 @@ package gateway
 import (
 	"encoding/json"
 	"io"
+	"sort"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // EmbeddingRequest is the body of POST /v1/embeddings. Input is kept raw:
@@ -16,6 +19,41 @@ type EmbeddingRequest struct {
 	User           string          `json:"user,omitempty"`
 
 	Extra map[string]json.RawMessage `json:"-"`
+}
+
+// knownEmbeddingFields are the JSON names of EmbeddingRequest's typed fields.
+var knownEmbeddingFields = []string{"model", "input", "encoding_format", "dimensions", "user"}
+
+type embeddingRequestFields EmbeddingRequest // the same fields without the methods
+
+// UnmarshalJSON decodes the typed fields and keeps every other field in Extra.
+func (r *EmbeddingRequest) UnmarshalJSON(b []byte) error {
+	var f embeddingRequestFields
+	extra, err := splitExtra(b, &f, knownEmbeddingFields)
+	if err != nil {
+		return err
+	}
+	f.Extra = extra
+	*r = EmbeddingRequest(f)
+	return nil
+}
+
+// MarshalJSON encodes the typed fields, then the Extra fields in key order.
+func (r EmbeddingRequest) MarshalJSON() ([]byte, error) {
+	b, err := jsonv1.Marshal(embeddingRequestFields(r))
+	if err != nil {
+		return nil, err
+	}
+	return joinExtra(b, r.Extra, knownEmbeddingFields)
+}
+
+// UpstreamOverrides returns the paths of the fields that try to choose the
+// upstream, as ChatRequest.UpstreamOverrides does.
+func (r *EmbeddingRequest) UpstreamOverrides() []string {
+	var found []string
+	upstreamOverrides("", r.Extra, &found)
+	sort.Strings(found)
+	return found
 }
 
 // EmbeddingResponse is the body of an embeddings answer. Each Embedding is

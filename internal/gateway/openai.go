@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
@@ -72,21 +71,12 @@ type chatRequestFields ChatRequest // the same fields without the methods
 
 // UnmarshalJSON decodes the typed fields and keeps every other field in Extra.
 func (r *ChatRequest) UnmarshalJSON(b []byte) error {
-	var all map[string]json.RawMessage
-	if err := jsonv1.Unmarshal(b, &all); err != nil {
-		return err
-	}
 	var f chatRequestFields
-	if err := jsonv1.Unmarshal(b, &f); err != nil {
+	extra, err := splitExtra(b, &f, knownRequestFields)
+	if err != nil {
 		return err
 	}
-	for _, k := range knownRequestFields {
-		delete(all, k)
-	}
-	f.Extra = nil
-	if len(all) > 0 {
-		f.Extra = all
-	}
+	f.Extra = extra
 	*r = ChatRequest(f)
 	return nil
 }
@@ -98,31 +88,7 @@ func (r ChatRequest) MarshalJSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(r.Extra) == 0 {
-		return b, nil
-	}
-	keys := make([]string, 0, len(r.Extra))
-	for k := range r.Extra {
-		if !slices.Contains(knownRequestFields, k) {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	var buf bytes.Buffer
-	buf.Write(b[:len(b)-1]) // drop the closing brace; "model" is always present
-	for _, k := range keys {
-		v := r.Extra[k]
-		if !json.Valid(v) {
-			return nil, fmt.Errorf("gateway: extra field %q is not valid JSON", k)
-		}
-		name, _ := jsonv1.Marshal(k)
-		buf.WriteByte(',')
-		buf.Write(name)
-		buf.WriteByte(':')
-		buf.Write(v)
-	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	return joinExtra(b, r.Extra, knownRequestFields)
 }
 
 // UpstreamOverrides returns the JSON paths of fields that try to choose the
@@ -133,12 +99,8 @@ func (r ChatRequest) MarshalJSON() ([]byte, error) {
 // dropped on decoding. Names match case-insensitively.
 func (r *ChatRequest) UpstreamOverrides() []string {
 	var found []string
-	for k, v := range r.Extra {
-		findUpstreamFields(k, v, &found)
-	}
-	for k, v := range r.Metadata {
-		findUpstreamFields("metadata."+k, v, &found)
-	}
+	upstreamOverrides("", r.Extra, &found)
+	upstreamOverrides("metadata.", r.Metadata, &found)
 	sort.Strings(found)
 	return found
 }
