@@ -24,6 +24,14 @@ import (
 // OpenAI form and are dropped. A request Anthropic itself would refuse
 // (no max_tokens, no messages, a bad role) is a 400 *Error.
 func MessagesToChat(req *MessagesRequest) (*ChatRequest, error) {
+	var overrides []string
+	upstreamOverrides("", req.Extra, &overrides)
+	if len(overrides) > 0 {
+		// Other fields the translation does not carry are dropped; these
+		// are refused, as on the other endpoints (SECURITY.md check 22).
+		slices.Sort(overrides)
+		return nil, upstreamOverrideError(overrides[0])
+	}
 	switch {
 	case req.Model == "":
 		return nil, anthropicBadRequest("model", "model: field required")
