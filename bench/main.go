@@ -5,6 +5,10 @@
 //	                                           authenticated GET /api/v1/me throughput
 //	go run ./bench gateway [-quick] [-json]    latency the LLM gateway adds (gateway.go)
 //
+// `bench bare-proxy` is not for people: `bench gateway` starts it, a
+// minimal reverse proxy in its own process, as the floor nodus is
+// compared with (gateway_bare.go).
+//
 // It builds the nodus binary, then starts it repeatedly on SQLite: first on
 // an empty data directory (every migration applied), then on the existing
 // one. For each start it records the time from exec to the first 200 from
@@ -39,6 +43,16 @@ const (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == bareProxyCommand {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := runBareProxy(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench bare-proxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "gateway" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		err := runGateway(ctx, os.Args[2:], os.Stdout, os.Stderr)
