@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strconv"
@@ -17,8 +18,10 @@ import (
 // Config is every setting Nodus reads. It is filled in one place, parseConfig,
 // from flags, then environment variables, then defaults, and validated there.
 type Config struct {
-	Addr    string
-	DataDir string
+	Addr string
+	// DebugAddr, when set, serves Go's pprof profiles there; loopback only.
+	DebugAddr string
+	DataDir   string
 
 	DatabaseURL        string
 	AuthDatabaseURL    string
@@ -68,6 +71,7 @@ type setting struct {
 func settings() []setting {
 	return []setting{
 		{"addr", "NODUS_ADDR", ":8080", "address to listen on", func(c *Config, v string) error { c.Addr = v; return nil }},
+		{"debug-addr", "NODUS_DEBUG_ADDR", "", "loopback address to serve Go's pprof profiles on (unauthenticated: loopback only); empty serves none", setDebugAddr},
 		{"data-dir", "NODUS_DATA_DIR", "./data", "directory for SQLite files and other local state", func(c *Config, v string) error { c.DataDir = v; return nil }},
 
 		{"database-url", "DATABASE_URL", "", "main database (postgres://… or sqlite:PATH); default SQLite under the data directory", func(c *Config, v string) error { c.DatabaseURL = v; return nil }},
@@ -154,6 +158,24 @@ func settings() []setting {
 			return nil
 		}},
 	}
+}
+
+// setDebugAddr accepts a loopback address only: the profiles answer
+// anyone who can connect.
+func setDebugAddr(c *Config, v string) error {
+	if v == "" {
+		c.DebugAddr = ""
+		return nil
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil || port == "" {
+		return fmt.Errorf("must be host:port, such as 127.0.0.1:6060")
+	}
+	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
+		return fmt.Errorf("must be a loopback address (127.0.0.1, [::1] or localhost): the profiles have no authentication")
+	}
+	c.DebugAddr = v
+	return nil
 }
 
 func intSetting(lo, hi int, set func(*Config, int)) func(*Config, string) error {

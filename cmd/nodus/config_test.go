@@ -148,6 +148,8 @@ func TestConfigInvalid(t *testing.T) {
 		{"auto migrate", nil, map[string]string{"NODUS_AUTO_MIGRATE": "maybe"}, []string{"NODUS_AUTO_MIGRATE"}},
 		{"max body zero", nil, map[string]string{"NODUS_MAX_BODY_BYTES": "0"}, []string{"NODUS_MAX_BODY_BYTES"}},
 		{"job workers", []string{"--job-workers", "0"}, nil, []string{"--job-workers"}},
+		{"debug address not loopback", nil, map[string]string{"NODUS_DEBUG_ADDR": "0.0.0.0:6060"}, []string{"NODUS_DEBUG_ADDR"}},
+		{"debug address without port", nil, map[string]string{"NODUS_DEBUG_ADDR": "localhost"}, []string{"NODUS_DEBUG_ADDR"}},
 		{"spend retention negative", nil, map[string]string{"NODUS_GATEWAY_SPEND_RETENTION_DAYS": "-1"}, []string{"NODUS_GATEWAY_SPEND_RETENTION_DAYS"}},
 		{"database URL scheme", nil, map[string]string{"DATABASE_URL": "mysql://x"}, []string{"DATABASE_URL"}},
 		{"database URL flag", []string{"--database-url", "mysql://x"}, nil, []string{"--database-url", "DATABASE_URL"}},

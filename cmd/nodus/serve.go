@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -201,6 +202,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(cfg.DebugAddr, logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopDebug()
+	}
 
 	// The queue's tables exist only once its migrations ran; without them
 	// Nodus still serves, and /ready says why it is not ready.
@@ -403,4 +412,23 @@ func bootstrap(ctx context.Context, ids *identity.Service, cfg Config, sets []st
 			strings.Repeat("=", 72), u.Username, u.Email, generated, strings.Repeat("=", 72))
 	}
 	return nil
+}
+
+// serveDebug serves Go's pprof profiles on addr (a loopback address, as
+// the configuration checks) until the returned stop is called.
+func serveDebug(addr string, logger *slog.Logger) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on the debug address %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	logger.Info("serving pprof profiles", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
