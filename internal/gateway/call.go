@@ -239,12 +239,12 @@ func errorClass(err error) string {
 }
 
 // upstream assembles what a provider needs to call d for a tenant.
-func (s *Service) upstream(ctx context.Context, tenantID string, d *Deployment) (*Upstream, error) {
+func (s *Service) upstream(ctx context.Context, cfg *tenantConfig, tenantID string, d *Deployment) (*Upstream, error) {
 	up := &Upstream{Deployment: d}
 	if d.Provider == ProviderExtractive {
 		return up, nil
 	}
-	up.Client = s.egress.Client(tenantID)
+	up.Client = cfg.client
 	if d.APIKeyHandle != "" {
 		if s.secrets == nil {
 			return nil, &Error{Status: http.StatusServiceUnavailable, Type: ErrorTypeServer, Message: "the vault is not available"}
@@ -272,7 +272,7 @@ func (s *Service) Chat(ctx context.Context, c Caller, req *ChatRequest) (*ChatRe
 	var resp *ChatResponse
 	routed := time.Now()
 	d, err := s.router.Route(ctx, a.cfg.settings, req.Model, a.cfg.group, func(ctx context.Context, d *Deployment) (bool, error) {
-		up, err := s.upstream(ctx, c.TenantID, d)
+		up, err := s.upstream(ctx, a.cfg, c.TenantID, d)
 		if err != nil {
 			return false, err
 		}
@@ -318,7 +318,7 @@ func (s *Service) ChatStream(ctx context.Context, c Caller, req *ChatRequest, em
 	)
 	routed := time.Now()
 	d, err := s.router.Route(ctx, a.cfg.settings, req.Model, a.cfg.group, func(ctx context.Context, d *Deployment) (bool, error) {
-		up, err := s.upstream(ctx, c.TenantID, d)
+		up, err := s.upstream(ctx, a.cfg, c.TenantID, d)
 		if err != nil {
 			return false, err
 		}
@@ -438,7 +438,7 @@ func (s *Service) Embed(ctx context.Context, c Caller, req *EmbeddingRequest) (*
 	var resp *EmbeddingResponse
 	routed := time.Now()
 	d, err := s.router.Route(ctx, a.cfg.settings, req.Model, a.cfg.group, func(ctx context.Context, d *Deployment) (bool, error) {
-		up, err := s.upstream(ctx, c.TenantID, d)
+		up, err := s.upstream(ctx, a.cfg, c.TenantID, d)
 		if err != nil {
 			return false, err
 		}
@@ -472,7 +472,7 @@ func (s *Service) Transcribe(ctx context.Context, c Caller, req *TranscriptionRe
 			return true, &UpstreamError{Class: ErrClassBadRequest, Cause: errors.New("transcription not retried")}
 		}
 		tried = true
-		up, err := s.upstream(ctx, c.TenantID, d)
+		up, err := s.upstream(ctx, a.cfg, c.TenantID, d)
 		if err != nil {
 			return false, err
 		}

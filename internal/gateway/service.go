@@ -111,6 +111,7 @@ type tenantConfig struct {
 	byID     map[string]*Deployment
 	settings RouterSettings
 	prices   map[string]Price
+	client   *http.Client // the tenant's egress client, made once per load
 }
 
 // NewService builds the gateway. Start its background work with Start.
@@ -310,7 +311,13 @@ func (s *Service) loadConfig(ctx context.Context, tenantID string) (*tenantConfi
 		return nil, fmt.Errorf("gateway: load prices: %w", err)
 	}
 	cfg := &tenantConfig{groups: map[string][]Deployment{}, byID: map[string]*Deployment{}, settings: settings,
-		prices: make(map[string]Price, len(overrides))}
+		prices: make(map[string]Price, len(overrides)), client: s.egress.Client(tenantID)}
+	// The gateway bounds its calls itself: the deployment's timeout for an
+	// answer and for every gap in a stream, the route's and the caller's
+	// deadlines for the whole. The client's own whole-request timeout
+	// would cut a long stream that is still flowing, and costs a timer and
+	// a goroutine per call.
+	cfg.client.Timeout = 0
 	for _, d := range deps {
 		cfg.groups[d.ModelName] = append(cfg.groups[d.ModelName], d)
 	}

@@ -379,9 +379,16 @@ func TestGatewayBudgetHoldsUnderConcurrency(t *testing.T) {
 // a restart, served on its own listener.
 func (w *world) restart(t *testing.T) *world {
 	t.Helper()
+	return w.restartWith(t, egress.Options{})
+}
+
+// restartWith is restart with an egress service of the given options.
+func (w *world) restartWith(t *testing.T, opts egress.Options) *world {
+	t.Helper()
 	u, _ := url.Parse(w.fake.URL)
 	port, _ := strconv.Atoi(u.Port())
-	eg, err := egress.NewService(loopbackEgress{port: port}, egress.Options{Audit: discardAudit{}})
+	opts.Audit = discardAudit{}
+	eg, err := egress.NewService(loopbackEgress{port: port}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

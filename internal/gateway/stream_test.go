@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodus-os/nodus/internal/egress"
 	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/gateway/gatewaytest"
 	"github.com/nodus-os/nodus/internal/store/storetest"
@@ -66,5 +67,18 @@ func TestStreamEventsAreNotHeldBack(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLongStreamOutlivesTheEgressTimeout: the egress client's whole-request
+// timeout does not cut a stream that is still flowing; the gateway bounds
+// its calls by the deployment's timeout on every gap instead.
+func TestLongStreamOutlivesTheEgressTimeout(t *testing.T) {
+	w := newWorld(t, storetest.OpenSQLite(t))
+	w.fake.SetScript(gatewaytest.Script{APIKey: upstreamKey, ChunkInterval: 100 * time.Millisecond, Chunks: 6})
+	w2 := w.restartWith(t, egress.Options{Timeout: 250 * time.Millisecond})
+	status, body := w2.post(t, "/v1/chat/completions", `{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if status != http.StatusOK || !strings.HasSuffix(strings.TrimSpace(body), "data: [DONE]") || strings.Contains(body, `"error"`) {
+		t.Fatalf("a 600 ms stream under a 250 ms egress timeout: %d\n%s", status, body)
 	}
 }
