@@ -59,11 +59,13 @@ func buildNodusIn(dir string, stderr io.Writer) (string, error) {
 
 // childEnv is the bench's environment without any setting that would point
 // the child at another database or change how it runs, plus vars.
+// NODUS_DEBUG_ADDR passes, so the child can be profiled while it is measured
+// (go tool pprof http://$NODUS_DEBUG_ADDR/debug/pprof/profile).
 func childEnv(vars map[string]string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "NODUS_") || strings.HasSuffix(k, "DATABASE_URL") {
+		if k != "NODUS_DEBUG_ADDR" && strings.HasPrefix(k, "NODUS_") || strings.HasSuffix(k, "DATABASE_URL") {
 			continue
 		}
 		env = append(env, kv)
