@@ -34,6 +34,10 @@ import (
 // WAL files truncated.
 const maintenanceInterval = 6 * time.Hour
 
+// serveGCPercent is the garbage collector's target for serve when GOGC is
+// not set.
+const serveGCPercent = 200
+
 // spendRetentionInterval is how often spend rows past their retention
 // (NODUS_GATEWAY_SPEND_RETENTION_DAYS) are deleted.
 const spendRetentionInterval = time.Hour
@@ -61,6 +65,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	logger := newLogger(stderr, cfg)
 	logger.Info("starting nodus", "version", versionString(), "config", cfg)
 	start := time.Now()
+	if getenv("GOGC") == "" {
+		// A gateway allocates per request; collecting at 200% rather than
+		// Go's 100% costs heap headroom (bounded further by GOMEMLIMIT
+		// when set) and gave ~25% more requests a second through the
+		// gateway on a 2-core machine. GOGC, when set, is obeyed.
+		debug.SetGCPercent(serveGCPercent)
+	}
 
 	ring, err := keyring.Load(cfg.MasterKey, cfg.DataDir)
 	if err != nil {
