@@ -139,9 +139,13 @@ func (s *Service) handleChat(w http.ResponseWriter, r *http.Request, c Caller) {
 	}
 	if !req.Stream {
 		resp, info, err := s.Chat(r.Context(), c, &req)
-		if err != nil {
+		switch {
+		case err != nil:
 			writeError(w, err)
-		} else {
+		case resp.raw != nil:
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(resp.raw)
+		default:
 			writeJSON(w, resp)
 		}
 		s.observeOverhead("chat", c, info)

@@ -457,6 +457,10 @@ type ChatResponse struct {
 	ServiceTier       string   `json:"service_tier,omitempty"`
 	Choices           []Choice `json:"choices"`
 	Usage             *Usage   `json:"usage,omitempty"`
+
+	// raw is the upstream's JSON of this answer when it can be passed on
+	// as is (valid UTF-8). A response changed after decoding must drop it.
+	raw []byte
 }
 
 // Choice is one completion of a non-streaming response.

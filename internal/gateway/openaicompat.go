@@ -97,6 +97,9 @@ func (p *OpenAIProvider) Chat(ctx context.Context, up *Upstream, req *ChatReques
 	if isJSONValue(out.Error) {
 		return nil, openAIBodyError(up, resp.StatusCode, b)
 	}
+	if utf8.Valid(b) {
+		out.raw = b // passed on as it came: fields the gateway does not model survive
+	}
 	return &out.ChatResponse, nil
 }
 

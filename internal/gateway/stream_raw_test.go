@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -48,5 +50,38 @@ func TestStreamChunksPassAsTheyCame(t *testing.T) {
 	}
 	if !strings.Contains(events[1], `"content":" there"`) || !strings.Contains(events[2], "\"content\":\"\uFFFD\"") {
 		t.Errorf("re-encoded events lost their content:\n%s\n%s", events[1], events[2])
+	}
+}
+
+// TestAnswersPassAsTheyCame: a non-streaming answer that decoded and is
+// valid UTF-8 goes to the client byte for byte, fields the gateway does
+// not model included; one with invalid UTF-8 is encoded again.
+func TestAnswersPassAsTheyCame(t *testing.T) {
+	answer := `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"logprobs":{"content":[]},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4},"prompt_filter_results":[]}`
+	for _, tc := range []struct {
+		name, body string
+		raw        bool
+	}{
+		{"valid", answer, true},
+		{"invalid UTF-8", strings.Replace(answer, `"hi"`, "\"h\xffi\"", 1), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, tc.body)
+			}))
+			t.Cleanup(srv.Close)
+			up := &Upstream{Deployment: &Deployment{Provider: ProviderOpenAI, BaseURL: srv.URL, UpstreamModel: "m"}, Client: srv.Client()}
+			resp, err := (&OpenAIProvider{}).Chat(context.Background(), up, compatChatRequest(t, `{"model":"m","messages":[]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(resp.raw); tc.raw && got != tc.body || !tc.raw && resp.raw != nil {
+				t.Errorf("raw %q", got)
+			}
+			if resp.Usage == nil || resp.Usage.TotalTokens != 4 {
+				t.Errorf("usage %+v", resp.Usage)
+			}
+		})
 	}
 }
