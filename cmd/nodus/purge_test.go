@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/nodus-os/nodus/internal/knowledge"
+	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/store"
 	"github.com/nodus-os/nodus/internal/store/storetest"
 )
@@ -46,6 +50,27 @@ func TestDeleteTenantPurgesEverything(t *testing.T) {
 			return db
 		}
 		vaultDB, mainDB := open("vault"), open("main")
+		// Knowledge rows have no API yet: written through the store.
+		for _, id := range tenants {
+			tctx := nodus.WithTenant(ctx, id)
+			now := time.Now().UTC()
+			kb := knowledge.KnowledgeBase{ID: nodus.NewID(), TenantID: id, Name: "docs", CreatedBy: "admin", CreatedAt: now, UpdatedAt: now}
+			kb.SetDefaults()
+			doc := knowledge.Document{ID: nodus.NewID(), TenantID: id, KnowledgeBaseID: kb.ID, Filename: nodus.NewID(),
+				OriginalFilename: "a.md", FileType: "markdown", FileSize: 5, ContentHash: strings.Repeat("ab", 32),
+				Status: knowledge.StatusPending, UploadedBy: "admin", CreatedAt: now, UpdatedAt: now}
+			doc.BlobID = doc.Filename
+			if err := mainDB.CreateKnowledgeBase(tctx, kb); err != nil {
+				t.Fatal(err)
+			}
+			if err := mainDB.CreateDocument(tctx, doc); err != nil {
+				t.Fatal(err)
+			}
+			if err := mainDB.ReplaceChunks(tctx, doc.ID, []knowledge.Chunk{{ID: nodus.NewID(), TenantID: id, KnowledgeBaseID: kb.ID,
+				DocumentID: doc.ID, Index: 0, Text: "hello", End: 5, Tokens: 1}}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		count := func(db *store.DB, table, tenant string) int {
 			var n int
 			if err := db.Read(ctx, func(tx *store.Tx) error {
@@ -59,7 +84,8 @@ func TestDeleteTenantPurgesEverything(t *testing.T) {
 			db    *store.DB
 			table string
 		}{{vaultDB, "vault_secrets"}, {vaultDB, "vault_data_keys"}, {mainDB, "secret_handles"},
-			{mainDB, "egress_rules"}, {mainDB, "tenant_egress_policies"}}
+			{mainDB, "egress_rules"}, {mainDB, "tenant_egress_policies"},
+			{mainDB, "knowledge_bases"}, {mainDB, "documents"}, {mainDB, "kb_chunks"}}
 		for _, tb := range tables {
 			if n := count(tb.db, tb.table, tenants["Doomed"]); n == 0 {
 				t.Fatalf("%s holds nothing of the tenant before the deletion: the test checks nothing", tb.table)

@@ -148,6 +148,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return vaultService.PurgeTenant(ctx, vault.System(), id)
 	})
 	ids.AddTenantPurger(egressService.PurgeTenant)
+	// Knowledge bases, documents and chunks. The documents' bytes are not
+	// stored yet (uploads come with the knowledge-base API).
+	ids.AddTenantPurger(func(ctx context.Context, id string) error {
+		_, err := dbs.DB(store.SetMain).DeleteKnowledgeTenant(nodus.WithTenant(ctx, id))
+		return err
+	})
 
 	// The gateway: its own database, provider keys through vault handles,
 	// every upstream call through egress.

@@ -1,0 +1,3 @@
+DROP TABLE kb_chunks;
+DROP TABLE documents;
+DROP TABLE knowledge_bases;
