@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,34 +37,6 @@ import (
 // secProviderKey is the provider key the deployments' handle resolves to:
 // a canary that must reach the fake upstream and nothing else.
 const secProviderKey = "sk-provider-CANARY-7f3a9c1e5b2d40865e1f"
-
-// secEgress allows the fakes' ports on loopback and nothing else.
-type secEgress struct{ ports []int }
-
-func (secEgress) FindEgressPolicy(_ context.Context, tenantID string) (*egress.Policy, error) {
-	return &egress.Policy{TenantID: tenantID, Mode: egress.ModeEnforce}, nil
-}
-
-func (s secEgress) FindEgressPlatform(context.Context) (*egress.Platform, error) {
-	p := &egress.Platform{}
-	for _, port := range s.ports {
-		p.Rules = append(p.Rules, egress.Rule{Host: "127.0.0.1", Port: port})
-		p.Exceptions = append(p.Exceptions, egress.AddressException{IP: "127.0.0.1", Port: port, Comment: "a fake upstream"})
-	}
-	return p, nil
-}
-
-func (secEgress) UpdateEgressPolicy(context.Context, string, func(*egress.Policy) error) (*egress.Policy, *egress.Policy, error) {
-	return nil, nil, errors.New("read-only")
-}
-
-func (secEgress) DeleteEgressTenant(context.Context, string) (int64, error) {
-	return 0, errors.New("read-only")
-}
-
-func (secEgress) UpdateEgressPlatform(context.Context, func(*egress.Platform) error) (*egress.Platform, *egress.Platform, error) {
-	return nil, nil, errors.New("read-only")
-}
 
 // secSecrets resolves the one handle of the tests to the canary key.
 type secSecrets struct{}
@@ -162,7 +133,7 @@ func newSecWorld(t *testing.T, db *store.DB, opts secOptions) *secWorld {
 	t.Cleanup(w.a.Close)
 	w.b = gatewaytest.NewUpstream(gatewaytest.Script{APIKey: secProviderKey})
 	t.Cleanup(w.b.Close)
-	w.eg, err = egress.NewService(secEgress{ports: []int{fakePort(t, w.a), fakePort(t, w.b)}}, egress.Options{Audit: discardAudit{}})
+	w.eg, err = egress.NewService(loopbackEgress{ports: []int{fakePort(t, w.a), fakePort(t, w.b)}}, egress.Options{Audit: discardAudit{}})
 	if err != nil {
 		t.Fatal(err)
 	}

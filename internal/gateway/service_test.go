@@ -30,19 +30,21 @@ import (
 // must never reach a client, a log or a spend row.
 const upstreamKey = "sk-upstream-canary-e2e-0123456789"
 
-// loopbackEgress is an egress store whose platform allows the fake's port
+// loopbackEgress is an egress store whose platform allows the fakes' ports
 // on loopback and nothing else, as an operator allows a local Ollama.
-type loopbackEgress struct{ port int }
+type loopbackEgress struct{ ports []int }
 
 func (loopbackEgress) FindEgressPolicy(_ context.Context, tenantID string) (*egress.Policy, error) {
 	return &egress.Policy{TenantID: tenantID, Mode: egress.ModeEnforce}, nil
 }
 
 func (s loopbackEgress) FindEgressPlatform(context.Context) (*egress.Platform, error) {
-	return &egress.Platform{
-		Rules:      []egress.Rule{{Host: "127.0.0.1", Port: s.port}},
-		Exceptions: []egress.AddressException{{IP: "127.0.0.1", Port: s.port, Comment: "the fake upstream"}},
-	}, nil
+	p := &egress.Platform{}
+	for _, port := range s.ports {
+		p.Rules = append(p.Rules, egress.Rule{Host: "127.0.0.1", Port: port})
+		p.Exceptions = append(p.Exceptions, egress.AddressException{IP: "127.0.0.1", Port: port, Comment: "a fake upstream"})
+	}
+	return p, nil
 }
 
 func (loopbackEgress) UpdateEgressPolicy(context.Context, string, func(*egress.Policy) error) (*egress.Policy, *egress.Policy, error) {
@@ -104,7 +106,7 @@ func newWorld(t testing.TB, db *store.DB) *world {
 	t.Cleanup(w.fake.Close)
 	u, _ := url.Parse(w.fake.URL)
 	port, _ := strconv.Atoi(u.Port())
-	eg, err := egress.NewService(loopbackEgress{port: port}, egress.Options{Audit: discardAudit{}})
+	eg, err := egress.NewService(loopbackEgress{ports: []int{port}}, egress.Options{Audit: discardAudit{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +390,7 @@ func (w *world) restartWith(t *testing.T, opts egress.Options) *world {
 	u, _ := url.Parse(w.fake.URL)
 	port, _ := strconv.Atoi(u.Port())
 	opts.Audit = discardAudit{}
-	eg, err := egress.NewService(loopbackEgress{port: port}, opts)
+	eg, err := egress.NewService(loopbackEgress{ports: []int{port}}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
