@@ -9,10 +9,13 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 
 	"github.com/nodus-os/nodus/internal/nodus"
 )
@@ -281,6 +284,13 @@ type Chunk struct {
 	Headings        []string // outermost first; nil when none
 	Start, End      int      // byte offsets in the extracted text
 	Tokens          int
+}
+
+// ChunkID is the id of the chunk at index of a document: a name-based
+// (version 5) UUID of the two, so a retried or repeated ingestion writes the
+// same ids and a stray second set could never pass for a different one.
+func ChunkID(documentID string, index int) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("nodus:kb-chunk:"+documentID+":"+strconv.Itoa(index))).String()
 }
 
 // Store is the knowledge database. Methods run in the tenant scope of ctx;

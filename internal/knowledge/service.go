@@ -1,0 +1,71 @@
+package knowledge
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/blob"
+	"github.com/nodus-os/nodus/internal/chunk"
+	"github.com/nodus-os/nodus/internal/extract"
+	"github.com/nodus-os/nodus/internal/nodus"
+)
+
+// Config assembles a Service.
+type Config struct {
+	Store  Store
+	Blobs  blob.Store // the uploaded files' bytes, under Document.BlobID
+	Logger *slog.Logger
+	// Now defaults to the system clock (UTC, microseconds, as stored).
+	Now func() time.Time
+	// Limits bound each extraction; zero fields take extract's defaults.
+	Limits extract.Limits
+	// Count counts tokens for chunking; chunk.Approx if nil. It must be
+	// deterministic, or a retry would split a document differently.
+	Count func(string) int
+	// StaleAfter is how long a processing document may go without a
+	// state update before another Ingest takes it over as crashed. Every
+	// stage updates the row, so it must exceed the longest stage: the
+	// default is 10 minutes, and never less than twice Limits.Timeout.
+	StaleAfter time.Duration
+}
+
+// Service runs the knowledge module's work on top of its Store: for now the
+// ingestion of documents (ingest.go). It is safe for concurrent use.
+type Service struct {
+	store      Store
+	blobs      blob.Store
+	log        *slog.Logger
+	now        func() time.Time
+	limits     extract.Limits
+	count      func(string) int
+	staleAfter time.Duration
+}
+
+// NewService builds the service; a store and a blob store are required.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Blobs == nil {
+		return nil, errors.New("knowledge: a store and a blob store are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = nodus.SystemClock{}.Now
+	}
+	if cfg.Count == nil {
+		cfg.Count = chunk.Approx
+	}
+	timeout := cfg.Limits.Timeout
+	if timeout <= 0 {
+		timeout = extract.DefaultLimits().Timeout
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = 10 * time.Minute
+	}
+	cfg.StaleAfter = max(cfg.StaleAfter, 2*timeout)
+	return &Service{
+		store: cfg.Store, blobs: cfg.Blobs, log: cfg.Logger, now: cfg.Now, limits: cfg.Limits,
+		count: cfg.Count, staleAfter: cfg.StaleAfter,
+	}, nil
+}
