@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -16,12 +17,14 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/nodus-os/nodus/internal/audit"
+	"github.com/nodus-os/nodus/internal/blob"
 	"github.com/nodus-os/nodus/internal/egress"
 	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/httpapi"
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/jobs"
 	"github.com/nodus-os/nodus/internal/keyring"
+	"github.com/nodus-os/nodus/internal/knowledge"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/nodus"
 	// Aliased: package main has a func named settings (config.go).
@@ -148,12 +151,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return vaultService.PurgeTenant(ctx, vault.System(), id)
 	})
 	ids.AddTenantPurger(egressService.PurgeTenant)
-	// Knowledge bases, documents and chunks. The documents' bytes are not
-	// stored yet (uploads come with the knowledge-base API).
-	ids.AddTenantPurger(func(ctx context.Context, id string) error {
-		_, err := dbs.DB(store.SetMain).DeleteKnowledgeTenant(nodus.WithTenant(ctx, id))
-		return err
-	})
 
 	// The gateway: its own database, provider keys through vault handles,
 	// every upstream call through egress.
@@ -175,6 +172,27 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	} else {
 		gatewayRoutes, gatewayAdmin = gatewayService, gatewayService
 	}
+
+	// Knowledge bases: their documents' bytes live in a blob store under
+	// the data dir. Temp files of uploads a crash cut short are swept at
+	// start; an hour's margin never touches an upload in progress.
+	blobs, err := blob.NewLocal(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return err
+	}
+	defer blobs.Close()
+	if n, err := blobs.Sweep(ctx, nodus.SystemClock{}.Now().Add(-time.Hour)); err != nil {
+		logger.Warn("blob sweep failed", "err", err)
+	} else if n > 0 {
+		logger.Info("blob sweep removed leftover uploads", "files", n)
+	}
+	knowledgeService, err := knowledge.NewService(knowledge.Config{Store: dbs.DB(store.SetMain), Blobs: blobs, Audit: auditor, Logger: logger})
+	if err != nil {
+		return err
+	}
+	// Deleting a tenant removes its knowledge bases, documents, chunks and
+	// the documents' files.
+	ids.AddTenantPurger(knowledgeService.PurgeTenant)
 
 	workers := river.NewWorkers()
 	periodic := []*river.PeriodicJob{jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval)}
@@ -205,6 +223,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Egress:       egressService,
 		Gateway:      gatewayRoutes,
 		GatewayAdmin: gatewayAdmin,
+		Knowledge:    knowledgeService,
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout,
 		TrustedProxies: cfg.TrustedProxies})
 	srv := &http.Server{

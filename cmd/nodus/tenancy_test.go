@@ -11,9 +11,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodus-os/nodus/internal/httpapi"
 	"github.com/nodus-os/nodus/internal/identity"
+	"github.com/nodus-os/nodus/internal/knowledge"
+	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/store"
 	"github.com/nodus-os/nodus/internal/store/storetest"
 )
@@ -155,6 +158,13 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 		orgAdmin.must("PUT", "/api/v1/gateway/router-settings", map[string]any{"strategy": "least-busy",
 			"fallbacks": map[string][]string{name + "-model": {"nodus/extractive"}}}, 200, nil)
 		orgAdmin.must("PUT", "/api/v1/gateway/prices/"+name+"-model", map[string]any{"input": 1, "output": 2}, 200, nil)
+		// A knowledge base, through the API, with a failed document written
+		// through the store (uploads have no route yet).
+		var kb struct {
+			KnowledgeBase struct{ ID string } `json:"knowledge_base"`
+		}
+		orgAdmin.must("POST", "/api/v1/knowledge-bases", map[string]any{"name": name + "-kb", "description": "Tenant " + name}, 201, &kb)
+		addKnowledgeDocument(t, vars, got.Tenant.ID, kb.KnowledgeBase.ID)
 		for _, role := range []string{"user", "viewer"} {
 			login := name + "-" + role
 			// No tenant_id: an org_admin's users join the org_admin's tenant.
@@ -230,6 +240,20 @@ func (w *tenancy) ids(tenant string) map[string]string {
 	}
 	out["deployments"], out["keys"], out["budgets"] = deps.Deployments[0].ID, keys.Keys[0].ID, budgets.Budgets[0].ID
 	out["prices"] = tenant + "-model" // its price override, made in newTenancy
+	var kbs struct {
+		KnowledgeBases []struct{ ID string } `json:"knowledge_bases"`
+	}
+	w.members[tenant+"-admin"].must("GET", "/api/v1/knowledge-bases", nil, 200, &kbs)
+	if len(kbs.KnowledgeBases) == 0 {
+		t.Fatalf("%s has no knowledge base", tenant)
+	}
+	out["knowledge-bases"] = kbs.KnowledgeBases[0].ID
+	var docs struct{ Documents []struct{ ID string } }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/knowledge-bases/"+out["knowledge-bases"]+"/documents", nil, 200, &docs)
+	if len(docs.Documents) == 0 {
+		t.Fatalf("%s has no document", tenant)
+	}
+	out["documents"] = docs.Documents[0].ID
 	return out
 }
 
@@ -239,6 +263,10 @@ func (w *tenancy) ids(tenant string) map[string]string {
 // place in /api/v1/gateway/prices/.
 func fillPath(t *testing.T, path string, ids map[string]string) string {
 	t.Helper()
+	// A document's routes name its knowledge base too: {doc} first.
+	if before, after, ok := strings.Cut(path, "/documents/{doc}"); ok {
+		path = before + "/documents/" + ids["documents"] + after
+	}
 	if !strings.Contains(path, "{") {
 		return path
 	}
@@ -267,6 +295,21 @@ func (w *tenancy) snapshot(t *testing.T) string {
 		"/api/v1/gateway/deployments?tenant_id=" + w.b.ID, "/api/v1/gateway/keys?tenant_id=" + w.b.ID,
 		"/api/v1/gateway/budgets?tenant_id=" + w.b.ID, "/api/v1/gateway/router-settings?tenant_id=" + w.b.ID,
 		"/api/v1/gateway/prices?tenant_id=" + w.b.ID} {
+		status, b := w.admin.do("GET", path, nil)
+		if status != 200 || len(b) < 50 {
+			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
+		}
+		buf.Write(b)
+	}
+	var kbs struct {
+		KnowledgeBases []struct{ ID string } `json:"knowledge_bases"`
+	}
+	w.admin.must("GET", "/api/v1/knowledge-bases?tenant_id="+w.b.ID, nil, 200, &kbs)
+	if len(kbs.KnowledgeBases) == 0 {
+		t.Fatal("snapshot: B has no knowledge base")
+	}
+	for _, path := range []string{"/api/v1/knowledge-bases?tenant_id=" + w.b.ID,
+		"/api/v1/knowledge-bases/" + kbs.KnowledgeBases[0].ID + "/documents?tenant_id=" + w.b.ID} {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
@@ -401,6 +444,11 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		// A's own.
 		"PUT /api/v1/gateway/prices/{model...}": {query: onB, body: map[string]any{"input": 7, "output": 7}},
 		"POST /api/v1/gateway/import":           {query: onB},
+		"GET /api/v1/knowledge-bases":           {query: onB},
+		"POST /api/v1/knowledge-bases":          {query: onB, body: map[string]any{"name": "intruder"}},
+		"PATCH /api/v1/knowledge-bases/{id}": {body: map[string]any{"name": "hijacked",
+			"chunking": map[string]any{"size": 100, "overlap": 0}}},
+		"GET /api/v1/knowledge-bases/{id}/documents": {query: "status=failed"},
 	} {
 		foreign[pattern] = append(foreign[pattern], in)
 	}
@@ -645,5 +693,30 @@ func (w *tenancy) auditVerify(t *testing.T) {
 	}
 	if out, err := verify(); err == nil || exitCode(err) != 1 || !strings.Contains(out, "BROKEN") {
 		t.Fatalf("verify after an edit: %q, %v; want a failure", out, err)
+	}
+}
+
+// addKnowledgeDocument writes a failed document into a knowledge base of
+// tenantID through the store, as an upload that failed would have left it.
+func addKnowledgeDocument(t *testing.T, vars map[string]string, tenantID, kbID string) {
+	t.Helper()
+	ctx := context.Background()
+	url := vars["DATABASE_URL"]
+	if url == "" {
+		url = "sqlite:" + filepath.Join(vars["NODUS_DATA_DIR"], "main.db")
+	}
+	db, err := store.Open(ctx, storetest.Config(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Now().UTC()
+	blobID := nodus.NewID()
+	doc := knowledge.Document{ID: nodus.NewID(), TenantID: tenantID, KnowledgeBaseID: kbID, Filename: blobID, BlobID: blobID,
+		OriginalFilename: "handbook.md", FileType: "markdown", FileSize: 5, ContentHash: strings.Repeat("cd", 32),
+		Status: knowledge.StatusFailed, Error: "the uploaded file is missing from storage; upload it again",
+		UploadedBy: "admin", CreatedAt: now, UpdatedAt: now}
+	if err := db.CreateDocument(nodus.WithTenant(ctx, tenantID), doc); err != nil {
+		t.Fatal(err)
 	}
 }

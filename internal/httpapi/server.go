@@ -12,6 +12,7 @@ import (
 	"github.com/nodus-os/nodus/internal/egress"
 	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/identity"
+	"github.com/nodus-os/nodus/internal/knowledge"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/vault"
@@ -71,6 +72,9 @@ type Deps struct {
 	// GatewayAdmin serves the gateway's management routes; nil answers
 	// them 503.
 	GatewayAdmin *gateway.Service
+	// Knowledge serves the knowledge bases and their documents; nil
+	// answers their routes 503.
+	Knowledge *knowledge.Service
 }
 
 // AuditLog records security-relevant actions and lists them.

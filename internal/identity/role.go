@@ -64,6 +64,13 @@ const (
 	ActionWriteContent  Action = "content.write"  // create and change them
 )
 
+// The knowledge bases' actions: every member reads the tenant's knowledge
+// bases and documents, admins change them.
+const (
+	ActionReadKnowledge   Action = "knowledge.read"
+	ActionManageKnowledge Action = "knowledge.manage"
+)
+
 // permissions is the permission table: which role may do which action.
 // A role not listed for an action may not do it.
 func permissions() map[Action][]Role {
@@ -91,6 +98,9 @@ func permissions() map[Action][]Role {
 		ActionManageGateway: admins,
 		ActionReadContent:   all,
 		ActionWriteContent:  {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
+
+		ActionReadKnowledge:   all,
+		ActionManageKnowledge: admins,
 	}
 }
 

@@ -1,7 +1,9 @@
 package knowledge
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 type Config struct {
 	Store  Store
 	Blobs  blob.Store // the uploaded files' bytes, under Document.BlobID
+	Audit  Auditor    // records management changes; nil records nothing
 	Logger *slog.Logger
 	// Now defaults to the system clock (UTC, microseconds, as stored).
 	Now func() time.Time
@@ -35,6 +38,7 @@ type Config struct {
 type Service struct {
 	store      Store
 	blobs      blob.Store
+	audit      Auditor
 	log        *slog.Logger
 	now        func() time.Time
 	limits     extract.Limits
@@ -65,7 +69,19 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	cfg.StaleAfter = max(cfg.StaleAfter, 2*timeout)
 	return &Service{
-		store: cfg.Store, blobs: cfg.Blobs, log: cfg.Logger, now: cfg.Now, limits: cfg.Limits,
+		store: cfg.Store, blobs: cfg.Blobs, audit: cfg.Audit, log: cfg.Logger, now: cfg.Now, limits: cfg.Limits,
 		count: cfg.Count, staleAfter: cfg.StaleAfter,
 	}, nil
+}
+
+// PurgeTenant removes every knowledge base, document and chunk of a tenant
+// and their files (a tenant purger). Files are removed after the rows, best
+// effort: one left behind is never reachable again, and is logged.
+func (s *Service) PurgeTenant(ctx context.Context, tenantID string) error {
+	blobIDs, err := s.store.DeleteKnowledgeTenant(nodus.WithTenant(ctx, tenantID))
+	if err != nil {
+		return fmt.Errorf("knowledge: purge tenant %s: %w", tenantID, err)
+	}
+	s.deleteBlobs(ctx, tenantID, blobIDs)
+	return nil
 }

@@ -1,0 +1,217 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/identity"
+	"github.com/nodus-os/nodus/internal/knowledge"
+	"github.com/nodus-os/nodus/internal/nodus"
+)
+
+// This file holds the knowledge bases' routes: every member of a tenant
+// reads its knowledge bases and their documents, admins change them. A
+// super_admin names the tenant with ?tenant_id=. Documents are shown by
+// the name they were uploaded with, never by their storage name.
+
+// knowledgeManager is the caller as the knowledge module sees them, in the
+// tenant the request means.
+func (s *Server) knowledgeManager(r *http.Request) (knowledge.Manager, error) {
+	if s.deps.Knowledge == nil {
+		return knowledge.Manager{}, &nodus.Error{Code: nodus.EUNAVAILABLE, Message: "knowledge bases are not available"}
+	}
+	_, tenantID, err := s.egressTenant(r)
+	if err != nil {
+		return knowledge.Manager{}, err
+	}
+	c := callerFrom(r.Context())
+	role := c.principal.User.Role
+	if c.token != nil && c.token.Role != "" {
+		role = c.token.Role
+	}
+	m := knowledge.Manager{TenantID: tenantID, UserID: c.principal.User.ID,
+		Admin: role == identity.RoleOrgAdmin || role == identity.RoleSuperAdmin,
+		Entry: egressActor(r)}
+	return m, nil
+}
+
+// knowledgeAnswer is answer for a knowledge route: fn gets the caller as
+// the knowledge module sees them.
+func (s *Server) knowledgeAnswer(status int, fn func(r *http.Request, m knowledge.Manager) (any, error)) http.Handler {
+	return s.answer(status, func(r *http.Request) (any, error) {
+		m, err := s.knowledgeManager(r)
+		if err != nil {
+			return nil, err
+		}
+		return fn(r, m)
+	})
+}
+
+type retrievalView struct {
+	Mode           string  `json:"mode"`
+	TopK           int     `json:"top_k"`
+	ScoreThreshold float64 `json:"score_threshold"`
+	HybridWeight   float64 `json:"hybrid_weight"`
+}
+
+type chunkingView struct {
+	Size        int  `json:"size"`
+	Overlap     int  `json:"overlap"`
+	HeaderAware bool `json:"header_aware"`
+}
+
+type knowledgeBaseView struct {
+	ID             string        `json:"id"`
+	Name           string        `json:"name"`
+	Description    string        `json:"description"`
+	EmbeddingModel string        `json:"embedding_model"`
+	Retrieval      retrievalView `json:"retrieval"`
+	Chunking       chunkingView  `json:"chunking"`
+	DocumentCount  int           `json:"document_count"`
+	CreatedBy      string        `json:"created_by"`
+	CreatedAt      time.Time     `json:"created_at"`
+	UpdatedAt      time.Time     `json:"updated_at"`
+}
+
+func viewKnowledgeBase(kb *knowledge.KnowledgeBase) knowledgeBaseView {
+	r, c := kb.Retrieval, kb.Chunking
+	return knowledgeBaseView{ID: kb.ID, Name: kb.Name, Description: kb.Description, EmbeddingModel: kb.EmbeddingModel,
+		Retrieval:     retrievalView{Mode: r.Mode, TopK: r.TopK, ScoreThreshold: r.ScoreThreshold, HybridWeight: r.HybridWeight},
+		Chunking:      chunkingView{Size: c.Size, Overlap: c.Overlap, HeaderAware: c.HeaderAware},
+		DocumentCount: kb.DocumentCount, CreatedBy: kb.CreatedBy, CreatedAt: kb.CreatedAt, UpdatedAt: kb.UpdatedAt}
+}
+
+// documentView is a document as the API shows it: no blob id, no storage
+// filename.
+type documentView struct {
+	ID               string                     `json:"id"`
+	KnowledgeBaseID  string                     `json:"knowledge_base_id"`
+	OriginalFilename string                     `json:"original_filename"`
+	FileType         string                     `json:"file_type"`
+	FileSize         int64                      `json:"file_size"`
+	SourceURL        string                     `json:"source_url,omitempty"`
+	Status           string                     `json:"status"`
+	Stage            string                     `json:"stage"`
+	Progress         int                        `json:"progress"`
+	Error            string                     `json:"error"`
+	ChunkCount       int                        `json:"chunk_count"`
+	Metadata         map[string]json.RawMessage `json:"metadata,omitempty"`
+	UploadedBy       string                     `json:"uploaded_by"`
+	CreatedAt        time.Time                  `json:"created_at"`
+	UpdatedAt        time.Time                  `json:"updated_at"`
+	ProcessedAt      *time.Time                 `json:"processed_at"`
+}
+
+func viewDocument(d *knowledge.Document) documentView {
+	return documentView{ID: d.ID, KnowledgeBaseID: d.KnowledgeBaseID, OriginalFilename: d.OriginalFilename, FileType: d.FileType,
+		FileSize: d.FileSize, SourceURL: d.SourceURL, Status: d.Status, Stage: d.Stage, Progress: d.Progress, Error: d.Error,
+		ChunkCount: d.ChunkCount, Metadata: d.Metadata, UploadedBy: d.UploadedBy, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
+		ProcessedAt: d.ProcessedAt}
+}
+
+func (s *Server) handleListKnowledgeBases() http.Handler {
+	return s.knowledgeAnswer(http.StatusOK, func(r *http.Request, m knowledge.Manager) (any, error) {
+		limit, cursor, err := pageQuery(r)
+		if err != nil {
+			return nil, err
+		}
+		kbs, next, err := s.deps.Knowledge.ListKnowledgeBases(r.Context(), m, cursor, limit)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]knowledgeBaseView, len(kbs))
+		for i := range kbs {
+			out[i] = viewKnowledgeBase(&kbs[i])
+		}
+		return map[string]any{"knowledge_bases": out, "next_cursor": next}, nil
+	})
+}
+
+func (s *Server) handleCreateKnowledgeBase() http.Handler {
+	return s.knowledgeAnswer(http.StatusCreated, func(r *http.Request, m knowledge.Manager) (any, error) {
+		var in knowledge.KnowledgeBaseInput
+		if err := decodeJSON(r, &in); err != nil {
+			return nil, err
+		}
+		kb, err := s.deps.Knowledge.CreateKnowledgeBase(r.Context(), m, in)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"knowledge_base": viewKnowledgeBase(kb)}, nil
+	})
+}
+
+func (s *Server) handleGetKnowledgeBase() http.Handler {
+	return s.knowledgeAnswer(http.StatusOK, func(r *http.Request, m knowledge.Manager) (any, error) {
+		kb, err := s.deps.Knowledge.GetKnowledgeBase(r.Context(), m, r.PathValue("id"))
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"knowledge_base": viewKnowledgeBase(kb)}, nil
+	})
+}
+
+func (s *Server) handleUpdateKnowledgeBase() http.Handler {
+	return s.knowledgeAnswer(http.StatusOK, func(r *http.Request, m knowledge.Manager) (any, error) {
+		var in knowledge.KnowledgeBaseInput
+		if err := decodeJSON(r, &in); err != nil {
+			return nil, err
+		}
+		kb, err := s.deps.Knowledge.UpdateKnowledgeBase(r.Context(), m, r.PathValue("id"), in)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"knowledge_base": viewKnowledgeBase(kb)}, nil
+	})
+}
+
+func (s *Server) handleDeleteKnowledgeBase() http.Handler {
+	return s.knowledgeAnswer(http.StatusNoContent, func(r *http.Request, m knowledge.Manager) (any, error) {
+		return nil, s.deps.Knowledge.DeleteKnowledgeBase(r.Context(), m, r.PathValue("id"))
+	})
+}
+
+func (s *Server) handleListDocuments() http.Handler {
+	return s.knowledgeAnswer(http.StatusOK, func(r *http.Request, m knowledge.Manager) (any, error) {
+		limit, cursor, err := pageQuery(r)
+		if err != nil {
+			return nil, err
+		}
+		ds, next, err := s.deps.Knowledge.ListDocuments(r.Context(), m, r.PathValue("id"), r.URL.Query().Get("status"), cursor, limit)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]documentView, len(ds))
+		for i := range ds {
+			out[i] = viewDocument(&ds[i])
+		}
+		return map[string]any{"documents": out, "next_cursor": next}, nil
+	})
+}
+
+func (s *Server) handleGetDocument() http.Handler {
+	return s.knowledgeAnswer(http.StatusOK, func(r *http.Request, m knowledge.Manager) (any, error) {
+		d, err := s.deps.Knowledge.GetDocument(r.Context(), m, r.PathValue("id"), r.PathValue("doc"))
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"document": viewDocument(d)}, nil
+	})
+}
+
+func (s *Server) handleDeleteDocument() http.Handler {
+	return s.knowledgeAnswer(http.StatusNoContent, func(r *http.Request, m knowledge.Manager) (any, error) {
+		return nil, s.deps.Knowledge.DeleteDocument(r.Context(), m, r.PathValue("id"), r.PathValue("doc"))
+	})
+}
+
+func (s *Server) handleRetryDocument() http.Handler {
+	return s.knowledgeAnswer(http.StatusOK, func(r *http.Request, m knowledge.Manager) (any, error) {
+		d, err := s.deps.Knowledge.RetryDocumentFor(r.Context(), m, r.PathValue("id"), r.PathValue("doc"))
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"document": viewDocument(d)}, nil
+	})
+}

@@ -1,0 +1,330 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/audit"
+	"github.com/nodus-os/nodus/internal/blob"
+	"github.com/nodus-os/nodus/internal/identity"
+	"github.com/nodus-os/nodus/internal/knowledge"
+	"github.com/nodus-os/nodus/internal/metrics"
+	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/store"
+	"github.com/nodus-os/nodus/internal/store/storetest"
+)
+
+// knowledgeFixture is the API over a real store with knowledge bases
+// served: tenants A and B, A's org_admin, user and viewer, B's org_admin
+// and the super_admin, each with an API token.
+type knowledgeFixture struct {
+	gatewayFixture // for call and must
+	db             *store.DB
+	blobs          *blob.Local
+	viewer, bAdmin string // tokens
+}
+
+func newKnowledgeFixture(t *testing.T, db *store.DB) *knowledgeFixture {
+	t.Helper()
+	ctx := context.Background()
+	for _, set := range []string{store.SetAuth, store.SetMain} {
+		m, err := store.NewMigrator(set, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Up(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock := nodus.SystemClock{}
+	aud := audit.NewService(db, clock)
+	ids := identity.NewService(db, identity.NewHasher(identity.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 0),
+		identity.NewThrottle(20, 100, 15*time.Minute), aud, clock)
+	root, _, err := ids.Bootstrap(ctx, "root@example.test", "a long enough password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := nodus.WithAllTenants(ctx)
+	f := &knowledgeFixture{gatewayFixture: gatewayFixture{audit: aud}, db: db}
+	for name, dst := range map[string]*string{"Tenant A": &f.a, "Tenant B": &f.b} {
+		tn := &identity.Tenant{Name: name, IsActive: true}
+		if err := ids.CreateTenant(all, identity.Actor{User: root}, tn); err != nil {
+			t.Fatal(err)
+		}
+		*dst = tn.ID
+	}
+	token := func(u *identity.User) string {
+		_, secret, err := ids.CreateToken(all, u, "test", "", 0, identity.Client{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return secret
+	}
+	f.root = token(root)
+	for _, m := range []struct {
+		name   string
+		role   identity.Role
+		tenant string
+		dst    *string
+	}{{"a-admin", identity.RoleOrgAdmin, f.a, &f.admin}, {"a-user", identity.RoleUser, f.a, &f.user},
+		{"a-viewer", identity.RoleViewer, f.a, &f.viewer}, {"b-admin", identity.RoleOrgAdmin, f.b, &f.bAdmin}} {
+		u := &identity.User{Email: m.name + "@example.test", Username: m.name, Role: m.role, TenantID: m.tenant, IsActive: true}
+		if err := ids.CreateUser(all, u, "a long enough password", audit.Entry{ActorKind: "system"}); err != nil {
+			t.Fatal(err)
+		}
+		*m.dst = token(u)
+	}
+	f.blobs, err = blob.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.blobs.Close() })
+	kn, err := knowledge.NewService(knowledge.Config{Store: db, Blobs: f.blobs, Audit: aud})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(Deps{
+		Logger:    slog.New(slog.DiscardHandler),
+		Metrics:   metrics.NewRegistry(),
+		Ready:     func(context.Context) Readiness { return Readiness{Ready: true} },
+		Identity:  ids,
+		Audit:     aud,
+		Knowledge: kn,
+	}, Config{})
+	f.ts = serve(t, s)
+	return f
+}
+
+// addDocument stores a failed document with a blob in a knowledge base of
+// tenant, as an upload would have, and returns it.
+func (f *knowledgeFixture) addDocument(t *testing.T, tenant, kbID, content string) knowledge.Document {
+	t.Helper()
+	ctx := nodus.WithTenant(context.Background(), tenant)
+	info, err := f.blobs.Put(ctx, strings.NewReader(content), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	d := knowledge.Document{ID: nodus.NewID(), TenantID: tenant, KnowledgeBaseID: kbID, Filename: info.ID, BlobID: info.ID,
+		OriginalFilename: "notes.md", FileType: "markdown", FileSize: info.Size, Status: knowledge.StatusFailed,
+		Stage: knowledge.StageExtracting, Error: "boom", UploadedBy: "someone", CreatedAt: now, UpdatedAt: now}
+	if err := f.db.CreateDocument(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+type kbAnswer struct {
+	KnowledgeBase struct {
+		ID             string `json:"id"`
+		Name           string `json:"name"`
+		Description    string `json:"description"`
+		EmbeddingModel string `json:"embedding_model"`
+		Retrieval      struct {
+			Mode string `json:"mode"`
+			TopK int    `json:"top_k"`
+		} `json:"retrieval"`
+		Chunking struct {
+			Size        int  `json:"size"`
+			Overlap     int  `json:"overlap"`
+			HeaderAware bool `json:"header_aware"`
+		} `json:"chunking"`
+		DocumentCount int `json:"document_count"`
+	} `json:"knowledge_base"`
+}
+
+func TestKnowledgeBaseRoutes(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		f := newKnowledgeFixture(t, db)
+		const base = "/api/v1/knowledge-bases"
+
+		var created kbAnswer
+		f.must(t, f.admin, "POST", base, "", map[string]any{"name": "Handbook", "description": "HR",
+			"chunking": map[string]any{"size": 300}}, 201, &created)
+		kb := created.KnowledgeBase
+		if kb.ID == "" || kb.Name != "Handbook" || kb.Retrieval.Mode != "fulltext" || kb.Retrieval.TopK != 4 ||
+			kb.Chunking.Size != 300 || kb.Chunking.Overlap != 50 || !kb.Chunking.HeaderAware {
+			t.Fatalf("created: %+v", kb)
+		}
+		f.must(t, f.admin, "POST", base, "", map[string]any{"name": "Handbook"}, 409, nil)
+
+		// Every member reads; the list pages.
+		f.must(t, f.admin, "POST", base, "", map[string]any{"name": "Second"}, 201, nil)
+		var page struct {
+			KnowledgeBases []struct{ ID string } `json:"knowledge_bases"`
+			NextCursor     string                `json:"next_cursor"`
+		}
+		f.must(t, f.viewer, "GET", base+"?limit=1", "", nil, 200, &page)
+		if len(page.KnowledgeBases) != 1 || page.NextCursor == "" {
+			t.Fatalf("first page: %+v", page)
+		}
+		f.must(t, f.viewer, "GET", base+"?limit=1&cursor="+page.NextCursor, "", nil, 200, &page)
+		if len(page.KnowledgeBases) != 1 || page.NextCursor != "" {
+			t.Fatalf("second page: %+v", page)
+		}
+		var got kbAnswer
+		f.must(t, f.user, "GET", base+"/"+kb.ID, "", nil, 200, &got)
+		if got.KnowledgeBase.Description != "HR" {
+			t.Errorf("get: %+v", got.KnowledgeBase)
+		}
+
+		// Update: only the fields given change.
+		f.must(t, f.admin, "PATCH", base+"/"+kb.ID, "", map[string]any{"description": "People",
+			"retrieval": map[string]any{"top_k": 8}}, 200, &got)
+		if k := got.KnowledgeBase; k.Name != "Handbook" || k.Description != "People" || k.Retrieval.TopK != 8 || k.Chunking.Size != 300 {
+			t.Errorf("after PATCH: %+v", k)
+		}
+
+		// Validation names the fields.
+		for name, tc := range map[string]struct {
+			method, path string
+			body         map[string]any
+			field        string
+		}{
+			"no name":         {"POST", base, map[string]any{"description": "x"}, "name"},
+			"top_k":           {"POST", base, map[string]any{"name": "x", "retrieval": map[string]any{"top_k": 1000}}, "retrieval.top_k"},
+			"vector no model": {"PATCH", base + "/" + kb.ID, map[string]any{"retrieval": map[string]any{"mode": "vector"}}, "retrieval.mode"},
+			"overlap":         {"PATCH", base + "/" + kb.ID, map[string]any{"chunking": map[string]any{"overlap": 200}}, "chunking.overlap"},
+			"empty name":      {"PATCH", base + "/" + kb.ID, map[string]any{"name": " "}, "name"},
+			"unknown field":   {"POST", base, map[string]any{"name": "x", "owner": "me"}, ""},
+		} {
+			status, body := f.call(t, f.admin, tc.method, tc.path, "", tc.body)
+			var e struct {
+				Error struct{ Fields map[string]string }
+			}
+			_ = json.Unmarshal(body, &e)
+			if status != 400 || (tc.field != "" && e.Error.Fields[tc.field] == "") {
+				t.Errorf("%s: %d %s, want 400 naming %s", name, status, body, tc.field)
+			}
+		}
+		f.must(t, f.admin, "GET", base+"/"+kb.ID+"/documents?status=bogus", "", nil, 400, nil)
+
+		// Users and viewers cannot write.
+		for _, token := range []string{f.user, f.viewer} {
+			f.must(t, token, "POST", base, "", map[string]any{"name": "Mine"}, 403, nil)
+			f.must(t, token, "PATCH", base+"/"+kb.ID, "", map[string]any{"name": "Mine"}, 403, nil)
+			f.must(t, token, "DELETE", base+"/"+kb.ID, "", nil, 403, nil)
+		}
+
+		// The super_admin names the tenant.
+		f.must(t, f.root, "GET", base, "", nil, 400, nil)
+		f.must(t, f.root, "GET", base+"/"+kb.ID+"?tenant_id="+f.a, "", nil, 200, nil)
+		f.must(t, f.root, "GET", base+"/"+kb.ID+"?tenant_id="+f.b, "", nil, 404, nil)
+
+		// Another tenant's knowledge base is not found, by id or tenant.
+		f.must(t, f.bAdmin, "GET", base+"/"+kb.ID, "", nil, 404, nil)
+		f.must(t, f.bAdmin, "PATCH", base+"/"+kb.ID, "", map[string]any{"name": "Stolen"}, 404, nil)
+		f.must(t, f.bAdmin, "DELETE", base+"/"+kb.ID, "", nil, 404, nil)
+		f.must(t, f.bAdmin, "GET", base+"/"+kb.ID+"/documents", "", nil, 404, nil)
+		f.must(t, f.bAdmin, "GET", base+"?tenant_id="+f.a, "", nil, 404, nil)
+		f.must(t, f.bAdmin, "GET", base+"/not-an-id", "", nil, 404, nil)
+		f.must(t, f.admin, "GET", base+"/"+kb.ID, "", nil, 200, &got)
+		if got.KnowledgeBase.Name != "Handbook" {
+			t.Errorf("B renamed A's knowledge base: %+v", got.KnowledgeBase)
+		}
+
+		f.must(t, f.admin, "DELETE", base+"/"+kb.ID, "", nil, 204, nil)
+		f.must(t, f.admin, "GET", base+"/"+kb.ID, "", nil, 404, nil)
+
+		var entries []audit.Entry
+		entries, _, err := f.audit.List(nodus.WithAllTenants(context.Background()), audit.Filter{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, e := range entries {
+			seen[e.Action] = true
+		}
+		for _, a := range []string{"knowledge.kb_create", "knowledge.kb_update", "knowledge.kb_delete"} {
+			if !seen[a] {
+				t.Errorf("no %s audit entry", a)
+			}
+		}
+	})
+}
+
+func TestKnowledgeDocumentRoutes(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		f := newKnowledgeFixture(t, db)
+		const base = "/api/v1/knowledge-bases"
+		var a, b kbAnswer
+		f.must(t, f.admin, "POST", base, "", map[string]any{"name": "A docs"}, 201, &a)
+		f.must(t, f.bAdmin, "POST", base, "", map[string]any{"name": "B docs"}, 201, &b)
+		aKB, bKB := a.KnowledgeBase.ID, b.KnowledgeBase.ID
+		secret := "the secret text of the document"
+		doc := f.addDocument(t, f.a, aKB, secret)
+		bDoc := f.addDocument(t, f.b, bKB, "B's text")
+
+		var list struct {
+			Documents  []map[string]any `json:"documents"`
+			NextCursor string           `json:"next_cursor"`
+		}
+		f.must(t, f.viewer, "GET", base+"/"+aKB+"/documents?status=failed", "", nil, 200, &list)
+		if len(list.Documents) != 1 || list.Documents[0]["id"] != doc.ID || list.Documents[0]["original_filename"] != "notes.md" {
+			t.Fatalf("documents: %+v", list)
+		}
+		f.must(t, f.viewer, "GET", base+"/"+aKB+"/documents?status=completed", "", nil, 200, &list)
+		if len(list.Documents) != 0 {
+			t.Fatalf("completed documents: %+v", list)
+		}
+		status, raw := f.call(t, f.viewer, "GET", base+"/"+aKB+"/documents/"+doc.ID, "", nil)
+		if status != 200 || strings.Contains(string(raw), doc.BlobID) || strings.Contains(string(raw), "blob") ||
+			strings.Contains(string(raw), `"filename"`) {
+			t.Fatalf("get document: %d %s", status, raw)
+		}
+
+		// Another tenant's document, or one named under another knowledge
+		// base, is not found.
+		f.must(t, f.admin, "GET", base+"/"+bKB+"/documents/"+bDoc.ID, "", nil, 404, nil)
+		f.must(t, f.admin, "GET", base+"/"+aKB+"/documents/"+bDoc.ID, "", nil, 404, nil)
+		f.must(t, f.admin, "DELETE", base+"/"+bKB+"/documents/"+bDoc.ID, "", nil, 404, nil)
+		f.must(t, f.admin, "POST", base+"/"+bKB+"/documents/"+bDoc.ID+"/retry", "", map[string]any{}, 404, nil)
+
+		// Retry: admins only, failed documents only, audited.
+		f.must(t, f.viewer, "POST", base+"/"+aKB+"/documents/"+doc.ID+"/retry", "", map[string]any{}, 403, nil)
+		var retried struct{ Document map[string]any }
+		f.must(t, f.admin, "POST", base+"/"+aKB+"/documents/"+doc.ID+"/retry", "", map[string]any{}, 200, &retried)
+		if retried.Document["status"] != "pending" || retried.Document["error"] != "" {
+			t.Errorf("retried: %+v", retried.Document)
+		}
+		f.must(t, f.admin, "POST", base+"/"+aKB+"/documents/"+doc.ID+"/retry", "", map[string]any{}, 409, nil)
+
+		// Delete takes the file with it.
+		f.must(t, f.viewer, "DELETE", base+"/"+aKB+"/documents/"+doc.ID, "", nil, 403, nil)
+		f.must(t, f.admin, "DELETE", base+"/"+aKB+"/documents/"+doc.ID, "", nil, 204, nil)
+		f.must(t, f.admin, "GET", base+"/"+aKB+"/documents/"+doc.ID, "", nil, 404, nil)
+		if _, err := f.blobs.Stat(context.Background(), doc.BlobID); nodus.ErrorCode(err) != nodus.ENOTFOUND {
+			t.Errorf("blob after delete: %v", err)
+		}
+		// Deleting a knowledge base deletes its documents' files.
+		doc2 := f.addDocument(t, f.a, aKB, "more text")
+		f.must(t, f.admin, "DELETE", base+"/"+aKB, "", nil, 204, nil)
+		if _, err := f.blobs.Stat(context.Background(), doc2.BlobID); nodus.ErrorCode(err) != nodus.ENOTFOUND {
+			t.Errorf("blob after knowledge base delete: %v", err)
+		}
+		if _, err := f.blobs.Stat(context.Background(), bDoc.BlobID); err != nil {
+			t.Errorf("B's blob: %v", err)
+		}
+
+		entries, _, err := f.audit.List(nodus.WithAllTenants(context.Background()), audit.Filter{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, e := range entries {
+			seen[e.Action] = true
+			if j, _ := json.Marshal(e); strings.Contains(string(j), secret) {
+				t.Errorf("audit entry %s holds the document's text", e.Action)
+			}
+		}
+		for _, act := range []string{"knowledge.document_retry", "knowledge.document_delete", "knowledge.kb_delete"} {
+			if !seen[act] {
+				t.Errorf("no %s audit entry", act)
+			}
+		}
+	})
+}
