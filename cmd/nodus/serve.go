@@ -186,7 +186,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	} else if n > 0 {
 		logger.Info("blob sweep removed leftover uploads", "files", n)
 	}
-	knowledgeService, err := knowledge.NewService(knowledge.Config{Store: dbs.DB(store.SetMain), Blobs: blobs, Audit: auditor, Logger: logger})
+	// An upload queues its document's ingestion in the main database,
+	// where River's tables are. The queue is built below, after the
+	// workers that need knowledgeService; uploads only arrive once the
+	// server listens, by which time it is set.
+	var queue *jobs.Queue
+	enqueue := func(ctx context.Context, tenantID, documentID string) error {
+		return dbs.DB(store.SetMain).Write(ctx, func(tx *store.Tx) error {
+			_, err := queue.InsertTx(ctx, tx, jobs.IngestArgs{TenantID: tenantID, DocumentID: documentID}, nil)
+			return err
+		})
+	}
+	knowledgeService, err := knowledge.NewService(knowledge.Config{Store: dbs.DB(store.SetMain), Blobs: blobs, Audit: auditor,
+		Logger: logger, Enqueue: enqueue})
 	if err != nil {
 		return err
 	}
@@ -195,12 +207,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	ids.AddTenantPurger(knowledgeService.PurgeTenant)
 
 	workers := river.NewWorkers()
+	jobs.AddIngest(workers, jobs.IngestFunc(func(ctx context.Context, tenantID, documentID string) error {
+		return knowledgeService.Ingest(ctx, tenantID, documentID, knowledge.IngestOptions{})
+	}))
 	periodic := []*river.PeriodicJob{jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval)}
 	if cfg.SpendRetentionDays > 0 && gatewayAdmin != nil {
 		periodic = append(periodic, jobs.AddSpendRetention(workers, gatewayService,
 			time.Duration(cfg.SpendRetentionDays)*24*time.Hour, spendRetentionInterval, nil))
 	}
-	queue, err := jobs.New(dbs.DB(store.SetMain), workers, jobs.Config{
+	queue, err = jobs.New(dbs.DB(store.SetMain), workers, jobs.Config{
 		Workers:      cfg.JobWorkers,
 		PollInterval: cfg.JobPollInterval,
 		StopTimeout:  cfg.ShutdownTimeout,

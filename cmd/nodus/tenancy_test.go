@@ -452,6 +452,9 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 	} {
 		foreign[pattern] = append(foreign[pattern], in)
 	}
+	// An upload to B's knowledge base, by its id alone or naming B's tenant:
+	// 404 before the body (here not even multipart) is looked at.
+	foreign["POST /api/v1/knowledge-bases/{id}/documents"] = []input{{}, {query: onB}}
 	// B's price override named in A's tenant is A's to delete, and A has none.
 	foreign["DELETE /api/v1/gateway/prices/{model...}"] = []input{{}, {query: onB}}
 	// A grant in A's own vault naming B's machine identity.

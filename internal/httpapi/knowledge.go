@@ -2,6 +2,10 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
 	"net/http"
 	"time"
 
@@ -214,4 +218,94 @@ func (s *Server) handleRetryDocument() http.Handler {
 		}
 		return map[string]any{"document": viewDocument(d)}, nil
 	})
+}
+
+// uploadLimit is the largest file an upload takes (extraction's default
+// input limit); the route's body limit adds uploadEnvelope for the
+// multipart headers and the metadata part.
+const (
+	uploadLimit    = 50 << 20
+	uploadEnvelope = 1 << 20
+	// metadataLimit bounds the optional metadata part.
+	metadataLimit = 64 << 10
+)
+
+// handleUploadDocument takes a multipart/form-data body: an optional
+// "metadata" part (a JSON object) and a "file" part, streamed to the blob
+// store as it arrives. Parts after the file are not read.
+func (s *Server) handleUploadDocument() http.Handler {
+	return s.knowledgeAnswer(http.StatusCreated, func(r *http.Request, m knowledge.Manager) (any, error) {
+		// The knowledge base first: another tenant's is 404 whatever the body.
+		if _, err := s.deps.Knowledge.GetKnowledgeBase(r.Context(), m, r.PathValue("id")); err != nil {
+			return nil, err
+		}
+		mr, err := r.MultipartReader()
+		if err != nil {
+			return nil, nodus.Errorf(nodus.EINVALID, "the body must be multipart/form-data with a file part")
+		}
+		var meta map[string]json.RawMessage
+		for {
+			part, err := mr.NextPart()
+			if errors.Is(err, io.EOF) {
+				return nil, &nodus.Error{Code: nodus.EINVALID, Message: "no file part in the upload",
+					Fields: map[string]string{"file": "required"}}
+			}
+			if err != nil {
+				return nil, multipartError(err)
+			}
+			switch part.FormName() {
+			case "metadata":
+				if meta, err = readMetadata(part); err != nil {
+					return nil, err
+				}
+			case "file":
+				d, err := s.deps.Knowledge.UploadDocument(r.Context(), m, r.PathValue("id"), knowledge.UploadInput{
+					OriginalFilename: part.FileName(), DeclaredType: part.Header.Get("Content-Type"),
+					Body: partReader{part}, Limit: uploadLimit, Metadata: meta})
+				if err != nil {
+					return nil, err
+				}
+				return map[string]any{"document": viewDocument(d)}, nil
+			}
+			part.Close()
+		}
+	})
+}
+
+func readMetadata(part *multipart.Part) (map[string]json.RawMessage, error) {
+	defer part.Close()
+	b, err := io.ReadAll(io.LimitReader(partReader{part}, metadataLimit+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > metadataLimit {
+		return nil, &nodus.Error{Code: nodus.EINVALID, Message: "the metadata part is too large",
+			Fields: map[string]string{"metadata": fmt.Sprintf("at most %d bytes", metadataLimit)}}
+	}
+	var meta map[string]json.RawMessage
+	if err := json.Unmarshal(b, &meta); err != nil || meta == nil {
+		return nil, &nodus.Error{Code: nodus.EINVALID, Message: "the metadata part must be a JSON object",
+			Fields: map[string]string{"metadata": "must be a JSON object"}}
+	}
+	return meta, nil
+}
+
+// partReader turns a multipart read failure into an error with a code: a
+// body over the route's limit is ETOOLARGE, a malformed one EINVALID.
+type partReader struct{ r io.Reader }
+
+func (p partReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = multipartError(err)
+	}
+	return n, err
+}
+
+func multipartError(err error) error {
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		return errTooLarge(maxErr.Limit)
+	}
+	return nodus.WrapError(err, nodus.EINVALID, "malformed multipart body")
 }

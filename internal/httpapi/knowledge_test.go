@@ -1,10 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
+	"mime/multipart"
+	"net/textproto"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +30,9 @@ type knowledgeFixture struct {
 	db             *store.DB
 	blobs          *blob.Local
 	viewer, bAdmin string // tokens
+
+	mu     sync.Mutex
+	queued []string // documents whose ingestion was queued
 }
 
 func newKnowledgeFixture(t *testing.T, db *store.DB) *knowledgeFixture {
@@ -83,7 +90,13 @@ func newKnowledgeFixture(t *testing.T, db *store.DB) *knowledgeFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.blobs.Close() })
-	kn, err := knowledge.NewService(knowledge.Config{Store: db, Blobs: f.blobs, Audit: aud})
+	kn, err := knowledge.NewService(knowledge.Config{Store: db, Blobs: f.blobs, Audit: aud,
+		Enqueue: func(_ context.Context, _, id string) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.queued = append(f.queued, id)
+			return nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,6 +338,126 @@ func TestKnowledgeDocumentRoutes(t *testing.T) {
 			if !seen[act] {
 				t.Errorf("no %s audit entry", act)
 			}
+		}
+	})
+}
+
+// multipartBody returns a multipart/form-data body with a metadata part
+// (when not "") and a file part, and its content type.
+func multipartBody(t *testing.T, metadata, filename, content string) (string, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	if metadata != "" {
+		if err := w.WriteField("metadata", metadata); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if filename != "" {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Disposition", `form-data; name="file"; filename="`+filename+`"`)
+		h.Set("Content-Type", "application/octet-stream")
+		p, err := w.CreatePart(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Write([]byte(content))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String(), w.FormDataContentType()
+}
+
+func TestKnowledgeUploadRoute(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		f := newKnowledgeFixture(t, db)
+		const base = "/api/v1/knowledge-bases"
+		var a, b kbAnswer
+		f.must(t, f.admin, "POST", base, "", map[string]any{"name": "A docs"}, 201, &a)
+		f.must(t, f.bAdmin, "POST", base, "", map[string]any{"name": "B docs"}, 201, &b)
+		path := base + "/" + a.KnowledgeBase.ID + "/documents"
+		const text = "# Guide\n\nThe secret phrase of the upload.\n"
+
+		body, ct := multipartBody(t, `{"team":"docs"}`, "guide.md", text)
+		var up struct{ Document map[string]any }
+		f.must(t, f.admin, "POST", path, ct, body, 201, &up)
+		d := up.Document
+		if d["status"] != "pending" || d["file_type"] != "markdown" || d["original_filename"] != "guide.md" ||
+			d["file_size"] != float64(len(text)) || d["uploaded_by"] == "" {
+			t.Fatalf("uploaded: %+v", d)
+		}
+		if m, _ := d["metadata"].(map[string]any); m["team"] != "docs" {
+			t.Errorf("metadata: %+v", d["metadata"])
+		}
+		f.mu.Lock()
+		queued := append([]string(nil), f.queued...)
+		f.mu.Unlock()
+		if len(queued) != 1 || queued[0] != d["id"] {
+			t.Errorf("queued %v, want [%v]", queued, d["id"])
+		}
+		f.must(t, f.viewer, "GET", path+"/"+d["id"].(string), "", nil, 200, nil)
+
+		// The same content again: 409 naming the first.
+		body, ct = multipartBody(t, "", "copy.md", text)
+		status, raw := f.call(t, f.admin, "POST", path, ct, body)
+		if status != 409 || !strings.Contains(string(raw), d["id"].(string)) {
+			t.Fatalf("duplicate: %d %s", status, raw)
+		}
+
+		for name, tc := range map[string]struct {
+			token, path, ct, body string
+			want                  int
+		}{
+			"png named .txt": {f.admin, path, "", "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01", 400},
+			"not multipart":  {f.admin, path, "text/plain", "hello", 400},
+			"no file part":   {f.admin, path, "", "", 400},
+			"bad metadata":   {f.admin, path, "", "", 400},
+			"viewer":         {f.viewer, path, "", "viewer's file", 403},
+			"user":           {f.user, path, "", "user's file", 403},
+			"another tenant": {f.bAdmin, path, "", "B's file", 404},
+			"unknown kb":     {f.admin, base + "/" + nodus.NewID() + "/documents", "", "lost file", 404},
+		} {
+			body, ct := tc.body, tc.ct
+			switch {
+			case name == "no file part":
+				body, ct = multipartBody(t, `{"a":1}`, "", "")
+			case name == "bad metadata":
+				body, ct = multipartBody(t, `[1]`, "x.md", "text")
+			case ct == "":
+				body, ct = multipartBody(t, "", "file.txt", body)
+			}
+			if status, raw := f.call(t, tc.token, "POST", tc.path, ct, body); status != tc.want {
+				t.Errorf("%s: %d %s, want %d", name, status, raw, tc.want)
+			}
+		}
+
+		// Over the route's limit: 413 before the body is read.
+		big := strings.Repeat("a", uploadLimit+uploadEnvelope+1)
+		if status, raw := f.call(t, f.admin, "POST", path, "multipart/form-data; boundary=x", big); status != 413 {
+			t.Errorf("over the limit: %d %s", status, raw)
+		}
+
+		var list struct{ Documents []map[string]any }
+		f.must(t, f.admin, "GET", path, "", nil, 200, &list)
+		if len(list.Documents) != 1 {
+			t.Errorf("documents after refused uploads: %d", len(list.Documents))
+		}
+		entries, _, err := f.audit.List(nodus.WithAllTenants(context.Background()), audit.Filter{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		uploads := 0
+		for _, e := range entries {
+			if e.Action == "knowledge.document_upload" {
+				uploads++
+				if j, _ := json.Marshal(e); strings.Contains(string(j), "secret phrase") {
+					t.Errorf("the upload's audit entry holds its text: %s", j)
+				}
+			}
+		}
+		if uploads != 1 {
+			t.Errorf("%d upload audit entries, want 1", uploads)
 		}
 	})
 }

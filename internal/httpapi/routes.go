@@ -151,6 +151,8 @@ func (s *Server) routes() []route {
 		{pattern: "PATCH /api/v1/knowledge-bases/{id}", handler: s.handleUpdateKnowledgeBase(), action: identity.ActionManageKnowledge, maxBody: 16 << 10},
 		{pattern: "DELETE /api/v1/knowledge-bases/{id}", handler: s.handleDeleteKnowledgeBase(), action: identity.ActionManageKnowledge},
 		{pattern: "GET /api/v1/knowledge-bases/{id}/documents", handler: s.handleListDocuments(), action: identity.ActionReadKnowledge},
+		{pattern: "POST /api/v1/knowledge-bases/{id}/documents", handler: s.handleUploadDocument(), action: identity.ActionManageKnowledge,
+			maxBody: uploadLimit + uploadEnvelope, timeout: 10 * time.Minute},
 		{pattern: "GET /api/v1/knowledge-bases/{id}/documents/{doc}", handler: s.handleGetDocument(), action: identity.ActionReadKnowledge},
 		{pattern: "DELETE /api/v1/knowledge-bases/{id}/documents/{doc}", handler: s.handleDeleteDocument(), action: identity.ActionManageKnowledge},
 		{pattern: "POST /api/v1/knowledge-bases/{id}/documents/{doc}/retry", handler: s.handleRetryDocument(), action: identity.ActionManageKnowledge, maxBody: 4 << 10},

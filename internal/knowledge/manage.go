@@ -282,6 +282,7 @@ func (s *Service) RetryDocumentFor(ctx context.Context, m Manager, kbID, id stri
 	if err != nil {
 		return nil, err
 	}
+	s.queue(ctx, m.TenantID, id)
 	return &d, s.record(ctx, m.entry("knowledge.document_retry", "document", id, map[string]audit.Change{
 		"status": {Before: before.Status, After: d.Status}}))
 }

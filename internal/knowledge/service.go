@@ -31,6 +31,9 @@ type Config struct {
 	// stage updates the row, so it must exceed the longest stage: the
 	// default is 10 minutes, and never less than twice Limits.Timeout.
 	StaleAfter time.Duration
+	// Enqueue queues the ingestion of a pending document (the job queue);
+	// nil queues nothing, and documents stay pending.
+	Enqueue func(ctx context.Context, tenantID, documentID string) error
 }
 
 // Service runs the knowledge module's work on top of its Store: for now the
@@ -44,6 +47,7 @@ type Service struct {
 	limits     extract.Limits
 	count      func(string) int
 	staleAfter time.Duration
+	enqueue    func(ctx context.Context, tenantID, documentID string) error
 }
 
 // NewService builds the service; a store and a blob store are required.
@@ -70,7 +74,7 @@ func NewService(cfg Config) (*Service, error) {
 	cfg.StaleAfter = max(cfg.StaleAfter, 2*timeout)
 	return &Service{
 		store: cfg.Store, blobs: cfg.Blobs, audit: cfg.Audit, log: cfg.Logger, now: cfg.Now, limits: cfg.Limits,
-		count: cfg.Count, staleAfter: cfg.StaleAfter,
+		count: cfg.Count, staleAfter: cfg.StaleAfter, enqueue: cfg.Enqueue,
 	}, nil
 }
 
