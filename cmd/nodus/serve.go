@@ -41,6 +41,10 @@ const maintenanceInterval = 6 * time.Hour
 // not set.
 const serveGCPercent = 200
 
+// requeueInterval is how often documents left pending or processing (a
+// lost job, a crashed run) are queued for ingestion again.
+const requeueInterval = time.Minute
+
 // spendRetentionInterval is how often spend rows past their retention
 // (NODUS_GATEWAY_SPEND_RETENTION_DAYS) are deleted.
 const spendRetentionInterval = time.Hour
@@ -210,7 +214,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	jobs.AddIngest(workers, jobs.IngestFunc(func(ctx context.Context, tenantID, documentID string) error {
 		return knowledgeService.Ingest(ctx, tenantID, documentID, knowledge.IngestOptions{})
 	}))
-	periodic := []*river.PeriodicJob{jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval)}
+	periodic := []*river.PeriodicJob{jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval),
+		jobs.AddRequeue(workers, knowledgeService, requeueInterval)}
 	if cfg.SpendRetentionDays > 0 && gatewayAdmin != nil {
 		periodic = append(periodic, jobs.AddSpendRetention(workers, gatewayService,
 			time.Duration(cfg.SpendRetentionDays)*24*time.Hour, spendRetentionInterval, nil))

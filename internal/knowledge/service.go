@@ -89,3 +89,36 @@ func (s *Service) PurgeTenant(ctx context.Context, tenantID string) error {
 	s.deleteBlobs(ctx, tenantID, blobIDs)
 	return nil
 }
+
+// Stalled documents: a pending document whose job was lost (the queue was
+// down when it was uploaded) or a processing one whose run crashed would
+// otherwise wait for ever (SECURITY.md check 26). RequeueStalled queues them
+// again; the queue drops a job already waiting for the same document.
+const (
+	pendingGrace = time.Minute // an upload's own job normally starts well within it
+	requeueBatch = 500
+)
+
+// RequeueStalled queues ingestion again for every tenant's stalled
+// documents and returns how many it queued. It needs Config.Enqueue.
+func (s *Service) RequeueStalled(ctx context.Context) (int, error) {
+	if s.enqueue == nil {
+		return 0, nil
+	}
+	now := s.now()
+	refs, err := s.store.ListStalledDocuments(nodus.WithAllTenants(ctx), now.Add(-pendingGrace), now.Add(-s.staleAfter), requeueBatch)
+	if err != nil {
+		return 0, fmt.Errorf("knowledge: list stalled documents: %w", err)
+	}
+	n := 0
+	for _, r := range refs {
+		if err := s.enqueue(ctx, r.TenantID, r.ID); err != nil {
+			return n, fmt.Errorf("knowledge: requeue document %s: %w", r.ID, err)
+		}
+		n++
+	}
+	if n > 0 {
+		s.log.Info("knowledge: stalled documents queued again", "documents", n)
+	}
+	return n, nil
+}

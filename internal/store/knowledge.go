@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"strings"
+	"time"
 
 	"github.com/nodus-os/nodus/internal/knowledge"
 	"github.com/nodus-os/nodus/internal/nodus"
@@ -618,4 +619,35 @@ func (db *DB) DeleteKnowledgeTenant(ctx context.Context) ([]string, error) {
 		return err
 	})
 	return blobs, err
+}
+
+// ListStalledDocuments returns documents whose ingestion should be queued
+// again: pending since before pendingBefore, or processing with no update
+// since processingBefore. It reads every tenant, so it needs the
+// all-tenants scope.
+func (db *DB) ListStalledDocuments(ctx context.Context, pendingBefore, processingBefore time.Time, limit int) ([]knowledge.DocumentRef, error) {
+	if err := requireAllTenants(ctx); err != nil {
+		return nil, err
+	}
+	n := pageSize(limit)
+	var out []knowledge.DocumentRef
+	err := db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT tenant_id, id FROM documents
+			WHERE status IN ('pending', 'processing')
+			AND (status = 'pending' AND updated_at < ? OR status = 'processing' AND updated_at < ?)
+			ORDER BY updated_at, id LIMIT ?`, pendingBefore.UTC(), processingBefore.UTC(), n)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r knowledge.DocumentRef
+			if err := rows.Scan(&r.TenantID, &r.ID); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	return out, err
 }

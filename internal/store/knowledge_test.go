@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -528,5 +529,67 @@ func TestKnowledgeTenantPurge(t *testing.T) {
 			t.Errorf("purge again: %v, %v", got, err)
 		}
 		wantCode(t, "purge without a tenant", func() error { _, err := db.DeleteKnowledgeTenant(platform); return err }(), nodus.EINTERNAL)
+	})
+}
+
+// TestListStalledDocuments: the ingestion sweep finds, in every tenant,
+// documents pending for too long and processing with no update for too
+// long, oldest first, and nothing else; it needs the all-tenants scope.
+func TestListStalledDocuments(t *testing.T) {
+	runKnowledge(t, func(t *testing.T, db *store.DB, a, b tenantScope) {
+		now := nodus.SystemClock{}.Now()
+		hour := now.Add(-time.Hour)
+		want := map[string]bool{}
+		for _, s := range []tenantScope{a, b} {
+			kb := mustCreateKB(t, db, s, "kb")
+			for i, tc := range []struct {
+				status  string
+				at      time.Time
+				stalled bool
+			}{
+				{knowledge.StatusPending, hour, true},
+				{knowledge.StatusPending, now, false},
+				{knowledge.StatusProcessing, hour, true},
+				{knowledge.StatusProcessing, now, false},
+				{knowledge.StatusCompleted, hour, false},
+				{knowledge.StatusFailed, hour, false},
+			} {
+				d := newDocument(s.id, kb.ID, fmt.Sprintf("doc %d", i))
+				d.CreatedAt, d.UpdatedAt = tc.at, tc.at
+				if err := db.CreateDocument(s.ctx, d); err != nil {
+					t.Fatal(err)
+				}
+				if tc.status != knowledge.StatusPending {
+					if _, err := db.UpdateDocumentState(s.ctx, d.ID, func(d *knowledge.Document) error {
+						d.Status, d.UpdatedAt = tc.status, tc.at
+						if tc.status == knowledge.StatusProcessing {
+							d.Stage = knowledge.StageExtracting
+						}
+						return nil
+					}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if tc.stalled {
+					want[s.id+"/"+d.ID] = true
+				}
+			}
+		}
+		cut := now.Add(-time.Minute)
+		got, err := db.ListStalledDocuments(nodus.WithAllTenants(context.Background()), cut, cut, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d stalled documents, want %d: %+v", len(got), len(want), got)
+		}
+		for _, r := range got {
+			if !want[r.TenantID+"/"+r.ID] {
+				t.Errorf("%+v is not stalled", r)
+			}
+		}
+		if _, err := db.ListStalledDocuments(a.ctx, cut, cut, 100); nodus.ErrorCode(err) != nodus.EFORBIDDEN {
+			t.Errorf("a tenant scope: %v, want forbidden", err)
+		}
 	})
 }
