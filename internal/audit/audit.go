@@ -58,6 +58,14 @@ type Entry struct {
 	Hash     string            `json:"hash"`
 }
 
+// About returns e, which carries who acted (actor, address, user agent),
+// as the entry of one action on one target of tenantID ("" for the
+// platform) with changes.
+func (e Entry) About(tenantID, action, targetType, targetID string, changes map[string]Change) Entry {
+	e.TenantID, e.Action, e.TargetType, e.TargetID, e.Changes = tenantID, action, targetType, targetID, changes
+	return e
+}
+
 // Change is one field's value before and after an action. A creation has
 // no Before and a deletion no After.
 type Change struct {

@@ -250,9 +250,7 @@ func (s *Service) UpdatePolicy(ctx context.Context, tenantID string, mode Mode, 
 		if !sameRules(before.Rules, after.Rules) {
 			changes["rules"] = ruleChange(before.Rules, after.Rules)
 		}
-		actor.Action, actor.TenantID, actor.TargetType, actor.TargetID, actor.Changes =
-			"egress.update", tenantID, "egress_policy", tenantID, fitChanges(changes)
-		if err := s.audit.Record(ctx, actor); err != nil {
+		if err := s.audit.Record(ctx, actor.About(tenantID, "egress.update", "egress_policy", tenantID, fitChanges(changes))); err != nil {
 			return nil, err
 		}
 	}
@@ -317,9 +315,7 @@ func (s *Service) UpdatePlatform(ctx context.Context, rules []RuleInput, excepti
 		if !(&Platform{Exceptions: before.Exceptions}).SameAs(&Platform{Exceptions: after.Exceptions}) {
 			changes["address_exceptions"] = audit.Change{Before: strs(before.Exceptions), After: strs(after.Exceptions)}
 		}
-		actor.Action, actor.TenantID, actor.TargetType, actor.TargetID, actor.Changes =
-			"egress.update", "", "egress_platform", "platform", fitChanges(changes)
-		if err := s.audit.Record(ctx, actor); err != nil {
+		if err := s.audit.Record(ctx, actor.About("", "egress.update", "egress_platform", "platform", fitChanges(changes))); err != nil {
 			return nil, err
 		}
 	}

@@ -27,9 +27,7 @@ type Manager struct {
 func (m Manager) ctx(ctx context.Context) context.Context { return nodus.WithTenant(ctx, m.TenantID) }
 
 func (m Manager) entry(action, targetType, targetID string, changes map[string]audit.Change) audit.Entry {
-	e := m.Entry
-	e.TenantID, e.Action, e.TargetType, e.TargetID, e.Changes = m.TenantID, action, targetType, targetID, changes
-	return e
+	return m.Entry.About(m.TenantID, action, targetType, targetID, changes)
 }
 
 func (s *Service) record(ctx context.Context, e audit.Entry) error {

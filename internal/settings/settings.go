@@ -315,8 +315,7 @@ func (s *Service) Update(ctx context.Context, tenantID string, patch map[string]
 	if target == "" {
 		target = "platform"
 	}
-	actor.Action, actor.TenantID, actor.TargetType, actor.TargetID, actor.Changes = "setting.update", tenantID, "settings", target, changes
-	if err := s.audit.Record(ctx, actor); err != nil {
+	if err := s.audit.Record(ctx, actor.About(tenantID, "setting.update", "settings", target, changes)); err != nil {
 		return nil, err
 	}
 	return s.Effective(ctx, tenantID, true)
