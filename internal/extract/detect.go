@@ -59,11 +59,15 @@ func Detect(head []byte, filename, declaredContentType string) (Type, error) {
 
 const supportedList = "text, Markdown, HTML, CSV, JSON, PDF and DOCX"
 
-// isText reports whether b looks like UTF-8 text to net/http's sniffer and
-// is valid UTF-8, allowing one rune cut off at the end of the head.
+// isText reports whether b is valid UTF-8 (allowing one rune cut off at
+// the end of the head) without the control bytes no text holds: those of
+// the WHATWG sniffing standard, which net/http's sniffer follows. Its
+// signatures are not consulted: a text may begin with "BM" or "GIF8".
 func isText(b []byte) bool {
-	if !strings.HasPrefix(http.DetectContentType(b), "text/") {
-		return false
+	for _, c := range b {
+		if c <= 0x08 || c == 0x0B || c >= 0x0E && c <= 0x1A || c >= 0x1C && c <= 0x1F {
+			return false
+		}
 	}
 	for len(b) > 0 {
 		r, n := utf8.DecodeRune(b)

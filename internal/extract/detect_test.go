@@ -42,6 +42,8 @@ func TestDetect(t *testing.T) {
 		{"csv named txt", "a.txt", "", []byte("name,age\nAda,36\n"), TypeText},
 		{"ragged commas", "", "", []byte("Hello, world.\nNo commas here\n"), TypeText},
 		{"text", "", "", []byte("just some words\n"), TypeText},
+		{"text starting like a bitmap", "", "", []byte("BMP-2 promotes bone growth in rats.\n"), TypeText},
+		{"text starting like a gif", "", "", []byte("GIF89a is an image format\n"), TypeText},
 		{"utf-16 text", "", "", utf16("hello there", false), TypeText},
 		{"utf-16 html", "", "", utf16("<!doctype html><p>x", true), TypeHTML},
 		{"long text cut mid-rune", "", "", []byte(long[:HeadSize-1] + "é"), TypeText},
