@@ -11,6 +11,7 @@ import (
 
 	"github.com/nodus-os/nodus/internal/chunk"
 	"github.com/nodus-os/nodus/internal/extract"
+	"github.com/nodus-os/nodus/internal/fulltext"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
 
@@ -21,12 +22,13 @@ import (
 //
 // Progress is coarse and only grows within a run (a new run starts at 0):
 // ProgressStarted while extracting, ProgressExtracted while chunking,
-// ProgressChunked while indexing (ProgressEmbedded once embedding exists),
-// ProgressDone when completed.
+// ProgressChunked while embedding (once embedding exists), ProgressDone
+// when completed. Indexing is one transaction that also completes the
+// document, so the row shows StageIndexing only when that write failed.
 //
 // Every run redoes every stage from the blob: nothing between stages is
 // kept, so a run that dies anywhere is simply run again. That is safe
-// because chunk ids derive from (document, index) and ReplaceChunks swaps a
+// because chunk ids derive from (document, index) and IndexChunks swaps a
 // document's whole set in one transaction: a retry, a crash between stages
 // or two overlapping runs leave exactly one set (SECURITY.md check 26).
 const (
@@ -142,7 +144,7 @@ func (s *Service) run(ctx context.Context, d Document) (int, error) {
 		return 0, err
 	}
 
-	kb, err := s.store.FindKnowledgeBase(ctx, d.KnowledgeBaseID)
+	kb, err := s.store.LookupKnowledgeBase(ctx, d.KnowledgeBaseID)
 	if err != nil {
 		return 0, internalError(err, StageChunking)
 	}
@@ -156,13 +158,10 @@ func (s *Service) run(ctx context.Context, d Document) (int, error) {
 	// knowledge base is indexed for full-text search only, and its
 	// EmbeddingModel is not called.
 
-	if err := s.advance(ctx, d.ID, StageIndexing, ProgressChunked, nil); err != nil {
-		return 0, err
-	}
-	if err := s.store.ReplaceChunks(ctx, d.ID, chunks); err != nil {
-		return 0, internalError(err, StageIndexing)
-	}
-	_, err = s.store.UpdateDocumentState(ctx, d.ID, func(d *Document) error {
+	// Indexing stores the chunks, their full-text index and the completed
+	// state in one transaction: a search never sees half a document, and
+	// a crash leaves the document processing with its old chunks.
+	_, err = s.store.IndexChunks(ctx, d.ID, chunks, func(d *Document) error {
 		if d.Status != StatusProcessing {
 			return errTakenOver
 		}
@@ -171,7 +170,7 @@ func (s *Service) run(ctx context.Context, d Document) (int, error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, errTakenOver) {
-		err = internalError(err, StageIndexing)
+		err = stageError{StageIndexing, internalError(err, StageIndexing)}
 	}
 	return len(chunks), err
 }
@@ -237,7 +236,8 @@ func (s *Service) split(documentID, text string, c ChunkingSettings) []Chunk {
 	out := make([]Chunk, len(parts))
 	for i, p := range parts {
 		out[i] = Chunk{ID: ChunkID(documentID, p.Index), DocumentID: documentID, Index: p.Index, Text: p.Text,
-			Prefix: p.Prefix, Headings: p.Headings, Start: p.Start, End: p.End, Tokens: p.Tokens}
+			Prefix: p.Prefix, Headings: p.Headings, Start: p.Start, End: p.End, Tokens: p.Tokens,
+			Terms: fulltext.Analyze(p.Prefix + p.Text)}
 	}
 	return out
 }
@@ -269,7 +269,11 @@ func (s *Service) fail(ctx context.Context, id string, cause error) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), failWriteTimeout)
 	defer cancel()
 	var stage string
+	var at stageError
 	_, err := s.store.UpdateDocumentState(ctx, id, func(d *Document) error {
+		if errors.As(cause, &at) {
+			d.Stage = at.stage
+		}
 		stage = d.Stage
 		if d.Status != StatusProcessing {
 			return errTakenOver
@@ -282,6 +286,15 @@ func (s *Service) fail(ctx context.Context, id string, cause error) string {
 	}
 	return stage
 }
+
+// stageError is a failure in a stage the document's row does not show
+// yet, because that stage's first write is the one that failed.
+type stageError struct {
+	stage string
+	error
+}
+
+func (e stageError) Unwrap() error { return e.error }
 
 // failureMessage is what the document's Error says: the cause's message,
 // which every error run returns makes fit for the uploader.

@@ -363,9 +363,9 @@ func TestIngestIdempotentAndForce(t *testing.T) {
 	})
 }
 
-// flakyStore fails ReplaceChunks the next failures times: before writing,
-// or, with commit, after the replacement committed (a crash before the
-// document was marked completed).
+// flakyStore fails IndexChunks the next failures times: before writing,
+// or, with commit, after replacing the chunks without completing the
+// document (a stray set, as a crashed run of an older version left).
 type flakyStore struct {
 	knowledge.Store
 	mu       sync.Mutex
@@ -373,7 +373,7 @@ type flakyStore struct {
 	commit   bool
 }
 
-func (f *flakyStore) ReplaceChunks(ctx context.Context, id string, chunks []knowledge.Chunk) error {
+func (f *flakyStore) IndexChunks(ctx context.Context, id string, chunks []knowledge.Chunk, change func(*knowledge.Document) error) (knowledge.Document, error) {
 	f.mu.Lock()
 	fail := f.failures > 0
 	if fail {
@@ -381,14 +381,14 @@ func (f *flakyStore) ReplaceChunks(ctx context.Context, id string, chunks []know
 	}
 	f.mu.Unlock()
 	if !fail {
-		return f.Store.ReplaceChunks(ctx, id, chunks)
+		return f.Store.IndexChunks(ctx, id, chunks, change)
 	}
 	if f.commit {
 		if err := f.Store.ReplaceChunks(ctx, id, chunks); err != nil {
-			return err
+			return knowledge.Document{}, err
 		}
 	}
-	return errors.New("simulated crash: connection reset by peer at /var/lib/nodus/main.db")
+	return knowledge.Document{}, errors.New("simulated crash: connection reset by peer at /var/lib/nodus/main.db")
 }
 
 func TestIngestCrashAndRetry(t *testing.T) {
@@ -402,8 +402,10 @@ func TestIngestCrashAndRetry(t *testing.T) {
 				err := svc.Ingest(context.Background(), e.a.id, d.ID, knowledge.IngestOptions{})
 				wantCode(t, "crashed Ingest", err, nodus.EINTERNAL)
 				got := e.find(t, d.ID)
-				if got.Status != knowledge.StatusFailed || got.Stage != knowledge.StageIndexing || got.Progress != 40 {
-					t.Fatalf("document = %s at %q (%d%%), want failed at indexing (40%%)", got.Status, got.Stage, got.Progress)
+				if got.Status != knowledge.StatusFailed || got.Stage != knowledge.StageIndexing ||
+					got.Progress != knowledge.ProgressExtracted {
+					t.Fatalf("document = %s at %q (%d%%), want failed at indexing (%d%%)", got.Status, got.Stage,
+						got.Progress, knowledge.ProgressExtracted)
 				}
 				if strings.Contains(got.Error, "/var/lib") || strings.Contains(got.Error, "connection reset") {
 					t.Errorf("error %q reveals the cause", got.Error)

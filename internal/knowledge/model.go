@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/nodus-os/nodus/internal/fulltext"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
 
@@ -290,6 +291,16 @@ type Chunk struct {
 	Headings        []string // outermost first; nil when none
 	Start, End      int      // byte offsets in the extracted text
 	Tokens          int
+	// Terms is the full-text analysis of Prefix and Text, which search
+	// ranks; written with the chunk, not read back by ListChunks.
+	Terms fulltext.Vector
+}
+
+// ChunkHit is a chunk that a full-text search found.
+type ChunkHit struct {
+	Chunk
+	DocumentName string // the document's original file name
+	Score        float64
 }
 
 // ChunkID is the id of the chunk at index of a document: a name-based
@@ -306,6 +317,9 @@ type Store interface {
 	// ECONFLICT when the tenant has one of the same name.
 	CreateKnowledgeBase(ctx context.Context, kb KnowledgeBase) error
 	FindKnowledgeBase(ctx context.Context, id string) (KnowledgeBase, error)
+	// LookupKnowledgeBase is FindKnowledgeBase without DocumentCount (0),
+	// which costs a count of the documents.
+	LookupKnowledgeBase(ctx context.Context, id string) (KnowledgeBase, error)
 	// ListKnowledgeBases returns a page by id (creation order) and the
 	// cursor of the next page, "" after the last.
 	ListKnowledgeBases(ctx context.Context, cursor string, limit int) ([]KnowledgeBase, string, error)
@@ -340,10 +354,19 @@ type Store interface {
 	// ReplaceChunks replaces all of a document's chunks with chunks, and
 	// sets its ChunkCount, in one transaction.
 	ReplaceChunks(ctx context.Context, documentID string, chunks []Chunk) error
+	// IndexChunks is ReplaceChunks that also applies change (unless nil)
+	// to the document in the same transaction, as UpdateDocumentState
+	// does, and returns the document as written.
+	IndexChunks(ctx context.Context, documentID string, chunks []Chunk, change func(*Document) error) (Document, error)
 	// ListChunks returns a document's chunks by index.
 	ListChunks(ctx context.Context, documentID string) ([]Chunk, error)
 	// CountChunks returns how many chunks a knowledge base holds.
 	CountChunks(ctx context.Context, kbID string) (int, error)
+	// SearchChunks runs search over a knowledge base's full-text index in
+	// one consistent read, and returns the chunks of its hits in its
+	// order. ENOTFOUND for a knowledge base not in scope.
+	// search is given the knowledge base (its DocumentCount not counted).
+	SearchChunks(ctx context.Context, kbID string, search func(KnowledgeBase, fulltext.Index) ([]fulltext.Hit, error)) ([]ChunkHit, error)
 
 	// DeleteKnowledgeTenant removes every knowledge record of the scoped
 	// tenant, for the tenant's deletion (tenants live in another database,

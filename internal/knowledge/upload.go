@@ -44,7 +44,7 @@ func (s *Service) UploadDocument(ctx context.Context, m Manager, kbID string, in
 	if !nodus.ValidID(kbID) {
 		return nil, kbNotFound(kbID)
 	}
-	if _, err := s.store.FindKnowledgeBase(m.ctx(ctx), kbID); err != nil {
+	if _, err := s.store.LookupKnowledgeBase(m.ctx(ctx), kbID); err != nil {
 		return nil, err
 	}
 	info, err := s.blobs.Put(ctx, in.Body, in.Limit)

@@ -27,13 +27,20 @@ var _ knowledge.Store = (*DB)(nil)
 
 const kbColumns = `kb.id, kb.tenant_id, kb.name, kb.description, kb.created_by, kb.embedding_model, kb.retrieval_mode,
 	kb.top_k, kb.score_threshold, kb.hybrid_weight, kb.chunk_size, kb.chunk_overlap, kb.header_aware, kb.created_at,
-	kb.updated_at, (SELECT count(*) FROM documents d WHERE d.knowledge_base_id = kb.id)`
+	kb.updated_at, ` + kbDocumentCount
+
+const kbDocumentCount = `(SELECT count(*) FROM documents d WHERE d.knowledge_base_id = kb.id)`
 
 func scanKnowledgeBase(row interface{ Scan(...any) error }, kb *knowledge.KnowledgeBase) error {
-	return row.Scan(&kb.ID, &kb.TenantID, &kb.Name, &kb.Description, &kb.CreatedBy, &kb.EmbeddingModel,
+	return row.Scan(kbScanDest(kb)...)
+}
+
+// kbScanDest is where kbColumns scan to.
+func kbScanDest(kb *knowledge.KnowledgeBase) []any {
+	return []any{&kb.ID, &kb.TenantID, &kb.Name, &kb.Description, &kb.CreatedBy, &kb.EmbeddingModel,
 		&kb.Retrieval.Mode, &kb.Retrieval.TopK, &kb.Retrieval.ScoreThreshold, &kb.Retrieval.HybridWeight,
 		&kb.Chunking.Size, &kb.Chunking.Overlap, &kb.Chunking.HeaderAware, &kb.CreatedAt, &kb.UpdatedAt,
-		&kb.DocumentCount)
+		&kb.DocumentCount}
 }
 
 func errKnowledgeBaseNotFound(id string) error {
@@ -111,6 +118,25 @@ func (db *DB) FindKnowledgeBase(ctx context.Context, id string) (knowledge.Knowl
 	var kb knowledge.KnowledgeBase
 	err = db.Read(ctx, func(tx *Tx) error {
 		kb, err = findKnowledgeBase(ctx, tx, id, cond, args, false)
+		return err
+	})
+	return kb, err
+}
+
+// LookupKnowledgeBase is FindKnowledgeBase without the DocumentCount, which
+// costs a count of the documents: for ingestion and uploads.
+func (db *DB) LookupKnowledgeBase(ctx context.Context, id string) (knowledge.KnowledgeBase, error) {
+	cond, args, err := scopeCond(ctx, "kb.tenant_id")
+	if err != nil {
+		return knowledge.KnowledgeBase{}, err
+	}
+	var kb knowledge.KnowledgeBase
+	err = db.Read(ctx, func(tx *Tx) error {
+		err := tx.QueryRow(ctx, `SELECT `+strings.Replace(kbColumns, kbDocumentCount, "0", 1)+
+			` FROM knowledge_bases kb WHERE kb.id = ? AND `+cond, append([]any{id}, args...)...).Scan(kbScanDest(&kb)...)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errKnowledgeBaseNotFound(id)
+		}
 		return err
 	})
 	return kb, err
@@ -209,6 +235,9 @@ func deleteKnowledgeRows(ctx context.Context, tx *Tx, childCond, kbCond string, 
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if err := dropKnowledgeTerms(ctx, tx, kbCond, args); err != nil {
 		return nil, err
 	}
 	for _, q := range []string{`DELETE FROM kb_chunks WHERE ` + childCond, `DELETE FROM documents WHERE ` + childCond,
@@ -424,43 +453,50 @@ func (db *DB) UpdateDocumentState(ctx context.Context, id string, change func(*k
 	}
 	var d knowledge.Document
 	err = db.Write(ctx, func(tx *Tx) error {
-		old, err := findDocument(ctx, tx, id, cond, args, true)
-		if err != nil {
-			return err
-		}
-		d = old
-		d.Metadata = maps.Clone(old.Metadata) // a failed change leaves old intact
-		if err := change(&d); err != nil {
-			return err
-		}
-		d.ID, d.TenantID, d.KnowledgeBaseID, d.ChunkCount, d.UploadedBy, d.CreatedAt = old.ID, old.TenantID,
-			old.KnowledgeBaseID, old.ChunkCount, old.UploadedBy, old.CreatedAt
-		if err := d.Validate(); err != nil {
-			return err
-		}
-		meta, err := encodeJSON(d.Metadata, "{}", len(d.Metadata) == 0)
-		if err != nil {
-			return err
-		}
-		if d.ContentHash != old.ContentHash {
-			if dup, err := findDuplicate(ctx, tx, d.KnowledgeBaseID, d.ContentHash, d.ID); err != nil || dup != "" {
-				if err == nil {
-					err = duplicateDocument(dup)
-				}
-				return err
-			}
-		}
-		_, err = tx.Exec(ctx, `UPDATE documents SET filename = ?, original_filename = ?, file_type = ?, file_size = ?,
-			content_hash = ?, blob_id = ?, source_url = ?, status = ?, stage = ?, progress = ?, error = ?, metadata = ?,
-			updated_at = ?, processed_at = ? WHERE id = ?`,
-			d.Filename, d.OriginalFilename, d.FileType, d.FileSize, nullable(d.ContentHash), d.BlobID, d.SourceURL,
-			d.Status, d.Stage, d.Progress, d.Error, meta, d.UpdatedAt, d.ProcessedAt, id)
+		d, err = updateDocument(ctx, tx, id, cond, args, change)
 		return err
 	})
 	if err != nil {
 		return knowledge.Document{}, db.nameDuplicate(ctx, err, d)
 	}
 	return d, nil
+}
+
+// updateDocument is UpdateDocumentState within tx; it returns the document
+// as written, or as far as change got when it fails.
+func updateDocument(ctx context.Context, tx *Tx, id, cond string, args []any, change func(*knowledge.Document) error) (knowledge.Document, error) {
+	old, err := findDocument(ctx, tx, id, cond, args, true)
+	if err != nil {
+		return old, err
+	}
+	d := old
+	d.Metadata = maps.Clone(old.Metadata) // a failed change leaves old intact
+	if err := change(&d); err != nil {
+		return d, err
+	}
+	d.ID, d.TenantID, d.KnowledgeBaseID, d.ChunkCount, d.UploadedBy, d.CreatedAt = old.ID, old.TenantID,
+		old.KnowledgeBaseID, old.ChunkCount, old.UploadedBy, old.CreatedAt
+	if err := d.Validate(); err != nil {
+		return d, err
+	}
+	meta, err := encodeJSON(d.Metadata, "{}", len(d.Metadata) == 0)
+	if err != nil {
+		return d, err
+	}
+	if d.ContentHash != old.ContentHash {
+		if dup, err := findDuplicate(ctx, tx, d.KnowledgeBaseID, d.ContentHash, d.ID); err != nil || dup != "" {
+			if err == nil {
+				err = duplicateDocument(dup)
+			}
+			return d, err
+		}
+	}
+	_, err = tx.Exec(ctx, `UPDATE documents SET filename = ?, original_filename = ?, file_type = ?, file_size = ?,
+		content_hash = ?, blob_id = ?, source_url = ?, status = ?, stage = ?, progress = ?, error = ?, metadata = ?,
+		updated_at = ?, processed_at = ? WHERE id = ?`,
+		d.Filename, d.OriginalFilename, d.FileType, d.FileSize, nullable(d.ContentHash), d.BlobID, d.SourceURL,
+		d.Status, d.Stage, d.Progress, d.Error, meta, d.UpdatedAt, d.ProcessedAt, id)
+	return d, err
 }
 
 // DeleteDocument removes a document in scope and its chunks, and returns
@@ -477,6 +513,13 @@ func (db *DB) DeleteDocument(ctx context.Context, id string) (string, error) {
 			return err
 		}
 		blob = d.BlobID
+		var delta termDelta
+		if err := dropDocumentTerms(ctx, tx, id, &delta); err != nil {
+			return err
+		}
+		if err := applyTermDelta(ctx, tx, d.KnowledgeBaseID, &delta); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM kb_chunks WHERE document_id = ?`, id); err != nil {
 			return err
 		}
@@ -498,28 +541,48 @@ const chunkBatchRows = 256
 // leaves exactly its own set. Chunks take their tenant, knowledge base and
 // document from the document; an empty chunk id is generated.
 func (db *DB) ReplaceChunks(ctx context.Context, documentID string, chunks []knowledge.Chunk) error {
+	_, err := db.IndexChunks(ctx, documentID, chunks, nil)
+	return err
+}
+
+// IndexChunks is ReplaceChunks, and also applies change (unless nil) to
+// the document in the same transaction, as UpdateDocumentState does: an
+// ingestion stores its chunks and completes the document in one write.
+// It returns the document as written.
+func (db *DB) IndexChunks(ctx context.Context, documentID string, chunks []knowledge.Chunk, change func(*knowledge.Document) error) (knowledge.Document, error) {
+	var d knowledge.Document
 	cond, args, err := scopeCond(ctx, "tenant_id")
 	if err != nil {
-		return err
+		return d, err
 	}
 	rows := make([][]any, len(chunks))
+	ids := make([]string, len(chunks))
 	for i, c := range chunks {
 		if c.Index < 0 || c.Start < 0 || c.End < c.Start || c.Tokens < 0 {
-			return nodus.Errorf(nodus.EINVALID, "chunk %d: invalid index, offsets or token count", i)
+			return d, nodus.Errorf(nodus.EINVALID, "chunk %d: invalid index, offsets or token count", i)
 		}
 		headings, err := encodeJSON(c.Headings, "[]", len(c.Headings) == 0)
 		if err != nil {
-			return err
+			return d, err
 		}
 		id := c.ID
 		if id == "" {
 			id = nodus.NewID()
 		}
+		ids[i] = id
 		rows[i] = []any{id, c.Index, c.Text, c.Prefix, headings, c.Start, c.End, c.Tokens}
 	}
-	return db.Write(ctx, func(tx *Tx) error {
-		d, err := findDocument(ctx, tx, documentID, cond, args, true)
+	err = db.Write(ctx, func(tx *Tx) error {
+		if change != nil {
+			d, err = updateDocument(ctx, tx, documentID, cond, args, change)
+		} else {
+			d, err = findDocument(ctx, tx, documentID, cond, args, true)
+		}
 		if err != nil {
+			return err
+		}
+		var delta termDelta
+		if err := dropDocumentTerms(ctx, tx, documentID, &delta); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM kb_chunks WHERE document_id = ?`, documentID); err != nil {
@@ -540,9 +603,20 @@ func (db *DB) ReplaceChunks(ctx context.Context, documentID string, chunks []kno
 			}
 			rest = rest[size:]
 		}
+		if err := insertChunkTerms(ctx, tx, d, ids, chunks, &delta); err != nil {
+			return err
+		}
+		if err := applyTermDelta(ctx, tx, d.KnowledgeBaseID, &delta); err != nil {
+			return err
+		}
 		_, err = tx.Exec(ctx, `UPDATE documents SET chunk_count = ? WHERE id = ?`, len(rows), documentID)
+		d.ChunkCount = len(rows)
 		return err
 	})
+	if err != nil {
+		return knowledge.Document{}, err
+	}
+	return d, nil
 }
 
 const chunkColumns = `id, tenant_id, knowledge_base_id, document_id, chunk_index, content, prefix, headings, start_offset,

@@ -1,0 +1,343 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/nodus-os/nodus/internal/fulltext"
+	"github.com/nodus-os/nodus/internal/knowledge"
+)
+
+// This file holds the full-text index of knowledge bases (migration
+// 0006): each chunk's term vector in kb_chunk_terms, the engine's index of
+// its distinct terms (FTS5's kb_fts on SQLite, a GIN-indexed tsvector on
+// PostgreSQL) to find candidates, and per knowledge base the document
+// frequency of every term (kb_term_stats) and the count and total length
+// of its indexed chunks (knowledge_bases.indexed_chunks, indexed_length).
+// Every write that changes a document's chunks changes all of these in
+// its transaction, so search always reads figures that match the chunks.
+// Ranking itself is internal/fulltext's, the same on both engines.
+
+// kbToken is the term that marks a knowledge base's chunks in the engine's
+// index, so a candidate lookup reads that knowledge base's entries only.
+// Search still filters on knowledge_base_id: a document could contain the
+// token as a word.
+func kbToken(kbID string) string {
+	return "kb" + strings.ReplaceAll(kbID, "-", "")
+}
+
+// termDelta is how a write changes a knowledge base's figures.
+type termDelta struct {
+	df             map[string]int64
+	chunks, length int64
+}
+
+func (d *termDelta) add(v fulltext.Vector, sign int64) {
+	if d.df == nil {
+		d.df = make(map[string]int64)
+	}
+	for _, t := range v.Terms {
+		d.df[t.Term] += sign
+	}
+	d.chunks += sign
+	d.length += sign * int64(v.Length)
+}
+
+// dropDocumentTerms removes the index entries of a document's chunks and
+// subtracts them in delta.
+func dropDocumentTerms(ctx context.Context, tx *Tx, documentID string, delta *termDelta) error {
+	rows, err := tx.Query(ctx, `SELECT length, terms FROM kb_chunk_terms WHERE document_id = ?`, documentID)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var length int
+		var terms string
+		if err := rows.Scan(&length, &terms); err != nil {
+			rows.Close()
+			return err
+		}
+		delta.add(fulltext.Decode(terms, length), -1)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if tx.Dialect() == SQLite {
+		if _, err := tx.Exec(ctx, `DELETE FROM kb_fts WHERE rowid IN
+			(SELECT seq FROM kb_chunk_terms WHERE document_id = ?)`, documentID); err != nil {
+			return err
+		}
+	}
+	_, err = tx.Exec(ctx, `DELETE FROM kb_chunk_terms WHERE document_id = ?`, documentID)
+	return err
+}
+
+// termsBatchRows bounds the rows of one INSERT into kb_chunk_terms.
+const termsBatchRows = 256
+
+// insertChunkTerms indexes chunks of document d (ids set) and adds them
+// in delta. A chunk without terms is not indexed: no search can find it.
+func insertChunkTerms(ctx context.Context, tx *Tx, d knowledge.Document, ids []string, chunks []knowledge.Chunk, delta *termDelta) error {
+	token := kbToken(d.KnowledgeBaseID)
+	var rows [][]any
+	for i, c := range chunks {
+		if c.Terms.Length == 0 {
+			continue
+		}
+		delta.add(c.Terms, 1)
+		rows = append(rows, []any{ids[i], d.TenantID, d.KnowledgeBaseID, d.ID, c.Terms.Length, c.Terms.Encode(),
+			token + " " + c.Terms.Words()})
+	}
+	if tx.Dialect() == SQLite {
+		// FTS5's rowid is the row's seq, known once it is inserted.
+		for _, r := range rows {
+			var seq int64
+			if err := tx.QueryRow(ctx, `INSERT INTO kb_chunk_terms (chunk_id, tenant_id, knowledge_base_id,
+				document_id, length, terms) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`, r[:6]...).Scan(&seq); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO kb_fts (rowid, words) VALUES (?, ?)`, seq, r[6]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, size := range chunkSizes(len(rows), termsBatchRows) {
+		marks := strings.Repeat("(?, ?, ?, ?, ?, ?, to_tsvector('simple', ?)), ", size)
+		vals := make([]any, 0, size*7)
+		for _, r := range rows[:size] {
+			vals = append(vals, r...)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO kb_chunk_terms (chunk_id, tenant_id, knowledge_base_id, document_id,
+			length, terms, words) VALUES `+strings.TrimSuffix(marks, ", "), vals...); err != nil {
+			return err
+		}
+		rows = rows[size:]
+	}
+	return nil
+}
+
+// statsBatchRows bounds the rows of one statement on kb_term_stats.
+const statsBatchRows = 256
+
+// applyTermDelta adds delta to a knowledge base's figures. Terms are
+// written in order, so two transactions on one knowledge base lock their
+// common terms in the same order and never deadlock.
+func applyTermDelta(ctx context.Context, tx *Tx, kbID string, delta *termDelta) error {
+	terms := slices.Sorted(maps.Keys(delta.df))
+	terms = slices.DeleteFunc(terms, func(t string) bool { return delta.df[t] == 0 })
+	var dropped []any
+	for rest := terms; len(rest) > 0; {
+		n := min(len(rest), statsBatchRows)
+		vals := make([]any, 0, n*3)
+		for _, t := range rest[:n] {
+			vals = append(vals, kbID, t, delta.df[t])
+			if delta.df[t] < 0 {
+				dropped = append(dropped, t)
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO kb_term_stats (knowledge_base_id, term, df) VALUES `+
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", n), ", ")+
+			` ON CONFLICT (knowledge_base_id, term) DO UPDATE SET df = kb_term_stats.df + excluded.df`,
+			vals...); err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	// Terms no chunk holds any more go.
+	for len(dropped) > 0 {
+		n := min(len(dropped), statsBatchRows)
+		if _, err := tx.Exec(ctx, `DELETE FROM kb_term_stats WHERE knowledge_base_id = ? AND df <= 0 AND term IN (`+
+			strings.TrimSuffix(strings.Repeat("?, ", n), ", ")+`)`, append([]any{kbID}, dropped[:n]...)...); err != nil {
+			return err
+		}
+		dropped = dropped[n:]
+	}
+	if delta.chunks == 0 && delta.length == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE knowledge_bases SET indexed_chunks = indexed_chunks + ?,
+		indexed_length = indexed_length + ? WHERE id = ?`, delta.chunks, delta.length, kbID)
+	return err
+}
+
+// dropKnowledgeTerms removes the whole index of the knowledge bases kbCond
+// selects (with args), before they are deleted.
+func dropKnowledgeTerms(ctx context.Context, tx *Tx, kbCond string, args []any) error {
+	kbs := `SELECT id FROM knowledge_bases WHERE ` + kbCond
+	if tx.Dialect() == SQLite {
+		if _, err := tx.Exec(ctx, `DELETE FROM kb_fts WHERE rowid IN
+			(SELECT seq FROM kb_chunk_terms WHERE knowledge_base_id IN (`+kbs+`))`, args...); err != nil {
+			return err
+		}
+	}
+	for _, q := range []string{`DELETE FROM kb_chunk_terms WHERE knowledge_base_id IN (` + kbs + `)`,
+		`DELETE FROM kb_term_stats WHERE knowledge_base_id IN (` + kbs + `)`} {
+		if _, err := tx.Exec(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SearchChunks runs search over the full-text index of a knowledge base
+// in scope, in one read transaction, and returns its hits' chunks in its
+// order, with their documents' names.
+func (db *DB) SearchChunks(ctx context.Context, kbID string, search func(knowledge.KnowledgeBase, fulltext.Index) ([]fulltext.Hit, error)) ([]knowledge.ChunkHit, error) {
+	kbCond, args, err := scopeCond(ctx, "kb.tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	cond, _, _ := scopeCond(ctx, "t.tenant_id")
+	var out []knowledge.ChunkHit
+	err = db.Read(ctx, func(tx *Tx) error {
+		// The knowledge base without its document count, which would
+		// cost a count per search.
+		ix := &fullTextIndex{tx: tx, kbID: kbID, cond: cond, args: args}
+		var kb knowledge.KnowledgeBase
+		err := tx.QueryRow(ctx, `SELECT `+strings.Replace(kbColumns, kbDocumentCount, "0", 1)+
+			`, kb.indexed_chunks, kb.indexed_length FROM knowledge_bases kb WHERE kb.id = ? AND `+kbCond,
+			append([]any{kbID}, args...)...).Scan(append(kbScanDest(&kb), &ix.texts, &ix.length)...)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errKnowledgeBaseNotFound(kbID)
+		}
+		if err != nil {
+			return err
+		}
+		hits, err := search(kb, ix)
+		if err != nil {
+			return err
+		}
+		out, err = chunkHits(ctx, tx, kbID, hits)
+		return err
+	})
+	return out, err
+}
+
+// chunkHits loads the chunks of hits, in order.
+func chunkHits(ctx context.Context, tx *Tx, kbID string, hits []fulltext.Hit) ([]knowledge.ChunkHit, error) {
+	if len(hits) == 0 {
+		return nil, nil
+	}
+	at := make(map[int64]int, len(hits))
+	args := []any{kbID}
+	for i, h := range hits {
+		at[h.Key] = i
+		args = append(args, h.Key)
+	}
+	rows, err := tx.Query(ctx, `SELECT t.seq, c.id, c.tenant_id, c.knowledge_base_id, c.document_id, c.chunk_index,
+		c.content, c.prefix, c.headings, c.start_offset, c.end_offset, c.tokens, d.original_filename
+		FROM kb_chunk_terms t JOIN kb_chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id
+		WHERE t.knowledge_base_id = ? AND t.seq IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(hits)), ", ")+`)`,
+		args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]knowledge.ChunkHit, len(hits))
+	found := make([]bool, len(hits))
+	for rows.Next() {
+		var seq int64
+		var h knowledge.ChunkHit
+		var headings string
+		if err := rows.Scan(&seq, &h.ID, &h.TenantID, &h.KnowledgeBaseID, &h.DocumentID, &h.Index, &h.Text,
+			&h.Prefix, &headings, &h.Start, &h.End, &h.Tokens, &h.DocumentName); err != nil {
+			return nil, err
+		}
+		if err := decodeJSON("chunk headings", headings, &h.Headings); err != nil {
+			return nil, err
+		}
+		i := at[seq]
+		h.Score = hits[i].Score
+		out[i], found[i] = h, true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Every hit was read in this transaction, so each has its row.
+	for i := range found {
+		if !found[i] {
+			return nil, errors.New("store: a full-text hit has no chunk")
+		}
+	}
+	return out, nil
+}
+
+// fullTextIndex is a knowledge base's index within one read transaction.
+type fullTextIndex struct {
+	tx            *Tx
+	kbID          string
+	cond          string // the tenant scope, on t.tenant_id
+	args          []any
+	texts, length int64 // the knowledge base's indexed chunks and their length
+}
+
+var _ fulltext.Index = (*fullTextIndex)(nil)
+
+func (ix *fullTextIndex) Stats(ctx context.Context, terms []string) (fulltext.Stats, error) {
+	st := fulltext.Stats{Texts: ix.texts, Length: ix.length, DF: make(map[string]int64, len(terms))}
+	if len(terms) == 0 {
+		return st, nil
+	}
+	args := []any{ix.kbID}
+	for _, t := range terms {
+		args = append(args, t)
+	}
+	rows, err := ix.tx.Query(ctx, `SELECT term, df FROM kb_term_stats WHERE knowledge_base_id = ? AND term IN (`+
+		strings.TrimSuffix(strings.Repeat("?, ", len(terms)), ", ")+`)`, args...)
+	if err != nil {
+		return st, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var term string
+		var df int64
+		if err := rows.Scan(&term, &df); err != nil {
+			return st, err
+		}
+		st.DF[term] = df
+	}
+	return st, rows.Err()
+}
+
+func (ix *fullTextIndex) Candidates(ctx context.Context, term string, without []string, fn func(fulltext.Candidate) error) error {
+	var q, match string
+	if ix.tx.Dialect() == SQLite {
+		// Each term is a quoted phrase: should FTS5 split a term
+		// differently from Go, the phrase still matches where it occurs.
+		match = `"` + kbToken(ix.kbID) + `" AND "` + term + `"`
+		if len(without) > 0 {
+			match += ` NOT ("` + strings.Join(without, `" OR "`) + `")`
+		}
+		q = `SELECT t.seq, t.length, t.terms FROM kb_fts JOIN kb_chunk_terms t ON t.seq = kb_fts.rowid
+			WHERE kb_fts MATCH ? AND t.knowledge_base_id = ? AND ` + ix.cond
+	} else {
+		// Terms hold only letters, digits and marks: no tsquery operator.
+		match = kbToken(ix.kbID) + ` & ` + term
+		if len(without) > 0 {
+			match += ` & !(` + strings.Join(without, ` | `) + `)`
+		}
+		q = `SELECT t.seq, t.length, t.terms FROM kb_chunk_terms t
+			WHERE t.words @@ to_tsquery('simple', ?) AND t.knowledge_base_id = ? AND ` + ix.cond
+	}
+	rows, err := ix.tx.Query(ctx, q, append([]any{match, ix.kbID}, ix.args...)...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c fulltext.Candidate
+		if err := rows.Scan(&c.Key, &c.Length, &c.Terms); err != nil {
+			return err
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

@@ -1,0 +1,35 @@
+-- Full-text search of knowledge bases (internal/fulltext). Each chunk's
+-- analysed terms are stored as a vector (kb_chunk_terms.terms, "term freq
+-- …"); BM25 scores candidates from it. A tsvector of the chunk's distinct
+-- terms, after a token naming its knowledge base, under a GIN index, only
+-- finds candidates fast ('simple' configuration: the terms are already
+-- stemmed). The document frequency of each term per knowledge base, and
+-- the knowledge base's count and total length of indexed chunks, are kept
+-- up to date by the writes that change chunks, in the same transaction.
+
+ALTER TABLE knowledge_bases ADD COLUMN indexed_chunks BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN indexed_length BIGINT NOT NULL DEFAULT 0;
+
+CREATE TABLE kb_chunk_terms (
+    seq               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    chunk_id          TEXT NOT NULL UNIQUE REFERENCES kb_chunks (id) ON DELETE CASCADE,
+    tenant_id         TEXT NOT NULL CHECK (tenant_id <> ''),
+    knowledge_base_id TEXT NOT NULL,
+    document_id       TEXT NOT NULL,
+    length            INTEGER NOT NULL CHECK (length > 0),
+    terms             TEXT NOT NULL,
+    words             TSVECTOR NOT NULL
+);
+CREATE INDEX kb_chunk_terms_document ON kb_chunk_terms (document_id);
+CREATE INDEX kb_chunk_terms_kb ON kb_chunk_terms (knowledge_base_id);
+CREATE INDEX kb_chunk_terms_words ON kb_chunk_terms USING gin (words);
+
+CREATE TABLE kb_term_stats (
+    knowledge_base_id TEXT NOT NULL,
+    term              TEXT NOT NULL,
+    df                BIGINT NOT NULL,
+    PRIMARY KEY (knowledge_base_id, term)
+);
+
+-- Chunks written before this version have no terms: index them again.
+UPDATE documents SET status = 'pending', stage = '', progress = 0 WHERE status = 'completed';
