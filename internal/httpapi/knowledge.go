@@ -220,6 +220,65 @@ func (s *Server) handleRetryDocument() http.Handler {
 	})
 }
 
+// searchRequest is the body of a search. It has json tags of its own so
+// knowledge.SearchInput stays free of the wire format.
+type searchRequest struct {
+	Query          string   `json:"query"`
+	TopK           int      `json:"top_k"`
+	ScoreThreshold *float64 `json:"score_threshold"`
+}
+
+// searchMaxBody bounds a search body: a query of knowledge.MaxQueryBytes
+// written entirely in \uXXXX escapes, with room for the other fields.
+const searchMaxBody = 6*knowledge.MaxQueryBytes + 4<<10
+
+// searchHitView is a chunk a search found, as the API shows it: no tenant
+// id and no term vector. Snippet is HTML (escaped text, matches in <mark>).
+type searchHitView struct {
+	ChunkID         string   `json:"chunk_id"`
+	DocumentID      string   `json:"document_id"`
+	DocumentName    string   `json:"document_name"`
+	KnowledgeBaseID string   `json:"knowledge_base_id"`
+	Position        int      `json:"position"`
+	StartOffset     int      `json:"start_offset"`
+	EndOffset       int      `json:"end_offset"`
+	Headings        []string `json:"headings"`
+	Score           float64  `json:"score"`
+	Snippet         string   `json:"snippet"`
+	Text            string   `json:"text"`
+}
+
+func viewSearchHit(h *knowledge.SearchHit) searchHitView {
+	headings := h.Headings
+	if headings == nil {
+		headings = []string{}
+	}
+	return searchHitView{ChunkID: h.ID, DocumentID: h.DocumentID, DocumentName: h.DocumentName, KnowledgeBaseID: h.KnowledgeBaseID,
+		Position: h.Index, StartOffset: h.Start, EndOffset: h.End, Headings: headings, Score: h.Score, Snippet: h.Snippet, Text: h.Text}
+}
+
+// handleSearchKnowledgeBase ranks a knowledge base's chunks for a query. It
+// is a POST for the body, not a write: every member of the tenant may
+// search.
+func (s *Server) handleSearchKnowledgeBase() http.Handler {
+	return s.knowledgeAnswer(http.StatusOK, func(r *http.Request, m knowledge.Manager) (any, error) {
+		var in searchRequest
+		if err := decodeJSON(r, &in); err != nil {
+			return nil, err
+		}
+		res, err := s.deps.Knowledge.Search(r.Context(), m, r.PathValue("id"), knowledge.SearchInput{
+			Query: in.Query, TopK: in.TopK, ScoreThreshold: in.ScoreThreshold})
+		if err != nil {
+			return nil, err
+		}
+		hits := make([]searchHitView, len(res.Hits))
+		for i := range res.Hits {
+			hits[i] = viewSearchHit(&res.Hits[i])
+		}
+		return map[string]any{"mode": res.Mode, "hits": hits}, nil
+	})
+}
+
 // uploadLimit is the largest file an upload takes (extraction's default
 // input limit); the route's body limit adds uploadEnvelope for the
 // multipart headers and the metadata part.

@@ -29,7 +29,8 @@ type knowledgeFixture struct {
 	gatewayFixture // for call and must
 	db             *store.DB
 	blobs          *blob.Local
-	viewer, bAdmin string // tokens
+	kn             *knowledge.Service // to run ingestion, which the queue would
+	viewer, bAdmin string             // tokens
 
 	mu     sync.Mutex
 	queued []string // documents whose ingestion was queued
@@ -100,6 +101,7 @@ func newKnowledgeFixture(t *testing.T, db *store.DB) *knowledgeFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.kn = kn
 	s := NewServer(Deps{
 		Logger:    slog.New(slog.DiscardHandler),
 		Metrics:   metrics.NewRegistry(),
@@ -458,6 +460,173 @@ func TestKnowledgeUploadRoute(t *testing.T) {
 		}
 		if uploads != 1 {
 			t.Errorf("%d upload audit entries, want 1", uploads)
+		}
+	})
+}
+
+// ingestUpload uploads a file to a knowledge base as token and runs its
+// ingestion, as the job queue would, and returns the document's id.
+func (f *knowledgeFixture) ingestUpload(t *testing.T, token, tenant, kbID, filename, content string) string {
+	t.Helper()
+	body, ct := multipartBody(t, "", filename, content)
+	var up struct {
+		Document struct{ ID string } `json:"document"`
+	}
+	f.must(t, token, "POST", "/api/v1/knowledge-bases/"+kbID+"/documents", ct, body, 201, &up)
+	if err := f.kn.Ingest(context.Background(), tenant, up.Document.ID, knowledge.IngestOptions{}); err != nil {
+		t.Fatalf("ingest %s: %v", filename, err)
+	}
+	return up.Document.ID
+}
+
+type searchAnswer struct {
+	Mode string `json:"mode"`
+	Hits []struct {
+		ChunkID         string   `json:"chunk_id"`
+		DocumentID      string   `json:"document_id"`
+		DocumentName    string   `json:"document_name"`
+		KnowledgeBaseID string   `json:"knowledge_base_id"`
+		Position        int      `json:"position"`
+		StartOffset     int      `json:"start_offset"`
+		EndOffset       int      `json:"end_offset"`
+		Headings        []string `json:"headings"`
+		Score           float64  `json:"score"`
+		Snippet         string   `json:"snippet"`
+		Text            string   `json:"text"`
+	} `json:"hits"`
+}
+
+func TestKnowledgeSearchRoute(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		f := newKnowledgeFixture(t, db)
+		const base = "/api/v1/knowledge-bases"
+		var a, b kbAnswer
+		f.must(t, f.admin, "POST", base, "", map[string]any{"name": "A docs"}, 201, &a)
+		f.must(t, f.bAdmin, "POST", base, "", map[string]any{"name": "B docs"}, 201, &b)
+		aKB, bKB := a.KnowledgeBase.ID, b.KnowledgeBase.ID
+		volcano := f.ingestUpload(t, f.admin, f.a, aKB, "volcano.md",
+			"# Volcanoes\n\nA volcano erupts lava and ash. Magma chambers under the volcano feed each eruption.\n")
+		garden := f.ingestUpload(t, f.admin, f.a, aKB, "garden.txt",
+			"Tomatoes grow best in a sunny garden with rich compost and a little lava rock.\n")
+		script := f.ingestUpload(t, f.admin, f.a, aKB, "script.txt", "<script>alert(1)</script> zebra stripes\n")
+		ours := map[string]bool{volcano: true, garden: true, script: true}
+		const bSecret = "volcano lava of tenant B, confidential"
+		f.ingestUpload(t, f.bAdmin, f.b, bKB, "b.txt", bSecret+"\n")
+		search := aKB + "/search"
+
+		// The best chunk first, highlighted; every role of the tenant may
+		// search, and only the knowledge base's own chunks come back.
+		for name, token := range map[string]string{"admin": f.admin, "user": f.user, "viewer": f.viewer} {
+			var res searchAnswer
+			f.must(t, token, "POST", base+"/"+search, "", map[string]any{"query": "volcano lava"}, 200, &res)
+			if res.Mode != "fulltext" || len(res.Hits) != 2 {
+				t.Fatalf("%s: %+v, want the volcano and garden chunks", name, res)
+			}
+			h := res.Hits[0]
+			if h.DocumentID != volcano || h.DocumentName != "volcano.md" || h.KnowledgeBaseID != aKB || h.ChunkID == "" ||
+				!strings.Contains(h.Snippet, "<mark>") || !strings.Contains(h.Text, "Magma") || h.EndOffset <= h.StartOffset ||
+				h.Score <= 0 || h.Score < res.Hits[1].Score || len(h.Headings) != 1 || h.Headings[0] != "Volcanoes" {
+				t.Errorf("%s: first hit %+v", name, h)
+			}
+			for _, h := range res.Hits {
+				if !ours[h.DocumentID] || h.KnowledgeBaseID != aKB || strings.Contains(h.Text, "tenant B") {
+					t.Errorf("%s: hit from elsewhere: %+v", name, h)
+				}
+			}
+		}
+
+		// The wire form: headings always an array, no tenant id, no terms.
+		status, raw := f.call(t, f.viewer, "POST", base+"/"+search, "", map[string]any{"query": "tomatoes"})
+		if status != 200 || !strings.Contains(string(raw), `"headings":[]`) || strings.Contains(string(raw), "tenant_id") ||
+			strings.Contains(string(raw), "terms") || strings.Contains(string(raw), f.a) {
+			t.Errorf("wire form: %d %s", status, raw)
+		}
+
+		// top_k 0 takes the knowledge base's; 1 keeps the best.
+		var res searchAnswer
+		f.must(t, f.user, "POST", base+"/"+search, "", map[string]any{"query": "volcano lava", "top_k": 0}, 200, &res)
+		if len(res.Hits) != 2 {
+			t.Errorf("top_k 0: %d hits", len(res.Hits))
+		}
+		f.must(t, f.user, "POST", base+"/"+search, "", map[string]any{"query": "volcano lava", "top_k": 1,
+			"score_threshold": 0}, 200, &res)
+		if len(res.Hits) != 1 || res.Hits[0].DocumentID != volcano {
+			t.Errorf("top_k 1: %+v", res.Hits)
+		}
+
+		// Stop words alone match nothing: an empty array, not null.
+		status, raw = f.call(t, f.viewer, "POST", base+"/"+search, "", map[string]any{"query": "the of and"})
+		if status != 200 || !strings.Contains(string(raw), `"hits":[]`) {
+			t.Errorf("stop words: %d %s", status, raw)
+		}
+
+		// A document's HTML comes back escaped.
+		f.must(t, f.viewer, "POST", base+"/"+search, "", map[string]any{"query": "zebra"}, 200, &res)
+		if len(res.Hits) != 1 || res.Hits[0].DocumentID != script {
+			t.Fatalf("zebra: %+v", res.Hits)
+		}
+		if sn := res.Hits[0].Snippet; !strings.Contains(sn, "&lt;script&gt;") || strings.Contains(sn, "<script>") ||
+			!strings.Contains(sn, "<mark>zebra</mark>") {
+			t.Errorf("snippet not escaped: %q", sn)
+		}
+
+		// Validation names the field.
+		for name, tc := range map[string]struct {
+			body  any
+			field string
+		}{
+			"no query":           {map[string]any{"top_k": 3}, "query"},
+			"blank query":        {map[string]any{"query": "  "}, "query"},
+			"long query":         {map[string]any{"query": strings.Repeat("a", knowledge.MaxQueryBytes+1)}, "query"},
+			"top_k over":         {map[string]any{"query": "volcano", "top_k": knowledge.MaxTopK + 1}, "top_k"},
+			"top_k negative":     {map[string]any{"query": "volcano", "top_k": -1}, "top_k"},
+			"negative threshold": {map[string]any{"query": "volcano", "score_threshold": -0.5}, "score_threshold"},
+			"query not a string": {map[string]any{"query": 7}, "query"},
+			"unknown field":      {map[string]any{"query": "volcano", "mode": "vector"}, ""},
+			"not JSON":           {"volcano", ""},
+		} {
+			status, body := f.call(t, f.viewer, "POST", base+"/"+search, "", tc.body)
+			var e struct {
+				Error struct{ Fields map[string]string }
+			}
+			_ = json.Unmarshal(body, &e)
+			if status != 400 || (tc.field != "" && e.Error.Fields[tc.field] == "") {
+				t.Errorf("%s: %d %s, want 400 naming %q", name, status, body, tc.field)
+			}
+		}
+
+		// The longest query, written in escapes, fits the body limit; more
+		// than the limit is 413.
+		f.must(t, f.viewer, "POST", base+"/"+search, "application/json",
+			`{"query":"`+strings.Repeat(`\u0061`, knowledge.MaxQueryBytes)+`","top_k":100,"score_threshold":0}`, 200, nil)
+		if status, raw := f.call(t, f.viewer, "POST", base+"/"+search, "application/json",
+			`{"query":"`+strings.Repeat(`\u0061`, searchMaxBody/6+1)+`"}`); status != 413 {
+			t.Errorf("over the limit: %d %s", status, raw)
+		}
+
+		// The super_admin names the tenant.
+		f.must(t, f.root, "POST", base+"/"+search+"?tenant_id="+f.a, "", map[string]any{"query": "zebra"}, 200, nil)
+		f.must(t, f.root, "POST", base+"/"+search+"?tenant_id="+f.b, "", map[string]any{"query": "zebra"}, 404, nil)
+
+		// Another tenant's knowledge base is not found, by id or tenant,
+		// and none of its chunks come back.
+		for name, tc := range map[string]struct{ token, path string }{
+			"B's kb by id":         {f.admin, base + "/" + bKB + "/search"},
+			"B's kb by tenant":     {f.admin, base + "/" + bKB + "/search?tenant_id=" + f.b},
+			"A's kb from B":        {f.bAdmin, base + "/" + search},
+			"B's kb as A's viewer": {f.viewer, base + "/" + bKB + "/search"},
+			"unknown kb":           {f.admin, base + "/" + nodus.NewID() + "/search"},
+			"not an id":            {f.admin, base + "/not-an-id/search"},
+		} {
+			status, raw := f.call(t, tc.token, "POST", tc.path, "", map[string]any{"query": "volcano lava zebra"})
+			if status != 404 || strings.Contains(string(raw), "confidential") || strings.Contains(string(raw), "zebra stripes") {
+				t.Errorf("%s: %d %s, want 404", name, status, raw)
+			}
+		}
+		// B finds its own.
+		f.must(t, f.bAdmin, "POST", base+"/"+bKB+"/search", "", map[string]any{"query": "volcano"}, 200, &res)
+		if len(res.Hits) != 1 || res.Hits[0].KnowledgeBaseID != bKB {
+			t.Errorf("B's search: %+v", res.Hits)
 		}
 	})
 }

@@ -150,6 +150,7 @@ func (s *Server) routes() []route {
 		{pattern: "GET /api/v1/knowledge-bases/{id}", handler: s.handleGetKnowledgeBase(), action: identity.ActionReadKnowledge},
 		{pattern: "PATCH /api/v1/knowledge-bases/{id}", handler: s.handleUpdateKnowledgeBase(), action: identity.ActionManageKnowledge, maxBody: 16 << 10},
 		{pattern: "DELETE /api/v1/knowledge-bases/{id}", handler: s.handleDeleteKnowledgeBase(), action: identity.ActionManageKnowledge},
+		{pattern: "POST /api/v1/knowledge-bases/{id}/search", handler: s.handleSearchKnowledgeBase(), action: identity.ActionReadKnowledge, maxBody: searchMaxBody},
 		{pattern: "GET /api/v1/knowledge-bases/{id}/documents", handler: s.handleListDocuments(), action: identity.ActionReadKnowledge},
 		{pattern: "POST /api/v1/knowledge-bases/{id}/documents", handler: s.handleUploadDocument(), action: identity.ActionManageKnowledge,
 			maxBody: uploadLimit + uploadEnvelope, timeout: 10 * time.Minute},
