@@ -49,6 +49,8 @@ Usage:
                                    give a tenant a new data key and re-encrypt its secrets
   nodus gateway import --tenant T [--dry-run] [--prune] FILE
                                    import a LiteLLM-style model_list into a tenant's gateway
+  nodus eval retrieval [--database-url URL] DIR
+                                   load a BEIR dataset into a scratch knowledge base and score its search
   nodus version                    print the version
   nodus help                       print this help
 
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return helpIsNotAnError(vaultCmd(ctx, rest, getenv, stdout, stderr))
 	case "gateway":
 		return helpIsNotAnError(gatewayCmd(ctx, rest, getenv, stdout, stderr))
+	case "eval":
+		return helpIsNotAnError(evalCmd(ctx, rest, stdout, stderr))
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
