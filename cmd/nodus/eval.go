@@ -181,11 +181,16 @@ func (e *retrievalEval) pickSplit() (string, error) {
 	if e.split != "" {
 		return e.split, nil
 	}
+	if _, err := os.Stat(string(e.dir)); err != nil {
+		return "", fmt.Errorf("the dataset directory: %w", err)
+	}
 	splits, err := e.dir.Splits()
 	if err != nil {
 		return "", err
 	}
 	switch {
+	case len(splits) == 0:
+		return "", fmt.Errorf("%s has no SPLIT.tsv files: not a BEIR dataset", filepath.Join(string(e.dir), "qrels"))
 	case slices.Contains(splits, "test"):
 		return "test", nil
 	case len(splits) == 1:

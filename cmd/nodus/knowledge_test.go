@@ -1,14 +1,21 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
+	"fmt"
 	"mime/multipart"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/store"
@@ -115,4 +122,202 @@ func TestKnowledgeUploadIngests(t *testing.T) {
 			t.Errorf("failed document: %+v", d.Document)
 		}
 	})
+}
+
+// TestKnowledgeSearchFindsEveryType uploads one file of each supported
+// type to a running Nodus, on both databases, each holding a phrase of its
+// own; once the job queue has ingested them, searching for a phrase finds
+// its file first, highlighted. A malformed PDF fails with a readable error
+// that names no path of the server.
+func TestKnowledgeSearchFindsEveryType(t *testing.T) {
+	files := []struct {
+		name, fileType, phrase string
+		content                []byte
+	}{
+		{name: "notes.txt", fileType: "text", phrase: "the quartz pelican of tuesday"},
+		{name: "guide.md", fileType: "markdown", phrase: "a velvet harpsichord beneath moonlight"},
+		{name: "page.html", fileType: "html", phrase: "the copper walrus sings loudly"},
+		{name: "table.csv", fileType: "csv", phrase: "saffron kettle migration season"},
+		{name: "record.json", fileType: "json", phrase: "the indigo tortoise at midnight"},
+		{name: "letter.docx", fileType: "docx", phrase: "a marble giraffe dreams sideways"},
+		{name: "report.pdf", fileType: "pdf", phrase: "the crimson lighthouse hums softly"},
+	}
+	for i := range files {
+		f := &files[i]
+		switch f.fileType {
+		case "text":
+			f.content = []byte("Meeting notes.\n\nWe agreed that " + f.phrase + " stays on the agenda.\n")
+		case "markdown":
+			f.content = []byte("# Guide\n\nPlease remember " + f.phrase + " when you arrive.\n")
+		case "html":
+			f.content = []byte("<!DOCTYPE html>\n<html><head><title>Page</title></head><body><h1>Page</h1><p>Visitors say " +
+				f.phrase + " every evening.</p></body></html>\n")
+		case "csv":
+			f.content = []byte("id,description,owner\n1," + f.phrase + ",Ada\n2,routine inventory check,Grace\n")
+		case "json":
+			f.content = mustJSON(map[string]any{"title": "Record", "body": "Witnesses reported " + f.phrase + "."})
+		case "docx":
+			f.content = buildTestDOCX(t, "Letter", "Dear reader, "+f.phrase+" again this year.")
+		case "pdf":
+			f.content = buildTestPDF(t, "Annual report", "Observers noted "+f.phrase+" in spring.")
+		}
+	}
+
+	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
+		vars := nodusEnv(t, databaseURL)
+		vars["NODUS_ADMIN_PASSWORD"] = "the administrator's password"
+		vars["NODUS_JOB_POLL_INTERVAL"] = "100ms"
+		in := startNodus(t, vars)
+		admin := signIn(t, in.base, "admin", vars["NODUS_ADMIN_PASSWORD"])
+		var tenant struct{ Tenant struct{ ID string } }
+		admin.must("POST", "/api/v1/tenants", map[string]any{"name": "Searchers"}, 201, &tenant)
+		onA := "?tenant_id=" + tenant.Tenant.ID
+		var kb struct {
+			KnowledgeBase struct{ ID string } `json:"knowledge_base"`
+		}
+		admin.must("POST", "/api/v1/knowledge-bases"+onA, map[string]any{"name": "Every type"}, 201, &kb)
+		base := "/api/v1/knowledge-bases/" + kb.KnowledgeBase.ID
+		docs := base + "/documents"
+
+		uploadDoc := func(name string, content []byte) string {
+			t.Helper()
+			status, body := admin.upload(docs+onA, name, string(content))
+			var d documentAnswer
+			if status != 201 || json.Unmarshal(body, &d) != nil || d.Document.ID == "" {
+				t.Fatalf("upload %s: %d %s", name, status, body)
+			}
+			return d.Document.ID
+		}
+		// waitDone polls the document until the job has finished with it.
+		waitDone := func(name, id string) documentAnswer {
+			t.Helper()
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				var d documentAnswer
+				admin.must("GET", docs+"/"+id+onA, nil, 200, &d)
+				if d.Document.Status == "completed" || d.Document.Status == "failed" {
+					return d
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: still %+v after 30s\n%s", name, d.Document, in.logs.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+
+		ids := make([]string, len(files))
+		for i, f := range files {
+			ids[i] = uploadDoc(f.name, f.content)
+		}
+		brokenID := uploadDoc("broken.pdf", []byte("%PDF-1.4\n\x00\x17garbage \xff\xfe not an object }} trailer ]]\n"))
+		for i, f := range files {
+			d := waitDone(f.name, ids[i])
+			if d.Document.Status != "completed" || d.Document.FileType != f.fileType || d.Document.ChunkCount == 0 ||
+				d.Document.Error != "" {
+				t.Errorf("%s: %+v, want completed as %s with chunks\n%s", f.name, d.Document, f.fileType, in.logs.String())
+			}
+		}
+
+		for i, f := range files {
+			var res struct {
+				Hits []struct {
+					DocumentID   string `json:"document_id"`
+					DocumentName string `json:"document_name"`
+					Snippet      string `json:"snippet"`
+				} `json:"hits"`
+			}
+			admin.must("POST", base+"/search"+onA, map[string]any{"query": f.phrase}, 200, &res)
+			if len(res.Hits) == 0 {
+				t.Errorf("%s: no hit for %q", f.name, f.phrase)
+				continue
+			}
+			if h := res.Hits[0]; h.DocumentID != ids[i] || h.DocumentName != f.name || !strings.Contains(h.Snippet, "<mark>") {
+				t.Errorf("%s: first hit for %q is %+v, want document %s with a <mark> in the snippet", f.name, f.phrase, h, ids[i])
+			}
+		}
+
+		d := waitDone("broken.pdf", brokenID)
+		msg := d.Document.Error
+		if d.Document.Status != "failed" || d.Document.ChunkCount != 0 || msg == "" || strings.Contains(msg, "internal") ||
+			strings.Contains(msg, vars["NODUS_DATA_DIR"]) || strings.Contains(msg, os.TempDir()) ||
+			regexp.MustCompile(`(^|[\s:"'(])/[A-Za-z0-9._-]+/`).MatchString(msg) || !utf8.ValidString(msg) ||
+			strings.ContainsFunc(msg, unicode.IsControl) {
+			t.Errorf("broken PDF: %+v, want failed with a readable error naming no path", d.Document)
+		}
+		t.Logf("broken PDF error: %q", msg)
+	})
+}
+
+// buildTestDOCX writes a minimal Word document with one paragraph per
+// element of paragraphs.
+func buildTestDOCX(t *testing.T, paragraphs ...string) []byte {
+	t.Helper()
+	var body strings.Builder
+	for _, p := range paragraphs {
+		body.WriteString("<w:p><w:r><w:t xml:space=\"preserve\">")
+		if err := xml.EscapeText(&body, []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+		body.WriteString("</w:t></w:r></w:p>")
+	}
+	entries := []struct{ name, body string }{
+		{"[Content_Types].xml", `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>`},
+		{"_rels/.rels", `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>`},
+		{"word/document.xml", `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>` + body.String() + `</w:body></w:document>`},
+	}
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	for _, e := range entries {
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: e.name, Method: zip.Deflate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(e.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// buildTestPDF writes a minimal valid PDF of one page showing each line in
+// Helvetica, with an xref table of the offsets as written.
+func buildTestPDF(t *testing.T, lines ...string) []byte {
+	t.Helper()
+	var content strings.Builder
+	content.WriteString("BT /F1 12 Tf 72 720 Td 14 TL\n")
+	esc := strings.NewReplacer(`\`, `\\`, `(`, `\(`, `)`, `\)`)
+	for i, line := range lines {
+		if i > 0 {
+			content.WriteString("T*\n")
+		}
+		fmt.Fprintf(&content, "(%s) Tj\n", esc.Replace(line))
+	}
+	content.WriteString("ET\n")
+	objs := []string{
+		"<< /Type /Catalog /Pages 2 0 R >>",
+		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+		fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", content.Len(), content.String()),
+	}
+	var b bytes.Buffer
+	b.WriteString("%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+	offsets := make([]int, len(objs))
+	for i, o := range objs {
+		offsets[i] = b.Len()
+		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
+	}
+	xref := b.Len()
+	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
+	for _, off := range offsets {
+		fmt.Fprintf(&b, "%010d 00000 n \n", off)
+	}
+	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, xref)
+	return b.Bytes()
 }

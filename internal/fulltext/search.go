@@ -28,6 +28,9 @@ type Stats struct {
 	Texts  int64            // texts indexed (N)
 	Length int64            // their total length in terms
 	DF     map[string]int64 // texts holding each asked term; absent is 0
+	// MaxTF bounds each asked term's frequency in any one text; absent
+	// or 0 is no bound. A bound above the truth only costs speed.
+	MaxTF map[string]int
 }
 
 // Candidate is an indexed text as Search scores it.
@@ -93,8 +96,9 @@ func ParseQuery(text string) []QueryTerm {
 // Terms are taken rarest first (highest bound first). Each round fetches
 // the texts holding the next term but none of the terms already taken,
 // and scores them fully from their vectors. Any text not fetched yet holds
-// only terms not taken, so it scores at most the sum of their bounds
-// (idf × (k1+1)); once that sum cannot beat the current limit-th best (or
+// only terms not taken, so it scores at most the sum of their bounds (a
+// term's score at its highest frequency, Stats.MaxTF, in the shortest
+// text); once that sum cannot beat the current limit-th best (or
 // the MinScore), no unfetched text can enter the result and the search
 // stops. A query whose rare terms find good matches thus never reads the
 // long lists of its common terms.
@@ -132,7 +136,13 @@ func Search(ctx context.Context, ix Index, q Query, p Params) ([]Hit, error) {
 			continue
 		}
 		w := idf(st.Texts, df) * float64(t.Count)
-		terms = append(terms, term{t.Term, w, w * (p.K1 + 1)})
+		// The most a text can score on the term: at its highest frequency
+		// and the shortest length (0), or as the frequency grows unbounded.
+		bound := w * (p.K1 + 1)
+		if tf := float64(st.MaxTF[t.Term]); tf > 0 {
+			bound = w * tf * (p.K1 + 1) / (tf + p.K1*(1-p.B))
+		}
+		terms = append(terms, term{t.Term, w, bound})
 	}
 	slices.SortStableFunc(terms, func(a, b term) int { return cmp.Compare(b.bound, a.bound) })
 	slot := make(map[string]int, len(terms))

@@ -13,15 +13,21 @@ import (
 func Snippet(text, query string, width int) string {
 	width = max(width, 0)
 	want := make(map[string]bool)
-	var first [256]bool
+	starts := make(map[[2]byte]bool)
+	var short [256]bool // one-byte terms: "oed" stems to "o"
 	for _, t := range ParseQuery(query) {
 		want[t.Term] = true
-		first[t.Term[0]] = true
+		starts[start(t.Term)] = true
+		short[t.Term[0]] = short[t.Term[0]] || len(t.Term) == 1
+		if len(t.Term) > 1 && t.Term[1] == 'i' {
+			starts[[2]byte{t.Term[0], 'y'}] = true // dying → die, lying → lie
+		}
 	}
-	// An English stem keeps its word's first byte, so only words starting
-	// like a query term are worth stemming.
+	// An English stem keeps its word's first two bytes (but for the
+	// -ying words above), so only words starting like a query term are
+	// worth stemming.
 	var marks []Token
-	tokens(text, func(lower []byte) bool { return first[lower[0]] }, func(t Token) {
+	tokens(text, func(lower []byte) bool { return short[lower[0]] || starts[start(string(lower))] }, func(t Token) {
 		if want[t.Term] {
 			marks = append(marks, t)
 		}
@@ -115,4 +121,11 @@ func wordEnd(text string, i int) int {
 		i -= n
 	}
 	return i
+}
+
+// start is a term's first two bytes (one, and a zero, for a short term).
+func start(term string) [2]byte {
+	var b [2]byte
+	copy(b[:], term)
+	return b
 }

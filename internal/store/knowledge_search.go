@@ -33,15 +33,19 @@ func kbToken(kbID string) string {
 // termDelta is how a write changes a knowledge base's figures.
 type termDelta struct {
 	df             map[string]int64
+	maxTF          map[string]int // the highest frequency added
 	chunks, length int64
 }
 
 func (d *termDelta) add(v fulltext.Vector, sign int64) {
 	if d.df == nil {
-		d.df = make(map[string]int64)
+		d.df, d.maxTF = make(map[string]int64), make(map[string]int)
 	}
 	for _, t := range v.Terms {
 		d.df[t.Term] += sign
+		if sign > 0 {
+			d.maxTF[t.Term] = max(d.maxTF[t.Term], t.Freq)
+		}
 	}
 	d.chunks += sign
 	d.length += sign * int64(v.Length)
@@ -130,21 +134,25 @@ const statsBatchRows = 256
 // common terms in the same order and never deadlock.
 func applyTermDelta(ctx context.Context, tx *Tx, kbID string, delta *termDelta) error {
 	terms := slices.Sorted(maps.Keys(delta.df))
-	terms = slices.DeleteFunc(terms, func(t string) bool { return delta.df[t] == 0 })
+	terms = slices.DeleteFunc(terms, func(t string) bool { return delta.df[t] == 0 && delta.maxTF[t] == 0 })
 	var dropped []any
 	for rest := terms; len(rest) > 0; {
 		n := min(len(rest), statsBatchRows)
-		vals := make([]any, 0, n*3)
+		vals := make([]any, 0, n*4)
 		for _, t := range rest[:n] {
-			vals = append(vals, kbID, t, delta.df[t])
+			vals = append(vals, kbID, t, delta.df[t], delta.maxTF[t])
 			if delta.df[t] < 0 {
 				dropped = append(dropped, t)
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO kb_term_stats (knowledge_base_id, term, df) VALUES `+
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", n), ", ")+
-			` ON CONFLICT (knowledge_base_id, term) DO UPDATE SET df = kb_term_stats.df + excluded.df`,
-			vals...); err != nil {
+		greatest := "max"
+		if tx.Dialect() == Postgres {
+			greatest = "greatest"
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO kb_term_stats (knowledge_base_id, term, df, max_tf) VALUES `+
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", n), ", ")+
+			` ON CONFLICT (knowledge_base_id, term) DO UPDATE SET df = kb_term_stats.df + excluded.df,
+			max_tf = `+greatest+`(kb_term_stats.max_tf, excluded.max_tf)`, vals...); err != nil {
 			return err
 		}
 		rest = rest[n:]
@@ -280,7 +288,8 @@ type fullTextIndex struct {
 var _ fulltext.Index = (*fullTextIndex)(nil)
 
 func (ix *fullTextIndex) Stats(ctx context.Context, terms []string) (fulltext.Stats, error) {
-	st := fulltext.Stats{Texts: ix.texts, Length: ix.length, DF: make(map[string]int64, len(terms))}
+	st := fulltext.Stats{Texts: ix.texts, Length: ix.length, DF: make(map[string]int64, len(terms)),
+		MaxTF: make(map[string]int, len(terms))}
 	if len(terms) == 0 {
 		return st, nil
 	}
@@ -288,7 +297,7 @@ func (ix *fullTextIndex) Stats(ctx context.Context, terms []string) (fulltext.St
 	for _, t := range terms {
 		args = append(args, t)
 	}
-	rows, err := ix.tx.Query(ctx, `SELECT term, df FROM kb_term_stats WHERE knowledge_base_id = ? AND term IN (`+
+	rows, err := ix.tx.Query(ctx, `SELECT term, df, max_tf FROM kb_term_stats WHERE knowledge_base_id = ? AND term IN (`+
 		strings.TrimSuffix(strings.Repeat("?, ", len(terms)), ", ")+`)`, args...)
 	if err != nil {
 		return st, err
@@ -297,10 +306,11 @@ func (ix *fullTextIndex) Stats(ctx context.Context, terms []string) (fulltext.St
 	for rows.Next() {
 		var term string
 		var df int64
-		if err := rows.Scan(&term, &df); err != nil {
+		var maxTF int
+		if err := rows.Scan(&term, &df, &maxTF); err != nil {
 			return st, err
 		}
-		st.DF[term] = df
+		st.DF[term], st.MaxTF[term] = df, maxTF
 	}
 	return st, rows.Err()
 }
@@ -310,10 +320,10 @@ func (ix *fullTextIndex) Candidates(ctx context.Context, term string, without []
 	if ix.tx.Dialect() == SQLite {
 		// Each term is a quoted phrase: should FTS5 split a term
 		// differently from Go, the phrase still matches where it occurs.
+		// Without the terms already taken: FTS5 would seek each of them
+		// in every segment, which costs more than reading their texts
+		// again (Search counts each text once).
 		match = `"` + kbToken(ix.kbID) + `" AND "` + term + `"`
-		if len(without) > 0 {
-			match += ` NOT ("` + strings.Join(without, `" OR "`) + `")`
-		}
 		q = `SELECT t.seq, t.length, t.terms FROM kb_fts JOIN kb_chunk_terms t ON t.seq = kb_fts.rowid
 			WHERE kb_fts MATCH ? AND t.knowledge_base_id = ? AND ` + ix.cond
 	} else {

@@ -3,7 +3,8 @@
 -- …"); BM25 scores candidates from it. A tsvector of the chunk's distinct
 -- terms, after a token naming its knowledge base, under a GIN index, only
 -- finds candidates fast ('simple' configuration: the terms are already
--- stemmed). The document frequency of each term per knowledge base, and
+-- stemmed). The document frequency of each term per knowledge base (with max_tf, the most times
+-- one chunk held it: never lowered, so always a bound for search), and
 -- the knowledge base's count and total length of indexed chunks, are kept
 -- up to date by the writes that change chunks, in the same transaction.
 
@@ -28,6 +29,7 @@ CREATE TABLE kb_term_stats (
     knowledge_base_id TEXT NOT NULL,
     term              TEXT NOT NULL,
     df                BIGINT NOT NULL,
+    max_tf            INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (knowledge_base_id, term)
 );
 

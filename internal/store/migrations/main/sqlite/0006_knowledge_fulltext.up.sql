@@ -3,7 +3,8 @@
 -- …"); BM25 scores candidates from it. FTS5 indexes the chunk's distinct
 -- terms, after a token naming its knowledge base, only to find candidates
 -- fast: it is contentless, its rowid is kb_chunk_terms.seq. The document
--- frequency of each term per knowledge base, and the knowledge base's
+-- frequency of each term per knowledge base (with max_tf, the most times
+-- one chunk held it: never lowered, so always a bound for search), and the knowledge base's
 -- count and total length of indexed chunks, are kept up to date by the
 -- writes that change chunks, in the same transaction.
 
@@ -26,6 +27,7 @@ CREATE TABLE kb_term_stats (
     knowledge_base_id TEXT NOT NULL,
     term              TEXT NOT NULL,
     df                INTEGER NOT NULL,
+    max_tf            INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (knowledge_base_id, term)
 ) WITHOUT ROWID;
 
