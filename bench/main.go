@@ -4,6 +4,8 @@
 //	go run ./bench -me [-duration 10s] [-concurrency 32]
 //	                                           authenticated GET /api/v1/me throughput
 //	go run ./bench gateway [-quick] [-json]    latency the LLM gateway adds (gateway.go)
+//	go run ./bench search [-sizes 5000,100000] [-postgres URL]
+//	                                           full-text search latency by knowledge base size (search.go)
 //
 // `bench bare-proxy` is not for people: `bench gateway` starts it, a
 // minimal reverse proxy in its own process, as the floor nodus is
@@ -49,6 +51,16 @@ func main() {
 		stop()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench bare-proxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "search" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := runSearch(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench search:", err)
 			os.Exit(1)
 		}
 		return

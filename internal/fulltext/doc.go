@@ -4,10 +4,9 @@
 //
 // Analysis (Tokens, Analyze) turns text into terms: words lower-cased,
 // Lucene's English stop words dropped, English (Porter2) stems. A text's
-// terms are stored as a Vector beside it. The database's own full-text
-// index (SQLite FTS5, PostgreSQL tsvector with GIN) holds the distinct
-// terms only to find candidate texts fast; Search scores the candidates
-// from their vectors with BM25, exactly, and stops reading candidates as
-// soon as no unread text could enter the result. Snippet cuts the passage
-// of a hit that shows the query's terms.
+// terms are stored as a Vector beside it; the database's own full-text
+// index (SQLite FTS5, PostgreSQL tsvector with GIN) finds the texts that
+// hold a term. Search takes each query term's postings from an Index and
+// ranks them with BM25, exactly, walking the lists together with MaxScore
+// pruning. Snippet cuts the passage of a hit that shows the query's terms.
 package fulltext

@@ -6,6 +6,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"sort"
 )
 
 // Params are BM25's two constants: K1 bounds how much a term's repetition
@@ -14,8 +15,8 @@ type Params struct {
 	K1, B float64
 }
 
-// DefaultParams are Anserini's BM25 defaults, which scored above
-// Elasticsearch's (1.2, 0.75) on SciFact: docs/benchmarks.md.
+// DefaultParams are Anserini's BM25 defaults. Elasticsearch's (1.2, 0.75)
+// rank SciFact within 0.002 nDCG@10 of them (docs/benchmarks.md).
 var DefaultParams = Params{K1: 0.9, B: 0.4}
 
 // MaxQueryTerms bounds the distinct terms of a query; further terms are
@@ -28,16 +29,14 @@ type Stats struct {
 	Texts  int64            // texts indexed (N)
 	Length int64            // their total length in terms
 	DF     map[string]int64 // texts holding each asked term; absent is 0
-	// MaxTF bounds each asked term's frequency in any one text; absent
-	// or 0 is no bound. A bound above the truth only costs speed.
-	MaxTF map[string]int
 }
 
-// Candidate is an indexed text as Search scores it.
-type Candidate struct {
-	Key    int64  // the index's key for the text
-	Length int    // its length in terms
-	Terms  string // its Vector, encoded
+// Posting is one text holding a term: its key, how often it holds the
+// term and its length in terms.
+type Posting struct {
+	Key    int64
+	Freq   int32
+	Length int32
 }
 
 // Index is a collection's full-text index, as one consistent read.
@@ -45,10 +44,8 @@ type Index interface {
 	// Stats returns the collection figures, with the document frequency
 	// of each of terms.
 	Stats(ctx context.Context, terms []string) (Stats, error)
-	// Candidates calls fn for each text holding term and none of without.
-	// A text may come more than once or not match at all; Search scores
-	// every text from its own Vector and counts each once.
-	Candidates(ctx context.Context, term string, without []string, fn func(Candidate) error) error
+	// Postings returns every text holding term, by key.
+	Postings(ctx context.Context, term string) ([]Posting, error)
 }
 
 // Query is one search.
@@ -90,18 +87,15 @@ func ParseQuery(text string) []QueryTerm {
 }
 
 // Search returns the texts of ix that score highest for q under BM25, best
-// first, ties by key. The ranking is exact and the same whatever the
-// database behind ix:
+// first, ties by key. The ranking is exact, and the same whatever the
+// database behind ix.
 //
-// Terms are taken rarest first (highest bound first). Each round fetches
-// the texts holding the next term but none of the terms already taken,
-// and scores them fully from their vectors. Any text not fetched yet holds
-// only terms not taken, so it scores at most the sum of their bounds (a
-// term's score at its highest frequency, Stats.MaxTF, in the shortest
-// text); once that sum cannot beat the current limit-th best (or
-// the MinScore), no unfetched text can enter the result and the search
-// stops. A query whose rare terms find good matches thus never reads the
-// long lists of its common terms.
+// It reads the postings of every query term and walks them together by
+// key, with MaxScore pruning: the terms whose bounds (their best score in
+// any text) add up to less than the current limit-th best score are only
+// looked up for texts another term found, and a text is dropped as soon as
+// what it has plus what it could still get cannot beat that score. Scores
+// are summed in the query's term order, so equal inputs give equal bits.
 func Search(ctx context.Context, ix Index, q Query, p Params) ([]Hit, error) {
 	if q.Limit <= 0 {
 		return nil, nil
@@ -123,83 +117,109 @@ func Search(ctx context.Context, ix Index, q Query, p Params) ([]Hit, error) {
 	}
 	avgLen := max(float64(st.Length)/float64(st.Texts), 1)
 
-	// The terms that occur, with their weights and bounds, rarest first.
-	type term struct {
-		name   string
-		weight float64 // idf × count
-		bound  float64
-	}
-	var terms []term
+	// The terms that occur, in query order, with their postings.
+	var terms []*cursor
 	for _, t := range qterms {
-		df := st.DF[t.Term]
-		if df <= 0 {
+		if st.DF[t.Term] <= 0 {
 			continue
 		}
-		w := idf(st.Texts, df) * float64(t.Count)
-		// The most a text can score on the term: at its highest frequency
-		// and the shortest length (0), or as the frequency grows unbounded.
-		bound := w * (p.K1 + 1)
-		if tf := float64(st.MaxTF[t.Term]); tf > 0 {
-			bound = w * tf * (p.K1 + 1) / (tf + p.K1*(1-p.B))
+		list, err := ix.Postings(ctx, t.Term)
+		if err != nil {
+			return nil, err
 		}
-		terms = append(terms, term{t.Term, w, bound})
+		if len(list) == 0 {
+			continue
+		}
+		c := &cursor{list: list, weight: idf(st.Texts, st.DF[t.Term]) * float64(t.Count), order: len(terms)}
+		for _, post := range list {
+			c.bound = max(c.bound, c.score(post, p, avgLen))
+		}
+		terms = append(terms, c)
 	}
-	slices.SortStableFunc(terms, func(a, b term) int { return cmp.Compare(b.bound, a.bound) })
-	slot := make(map[string]int, len(terms))
-	rest := 0.0
-	for i, t := range terms {
-		slot[t.name] = i
-		rest += t.bound
+	if len(terms) == 0 {
+		return nil, ctx.Err()
+	}
+	// byBound: lowest bound first; upTo[i] is the bound of byBound[:i+1].
+	byBound := slices.Clone(terms)
+	slices.SortStableFunc(byBound, func(a, b *cursor) int { return cmp.Compare(a.bound, b.bound) })
+	upTo := make([]float64, len(byBound))
+	sum := 0.0
+	for i, c := range byBound {
+		sum += c.bound
+		upTo[i] = sum
 	}
 
 	top := &hitHeap{}
-	seen := make(map[int64]bool)
-	freqs := make([]int, len(terms))
-	score := func(c Candidate) {
-		clear(freqs)
-		scanEncoded(c.Terms, func(name string, f int) {
-			if i, ok := slot[name]; ok {
-				freqs[i] = f
-			}
-		})
-		norm := p.K1 * (1 - p.B + p.B*float64(c.Length)/avgLen)
-		s := 0.0
-		for i, f := range freqs {
-			if f > 0 {
-				tf := float64(f)
-				s += terms[i].weight * tf * (p.K1 + 1) / (tf + norm)
+	// threshold is the score a text must reach to matter; a text below
+	// it by more than rounding cannot enter the result.
+	threshold := func() float64 {
+		t := q.MinScore
+		if top.Len() == q.Limit {
+			t = max(t, (*top)[0].Score)
+		}
+		return t * (1 - 1e-12)
+	}
+	essential := 0 // byBound[essential:] are walked, the rest looked up
+	parts := make([]float64, len(terms))
+	for steps := 0; ; steps++ {
+		if steps%1024 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		theta := threshold()
+		for essential < len(byBound) && upTo[essential] < theta {
+			essential++
+		}
+		if essential == len(byBound) {
+			break
+		}
+		// The next text any walked term holds.
+		key := int64(math.MaxInt64)
+		for _, c := range byBound[essential:] {
+			if c.at < len(c.list) {
+				key = min(key, c.list[c.at].Key)
 			}
 		}
-		if s <= 0 || s < q.MinScore {
-			return
+		if key == math.MaxInt64 {
+			break
 		}
-		h := Hit{c.Key, s}
+		clear(parts)
+		have := 0.0
+		for _, c := range byBound[essential:] {
+			if c.at < len(c.list) && c.list[c.at].Key == key {
+				parts[c.order] = c.score(c.list[c.at], p, avgLen)
+				have += parts[c.order]
+				c.at++
+			}
+		}
+		dropped := false
+		for i := essential - 1; i >= 0; i-- {
+			if have+upTo[i] < theta {
+				dropped = true
+				break
+			}
+			c := byBound[i]
+			if c.seek(key) {
+				parts[c.order] = c.score(c.list[c.at], p, avgLen)
+				have += parts[c.order]
+			}
+		}
+		if dropped {
+			continue
+		}
+		score := 0.0
+		for _, v := range parts {
+			score += v
+		}
+		if score <= 0 || score < q.MinScore {
+			continue
+		}
+		h := Hit{key, score}
 		if top.Len() < q.Limit {
 			heap.Push(top, h)
 		} else if better(h, (*top)[0]) {
 			(*top)[0] = h
 			heap.Fix(top, 0)
 		}
-	}
-
-	taken := make([]string, 0, len(terms))
-	for _, t := range terms {
-		if rest < q.MinScore || top.Len() == q.Limit && rest < (*top)[0].Score {
-			break
-		}
-		err := ix.Candidates(ctx, t.name, taken, func(c Candidate) error {
-			if seen[c.Key] {
-				return nil
-			}
-			seen[c.Key] = true
-			score(c)
-			return ctx.Err()
-		})
-		if err != nil {
-			return nil, err
-		}
-		taken = append(taken, t.name)
-		rest -= t.bound
 	}
 
 	hits := []Hit(*top)
@@ -210,6 +230,39 @@ func Search(ctx context.Context, ix Index, q Query, p Params) ([]Hit, error) {
 		return 1
 	})
 	return hits, nil
+}
+
+// cursor walks one term's postings.
+type cursor struct {
+	list   []Posting
+	at     int
+	weight float64 // idf × the query's count of the term
+	bound  float64 // the term's best score in any text
+	order  int     // the term's place in the query
+}
+
+// score is the term's BM25 score in the text of post.
+func (c *cursor) score(post Posting, p Params, avgLen float64) float64 {
+	tf := float64(post.Freq)
+	return c.weight * tf * (p.K1 + 1) / (tf + p.K1*(1-p.B+p.B*float64(post.Length)/avgLen))
+}
+
+// seek moves the cursor to the first posting at or after key, galloping
+// (keys only grow), and reports whether it holds key itself.
+func (c *cursor) seek(key int64) bool {
+	n := len(c.list)
+	if c.at >= n || c.list[c.at].Key >= key {
+		return c.at < n && c.list[c.at].Key == key
+	}
+	step := 1
+	lo := c.at
+	for lo+step < n && c.list[lo+step].Key < key {
+		lo += step
+		step *= 2
+	}
+	hi := min(lo+step, n)
+	c.at = lo + 1 + sort.Search(hi-lo-1, func(i int) bool { return c.list[lo+1+i].Key >= key })
+	return c.at < n && c.list[c.at].Key == key
 }
 
 // idf is Lucene's BM25 inverse document frequency, never negative.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -16,7 +17,6 @@ import (
 // order given.
 type memIndex struct {
 	texts []memText
-	dup   bool // Candidates gives every text twice
 }
 
 type memText struct {
@@ -32,10 +32,15 @@ func newMemIndex(texts ...string) *memIndex {
 	return ix
 }
 
-func (t memText) holds(term string) bool {
-	_, ok := slices.BinarySearchFunc(t.vec.Terms, term, func(tf TermFreq, s string) int { return strings.Compare(tf.Term, s) })
-	return ok
+func (t memText) freq(term string) int {
+	i, ok := slices.BinarySearchFunc(t.vec.Terms, term, func(tf TermFreq, s string) int { return strings.Compare(tf.Term, s) })
+	if !ok {
+		return 0
+	}
+	return t.vec.Terms[i].Freq
 }
+
+func (t memText) holds(term string) bool { return t.freq(term) > 0 }
 
 func (ix *memIndex) Stats(_ context.Context, terms []string) (Stats, error) {
 	st := Stats{Texts: int64(len(ix.texts)), DF: make(map[string]int64)}
@@ -50,46 +55,30 @@ func (ix *memIndex) Stats(_ context.Context, terms []string) (Stats, error) {
 	return st, nil
 }
 
-// Candidates gives the texts newest first, so that Search cannot lean on
-// an order by key.
-func (ix *memIndex) Candidates(_ context.Context, term string, without []string, fn func(Candidate) error) error {
-	for _, t := range slices.Backward(ix.texts) {
-		if !t.holds(term) || slices.ContainsFunc(without, t.holds) {
-			continue
-		}
-		c := Candidate{Key: t.key, Length: t.vec.Length, Terms: t.vec.Encode()}
-		if err := fn(c); err != nil {
-			return err
-		}
-		if ix.dup {
-			if err := fn(c); err != nil {
-				return err
-			}
+func (ix *memIndex) Postings(_ context.Context, term string) ([]Posting, error) {
+	var out []Posting
+	for _, t := range ix.texts {
+		if f := t.freq(term); f > 0 {
+			out = append(out, Posting{Key: t.key, Freq: int32(f), Length: int32(t.vec.Length)})
 		}
 	}
-	return nil
+	return out, nil
 }
 
-// countingIndex records the Candidates calls made on an Index and the
-// candidates they gave.
+// countingIndex records the Postings calls made on an Index.
 type countingIndex struct {
 	Index
-	calls   []string
-	fetched int
+	calls []string
 }
 
-func (ix *countingIndex) Candidates(ctx context.Context, term string, without []string, fn func(Candidate) error) error {
+func (ix *countingIndex) Postings(ctx context.Context, term string) ([]Posting, error) {
 	ix.calls = append(ix.calls, term)
-	return ix.Index.Candidates(ctx, term, without, func(c Candidate) error {
-		ix.fetched++
-		return fn(c)
-	})
+	return ix.Index.Postings(ctx, term)
 }
 
 // bruteForce scores every text of ix with BM25 and returns the best
-// q.Limit. It sums the terms' parts highest weight first, the order in
-// which Search takes them, so that equal scores are equal bit for bit and
-// ties compare the same.
+// q.Limit. It sums the terms' parts in query order, as Search does, so
+// that equal scores are equal bit for bit and ties compare the same.
 func bruteForce(ix *memIndex, q Query, p Params) []Hit {
 	if q.Limit <= 0 || len(ix.texts) == 0 {
 		return nil
@@ -119,7 +108,6 @@ func bruteForce(ix *memIndex, q Query, p Params) []Hit {
 		idf := math.Log(1 + (n-df+0.5)/(df+0.5))
 		ws = append(ws, weighted{qt.Term, idf * float64(qt.Count)})
 	}
-	slices.SortStableFunc(ws, func(a, b weighted) int { return cmp.Compare(b.weight*(p.K1+1), a.weight*(p.K1+1)) })
 
 	var hits []Hit
 	for _, t := range ix.texts {
@@ -241,18 +229,17 @@ func query(rng *rand.Rand, vocab int) string {
 }
 
 // TestSearchMatchesBruteForce checks on random corpora and queries that
-// Search, for all its early stopping, ranks exactly as scoring every text.
+// Search, for all its pruning, ranks exactly as scoring every text, and
+// reads each term's postings once.
 func TestSearchMatchesBruteForce(t *testing.T) {
-	params := []Params{DefaultParams, {K1: 1.2, B: 0.75}, {K1: 2, B: 1}, {K1: 0.5, B: 0}}
+	params := []Params{DefaultParams, {K1: 1.2, B: 0.75}, {K1: 2, B: 1}, {K1: 0.5, B: 0}, {K1: 0, B: 0.4}}
 	corpora, queries := 12, 25
 	if testing.Short() {
 		corpora = 3
 	}
-	early := 0 // searches that stopped before reading every term's list
 	for seed := range corpora {
 		rng := rand.New(rand.NewPCG(uint64(seed), 7))
 		ix := newMemIndex(corpus(rng, 200, 50)...)
-		ix.dup = seed%3 == 2
 		p := params[seed%len(params)]
 		for range queries {
 			text := query(rng, 50)
@@ -265,26 +252,19 @@ func TestSearchMatchesBruteForce(t *testing.T) {
 						t.Fatal(err)
 					}
 					checkHits(t, got, bruteForce(ix, q, p))
-					occurring := 0 // terms some text holds
+					var occurring []string // terms some text holds
 					for _, qt := range ParseQuery(text) {
 						if slices.ContainsFunc(ix.texts, func(mt memText) bool { return mt.holds(qt.Term) }) {
-							occurring++
+							occurring = append(occurring, qt.Term)
 						}
 					}
-					if len(counted.calls) > occurring {
-						t.Errorf("%d Candidates calls for %d terms", len(counted.calls), occurring)
-					}
-					if len(counted.calls) < occurring {
-						early++
+					if !slices.Equal(counted.calls, occurring) {
+						t.Errorf("Postings read for %q, want %q", counted.calls, occurring)
 					}
 				})
 			}
 		}
 	}
-	if early == 0 {
-		t.Error("no search stopped early: the corpora do not test the bound")
-	}
-	t.Logf("%d searches stopped early", early)
 }
 
 // TestSearchMinScore checks that MinScore drops exactly the hits below it.
@@ -325,40 +305,20 @@ func TestSearchMinScore(t *testing.T) {
 	}
 }
 
-// TestSearchStopsEarly checks that a rare term's strong match spares
-// reading a common term's long list, and that the list is read when the
-// limit needs it.
-func TestSearchStopsEarly(t *testing.T) {
-	texts := []string{"zebra zebra common"}
-	for i := range 500 {
-		texts = append(texts, fmt.Sprintf("common filler text number%d", i))
+// TestSearchTiesWithExactBounds: with K1 = 0 a text scores its terms'
+// bounds exactly, so pruning must not drop a text that ties the limit-th
+// best and has a lower key.
+func TestSearchTiesWithExactBounds(t *testing.T) {
+	ix := newMemIndex("bbb", "aaa")
+	q := Query{Text: "aaa bbb", Limit: 1}
+	p := Params{K1: 0, B: 0.4}
+	got, err := Search(context.Background(), ix, q, p)
+	if err != nil {
+		t.Fatal(err)
 	}
-	ix := newMemIndex(texts...)
-	tests := []struct {
-		name    string
-		q       Query
-		calls   []string
-		fetched int
-	}{
-		{"one hit needs only the rare term", Query{Text: "common zebra", Limit: 1}, []string{"zebra"}, 1},
-		{"a MinScore above the common bound", Query{Text: "common zebra", Limit: 10, MinScore: 1}, []string{"zebra"}, 1},
-		{"more hits need the common term", Query{Text: "common zebra", Limit: 5}, []string{"zebra", "common"}, 501},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			counted := &countingIndex{Index: ix}
-			got, err := Search(context.Background(), counted, tt.q, DefaultParams)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkHits(t, got, bruteForce(ix, tt.q, DefaultParams))
-			if got[0].Key != 1 {
-				t.Errorf("best hit %v, want key 1", got[0])
-			}
-			if !slices.Equal(counted.calls, tt.calls) || counted.fetched != tt.fetched {
-				t.Errorf("Candidates calls %q fetching %d texts, want %q fetching %d", counted.calls, counted.fetched, tt.calls, tt.fetched)
-			}
-		})
+	checkHits(t, got, bruteForce(ix, q, p))
+	if got[0].Key != 1 {
+		t.Errorf("hit %v, want key 1", got[0])
 	}
 }
 
@@ -386,7 +346,7 @@ func TestSearchNothing(t *testing.T) {
 				t.Errorf("Search = %v, %v; want no hits, no error", hits, err)
 			}
 			if tt.q.MinScore == 0 && len(counted.calls) != 0 {
-				t.Errorf("Candidates called for %q", counted.calls)
+				t.Errorf("Postings read for %q", counted.calls)
 			}
 		})
 	}
@@ -394,16 +354,16 @@ func TestSearchNothing(t *testing.T) {
 
 // funcIndex is an Index whose methods are its fields.
 type funcIndex struct {
-	stats      func(ctx context.Context, terms []string) (Stats, error)
-	candidates func(ctx context.Context, term string, without []string, fn func(Candidate) error) error
+	stats    func(ctx context.Context, terms []string) (Stats, error)
+	postings func(ctx context.Context, term string) ([]Posting, error)
 }
 
 func (ix funcIndex) Stats(ctx context.Context, terms []string) (Stats, error) {
 	return ix.stats(ctx, terms)
 }
 
-func (ix funcIndex) Candidates(ctx context.Context, term string, without []string, fn func(Candidate) error) error {
-	return ix.candidates(ctx, term, without, fn)
+func (ix funcIndex) Postings(ctx context.Context, term string) ([]Posting, error) {
+	return ix.postings(ctx, term)
 }
 
 func TestSearchErrors(t *testing.T) {
@@ -413,96 +373,65 @@ func TestSearchErrors(t *testing.T) {
 
 	t.Run("Stats", func(t *testing.T) {
 		bad := funcIndex{
-			stats:      func(context.Context, []string) (Stats, error) { return Stats{}, errBoom },
-			candidates: ix.Candidates,
+			stats:    func(context.Context, []string) (Stats, error) { return Stats{}, errBoom },
+			postings: ix.Postings,
 		}
 		if hits, err := Search(context.Background(), bad, q, DefaultParams); !errors.Is(err, errBoom) || hits != nil {
 			t.Errorf("Search = %v, %v; want %v", hits, err, errBoom)
 		}
 	})
-	t.Run("Candidates", func(t *testing.T) {
+	t.Run("Postings", func(t *testing.T) {
 		bad := funcIndex{
 			stats: ix.Stats,
-			candidates: func(ctx context.Context, term string, without []string, fn func(Candidate) error) error {
-				if err := ix.Candidates(ctx, term, without, fn); err != nil {
-					return err
+			postings: func(ctx context.Context, term string) ([]Posting, error) {
+				if term == "dog" {
+					return nil, errBoom
 				}
-				return errBoom
+				return ix.Postings(ctx, term)
 			},
 		}
 		if hits, err := Search(context.Background(), bad, q, DefaultParams); !errors.Is(err, errBoom) || hits != nil {
 			t.Errorf("Search = %v, %v; want %v", hits, err, errBoom)
 		}
 	})
-	t.Run("cancelled before", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		if hits, err := Search(ctx, ix, q, DefaultParams); !errors.Is(err, context.Canceled) || hits != nil {
-			t.Errorf("Search = %v, %v; want %v", hits, err, context.Canceled)
-		}
-	})
 	t.Run("cancelled while reading", func(t *testing.T) {
-		texts := make([]string, 100)
-		for i := range texts {
-			texts[i] = "cat"
-		}
-		big := newMemIndex(texts...)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		read := 0
 		slow := funcIndex{
-			stats: big.Stats,
-			candidates: func(ctx context.Context, term string, without []string, fn func(Candidate) error) error {
-				return big.Candidates(ctx, term, without, func(c Candidate) error {
-					if read++; read == 3 {
-						cancel()
-					}
-					return fn(c)
-				})
+			stats: ix.Stats,
+			postings: func(ctx context.Context, term string) ([]Posting, error) {
+				cancel()
+				return ix.Postings(ctx, term)
 			},
 		}
 		if hits, err := Search(ctx, slow, q, DefaultParams); !errors.Is(err, context.Canceled) || hits != nil {
 			t.Errorf("Search = %v, %v; want %v", hits, err, context.Canceled)
 		}
-		if read != 3 {
-			t.Errorf("read %d candidates after cancelling at 3", read)
-		}
 	})
 }
 
-// TestSearchCountsDuplicatesOnce checks that a text given more than once,
-// or given for a term it does not hold, is scored once from its vector.
-func TestSearchCountsDuplicatesOnce(t *testing.T) {
-	ix := newMemIndex("cat dog", "cat", "dog dog", "bird", "cat cat cat")
-	q := Query{Text: "cat dog", Limit: 10}
-	want := bruteForce(ix, q, DefaultParams)
-
-	ix.dup = true
-	got, err := Search(context.Background(), ix, q, DefaultParams)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkHits(t, got, want)
-
-	// Every text for every term, thrice, including texts holding neither.
-	noisy := funcIndex{
-		stats: ix.Stats,
-		candidates: func(_ context.Context, _ string, _ []string, fn func(Candidate) error) error {
-			for range 3 {
-				for _, mt := range ix.texts {
-					if err := fn(Candidate{Key: mt.key, Length: mt.vec.Length, Terms: mt.vec.Encode()}); err != nil {
-						return err
-					}
-				}
+// TestCursorSeek checks the galloping seek against a linear one.
+func TestCursorSeek(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	for range 200 {
+		var list []Posting
+		key := int64(0)
+		for range rng.IntN(300) {
+			key += 1 + rng.Int64N(5)
+			list = append(list, Posting{Key: key, Freq: 1, Length: 1})
+		}
+		c := &cursor{list: list}
+		target := int64(0)
+		for range 50 {
+			target += rng.Int64N(20)
+			want := sort.Search(len(list), func(i int) bool { return list[i].Key >= target })
+			want = max(want, c.at)
+			found := c.seek(target)
+			if c.at != want || found != (want < len(list) && list[want].Key == target) {
+				t.Fatalf("seek(%d) at %d found %v, want %d", target, c.at, found, want)
 			}
-			return nil
-		},
+		}
 	}
-	got, err = Search(context.Background(), noisy, q, DefaultParams)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkHits(t, got, want)
 }
 
 func TestParseQuery(t *testing.T) {

@@ -34,6 +34,10 @@ type Config struct {
 	BusyTimeout time.Duration
 	// Synchronous is SQLite's synchronous setting: NORMAL or FULL.
 	Synchronous string
+	// SearchCache bounds the full-text postings kept in memory for
+	// search, in postings of 16 bytes; 0 is DefaultSearchCache, negative
+	// keeps none.
+	SearchCache int
 }
 
 // DB is one database: a SQLite file with a write and a read pool, or a
@@ -54,6 +58,9 @@ type DB struct {
 	commits  atomic.Uint64
 	stopCkpt context.CancelFunc
 	ckptDone chan struct{}
+
+	// postings caches knowledge bases' posting lists for search.
+	postings *postingCache
 }
 
 // ParseDialect tells which engine a database URL names.
@@ -152,7 +159,7 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", Redact(cfg.URL), mapError(err))
 	}
-	db := &DB{dialect: Postgres, url: cfg.URL, poolTimeout: cfg.PoolTimeout, pool: pool}
+	db := &DB{dialect: Postgres, url: cfg.URL, poolTimeout: cfg.PoolTimeout, pool: pool, postings: newPostingCache(cfg.SearchCache)}
 	pctx, cancel := context.WithTimeout(ctx, cfg.PoolTimeout)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
@@ -217,7 +224,8 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 	ckpt.SetMaxOpenConns(1)
 	ckpt.SetMaxIdleConns(1)
 
-	db := &DB{dialect: SQLite, url: cfg.URL, poolTimeout: cfg.PoolTimeout, write: write, read: read, ckpt: ckpt}
+	db := &DB{dialect: SQLite, url: cfg.URL, poolTimeout: cfg.PoolTimeout, write: write, read: read, ckpt: ckpt,
+		postings: newPostingCache(cfg.SearchCache)}
 	var mode string
 	if err := write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		db.Close()
@@ -318,6 +326,16 @@ func (db *DB) Write(ctx context.Context, fn func(*Tx) error) error {
 		db.commits.Add(1)
 	}
 	return err
+}
+
+// readSnapshot runs fn in a read-only transaction whose statements all
+// see one snapshot: SQLite's read transactions do; PostgreSQL's need
+// REPEATABLE READ.
+func (db *DB) readSnapshot(ctx context.Context, fn func(*Tx) error) error {
+	if db.dialect == Postgres {
+		return db.pgTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+	}
+	return db.sqliteTx(ctx, db.read, fn)
 }
 
 // Read runs fn in a read-only transaction.

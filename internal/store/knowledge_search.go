@@ -33,19 +33,15 @@ func kbToken(kbID string) string {
 // termDelta is how a write changes a knowledge base's figures.
 type termDelta struct {
 	df             map[string]int64
-	maxTF          map[string]int // the highest frequency added
 	chunks, length int64
 }
 
 func (d *termDelta) add(v fulltext.Vector, sign int64) {
 	if d.df == nil {
-		d.df, d.maxTF = make(map[string]int64), make(map[string]int)
+		d.df = make(map[string]int64)
 	}
 	for _, t := range v.Terms {
 		d.df[t.Term] += sign
-		if sign > 0 {
-			d.maxTF[t.Term] = max(d.maxTF[t.Term], t.Freq)
-		}
 	}
 	d.chunks += sign
 	d.length += sign * int64(v.Length)
@@ -134,25 +130,21 @@ const statsBatchRows = 256
 // common terms in the same order and never deadlock.
 func applyTermDelta(ctx context.Context, tx *Tx, kbID string, delta *termDelta) error {
 	terms := slices.Sorted(maps.Keys(delta.df))
-	terms = slices.DeleteFunc(terms, func(t string) bool { return delta.df[t] == 0 && delta.maxTF[t] == 0 })
+	terms = slices.DeleteFunc(terms, func(t string) bool { return delta.df[t] == 0 })
 	var dropped []any
 	for rest := terms; len(rest) > 0; {
 		n := min(len(rest), statsBatchRows)
-		vals := make([]any, 0, n*4)
+		vals := make([]any, 0, n*3)
 		for _, t := range rest[:n] {
-			vals = append(vals, kbID, t, delta.df[t], delta.maxTF[t])
+			vals = append(vals, kbID, t, delta.df[t])
 			if delta.df[t] < 0 {
 				dropped = append(dropped, t)
 			}
 		}
-		greatest := "max"
-		if tx.Dialect() == Postgres {
-			greatest = "greatest"
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO kb_term_stats (knowledge_base_id, term, df, max_tf) VALUES `+
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", n), ", ")+
-			` ON CONFLICT (knowledge_base_id, term) DO UPDATE SET df = kb_term_stats.df + excluded.df,
-			max_tf = `+greatest+`(kb_term_stats.max_tf, excluded.max_tf)`, vals...); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO kb_term_stats (knowledge_base_id, term, df) VALUES `+
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", n), ", ")+
+			` ON CONFLICT (knowledge_base_id, term) DO UPDATE SET df = kb_term_stats.df + excluded.df`,
+			vals...); err != nil {
 			return err
 		}
 		rest = rest[n:]
@@ -166,11 +158,12 @@ func applyTermDelta(ctx context.Context, tx *Tx, kbID string, delta *termDelta) 
 		}
 		dropped = dropped[n:]
 	}
-	if delta.chunks == 0 && delta.length == 0 {
+	if len(terms) == 0 && delta.chunks == 0 && delta.length == 0 {
 		return nil
 	}
 	_, err := tx.Exec(ctx, `UPDATE knowledge_bases SET indexed_chunks = indexed_chunks + ?,
-		indexed_length = indexed_length + ? WHERE id = ?`, delta.chunks, delta.length, kbID)
+		indexed_length = indexed_length + ?, index_version = index_version + 1 WHERE id = ?`,
+		delta.chunks, delta.length, kbID)
 	return err
 }
 
@@ -203,14 +196,16 @@ func (db *DB) SearchChunks(ctx context.Context, kbID string, search func(knowled
 	}
 	cond, _, _ := scopeCond(ctx, "t.tenant_id")
 	var out []knowledge.ChunkHit
-	err = db.Read(ctx, func(tx *Tx) error {
+	// One snapshot: the version the lists are filed under must be the one
+	// they were read at.
+	err = db.readSnapshot(ctx, func(tx *Tx) error {
 		// The knowledge base without its document count, which would
 		// cost a count per search.
-		ix := &fullTextIndex{tx: tx, kbID: kbID, cond: cond, args: args}
+		ix := &fullTextIndex{tx: tx, kbID: kbID, cond: cond, args: args, cache: db.postings}
 		var kb knowledge.KnowledgeBase
 		err := tx.QueryRow(ctx, `SELECT `+strings.Replace(kbColumns, kbDocumentCount, "0", 1)+
-			`, kb.indexed_chunks, kb.indexed_length FROM knowledge_bases kb WHERE kb.id = ? AND `+kbCond,
-			append([]any{kbID}, args...)...).Scan(append(kbScanDest(&kb), &ix.texts, &ix.length)...)
+			`, kb.indexed_chunks, kb.indexed_length, kb.index_version FROM knowledge_bases kb WHERE kb.id = ? AND `+
+			kbCond, append([]any{kbID}, args...)...).Scan(append(kbScanDest(&kb), &ix.texts, &ix.length, &ix.version)...)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errKnowledgeBaseNotFound(kbID)
 		}
@@ -283,13 +278,14 @@ type fullTextIndex struct {
 	cond          string // the tenant scope, on t.tenant_id
 	args          []any
 	texts, length int64 // the knowledge base's indexed chunks and their length
+	version       int64 // its index_version
+	cache         *postingCache
 }
 
 var _ fulltext.Index = (*fullTextIndex)(nil)
 
 func (ix *fullTextIndex) Stats(ctx context.Context, terms []string) (fulltext.Stats, error) {
-	st := fulltext.Stats{Texts: ix.texts, Length: ix.length, DF: make(map[string]int64, len(terms)),
-		MaxTF: make(map[string]int, len(terms))}
+	st := fulltext.Stats{Texts: ix.texts, Length: ix.length, DF: make(map[string]int64, len(terms))}
 	if len(terms) == 0 {
 		return st, nil
 	}
@@ -297,7 +293,7 @@ func (ix *fullTextIndex) Stats(ctx context.Context, terms []string) (fulltext.St
 	for _, t := range terms {
 		args = append(args, t)
 	}
-	rows, err := ix.tx.Query(ctx, `SELECT term, df, max_tf FROM kb_term_stats WHERE knowledge_base_id = ? AND term IN (`+
+	rows, err := ix.tx.Query(ctx, `SELECT term, df FROM kb_term_stats WHERE knowledge_base_id = ? AND term IN (`+
 		strings.TrimSuffix(strings.Repeat("?, ", len(terms)), ", ")+`)`, args...)
 	if err != nil {
 		return st, err
@@ -306,48 +302,56 @@ func (ix *fullTextIndex) Stats(ctx context.Context, terms []string) (fulltext.St
 	for rows.Next() {
 		var term string
 		var df int64
-		var maxTF int
-		if err := rows.Scan(&term, &df, &maxTF); err != nil {
+		if err := rows.Scan(&term, &df); err != nil {
 			return st, err
 		}
-		st.DF[term], st.MaxTF[term] = df, maxTF
+		st.DF[term] = df
 	}
 	return st, rows.Err()
 }
 
-func (ix *fullTextIndex) Candidates(ctx context.Context, term string, without []string, fn func(fulltext.Candidate) error) error {
+// Postings returns the chunks holding term, from the cache when it has
+// them at this version, else from the engine's index and the chunks'
+// vectors, which it then caches.
+func (ix *fullTextIndex) Postings(ctx context.Context, term string) ([]fulltext.Posting, error) {
+	if list, ok := ix.cache.get(ix.kbID, ix.version, term); ok {
+		return list, nil
+	}
 	var q, match string
 	if ix.tx.Dialect() == SQLite {
-		// Each term is a quoted phrase: should FTS5 split a term
+		// The term is a quoted phrase: should FTS5 split a term
 		// differently from Go, the phrase still matches where it occurs.
-		// Without the terms already taken: FTS5 would seek each of them
-		// in every segment, which costs more than reading their texts
-		// again (Search counts each text once).
 		match = `"` + kbToken(ix.kbID) + `" AND "` + term + `"`
 		q = `SELECT t.seq, t.length, t.terms FROM kb_fts JOIN kb_chunk_terms t ON t.seq = kb_fts.rowid
-			WHERE kb_fts MATCH ? AND t.knowledge_base_id = ? AND ` + ix.cond
+			WHERE kb_fts MATCH ? AND t.knowledge_base_id = ? AND ` + ix.cond + ` ORDER BY t.seq`
 	} else {
 		// Terms hold only letters, digits and marks: no tsquery operator.
 		match = kbToken(ix.kbID) + ` & ` + term
-		if len(without) > 0 {
-			match += ` & !(` + strings.Join(without, ` | `) + `)`
-		}
 		q = `SELECT t.seq, t.length, t.terms FROM kb_chunk_terms t
-			WHERE t.words @@ to_tsquery('simple', ?) AND t.knowledge_base_id = ? AND ` + ix.cond
+			WHERE t.words @@ to_tsquery('simple', ?) AND t.knowledge_base_id = ? AND ` + ix.cond + ` ORDER BY t.seq`
 	}
 	rows, err := ix.tx.Query(ctx, q, append([]any{match, ix.kbID}, ix.args...)...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rows.Close()
+	var list []fulltext.Posting
 	for rows.Next() {
-		var c fulltext.Candidate
-		if err := rows.Scan(&c.Key, &c.Length, &c.Terms); err != nil {
-			return err
+		var seq int64
+		var length int32
+		var terms string
+		if err := rows.Scan(&seq, &length, &terms); err != nil {
+			return nil, err
 		}
-		if err := fn(c); err != nil {
-			return err
+		// The engine may match where the vector does not hold the term
+		// (its tokenizer differs from Go's): such a chunk is not a posting.
+		if f := fulltext.FreqIn(terms, term); f > 0 {
+			list = append(list, fulltext.Posting{Key: seq, Freq: int32(f), Length: length})
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	ix.cache.put(ix.kbID, ix.version, term, list)
+	return list, nil
 }

@@ -248,25 +248,14 @@ func (ix *memIndex) Stats(_ context.Context, terms []string) (fulltext.Stats, er
 	return st, nil
 }
 
-func (ix *memIndex) Candidates(_ context.Context, term string, without []string, fn func(fulltext.Candidate) error) error {
+func (ix *memIndex) Postings(_ context.Context, term string) ([]fulltext.Posting, error) {
+	var out []fulltext.Posting
 	for i, v := range ix.vectors {
-		has := func(t string) bool {
-			for _, tf := range v.Terms {
-				if tf.Term == t {
-					return true
-				}
-			}
-			return false
-		}
-		skip := !has(term)
-		for _, w := range without {
-			skip = skip || has(w)
-		}
-		if !skip {
-			if err := fn(fulltext.Candidate{Key: int64(i), Length: v.Length, Terms: v.Encode()}); err != nil {
-				return err
+		for _, tf := range v.Terms {
+			if tf.Term == term {
+				out = append(out, fulltext.Posting{Key: int64(i), Freq: int32(tf.Freq), Length: int32(v.Length)})
 			}
 		}
 	}
-	return nil
+	return out, nil
 }

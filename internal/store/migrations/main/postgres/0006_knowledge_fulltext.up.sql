@@ -1,15 +1,17 @@
 -- Full-text search of knowledge bases (internal/fulltext). Each chunk's
 -- analysed terms are stored as a vector (kb_chunk_terms.terms, "term freq
--- …"); BM25 scores candidates from it. A tsvector of the chunk's distinct
--- terms, after a token naming its knowledge base, under a GIN index, only
--- finds candidates fast ('simple' configuration: the terms are already
--- stemmed). The document frequency of each term per knowledge base (with max_tf, the most times
--- one chunk held it: never lowered, so always a bound for search), and
--- the knowledge base's count and total length of indexed chunks, are kept
--- up to date by the writes that change chunks, in the same transaction.
+-- …"). A tsvector of the chunk's distinct terms, after a token naming its
+-- knowledge base, under a GIN index, finds the chunks holding a term
+-- ('simple' configuration: the terms are already stemmed). Per knowledge
+-- base the document frequency of each term, the count and total length of
+-- its indexed chunks and a version bumped by each change are kept up to
+-- date by the writes that change chunks, in the same transaction.
 
 ALTER TABLE knowledge_bases ADD COLUMN indexed_chunks BIGINT NOT NULL DEFAULT 0,
-    ADD COLUMN indexed_length BIGINT NOT NULL DEFAULT 0;
+    ADD COLUMN indexed_length BIGINT NOT NULL DEFAULT 0,
+    -- Bumped by every change to the index: a process's cached posting
+    -- lists of the knowledge base are good while it holds.
+    ADD COLUMN index_version BIGINT NOT NULL DEFAULT 0;
 
 CREATE TABLE kb_chunk_terms (
     seq               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -29,7 +31,6 @@ CREATE TABLE kb_term_stats (
     knowledge_base_id TEXT NOT NULL,
     term              TEXT NOT NULL,
     df                BIGINT NOT NULL,
-    max_tf            INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (knowledge_base_id, term)
 );
 

@@ -1,18 +1,21 @@
 -- Full-text search of knowledge bases (internal/fulltext). Each chunk's
 -- analysed terms are stored as a vector (kb_chunk_terms.terms, "term freq
--- …"); BM25 scores candidates from it. FTS5 indexes the chunk's distinct
--- terms, after a token naming its knowledge base, only to find candidates
--- fast: it is contentless, its rowid is kb_chunk_terms.seq. The document
--- frequency of each term per knowledge base (with max_tf, the most times
--- one chunk held it: never lowered, so always a bound for search), and the knowledge base's
--- count and total length of indexed chunks, are kept up to date by the
--- writes that change chunks, in the same transaction.
+-- …"). FTS5 indexes the chunk's distinct terms, after a token naming its
+-- knowledge base, to find the chunks holding a term: it is contentless,
+-- its rowid is kb_chunk_terms.seq (AUTOINCREMENT: a seq is never reused,
+-- so a cached posting never names another chunk). Per knowledge base the
+-- document frequency of each term, the count and total length of its
+-- indexed chunks and a version bumped by each change are kept up to date
+-- by the writes that change chunks, in the same transaction.
 
 ALTER TABLE knowledge_bases ADD COLUMN indexed_chunks INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE knowledge_bases ADD COLUMN indexed_length INTEGER NOT NULL DEFAULT 0;
+-- Bumped by every change to the index: a process's cached posting lists
+-- of the knowledge base are good while it holds.
+ALTER TABLE knowledge_bases ADD COLUMN index_version INTEGER NOT NULL DEFAULT 0;
 
 CREATE TABLE kb_chunk_terms (
-    seq               INTEGER PRIMARY KEY,
+    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
     chunk_id          TEXT NOT NULL UNIQUE REFERENCES kb_chunks (id) ON DELETE CASCADE,
     tenant_id         TEXT NOT NULL CHECK (tenant_id <> ''),
     knowledge_base_id TEXT NOT NULL,
@@ -27,7 +30,6 @@ CREATE TABLE kb_term_stats (
     knowledge_base_id TEXT NOT NULL,
     term              TEXT NOT NULL,
     df                INTEGER NOT NULL,
-    max_tf            INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (knowledge_base_id, term)
 ) WITHOUT ROWID;
 
