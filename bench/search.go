@@ -34,12 +34,13 @@ import (
 const targetSearchP99 = 20 * time.Millisecond
 
 type searchBench struct {
-	sizes   []int
-	words   int
-	vocab   int
-	queries int
-	pgURL   string
-	out     io.Writer
+	sizes    []int
+	words    int
+	vocab    int
+	queries  int
+	pgURL    string
+	noSQLite bool
+	out      io.Writer
 }
 
 func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -49,11 +50,12 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	words := fs.Int("words", 150, "words per chunk")
 	vocab := fs.Int("vocab", 50000, "distinct words of the corpus")
 	queries := fs.Int("queries", 500, "searches per size")
-	pgURL := fs.String("postgres", os.Getenv("NODUS_TEST_POSTGRES_URL"), "PostgreSQL URL to measure too (a scratch schema's worth of tables is created and dropped)")
+	pgURL := fs.String("postgres", os.Getenv("NODUS_TEST_POSTGRES_URL"), "PostgreSQL URL to measure too: its main migrations are applied, and the bench's rows removed after")
+	skipSQLite := fs.Bool("no-sqlite", false, "measure PostgreSQL only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	b := &searchBench{words: *words, vocab: *vocab, queries: *queries, pgURL: *pgURL, out: stdout}
+	b := &searchBench{words: *words, vocab: *vocab, queries: *queries, pgURL: *pgURL, noSQLite: *skipSQLite, out: stdout}
 	for _, s := range strings.Split(*sizes, ",") {
 		var n int
 		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || n < 1 {
@@ -77,7 +79,10 @@ type searchLatency struct {
 }
 
 func (b *searchBench) run(ctx context.Context) error {
-	engines := []string{"sqlite"}
+	var engines []string
+	if !b.noSQLite {
+		engines = append(engines, "sqlite")
+	}
 	if b.pgURL != "" {
 		engines = append(engines, "postgres")
 	}

@@ -198,6 +198,10 @@ func scanEncoded(enc string, fn func(term string, freq int)) {
 	}
 }
 
+// ScanVector calls fn for each term and frequency of an encoded vector,
+// in term order, without allocating.
+func ScanVector(enc string, fn func(term string, freq int)) { scanEncoded(enc, fn) }
+
 // FreqIn returns how often an encoded vector holds term (0 if not at all).
 func FreqIn(enc, term string) int {
 	freq := 0

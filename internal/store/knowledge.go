@@ -513,7 +513,10 @@ func (db *DB) DeleteDocument(ctx context.Context, id string) (string, error) {
 			return err
 		}
 		blob = d.BlobID
-		var delta termDelta
+		delta, err := beginIndexChange(ctx, tx, d.KnowledgeBaseID)
+		if err != nil {
+			return err
+		}
 		if err := dropDocumentTerms(ctx, tx, id, &delta); err != nil {
 			return err
 		}
@@ -581,7 +584,10 @@ func (db *DB) IndexChunks(ctx context.Context, documentID string, chunks []knowl
 		if err != nil {
 			return err
 		}
-		var delta termDelta
+		delta, err := beginIndexChange(ctx, tx, d.KnowledgeBaseID)
+		if err != nil {
+			return err
+		}
 		if err := dropDocumentTerms(ctx, tx, documentID, &delta); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -30,16 +31,32 @@ func kbToken(kbID string) string {
 	return "kb" + strings.ReplaceAll(kbID, "-", "")
 }
 
-// termDelta is how a write changes a knowledge base's figures.
+// termDelta is how a write changes a knowledge base's figures, at the
+// index version it brings.
 type termDelta struct {
+	version        int64
 	df             map[string]int64
 	chunks, length int64
 }
 
-func (d *termDelta) add(v fulltext.Vector, sign int64) {
-	if d.df == nil {
-		d.df = make(map[string]int64)
+// removedKept is how many versions of removals a knowledge base keeps for
+// caches to catch up on; a cache further behind starts again.
+const removedKept = 4096
+
+// beginIndexChange bumps a knowledge base's index version, first in a
+// write that changes its chunks: the row's lock orders the writes of one
+// knowledge base, so versions follow commit order.
+func beginIndexChange(ctx context.Context, tx *Tx, kbID string) (termDelta, error) {
+	d := termDelta{df: make(map[string]int64)}
+	err := tx.QueryRow(ctx, `UPDATE knowledge_bases SET index_version = index_version + 1 WHERE id = ?
+		RETURNING index_version`, kbID).Scan(&d.version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, errKnowledgeBaseNotFound(kbID)
 	}
+	return d, err
+}
+
+func (d *termDelta) add(v fulltext.Vector, sign int64) {
 	for _, t := range v.Terms {
 		d.df[t.Term] += sign
 	}
@@ -67,6 +84,10 @@ func dropDocumentTerms(ctx context.Context, tx *Tx, documentID string, delta *te
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	if _, err := tx.Exec(ctx, `INSERT INTO kb_index_removed (knowledge_base_id, version, seq)
+		SELECT knowledge_base_id, ?, seq FROM kb_chunk_terms WHERE document_id = ?`, delta.version, documentID); err != nil {
+		return err
+	}
 	if tx.Dialect() == SQLite {
 		if _, err := tx.Exec(ctx, `DELETE FROM kb_fts WHERE rowid IN
 			(SELECT seq FROM kb_chunk_terms WHERE document_id = ?)`, documentID); err != nil {
@@ -90,31 +111,31 @@ func insertChunkTerms(ctx context.Context, tx *Tx, d knowledge.Document, ids []s
 			continue
 		}
 		delta.add(c.Terms, 1)
-		rows = append(rows, []any{ids[i], d.TenantID, d.KnowledgeBaseID, d.ID, c.Terms.Length, c.Terms.Encode(),
-			token + " " + c.Terms.Words()})
+		rows = append(rows, []any{ids[i], d.TenantID, d.KnowledgeBaseID, d.ID, delta.version, c.Terms.Length,
+			c.Terms.Encode(), token + " " + c.Terms.Words()})
 	}
 	if tx.Dialect() == SQLite {
 		// FTS5's rowid is the row's seq, known once it is inserted.
 		for _, r := range rows {
 			var seq int64
 			if err := tx.QueryRow(ctx, `INSERT INTO kb_chunk_terms (chunk_id, tenant_id, knowledge_base_id,
-				document_id, length, terms) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`, r[:6]...).Scan(&seq); err != nil {
+				document_id, version, length, terms) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq`, r[:7]...).Scan(&seq); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO kb_fts (rowid, words) VALUES (?, ?)`, seq, r[6]); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO kb_fts (rowid, words) VALUES (?, ?)`, seq, r[7]); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	for _, size := range chunkSizes(len(rows), termsBatchRows) {
-		marks := strings.Repeat("(?, ?, ?, ?, ?, ?, to_tsvector('simple', ?)), ", size)
-		vals := make([]any, 0, size*7)
+		marks := strings.Repeat("(?, ?, ?, ?, ?, ?, ?, to_tsvector('simple', ?)), ", size)
+		vals := make([]any, 0, size*8)
 		for _, r := range rows[:size] {
 			vals = append(vals, r...)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO kb_chunk_terms (chunk_id, tenant_id, knowledge_base_id, document_id,
-			length, terms, words) VALUES `+strings.TrimSuffix(marks, ", "), vals...); err != nil {
+			version, length, terms, words) VALUES `+strings.TrimSuffix(marks, ", "), vals...); err != nil {
 			return err
 		}
 		rows = rows[size:]
@@ -158,13 +179,23 @@ func applyTermDelta(ctx context.Context, tx *Tx, kbID string, delta *termDelta) 
 		}
 		dropped = dropped[n:]
 	}
-	if len(terms) == 0 && delta.chunks == 0 && delta.length == 0 {
-		return nil
+	if delta.chunks != 0 || delta.length != 0 {
+		if _, err := tx.Exec(ctx, `UPDATE knowledge_bases SET indexed_chunks = indexed_chunks + ?,
+			indexed_length = indexed_length + ? WHERE id = ?`, delta.chunks, delta.length, kbID); err != nil {
+			return err
+		}
 	}
-	_, err := tx.Exec(ctx, `UPDATE knowledge_bases SET indexed_chunks = indexed_chunks + ?,
-		indexed_length = indexed_length + ?, index_version = index_version + 1 WHERE id = ?`,
-		delta.chunks, delta.length, kbID)
-	return err
+	// Now and then, the removals no cache will catch up on go.
+	if floor := delta.version - removedKept; floor > 0 && delta.version%256 == 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM kb_index_removed WHERE knowledge_base_id = ? AND version <= ?`,
+			kbID, floor); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE knowledge_bases SET index_floor = ? WHERE id = ?`, floor, kbID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // dropKnowledgeTerms removes the whole index of the knowledge bases kbCond
@@ -178,7 +209,8 @@ func dropKnowledgeTerms(ctx context.Context, tx *Tx, kbCond string, args []any) 
 		}
 	}
 	for _, q := range []string{`DELETE FROM kb_chunk_terms WHERE knowledge_base_id IN (` + kbs + `)`,
-		`DELETE FROM kb_term_stats WHERE knowledge_base_id IN (` + kbs + `)`} {
+		`DELETE FROM kb_term_stats WHERE knowledge_base_id IN (` + kbs + `)`,
+		`DELETE FROM kb_index_removed WHERE knowledge_base_id IN (` + kbs + `)`} {
 		if _, err := tx.Exec(ctx, q, args...); err != nil {
 			return err
 		}
@@ -204,8 +236,9 @@ func (db *DB) SearchChunks(ctx context.Context, kbID string, search func(knowled
 		ix := &fullTextIndex{tx: tx, kbID: kbID, cond: cond, args: args, cache: db.postings}
 		var kb knowledge.KnowledgeBase
 		err := tx.QueryRow(ctx, `SELECT `+strings.Replace(kbColumns, kbDocumentCount, "0", 1)+
-			`, kb.indexed_chunks, kb.indexed_length, kb.index_version FROM knowledge_bases kb WHERE kb.id = ? AND `+
-			kbCond, append([]any{kbID}, args...)...).Scan(append(kbScanDest(&kb), &ix.texts, &ix.length, &ix.version)...)
+			`, kb.indexed_chunks, kb.indexed_length, kb.index_version, kb.index_floor FROM knowledge_bases kb
+			WHERE kb.id = ? AND `+kbCond, append([]any{kbID}, args...)...).
+			Scan(append(kbScanDest(&kb), &ix.texts, &ix.length, &ix.version, &ix.floor)...)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errKnowledgeBaseNotFound(kbID)
 		}
@@ -279,7 +312,9 @@ type fullTextIndex struct {
 	args          []any
 	texts, length int64 // the knowledge base's indexed chunks and their length
 	version       int64 // its index_version
+	floor         int64 // its index_floor
 	cache         *postingCache
+	caughtUp      bool // catchUp ran
 }
 
 var _ fulltext.Index = (*fullTextIndex)(nil)
@@ -314,6 +349,12 @@ func (ix *fullTextIndex) Stats(ctx context.Context, terms []string) (fulltext.St
 // them at this version, else from the engine's index and the chunks'
 // vectors, which it then caches.
 func (ix *fullTextIndex) Postings(ctx context.Context, term string) ([]fulltext.Posting, error) {
+	if !ix.caughtUp {
+		ix.caughtUp = true
+		if err := ix.catchUp(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if list, ok := ix.cache.get(ix.kbID, ix.version, term); ok {
 		return list, nil
 	}
@@ -323,12 +364,12 @@ func (ix *fullTextIndex) Postings(ctx context.Context, term string) ([]fulltext.
 		// differently from Go, the phrase still matches where it occurs.
 		match = `"` + kbToken(ix.kbID) + `" AND "` + term + `"`
 		q = `SELECT t.seq, t.length, t.terms FROM kb_fts JOIN kb_chunk_terms t ON t.seq = kb_fts.rowid
-			WHERE kb_fts MATCH ? AND t.knowledge_base_id = ? AND ` + ix.cond + ` ORDER BY t.seq`
+			WHERE kb_fts MATCH ? AND t.knowledge_base_id = ? AND ` + ix.cond
 	} else {
 		// Terms hold only letters, digits and marks: no tsquery operator.
 		match = kbToken(ix.kbID) + ` & ` + term
 		q = `SELECT t.seq, t.length, t.terms FROM kb_chunk_terms t
-			WHERE t.words @@ to_tsquery('simple', ?) AND t.knowledge_base_id = ? AND ` + ix.cond + ` ORDER BY t.seq`
+			WHERE t.words @@ to_tsquery('simple', ?) AND t.knowledge_base_id = ? AND ` + ix.cond
 	}
 	rows, err := ix.tx.Query(ctx, q, append([]any{match, ix.kbID}, ix.args...)...)
 	if err != nil {
@@ -352,6 +393,101 @@ func (ix *fullTextIndex) Postings(ctx context.Context, term string) ([]fulltext.
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	// Sorted here: an ORDER BY would make PostgreSQL walk the primary key
+	// rather than the GIN index.
+	slices.SortFunc(list, func(a, b fulltext.Posting) int { return cmp.Compare(a.Key, b.Key) })
 	ix.cache.put(ix.kbID, ix.version, term, list)
 	return list, nil
+}
+
+// maxCatchUp bounds the rows a cache reads to catch up: past it, reading
+// the lists again costs about as much.
+const maxCatchUp = 2000
+
+// catchUp brings the knowledge base's cached lists from an older version
+// to this one: the chunks removed since leave every list, the chunks
+// written since join the lists of the terms they hold. Lists too far
+// behind (removals purged, or too many changes) are left to be replaced.
+func (ix *fullTextIndex) catchUp(ctx context.Context) error {
+	from, lists, ok := ix.cache.snapshot(ix.kbID)
+	if !ok || from >= ix.version || from < ix.floor {
+		return nil
+	}
+	removed := make(map[int64]bool)
+	rows, err := ix.tx.Query(ctx, `SELECT seq FROM kb_index_removed WHERE knowledge_base_id = ? AND version > ?
+		LIMIT ?`, ix.kbID, from, maxCatchUp+1)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			rows.Close()
+			return err
+		}
+		removed[seq] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(removed) > maxCatchUp {
+		return err
+	}
+	added := make(map[string][]fulltext.Posting)
+	n := 0
+	rows, err = ix.tx.Query(ctx, `SELECT t.seq, t.length, t.terms FROM kb_chunk_terms t
+		WHERE t.knowledge_base_id = ? AND t.version > ? AND `+ix.cond+` LIMIT ?`,
+		append(append([]any{ix.kbID, from}, ix.args...), maxCatchUp+1)...)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var seq int64
+		var length int32
+		var terms string
+		if err := rows.Scan(&seq, &length, &terms); err != nil {
+			rows.Close()
+			return err
+		}
+		if n++; n > maxCatchUp {
+			rows.Close()
+			return rows.Err()
+		}
+		fulltext.ScanVector(terms, func(term string, freq int) {
+			if _, cached := lists[term]; cached {
+				added[term] = append(added[term], fulltext.Posting{Key: seq, Freq: int32(freq), Length: length})
+			}
+		})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for term, list := range lists {
+		more := added[term]
+		if len(more) == 0 && len(removed) == 0 {
+			continue
+		}
+		slices.SortFunc(more, func(a, b fulltext.Posting) int { return cmp.Compare(a.Key, b.Key) })
+		lists[term] = mergePostings(list, more, removed)
+	}
+	ix.cache.advance(ix.kbID, from, ix.version, lists)
+	return nil
+}
+
+// mergePostings returns a new list: list and more (both by key) merged,
+// without the keys in removed.
+func mergePostings(list, more []fulltext.Posting, removed map[int64]bool) []fulltext.Posting {
+	out := make([]fulltext.Posting, 0, len(list)+len(more))
+	i, j := 0, 0
+	for i < len(list) || j < len(more) {
+		var p fulltext.Posting
+		if j == len(more) || i < len(list) && list[i].Key < more[j].Key {
+			p, i = list[i], i+1
+		} else {
+			p, j = more[j], j+1
+		}
+		if !removed[p.Key] {
+			out = append(out, p)
+		}
+	}
+	return out
 }

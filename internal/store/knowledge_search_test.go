@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/nodus-os/nodus/internal/fulltext"
@@ -258,4 +259,67 @@ func (ix *memIndex) Postings(_ context.Context, term string) ([]fulltext.Posting
 		}
 	}
 	return out, nil
+}
+
+// TestKnowledgeSearchCacheCatchesUp checks that cached posting lists
+// follow the knowledge base's changes: a new document, a replaced one and
+// a deleted one are seen by the next search, and the lists of terms not
+// searched since stay cached, caught up rather than dropped.
+func TestKnowledgeSearchCacheCatchesUp(t *testing.T) {
+	runKnowledge(t, func(t *testing.T, db *store.DB, a, _ tenantScope) {
+		kb := mustCreateKB(t, db, a, "moving")
+		texts := []string{"solar panels and wind", "wind farms at sea", "solar farms in deserts"}
+		d1 := mustCreateDoc(t, db, a, kb.ID, "one")
+		if err := db.ReplaceChunks(a.ctx, d1.ID, textChunks(texts...)); err != nil {
+			t.Fatal(err)
+		}
+		check := func(live []string, queries ...string) {
+			t.Helper()
+			ref := memCorpus(live)
+			for _, q := range queries {
+				got := search(t, db, a.ctx, kb.ID, q, 10)
+				want, _ := fulltext.Search(a.ctx, ref, fulltext.Query{Text: q, Limit: 10}, fulltext.DefaultParams)
+				if len(got) != len(want) {
+					t.Fatalf("%q: %q, want %d hits", q, hitTexts(got), len(want))
+				}
+				for i := range got {
+					if got[i].Text != live[want[i].Key] || math.Abs(got[i].Score-want[i].Score) > 1e-9 {
+						t.Fatalf("%q hit %d: %q %.6f, want %q %.6f", q, i, got[i].Text, got[i].Score,
+							live[want[i].Key], want[i].Score)
+					}
+				}
+			}
+		}
+		check(texts, "solar", "wind farms")
+		v1, cached := store.CachedTerms(db, kb.ID)
+		if len(cached) != 3 {
+			t.Fatalf("cached %q, want solar, wind, farm", cached)
+		}
+
+		// A second document: a search of other words catches the cache up.
+		d2 := mustCreateDoc(t, db, a, kb.ID, "two")
+		more := []string{"solar wind sea deserts", "farms of wind"}
+		if err := db.ReplaceChunks(a.ctx, d2.ID, textChunks(more...)); err != nil {
+			t.Fatal(err)
+		}
+		check(append(slices.Clone(texts), more...), "sea deserts")
+		v2, cached := store.CachedTerms(db, kb.ID)
+		if v2 <= v1 || len(cached) != 5 {
+			t.Fatalf("after a new document: version %d (was %d), cached %q", v2, v1, cached)
+		}
+		check(append(slices.Clone(texts), more...), "solar", "wind farms", "sea")
+
+		// Replacing and deleting documents.
+		if err := db.ReplaceChunks(a.ctx, d1.ID, textChunks("only wind here")); err != nil {
+			t.Fatal(err)
+		}
+		check(append([]string{"only wind here"}, more...), "solar", "wind farms", "deserts sea")
+		if _, err := db.DeleteDocument(a.ctx, d2.ID); err != nil {
+			t.Fatal(err)
+		}
+		check([]string{"only wind here"}, "solar", "wind farms", "deserts sea")
+		if v, cached := store.CachedTerms(db, kb.ID); v <= v2 || len(cached) < 5 {
+			t.Fatalf("after the changes: version %d, cached %q", v, cached)
+		}
+	})
 }

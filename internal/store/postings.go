@@ -1,6 +1,7 @@
 package store
 
 import (
+	"maps"
 	"sync"
 
 	"github.com/nodus-os/nodus/internal/fulltext"
@@ -20,6 +21,11 @@ const DefaultSearchCache = 8 << 20
 // it is filed under, a list is never wrong, only stale. When the cache is
 // full the knowledge bases least recently searched go first. Safe for
 // concurrent use; a list handed out is never changed.
+//
+// A knowledge base's lists at an older version catch up rather than start
+// again when the rows changed since are few (catchUp in
+// knowledge_search.go): a knowledge base that keeps taking documents keeps
+// its warm lists.
 type postingCache struct {
 	mu    sync.Mutex
 	limit int // postings
@@ -87,14 +93,14 @@ func (c *postingCache) put(kbID string, version int64, term string, list []fullt
 	c.size += len(list)
 	c.clock++
 	kb.used = c.clock
-	for c.size > c.limit && c.evictOldest(kbID) {
+	for c.size > c.limit && c.evictOldest(kbID, term) {
 	}
 }
 
 // evictOldest drops the least recently used knowledge base other than
-// keep, or else one of keep's lists but the last one filed, and reports
+// keep, or else one of keep's lists other than keepTerm's, and reports
 // whether it dropped anything.
-func (c *postingCache) evictOldest(keep string) bool {
+func (c *postingCache) evictOldest(keep, keepTerm string) bool {
 	var oldest string
 	for id, kb := range c.kbs {
 		if id != keep && (oldest == "" || kb.used < c.kbs[oldest].used) {
@@ -108,8 +114,8 @@ func (c *postingCache) evictOldest(keep string) bool {
 	}
 	kb := c.kbs[keep]
 	for term, list := range kb.terms {
-		if len(kb.terms) == 1 {
-			break
+		if term == keepTerm {
+			continue
 		}
 		delete(kb.terms, term)
 		kb.size -= len(list)
@@ -117,4 +123,37 @@ func (c *postingCache) evictOldest(keep string) bool {
 		return true
 	}
 	return false
+}
+
+// snapshot returns the version a knowledge base's lists are at and a copy
+// of its map of them (the lists themselves are shared, never changed).
+func (c *postingCache) snapshot(kbID string) (int64, map[string][]fulltext.Posting, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kb := c.kbs[kbID]
+	if kb == nil {
+		return 0, nil, false
+	}
+	return kb.version, maps.Clone(kb.terms), true
+}
+
+// advance replaces a knowledge base's lists at version from with lists at
+// version to, unless another search has moved them meanwhile.
+func (c *postingCache) advance(kbID string, from, to int64, lists map[string][]fulltext.Posting) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kb := c.kbs[kbID]
+	if kb == nil || kb.version != from {
+		return
+	}
+	size := 0
+	for _, l := range lists {
+		size += len(l)
+	}
+	c.size += size - kb.size
+	kb.version, kb.terms, kb.size = to, lists, size
+	c.clock++
+	kb.used = c.clock
+	for c.size > c.limit && c.evictOldest(kbID, "") {
+	}
 }

@@ -11,8 +11,13 @@
 ALTER TABLE knowledge_bases ADD COLUMN indexed_chunks INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE knowledge_bases ADD COLUMN indexed_length INTEGER NOT NULL DEFAULT 0;
 -- Bumped by every change to the index: a process's cached posting lists
--- of the knowledge base are good while it holds.
+-- of the knowledge base are good while it holds, and catch up on a newer
+-- one from the rows written (kb_chunk_terms.version) and removed
+-- (kb_index_removed) since.
 ALTER TABLE knowledge_bases ADD COLUMN index_version INTEGER NOT NULL DEFAULT 0;
+-- Versions up to index_floor have had their removals purged: a cache
+-- older than it cannot catch up and is dropped.
+ALTER TABLE knowledge_bases ADD COLUMN index_floor INTEGER NOT NULL DEFAULT 0;
 
 CREATE TABLE kb_chunk_terms (
     seq               INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -20,11 +25,21 @@ CREATE TABLE kb_chunk_terms (
     tenant_id         TEXT NOT NULL CHECK (tenant_id <> ''),
     knowledge_base_id TEXT NOT NULL,
     document_id       TEXT NOT NULL,
+    version           INTEGER NOT NULL,
     length            INTEGER NOT NULL CHECK (length > 0),
     terms             TEXT NOT NULL
 );
 CREATE INDEX kb_chunk_terms_document ON kb_chunk_terms (document_id);
-CREATE INDEX kb_chunk_terms_kb ON kb_chunk_terms (knowledge_base_id);
+CREATE INDEX kb_chunk_terms_kb ON kb_chunk_terms (knowledge_base_id, version);
+
+-- The chunks each version removed, for caches to catch up; purged as the
+-- floor rises.
+CREATE TABLE kb_index_removed (
+    knowledge_base_id TEXT NOT NULL,
+    version           INTEGER NOT NULL,
+    seq               INTEGER NOT NULL,
+    PRIMARY KEY (knowledge_base_id, version, seq)
+) WITHOUT ROWID;
 
 CREATE TABLE kb_term_stats (
     knowledge_base_id TEXT NOT NULL,
