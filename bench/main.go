@@ -6,6 +6,7 @@
 //	go run ./bench gateway [-quick] [-json]    latency the LLM gateway adds (gateway.go)
 //	go run ./bench search [-sizes 5000,100000] [-postgres URL]
 //	                                           full-text search latency by knowledge base size (search.go)
+//	go run ./bench synth -docs 50000 -out DIR  a synthetic BEIR dataset for `nodus eval retrieval` (synth.go)
 //
 // `bench bare-proxy` is not for people: `bench gateway` starts it, a
 // minimal reverse proxy in its own process, as the floor nodus is
@@ -51,6 +52,13 @@ func main() {
 		stop()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench bare-proxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "synth" {
+		if err := runSynth(os.Args[2:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "bench synth:", err)
 			os.Exit(1)
 		}
 		return
