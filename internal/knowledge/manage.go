@@ -157,8 +157,11 @@ func (s *Service) ListKnowledgeBases(ctx context.Context, m Manager, cursor stri
 }
 
 // UpdateKnowledgeBase changes a knowledge base's name, description,
-// embedding model and settings. Documents already indexed keep their
-// chunks until they are re-indexed.
+// embedding model and settings. A change of the chunking settings or of
+// the embedding model re-indexes its documents: the completed ones go back
+// to pending, and ingestion runs again for each (queued now, and by the
+// sweep of pending documents should a queue fail), each keeping its old
+// chunks searchable until the new ones replace them.
 func (s *Service) UpdateKnowledgeBase(ctx context.Context, m Manager, id string, in KnowledgeBaseInput) (*KnowledgeBase, error) {
 	if !m.Admin {
 		return nil, forbidden("manage knowledge bases")
@@ -180,7 +183,34 @@ func (s *Service) UpdateKnowledgeBase(ctx context.Context, m Manager, id string,
 	if err != nil {
 		return nil, err
 	}
-	return &kb, s.record(ctx, m.entry("knowledge.kb_update", "knowledge_base", kb.ID, kbChanges(&before, &kb)))
+	changes := kbChanges(&before, &kb)
+	if before.Chunking != kb.Chunking || before.EmbeddingModel != kb.EmbeddingModel {
+		n, err := s.reindex(ctx, m, kb.ID)
+		if err != nil {
+			return nil, err
+		}
+		changes["documents_reindexed"] = audit.Change{After: n}
+	}
+	return &kb, s.record(ctx, m.entry("knowledge.kb_update", "knowledge_base", kb.ID, changes))
+}
+
+// reindex moves a knowledge base's completed documents back to pending and
+// queues the first batch of them; the sweep of pending documents queues
+// the rest (RequeueStalled), as their update time is set a grace period
+// back.
+func (s *Service) reindex(ctx context.Context, m Manager, kbID string) (int, error) {
+	n, err := s.store.ReindexDocuments(m.ctx(ctx), kbID, s.now().Add(-pendingGrace))
+	if err != nil || n == 0 || s.enqueue == nil {
+		return n, err
+	}
+	docs, _, err := s.store.ListDocuments(m.ctx(ctx), kbID, StatusPending, "", requeueBatch)
+	if err != nil {
+		return n, err
+	}
+	for _, d := range docs {
+		s.queue(ctx, m.TenantID, d.ID)
+	}
+	return n, nil
 }
 
 // DeleteKnowledgeBase removes a knowledge base with its documents and

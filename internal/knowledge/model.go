@@ -345,6 +345,13 @@ type Store interface {
 	UpdateDocumentState(ctx context.Context, id string, change func(*Document) error) (Document, error)
 	// DeleteDocument removes a document and its chunks and returns its blob id.
 	DeleteDocument(ctx context.Context, id string) (string, error)
+	// MarkQueued sets the update time of the pending documents of refs
+	// to at, across tenants (it needs the all-tenants scope): their
+	// ingestion was just queued.
+	MarkQueued(ctx context.Context, refs []DocumentRef, at time.Time) error
+	// ReindexDocuments moves a knowledge base's completed documents back
+	// to pending, updated at at, and returns how many it moved.
+	ReindexDocuments(ctx context.Context, kbID string, at time.Time) (int, error)
 	// ListStalledDocuments returns, across tenants (it needs the
 	// all-tenants scope), up to limit documents pending since before
 	// pendingBefore or processing without an update since processingBefore,

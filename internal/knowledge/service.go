@@ -95,8 +95,9 @@ func (s *Service) PurgeTenant(ctx context.Context, tenantID string) error {
 // otherwise wait for ever (SECURITY.md check 26). RequeueStalled queues them
 // again; the queue drops a job already waiting for the same document.
 const (
-	pendingGrace = time.Minute // an upload's own job normally starts well within it
-	requeueBatch = 500
+	pendingGrace  = time.Minute // an upload's own job normally starts well within it
+	requeueBatch  = 500
+	requeueRounds = 200 // 100,000 documents a sweep
 )
 
 // RequeueStalled queues ingestion again for every tenant's stalled
@@ -106,16 +107,29 @@ func (s *Service) RequeueStalled(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	now := s.now()
-	refs, err := s.store.ListStalledDocuments(nodus.WithAllTenants(ctx), now.Add(-pendingGrace), now.Add(-s.staleAfter), requeueBatch)
-	if err != nil {
-		return 0, fmt.Errorf("knowledge: list stalled documents: %w", err)
-	}
 	n := 0
-	for _, r := range refs {
-		if err := s.enqueue(ctx, r.TenantID, r.ID); err != nil {
-			return n, fmt.Errorf("knowledge: requeue document %s: %w", r.ID, err)
+	// Batch after batch, for a re-index leaves many documents pending at
+	// once. Each document queued is marked as queued now (its update
+	// time), so the next batch lists others, and the document comes back
+	// only if its job is lost again. requeueRounds bounds a sweep.
+	all := nodus.WithAllTenants(ctx)
+	for range requeueRounds {
+		refs, err := s.store.ListStalledDocuments(all, now.Add(-pendingGrace), now.Add(-s.staleAfter), requeueBatch)
+		if err != nil {
+			return n, fmt.Errorf("knowledge: list stalled documents: %w", err)
 		}
-		n++
+		for _, r := range refs {
+			if err := s.enqueue(ctx, r.TenantID, r.ID); err != nil {
+				return n, fmt.Errorf("knowledge: requeue document %s: %w", r.ID, err)
+			}
+			n++
+		}
+		if err := s.store.MarkQueued(all, refs, now); err != nil {
+			return n, fmt.Errorf("knowledge: mark documents queued: %w", err)
+		}
+		if len(refs) < requeueBatch {
+			break
+		}
 	}
 	if n > 0 {
 		s.log.Info("knowledge: stalled documents queued again", "documents", n)

@@ -701,6 +701,52 @@ func (db *DB) DeleteKnowledgeTenant(ctx context.Context) ([]string, error) {
 	return blobs, err
 }
 
+// MarkQueued sets the update time of the pending documents among refs to
+// at: their ingestion was just queued, so the sweep of stalled documents
+// leaves them alone for its grace period. It needs the all-tenants scope.
+func (db *DB) MarkQueued(ctx context.Context, refs []knowledge.DocumentRef, at time.Time) error {
+	if err := requireAllTenants(ctx); err != nil || len(refs) == 0 {
+		return err
+	}
+	ids := make([]string, len(refs))
+	for i, r := range refs {
+		ids[i] = r.ID
+	}
+	return db.Write(ctx, func(tx *Tx) error {
+		for len(ids) > 0 {
+			n := min(len(ids), maxChunkRows)
+			if _, err := tx.Exec(ctx, `UPDATE documents SET updated_at = ? WHERE status = 'pending' AND id IN (`+
+				strings.TrimSuffix(strings.Repeat("?, ", n), ", ")+`)`, append([]any{at.UTC()}, stringArgs(ids[:n])...)...); err != nil {
+				return err
+			}
+			ids = ids[n:]
+		}
+		return nil
+	})
+}
+
+// ReindexDocuments moves the completed documents of a knowledge base in
+// scope back to pending, as of at, for ingestion to index them again, and
+// returns how many it moved. Their chunks stay searchable until each is
+// replaced.
+func (db *DB) ReindexDocuments(ctx context.Context, kbID string, at time.Time) (int, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = db.Write(ctx, func(tx *Tx) error {
+		if err := requireKnowledgeBase(ctx, tx, kbID, cond, args); err != nil {
+			return err
+		}
+		n, err = tx.Exec(ctx, `UPDATE documents SET status = 'pending', stage = '', progress = 0, error = '',
+			updated_at = ? WHERE knowledge_base_id = ? AND status = 'completed' AND `+cond,
+			append([]any{at.UTC(), kbID}, args...)...)
+		return err
+	})
+	return int(n), err
+}
+
 // ListStalledDocuments returns documents whose ingestion should be queued
 // again: pending since before pendingBefore, or processing with no update
 // since processingBefore. It reads every tenant, so it needs the
