@@ -1,12 +1,9 @@
 package main
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
-	"fmt"
 	"mime/multipart"
 	"os"
 	"path/filepath"
@@ -17,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/nodus-os/nodus/internal/extract/extracttest"
 	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/store"
 	"github.com/nodus-os/nodus/internal/store/storetest"
@@ -251,73 +249,10 @@ func TestKnowledgeSearchFindsEveryType(t *testing.T) {
 // buildTestDOCX writes a minimal Word document with one paragraph per
 // element of paragraphs.
 func buildTestDOCX(t *testing.T, paragraphs ...string) []byte {
-	t.Helper()
-	var body strings.Builder
-	for _, p := range paragraphs {
-		body.WriteString("<w:p><w:r><w:t xml:space=\"preserve\">")
-		if err := xml.EscapeText(&body, []byte(p)); err != nil {
-			t.Fatal(err)
-		}
-		body.WriteString("</w:t></w:r></w:p>")
-	}
-	entries := []struct{ name, body string }{
-		{"[Content_Types].xml", `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>`},
-		{"_rels/.rels", `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>`},
-		{"word/document.xml", `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>` + body.String() + `</w:body></w:document>`},
-	}
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	for _, e := range entries {
-		w, err := zw.CreateHeader(&zip.FileHeader{Name: e.name, Method: zip.Deflate})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write([]byte(e.body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return extracttest.DOCX(t, extracttest.Paragraphs(paragraphs...))
 }
 
-// buildTestPDF writes a minimal valid PDF of one page showing each line in
-// Helvetica, with an xref table of the offsets as written.
+// buildTestPDF writes a minimal valid PDF of one page showing each line.
 func buildTestPDF(t *testing.T, lines ...string) []byte {
-	t.Helper()
-	var content strings.Builder
-	content.WriteString("BT /F1 12 Tf 72 720 Td 14 TL\n")
-	esc := strings.NewReplacer(`\`, `\\`, `(`, `\(`, `)`, `\)`)
-	for i, line := range lines {
-		if i > 0 {
-			content.WriteString("T*\n")
-		}
-		fmt.Fprintf(&content, "(%s) Tj\n", esc.Replace(line))
-	}
-	content.WriteString("ET\n")
-	objs := []string{
-		"<< /Type /Catalog /Pages 2 0 R >>",
-		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
-		fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", content.Len(), content.String()),
-	}
-	var b bytes.Buffer
-	b.WriteString("%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-	offsets := make([]int, len(objs))
-	for i, o := range objs {
-		offsets[i] = b.Len()
-		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
-	}
-	xref := b.Len()
-	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
-	for _, off := range offsets {
-		fmt.Fprintf(&b, "%010d 00000 n \n", off)
-	}
-	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, xref)
-	return b.Bytes()
+	return extracttest.PDF(t, false, strings.Join(lines, "\n"))
 }

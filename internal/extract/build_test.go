@@ -1,122 +1,38 @@
 package extract
 
 import (
-	"archive/zip"
-	"bytes"
-	"compress/zlib"
-	"fmt"
-	"strings"
 	"testing"
+
+	"github.com/nodus-os/nodus/internal/extract/extracttest"
 )
 
-// buildPDF writes a minimal valid PDF with one page per element of pages,
-// each line of a page shown with Tj. With compress, content streams are
-// FlateDecode. Offsets in the xref table are computed as objects are written.
-func buildPDF(t testing.TB, compress bool, pages ...string) []byte {
-	t.Helper()
-	var objs []string // objs[i] is object i+1
-	add := func(s string) int {
-		objs = append(objs, s)
-		return len(objs)
-	}
-	catalog := add("") // filled in below
-	pagesObj := add("")
-	font := add("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
-	var kids []string
-	for _, text := range pages {
-		var content strings.Builder
-		content.WriteString("BT /F1 12 Tf 72 720 Td 14 TL\n")
-		for i, line := range strings.Split(text, "\n") {
-			if i > 0 {
-				content.WriteString("T*\n")
-			}
-			fmt.Fprintf(&content, "(%s) Tj\n", pdfEscape(line))
-		}
-		content.WriteString("ET\n")
-		data := content.String()
-		dict := fmt.Sprintf("<< /Length %d >>", len(data))
-		if compress {
-			var b bytes.Buffer
-			zw := zlib.NewWriter(&b)
-			zw.Write([]byte(data))
-			zw.Close()
-			data = b.String()
-			dict = fmt.Sprintf("<< /Length %d /Filter /FlateDecode >>", len(data))
-		}
-		c := add(dict + "\nstream\n" + data + "\nendstream")
-		p := add(fmt.Sprintf("<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 %d 0 R >> >> /Contents %d 0 R >>", pagesObj, font, c))
-		kids = append(kids, fmt.Sprintf("%d 0 R", p))
-	}
-	objs[catalog-1] = fmt.Sprintf("<< /Type /Catalog /Pages %d 0 R >>", pagesObj)
-	objs[pagesObj-1] = fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count %d >>", strings.Join(kids, " "), len(kids))
-	info := add("<< /Title (Test Title) >>")
-	return assemblePDF(objs, fmt.Sprintf("/Root %d 0 R /Info %d 0 R", catalog, info))
-}
-
-// assemblePDF writes objects 1..n, an xref table and a trailer with extra
-// entries.
-func assemblePDF(objs []string, trailer string) []byte {
-	var b bytes.Buffer
-	b.WriteString("%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-	offsets := make([]int, len(objs))
-	for i, o := range objs {
-		offsets[i] = b.Len()
-		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
-	}
-	xref := b.Len()
-	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
-	for _, off := range offsets {
-		fmt.Fprintf(&b, "%010d 00000 n \n", off)
-	}
-	fmt.Fprintf(&b, "trailer\n<< /Size %d %s >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, trailer, xref)
-	return b.Bytes()
-}
-
-func pdfEscape(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `(`, `\(`, `)`, `\)`)
-	return r.Replace(s)
-}
+// The builders live in extracttest, shared with the knowledge tests.
+var (
+	buildPDF    = extracttest.PDF
+	assemblePDF = extracttest.AssemblePDF
+	docxBody    = extracttest.DOCXDocument
+)
 
 // docxEntry is one file of a test archive; raw entries are stored as given.
-type docxEntry struct {
-	name string
-	body string
-}
+type docxEntry struct{ name, body string }
 
 // buildZip writes entries with Deflate.
 func buildZip(t testing.TB, entries ...docxEntry) []byte {
 	t.Helper()
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	for _, e := range entries {
-		w, err := zw.CreateHeader(&zip.FileHeader{Name: e.name, Method: zip.Deflate})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write([]byte(e.body)); err != nil {
-			t.Fatal(err)
-		}
+	zs := make([]extracttest.ZipEntry, len(entries))
+	for i, e := range entries {
+		zs[i] = extracttest.ZipEntry{Name: e.name, Body: e.body}
 	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return extracttest.Zip(t, zs...)
 }
 
-const docxContentTypes = `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>`
-
-const docxRels = `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>`
+const (
+	docxContentTypes = extracttest.DOCXContentTypes
+	docxRels         = extracttest.DOCXRels
+)
 
 const docxStyles = `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <w:styles xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:style w:type="paragraph" w:styleId="berschrift1"><w:name w:val="heading 1"/></w:style><w:style w:type="paragraph" w:styleId="Heading2"><w:name w:val="heading 2"/></w:style></w:styles>`
-
-// docxBody wraps body XML in a w:document.
-func docxBody(body string) string {
-	return `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>` + body + `</w:body></w:document>`
-}
 
 // buildDOCX writes a Word document with a heading (a localized style id),
 // paragraphs, a list item and a table.

@@ -1,7 +1,6 @@
 package knowledge_test
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/nodus-os/nodus/internal/blob"
 	"github.com/nodus-os/nodus/internal/extract"
+	"github.com/nodus-os/nodus/internal/extract/extracttest"
 	"github.com/nodus-os/nodus/internal/knowledge"
 	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/store"
@@ -540,35 +540,6 @@ func TestNewServiceRequires(t *testing.T) {
 	}
 }
 
-// DOCX building, as in internal/extract's tests.
-
-type docxEntry struct{ name, body string }
-
-func buildZip(t *testing.T, entries ...docxEntry) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	for _, e := range entries {
-		w, err := zw.CreateHeader(&zip.FileHeader{Name: e.name, Method: zip.Deflate})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write([]byte(e.body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-const docxContentTypes = `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>`
-
-const docxRels = `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>`
-
 const docxStyles = `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <w:styles xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:style w:type="paragraph" w:styleId="Heading1"><w:name w:val="heading 1"/></w:style></w:styles>`
 
@@ -580,11 +551,5 @@ func buildDOCX(t *testing.T) []byte {
 		`<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Name</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>Score</w:t></w:r></w:p></w:tc></w:tr>` +
 		`<w:tr><w:tc><w:p><w:r><w:t>Ada</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>42</w:t></w:r></w:p></w:tc></w:tr></w:tbl>` +
 		`<w:p><w:r><w:t>After the table &amp; more.</w:t></w:r></w:p>`
-	return buildZip(t,
-		docxEntry{"[Content_Types].xml", docxContentTypes},
-		docxEntry{"_rels/.rels", docxRels},
-		docxEntry{"word/document.xml", `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>` + body + `</w:body></w:document>`},
-		docxEntry{"word/styles.xml", docxStyles},
-	)
+	return extracttest.DOCX(t, body, extracttest.ZipEntry{Name: "word/styles.xml", Body: docxStyles})
 }
