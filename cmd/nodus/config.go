@@ -32,6 +32,7 @@ type Config struct {
 	PoolTimeout        time.Duration
 	PoolRecycle        time.Duration
 	SQLiteSynchronous  string
+	SearchCacheMiB     int
 	AutoMigrate        bool
 
 	LogLevel  slog.Level
@@ -90,6 +91,7 @@ func settings() []setting {
 			c.SQLiteSynchronous = v
 			return nil
 		}},
+		{"search-cache-mib", "NODUS_SEARCH_CACHE_MIB", "128", "memory for the posting lists full-text search keeps, in MiB; 0 keeps none", intSetting(0, 1<<20, func(c *Config, n int) { c.SearchCacheMiB = n })},
 		{"migrate", "NODUS_AUTO_MIGRATE", "true", "apply pending migrations when serve starts", func(c *Config, v string) error {
 			b, err := strconv.ParseBool(v)
 			c.AutoMigrate = b
@@ -316,8 +318,13 @@ func (c Config) DatabaseURLs() map[string]string {
 
 // StoreConfig returns the pool settings for one database URL.
 func (c Config) StoreConfig(url string) store.Config {
+	// A posting is 16 bytes; -1 turns the cache off.
+	postings := -1
+	if c.SearchCacheMiB > 0 {
+		postings = c.SearchCacheMiB << 20 / 16
+	}
 	return store.Config{URL: url, PoolSize: c.PoolSize, PoolTimeout: c.PoolTimeout,
-		Recycle: c.PoolRecycle, Synchronous: c.SQLiteSynchronous}
+		Recycle: c.PoolRecycle, Synchronous: c.SQLiteSynchronous, SearchCache: postings}
 }
 
 // LogValue prints the effective configuration with passwords redacted.
@@ -334,6 +341,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("database_pool_timeout", c.PoolTimeout),
 		slog.Duration("database_pool_recycle", c.PoolRecycle),
 		slog.String("sqlite_synchronous", c.SQLiteSynchronous),
+		slog.Int("search_cache_mib", c.SearchCacheMiB),
 		slog.Bool("auto_migrate", c.AutoMigrate),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
