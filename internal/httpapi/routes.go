@@ -155,6 +155,7 @@ func (s *Server) routes() []route {
 		{pattern: "POST /api/v1/knowledge-bases/{id}/documents", handler: s.handleUploadDocument(), action: identity.ActionManageKnowledge,
 			maxBody: uploadLimit + uploadEnvelope, timeout: 10 * time.Minute},
 		{pattern: "GET /api/v1/knowledge-bases/{id}/documents/{doc}", handler: s.handleGetDocument(), action: identity.ActionReadKnowledge},
+		{pattern: "GET /api/v1/knowledge-bases/{id}/documents/{doc}/file", handler: s.handleDocumentFile(), action: identity.ActionReadKnowledge},
 		{pattern: "DELETE /api/v1/knowledge-bases/{id}/documents/{doc}", handler: s.handleDeleteDocument(), action: identity.ActionManageKnowledge},
 		{pattern: "POST /api/v1/knowledge-bases/{id}/documents/{doc}/retry", handler: s.handleRetryDocument(), action: identity.ActionManageKnowledge, maxBody: 4 << 10},
 		{pattern: "GET /api/v1/vault/keys", handler: s.handleVaultKeyStatus(), action: identity.ActionManageVault},
