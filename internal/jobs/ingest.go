@@ -58,22 +58,27 @@ type ingestWorker struct {
 
 // Work ingests the document. An error a retry cannot fix ends the job: the
 // document row already records the failure for its uploader (EINVALID,
-// ETOOLARGE), is gone (ENOTFOUND), or belongs to another run (ECONFLICT).
-// Anything else (the database, a timeout) is returned for River to retry
-// with backoff; the ingestion is idempotent.
+// ETOOLARGE, or ETIMEOUT when the file took longer than its limit), is
+// gone (ENOTFOUND), or belongs to another run (ECONFLICT). Anything else
+// (the database, the job's own deadline or a shutdown) is returned for
+// River to retry with backoff; the ingestion is idempotent.
 func (w *ingestWorker) Work(ctx context.Context, job *river.Job[IngestArgs]) error {
 	err := w.ingester.Ingest(ctx, job.Args.TenantID, job.Args.DocumentID)
-	if err == nil || final(err) {
+	if err == nil || final(ctx, err) {
 		return nil
 	}
 	return fmt.Errorf("ingest document %s: %w", job.Args.DocumentID, err)
 }
 
-// final reports whether err is one retrying the job cannot fix.
-func final(err error) bool {
+// final reports whether err is one retrying the job cannot fix. A timeout
+// is, unless the job's context ended too: the same file would take as
+// long again, while a shutdown or the job's deadline says nothing of it.
+func final(ctx context.Context, err error) bool {
 	switch nodus.ErrorCode(err) {
 	case nodus.EINVALID, nodus.ETOOLARGE, nodus.ENOTFOUND, nodus.ECONFLICT:
 		return true
+	case nodus.ETIMEOUT:
+		return ctx.Err() == nil
 	}
 	return false
 }

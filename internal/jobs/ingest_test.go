@@ -25,7 +25,7 @@ func TestIngestWorker(t *testing.T) {
 		{"deleted", fmt.Errorf("knowledge: %w", nodus.Errorf(nodus.ENOTFOUND, "document x not found")), false},
 		{"another run", nodus.Errorf(nodus.ECONFLICT, "already being processed"), false},
 		{"database", nodus.Errorf(nodus.EINTERNAL, "connection reset"), true},
-		{"timeout", nodus.Errorf(nodus.ETIMEOUT, "extraction took too long"), true},
+		{"file over its time limit", nodus.Errorf(nodus.ETIMEOUT, "extraction took too long"), false},
 		{"plain", errors.New("disk full"), true},
 	}
 	for _, tt := range tests {
@@ -43,5 +43,14 @@ func TestIngestWorker(t *testing.T) {
 				t.Errorf("Work = %v, want retry %v", err, tt.retry)
 			}
 		})
+	}
+	// A timeout because the job itself was stopped is retried.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w := &ingestWorker{ingester: IngestFunc(func(context.Context, string, string) error {
+		return nodus.Errorf(nodus.ETIMEOUT, "reading the PDF file was cancelled")
+	})}
+	if err := w.Work(ctx, &river.Job[IngestArgs]{Args: IngestArgs{TenantID: "t1", DocumentID: "d1"}}); err == nil {
+		t.Error("a timeout of a stopped job was not retried")
 	}
 }
