@@ -49,6 +49,8 @@ Usage:
                                    give a tenant a new data key and re-encrypt its secrets
   nodus gateway import --tenant T [--dry-run] [--prune] FILE
                                    import a LiteLLM-style model_list into a tenant's gateway
+  nodus kb import --server URL --token TOKEN --kb ID [--workers 4] PATH...
+                                   upload a folder's files or a .jsonl file's records to a knowledge base
   nodus eval retrieval [--database-url URL] DIR
                                    load a BEIR dataset into a scratch knowledge base and score its search
   nodus version                    print the version
@@ -79,6 +81,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return helpIsNotAnError(gatewayCmd(ctx, rest, getenv, stdout, stderr))
 	case "eval":
 		return helpIsNotAnError(evalCmd(ctx, rest, stdout, stderr))
+	case "kb":
+		return helpIsNotAnError(kbCmd(ctx, rest, getenv, stdout, stderr))
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

@@ -202,7 +202,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		})
 	}
 	knowledgeService, err := knowledge.NewService(knowledge.Config{Store: dbs.DB(store.SetMain), Blobs: blobs, Audit: auditor,
-		Logger: logger, Enqueue: enqueue})
+		Logger: logger, Enqueue: enqueue, Egress: egressService})
 	if err != nil {
 		return err
 	}

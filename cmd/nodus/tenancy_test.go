@@ -457,6 +457,12 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 	// An upload to B's knowledge base, by its id alone or naming B's tenant:
 	// 404 before the body (here not even multipart) is looked at.
 	foreign["POST /api/v1/knowledge-bases/{id}/documents"] = []input{{}, {query: onB}}
+	// An import from a URL B's egress policy allows, into B's knowledge
+	// base: 404 before anything is fetched. A bulk import likewise, before
+	// its body is read.
+	importB := map[string]any{"url": "https://b.example.test/b.md"}
+	foreign["POST /api/v1/knowledge-bases/{id}/documents/import-url"] = []input{{body: importB}, {query: onB, body: importB}}
+	foreign["POST /api/v1/knowledge-bases/{id}/documents/bulk"] = []input{{}, {query: onB}}
 	// B's price override named in A's tenant is A's to delete, and A has none.
 	foreign["DELETE /api/v1/gateway/prices/{model...}"] = []input{{}, {query: onB}}
 	// A grant in A's own vault naming B's machine identity.

@@ -36,7 +36,7 @@ type knowledgeFixture struct {
 	queued []string // documents whose ingestion was queued
 }
 
-func newKnowledgeFixture(t *testing.T, db *store.DB) *knowledgeFixture {
+func newKnowledgeFixture(t *testing.T, db *store.DB, configure ...func(*knowledge.Config)) *knowledgeFixture {
 	t.Helper()
 	ctx := context.Background()
 	for _, set := range []string{store.SetAuth, store.SetMain} {
@@ -91,13 +91,17 @@ func newKnowledgeFixture(t *testing.T, db *store.DB) *knowledgeFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.blobs.Close() })
-	kn, err := knowledge.NewService(knowledge.Config{Store: db, Blobs: f.blobs, Audit: aud,
+	cfg := knowledge.Config{Store: db, Blobs: f.blobs, Audit: aud,
 		Enqueue: func(_ context.Context, _, id string) error {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.queued = append(f.queued, id)
 			return nil
-		}})
+		}}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	kn, err := knowledge.NewService(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

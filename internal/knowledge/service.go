@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/blob"
@@ -34,6 +35,14 @@ type Config struct {
 	// Enqueue queues the ingestion of a pending document (the job queue);
 	// nil queues nothing, and documents stay pending.
 	Enqueue func(ctx context.Context, tenantID, documentID string) error
+	// Egress gives a tenant's egress-checked HTTP client, for imports
+	// from a URL (*egress.Service is one); nil refuses them.
+	Egress Egress
+}
+
+// Egress is where a tenant's outbound HTTP clients come from.
+type Egress interface {
+	Client(tenantID string) *http.Client
 }
 
 // Service runs the knowledge module's work on top of its Store: for now the
@@ -48,6 +57,7 @@ type Service struct {
 	count      func(string) int
 	staleAfter time.Duration
 	enqueue    func(ctx context.Context, tenantID, documentID string) error
+	egress     Egress
 }
 
 // NewService builds the service; a store and a blob store are required.
@@ -74,7 +84,7 @@ func NewService(cfg Config) (*Service, error) {
 	cfg.StaleAfter = max(cfg.StaleAfter, 2*timeout)
 	return &Service{
 		store: cfg.Store, blobs: cfg.Blobs, audit: cfg.Audit, log: cfg.Logger, now: cfg.Now, limits: cfg.Limits,
-		count: cfg.Count, staleAfter: cfg.StaleAfter, enqueue: cfg.Enqueue,
+		count: cfg.Count, staleAfter: cfg.StaleAfter, enqueue: cfg.Enqueue, egress: cfg.Egress,
 	}, nil
 }
 

@@ -38,6 +38,12 @@ const maxFilenameBytes = 255
 // existing document. A failure to queue is logged, not returned: the
 // document stays pending (see queue).
 func (s *Service) UploadDocument(ctx context.Context, m Manager, kbID string, in UploadInput) (*Document, error) {
+	return s.addDocument(ctx, m, kbID, in, "")
+}
+
+// addDocument is UploadDocument for a file that came from sourceURL ("" for
+// an upload): the one path every new document takes.
+func (s *Service) addDocument(ctx context.Context, m Manager, kbID string, in UploadInput, sourceURL string) (*Document, error) {
 	if !m.Admin {
 		return nil, forbidden("manage documents")
 	}
@@ -66,7 +72,7 @@ func (s *Service) UploadDocument(ctx context.Context, m Manager, kbID string, in
 	now := s.now().UTC()
 	d := Document{ID: nodus.NewID(), TenantID: m.TenantID, KnowledgeBaseID: kbID, Filename: info.ID,
 		OriginalFilename: name, FileType: string(typ), FileSize: info.Size,
-		ContentHash: hex.EncodeToString(info.SHA256[:]), BlobID: info.ID, Status: StatusPending,
+		ContentHash: hex.EncodeToString(info.SHA256[:]), BlobID: info.ID, SourceURL: sourceURL, Status: StatusPending,
 		Metadata: in.Metadata, UploadedBy: m.UserID, CreatedAt: now, UpdatedAt: now}
 	if err := d.Validate(); err != nil {
 		drop()
@@ -79,9 +85,13 @@ func (s *Service) UploadDocument(ctx context.Context, m Manager, kbID string, in
 		}
 		return nil, fmt.Errorf("knowledge: create document: %w", err)
 	}
-	err = s.record(ctx, m.entry("knowledge.document_upload", "document", d.ID, map[string]audit.Change{
+	action, changes := "knowledge.document_upload", map[string]audit.Change{
 		"knowledge_base_id": {After: kbID}, "original_filename": {After: name},
-		"file_size": {After: d.FileSize}, "file_type": {After: d.FileType}}))
+		"file_size": {After: d.FileSize}, "file_type": {After: d.FileType}}
+	if sourceURL != "" {
+		action, changes["source_url"] = "knowledge.document_import", audit.Change{After: sourceURL}
+	}
+	err = s.record(ctx, m.entry(action, "document", d.ID, changes))
 	s.queue(ctx, m.TenantID, d.ID)
 	return &d, err
 }
