@@ -463,6 +463,12 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 	importB := map[string]any{"url": "https://b.example.test/b.md"}
 	foreign["POST /api/v1/knowledge-bases/{id}/documents/import-url"] = []input{{body: importB}, {query: onB, body: importB}}
 	foreign["POST /api/v1/knowledge-bases/{id}/documents/bulk"] = []input{{}, {query: onB}}
+	// The progress stream of B's knowledge base, alone, naming B's tenant
+	// or following B's document: 404 before any stream starts. The matrix
+	// reads answers to their end, so it only ever tries the refusals of a
+	// stream; were one to open, the test would hang until go test's
+	// timeout rather than pass.
+	foreign["GET /api/v1/knowledge-bases/{id}/documents/events"] = []input{{}, {query: onB}, {query: "document=" + b["documents"]}}
 	// B's price override named in A's tenant is A's to delete, and A has none.
 	foreign["DELETE /api/v1/gateway/prices/{model...}"] = []input{{}, {query: onB}}
 	// A grant in A's own vault naming B's machine identity.

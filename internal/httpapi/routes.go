@@ -158,6 +158,8 @@ func (s *Server) routes() []route {
 			maxBody: importURLMaxBody, timeout: 10 * time.Minute},
 		{pattern: "POST /api/v1/knowledge-bases/{id}/documents/bulk", handler: s.handleBulkDocuments(), action: identity.ActionManageKnowledge,
 			maxBody: bulkMaxBody, timeout: 30 * time.Minute},
+		{pattern: "GET /api/v1/knowledge-bases/{id}/documents/events", handler: s.handleDocumentEvents(documentEventsConfig{}), action: identity.ActionReadKnowledge,
+			timeout: documentEventsTimeout},
 		{pattern: "GET /api/v1/knowledge-bases/{id}/documents/{doc}", handler: s.handleGetDocument(), action: identity.ActionReadKnowledge},
 		{pattern: "GET /api/v1/knowledge-bases/{id}/documents/{doc}/file", handler: s.handleDocumentFile(), action: identity.ActionReadKnowledge},
 		{pattern: "DELETE /api/v1/knowledge-bases/{id}/documents/{doc}", handler: s.handleDeleteDocument(), action: identity.ActionManageKnowledge},

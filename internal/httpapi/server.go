@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/audit"
@@ -97,6 +98,18 @@ type Server struct {
 	requests *metrics.CounterVec
 	duration *metrics.HistogramVec
 	inFlight *metrics.Gauge
+
+	// draining is closed by Drain: long-lived streams end themselves so
+	// a graceful shutdown does not wait on them.
+	draining  chan struct{}
+	drainOnce sync.Once
+}
+
+// Drain asks every open event stream to end now (with event: end, reason
+// "shutdown"), for a graceful shutdown: pass it to
+// http.Server.RegisterOnShutdown. Ordinary requests are left to finish.
+func (s *Server) Drain() {
+	s.drainOnce.Do(func() { close(s.draining) })
 }
 
 // NewServer returns the API with every route of routes.go registered.
@@ -108,11 +121,12 @@ func NewServer(deps Deps, cfg Config) *Server {
 		cfg.RequestTimeout = 30 * time.Second
 	}
 	s := &Server{
-		deps:   deps,
-		cfg:    cfg,
-		mux:    http.NewServeMux(),
-		perms:  identity.NewPermissions(),
-		limits: map[string]int64{},
+		deps:     deps,
+		cfg:      cfg,
+		mux:      http.NewServeMux(),
+		draining: make(chan struct{}),
+		perms:    identity.NewPermissions(),
+		limits:   map[string]int64{},
 		requests: deps.Metrics.Counter("nodus_http_requests_total",
 			"HTTP requests answered, by method, route pattern and status.", "method", "route", "status"),
 		duration: deps.Metrics.Histogram("nodus_http_request_duration_seconds",
