@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nodus-os/nodus/internal/apiclient"
 )
 
 // kbCmd runs the knowledge base commands, clients of a running server's
@@ -73,7 +75,7 @@ func kbCmd(ctx context.Context, args []string, getenv func(string) string, stdou
 		return errUsage{fmt.Sprintf("--server %q is not an http or https URL", *server)}
 	}
 	im := &importer{server: base.String(), token: *token, kbPath: "/api/v1/knowledge-bases/" + url.PathEscape(*kb),
-		client: &http.Client{}}
+		client: apiclient.New()}
 	if *tenant != "" {
 		im.query = "?tenant_id=" + url.QueryEscape(*tenant)
 	}
