@@ -58,6 +58,10 @@ const (
 )
 
 // serve runs Nodus until ctx ends, then drains in-flight requests and jobs.
+// warmTermsPerKB is how many of each knowledge base's most frequent terms
+// serve reads into the search cache at start.
+const warmTermsPerKB = 64
+
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "serve [flags]", stderr)
 	if pos, err := parseArgs(fs, args); err != nil {
@@ -286,6 +290,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		logger.Warn("job queue not started: its migrations are not applied; run `nodus migrate up`")
 	}
 	logger.Info("listening", "addr", "http://"+ln.Addr().String(), "startup", time.Since(start).Round(time.Millisecond))
+
+	// Warm full-text search: the lists of the most frequent terms are the
+	// slow ones to read at a first search. In the background, bounded by
+	// the cache; the server answers meanwhile.
+	go func() {
+		began := time.Now()
+		n, err := dbs.DB(store.SetMain).WarmSearchCache(nodus.WithAllTenants(ctx), warmTermsPerKB)
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("search cache not warmed", "err", err)
+			return
+		}
+		if n > 0 {
+			logger.Info("search cache warmed", "lists", n, "duration", time.Since(began).Round(time.Millisecond))
+		}
+	}()
 
 	select {
 	case err := <-served:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nodus-os/nodus/internal/fulltext"
 	"github.com/nodus-os/nodus/internal/knowledge"
+	"github.com/nodus-os/nodus/internal/nodus"
 )
 
 // This file holds the full-text index of knowledge bases (migration
@@ -490,4 +491,92 @@ func mergePostings(list, more []fulltext.Posting, removed map[int64]bool) []full
 		}
 	}
 	return out
+}
+
+// WarmSearchCache reads into the search cache the posting lists of each
+// knowledge base's most frequent terms, termsPerKB of them, knowledge
+// bases most recently changed first, until the cache is nine-tenths full
+// or ctx ends. Those lists are the costly ones to read cold (a common term
+// of a large knowledge base takes up to a second), so a server warms them
+// after it starts, in the background. It reads every tenant (it needs the
+// all-tenants scope) and returns how many lists it read.
+func (db *DB) WarmSearchCache(ctx context.Context, termsPerKB int) (int, error) {
+	if err := requireAllTenants(ctx); err != nil {
+		return 0, err
+	}
+	type kbRef struct{ id, tenant string }
+	var kbs []kbRef
+	err := db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, tenant_id FROM knowledge_bases WHERE indexed_chunks > 0
+			ORDER BY updated_at DESC, id LIMIT 1000`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r kbRef
+			if err := rows.Scan(&r.id, &r.tenant); err != nil {
+				return err
+			}
+			kbs = append(kbs, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, err
+	}
+	read := 0
+	for _, kb := range kbs {
+		if db.postings.full(0.9) {
+			break
+		}
+		tctx := nodus.WithTenant(ctx, kb.tenant)
+		cond, args, err := scopeCond(tctx, "t.tenant_id")
+		if err != nil {
+			return read, err
+		}
+		err = db.readSnapshot(tctx, func(tx *Tx) error {
+			ix := &fullTextIndex{tx: tx, kbID: kb.id, cond: cond, args: args, cache: db.postings}
+			err := tx.QueryRow(ctx, `SELECT index_version, index_floor FROM knowledge_bases WHERE id = ?`, kb.id).
+				Scan(&ix.version, &ix.floor)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil // deleted meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, `SELECT term FROM kb_term_stats WHERE knowledge_base_id = ?
+				ORDER BY df DESC, term LIMIT ?`, kb.id, termsPerKB)
+			if err != nil {
+				return err
+			}
+			var terms []string
+			for rows.Next() {
+				var term string
+				if err := rows.Scan(&term); err != nil {
+					rows.Close()
+					return err
+				}
+				terms = append(terms, term)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			for _, term := range terms {
+				if db.postings.full(0.9) {
+					return nil
+				}
+				if _, err := ix.Postings(ctx, term); err != nil {
+					return err
+				}
+				read++
+			}
+			return nil
+		})
+		if err != nil {
+			return read, err
+		}
+	}
+	return read, nil
 }

@@ -323,3 +323,48 @@ func TestKnowledgeSearchCacheCatchesUp(t *testing.T) {
 		}
 	})
 }
+
+// TestWarmSearchCache: warming reads the lists of each knowledge base's
+// most frequent terms into the cache, and searches then answer the same.
+func TestWarmSearchCache(t *testing.T) {
+	runKnowledge(t, func(t *testing.T, db *store.DB, a, b tenantScope) {
+		kb := mustCreateKB(t, db, a, "warm")
+		d := mustCreateDoc(t, db, a, kb.ID, "one")
+		texts := []string{"solar solar wind", "solar panels", "wind farms", "solar farms at sea"}
+		if err := db.ReplaceChunks(a.ctx, d.ID, textChunks(texts...)); err != nil {
+			t.Fatal(err)
+		}
+		kbB := mustCreateKB(t, db, b, "other")
+		dB := mustCreateDoc(t, db, b, kbB.ID, "two")
+		if err := db.ReplaceChunks(b.ctx, dB.ID, textChunks("moon rocks", "moon dust")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.WarmSearchCache(a.ctx, 2); err == nil {
+			t.Fatal("warming in one tenant's scope: no error")
+		}
+		n, err := db.WarmSearchCache(allTenants, 2)
+		if err != nil || n != 4 {
+			t.Fatalf("warmed %d lists, %v; want 2 per knowledge base", n, err)
+		}
+		// solar (3 chunks), then farm and wind (2 each): farm by name.
+		if _, cached := store.CachedTerms(db, kb.ID); !slices.Equal(cached, []string{"farm", "solar"}) {
+			t.Errorf("A's cached terms %q, want farm and solar", cached)
+		}
+		if _, cached := store.CachedTerms(db, kbB.ID); !slices.Equal(cached, []string{"dust", "moon"}) {
+			t.Errorf("B's cached terms %q", cached)
+		}
+		ref := memCorpus(texts)
+		for _, q := range []string{"solar farms", "wind", "sea panels"} {
+			got := search(t, db, a.ctx, kb.ID, q, 10)
+			want, _ := fulltext.Search(a.ctx, ref, fulltext.Query{Text: q, Limit: 10}, fulltext.DefaultParams)
+			if len(got) != len(want) {
+				t.Fatalf("%q after warming: %q", q, hitTexts(got))
+			}
+			for i := range got {
+				if math.Abs(got[i].Score-want[i].Score) > 1e-9 {
+					t.Errorf("%q hit %d: %.6f, want %.6f", q, i, got[i].Score, want[i].Score)
+				}
+			}
+		}
+	})
+}

@@ -157,3 +157,11 @@ func (c *postingCache) advance(kbID string, from, to int64, lists map[string][]f
 	for c.size > c.limit && c.evictOldest(kbID, "") {
 	}
 }
+
+// full reports whether the cache holds more than fraction of its limit
+// (or keeps nothing).
+func (c *postingCache) full(fraction float64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.limit == 0 || float64(c.size) > fraction*float64(c.limit)
+}
