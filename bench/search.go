@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -29,6 +30,10 @@ import (
 // engine and searched with -queries queries, one after another, through
 // the same store call the API makes, at top 10: a first pass with the
 // posting lists cold, a second with them cached.
+
+// profile, when set, receives a CPU profile of the searches of the first
+// size measured.
+var profile *os.File
 
 // Targets from issue 6.
 const targetSearchP99 = 20 * time.Millisecond
@@ -52,8 +57,17 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	queries := fs.Int("queries", 500, "searches per size")
 	pgURL := fs.String("postgres", os.Getenv("NODUS_TEST_POSTGRES_URL"), "PostgreSQL URL to measure too: its main migrations are applied, and the bench's rows removed after")
 	skipSQLite := fs.Bool("no-sqlite", false, "measure PostgreSQL only")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the searches (not of building) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		profile = f
 	}
 	b := &searchBench{words: *words, vocab: *vocab, queries: *queries, pgURL: *pgURL, noSQLite: *skipSQLite, out: stdout}
 	for _, s := range strings.Split(*sizes, ",") {
@@ -191,6 +205,11 @@ func (b *searchBench) measure(ctx context.Context, engine string, size int) (sea
 		return row, fmt.Errorf("warm-up: %w", err)
 	}
 	row.warmUp = time.Since(t0)
+	if profile != nil {
+		if err := pprof.StartCPUProfile(profile); err == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	for pass, dst := range []*searchLatency{&row.cold, &row.warm, &row.warmedUp} {
 		on := db
 		if pass == 2 {

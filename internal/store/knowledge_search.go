@@ -262,16 +262,18 @@ func chunkHits(ctx context.Context, tx *Tx, kbID string, hits []fulltext.Hit) ([
 		return nil, nil
 	}
 	at := make(map[int64]int, len(hits))
-	args := []any{kbID}
+	args := make([]any, 0, len(hits))
 	for i, h := range hits {
 		at[h.Key] = i
 		args = append(args, h.Key)
 	}
+	// By seq alone, the knowledge base checked below: with it in the
+	// WHERE clause SQLite's planner walked the knowledge base's index
+	// (7 ms at 30,000 chunks) instead of looking the seqs up.
 	rows, err := tx.Query(ctx, `SELECT t.seq, c.id, c.tenant_id, c.knowledge_base_id, c.document_id, c.chunk_index,
 		c.content, c.prefix, c.headings, c.start_offset, c.end_offset, c.tokens, d.original_filename
 		FROM kb_chunk_terms t JOIN kb_chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id
-		WHERE t.knowledge_base_id = ? AND t.seq IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(hits)), ", ")+`)`,
-		args...)
+		WHERE t.seq IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(hits)), ", ")+`)`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +287,9 @@ func chunkHits(ctx context.Context, tx *Tx, kbID string, hits []fulltext.Hit) ([
 		if err := rows.Scan(&seq, &h.ID, &h.TenantID, &h.KnowledgeBaseID, &h.DocumentID, &h.Index, &h.Text,
 			&h.Prefix, &headings, &h.Start, &h.End, &h.Tokens, &h.DocumentName); err != nil {
 			return nil, err
+		}
+		if h.KnowledgeBaseID != kbID {
+			return nil, errors.New("store: a full-text hit is another knowledge base's chunk")
 		}
 		if err := decodeJSON("chunk headings", headings, &h.Headings); err != nil {
 			return nil, err
@@ -363,8 +368,11 @@ func (ix *fullTextIndex) Postings(ctx context.Context, term string) ([]fulltext.
 	if ix.tx.Dialect() == SQLite {
 		// The term is a quoted phrase: should FTS5 split a term
 		// differently from Go, the phrase still matches where it occurs.
+		// CROSS JOIN keeps FTS5 the outer loop whatever the planner's
+		// statistics say: walking the knowledge base's rows instead would
+		// cost its whole size per term.
 		match = `"` + kbToken(ix.kbID) + `" AND "` + term + `"`
-		q = `SELECT t.seq, t.length, t.terms FROM kb_fts JOIN kb_chunk_terms t ON t.seq = kb_fts.rowid
+		q = `SELECT t.seq, t.length, t.terms FROM kb_fts CROSS JOIN kb_chunk_terms t ON t.seq = kb_fts.rowid
 			WHERE kb_fts MATCH ? AND t.knowledge_base_id = ? AND ` + ix.cond
 	} else {
 		// Terms hold only letters, digits and marks: no tsquery operator.
