@@ -82,10 +82,12 @@ func rowIDs(from, to int) []string {
 	return out
 }
 
-// waitFor polls cond until it holds, failing the test after 5 seconds.
+// waitFor polls cond until it holds, failing the test after 30 seconds:
+// it returns as soon as cond holds, and CI runs every package's tests at
+// once under the race detector on two cores, where 5 s was once too few.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
