@@ -294,10 +294,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// Warm full-text search: the lists of the most frequent terms are the
 	// slow ones to read at a first search. In the background, bounded by
 	// the cache; the server answers meanwhile.
+	// It ends, and is waited for, before serve returns and the databases
+	// close, whichever way serve returns.
+	warmCtx, stopWarm := context.WithCancel(ctx)
+	warmed := make(chan struct{})
+	defer func() {
+		stopWarm()
+		<-warmed
+	}()
 	go func() {
+		defer close(warmed)
 		began := time.Now()
-		n, err := dbs.DB(store.SetMain).WarmSearchCache(nodus.WithAllTenants(ctx), warmTermsPerKB)
-		if err != nil && ctx.Err() == nil {
+		n, err := dbs.DB(store.SetMain).WarmSearchCache(nodus.WithAllTenants(warmCtx), warmTermsPerKB)
+		if err != nil && warmCtx.Err() == nil {
 			logger.Warn("search cache not warmed", "err", err)
 			return
 		}
