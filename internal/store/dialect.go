@@ -41,6 +41,14 @@ func (d Dialect) ForUpdate() string {
 	return ""
 }
 
+// placeholders is n placeholders for a query's IN list or VALUES row: "?, ?, ?".
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
 // rebindCache holds queries already rebound for PostgreSQL. Queries are
 // constants in the source, so the cache is bounded by the program's text.
 var rebindCache sync.Map

@@ -63,3 +63,11 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+func TestPlaceholders(t *testing.T) {
+	for n, want := range map[int]string{-1: "", 0: "", 1: "?", 3: "?, ?, ?"} {
+		if got := placeholders(n); got != want {
+			t.Errorf("placeholders(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/gateway"
@@ -416,7 +415,7 @@ func (db *DB) TouchKeys(ctx context.Context, at time.Time, ids []string) error {
 	}
 	return db.Write(ctx, func(tx *Tx) error {
 		for _, chunk := range chunkSizes(len(ids), maxChunkRows) {
-			marks := strings.Repeat("?, ", chunk-1) + "?"
+			marks := placeholders(chunk)
 			args := append([]any{at, at}, stringArgs(ids[:chunk])...)
 			if _, err := tx.Exec(ctx, `UPDATE gateway_keys SET last_used_at = ?
 				WHERE (last_used_at IS NULL OR last_used_at < ?) AND id IN (`+marks+`)`, args...); err != nil {

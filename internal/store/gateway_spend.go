@@ -42,7 +42,7 @@ func chunkSizes(n, maxRows int) []int {
 
 // valuesSQL returns "(?, ?), (?, ?)": rows groups of cols placeholders.
 func valuesSQL(rows, cols int) string {
-	group := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	group := "(" + placeholders(cols) + ")"
 	var b strings.Builder
 	b.Grow(rows * (len(group) + 2))
 	for i := range rows {

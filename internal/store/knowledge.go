@@ -716,7 +716,7 @@ func (db *DB) MarkQueued(ctx context.Context, refs []knowledge.DocumentRef, at t
 		for len(ids) > 0 {
 			n := min(len(ids), maxChunkRows)
 			if _, err := tx.Exec(ctx, `UPDATE documents SET updated_at = ? WHERE status = 'pending' AND id IN (`+
-				strings.TrimSuffix(strings.Repeat("?, ", n), ", ")+`)`, append([]any{at.UTC()}, stringArgs(ids[:n])...)...); err != nil {
+				placeholders(n)+`)`, append([]any{at.UTC()}, stringArgs(ids[:n])...)...); err != nil {
 				return err
 			}
 			ids = ids[n:]

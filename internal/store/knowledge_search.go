@@ -175,7 +175,7 @@ func applyTermDelta(ctx context.Context, tx *Tx, kbID string, delta *termDelta) 
 	for len(dropped) > 0 {
 		n := min(len(dropped), statsBatchRows)
 		if _, err := tx.Exec(ctx, `DELETE FROM kb_term_stats WHERE knowledge_base_id = ? AND df <= 0 AND term IN (`+
-			strings.TrimSuffix(strings.Repeat("?, ", n), ", ")+`)`, append([]any{kbID}, dropped[:n]...)...); err != nil {
+			placeholders(n)+`)`, append([]any{kbID}, dropped[:n]...)...); err != nil {
 			return err
 		}
 		dropped = dropped[n:]
@@ -273,7 +273,7 @@ func chunkHits(ctx context.Context, tx *Tx, kbID string, hits []fulltext.Hit) ([
 	rows, err := tx.Query(ctx, `SELECT t.seq, c.id, c.tenant_id, c.knowledge_base_id, c.document_id, c.chunk_index,
 		c.content, c.prefix, c.headings, c.start_offset, c.end_offset, c.tokens, d.original_filename
 		FROM kb_chunk_terms t JOIN kb_chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id
-		WHERE t.seq IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(hits)), ", ")+`)`, args...)
+		WHERE t.seq IN (`+placeholders(len(hits))+`)`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +335,7 @@ func (ix *fullTextIndex) Stats(ctx context.Context, terms []string) (fulltext.St
 		args = append(args, t)
 	}
 	rows, err := ix.tx.Query(ctx, `SELECT term, df FROM kb_term_stats WHERE knowledge_base_id = ? AND term IN (`+
-		strings.TrimSuffix(strings.Repeat("?, ", len(terms)), ", ")+`)`, args...)
+		placeholders(len(terms))+`)`, args...)
 	if err != nil {
 		return st, err
 	}

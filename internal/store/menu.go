@@ -396,7 +396,7 @@ func checkMenuPlace(ctx context.Context, tx *Tx, m *identity.MenuItem, height in
 func menuHeight(ctx context.Context, tx *Tx, id string) (int, error) {
 	height, level := 1, []string{id}
 	for height <= identity.MaxMenuDepth {
-		marks := strings.TrimSuffix(strings.Repeat("?, ", len(level)), ", ")
+		marks := placeholders(len(level))
 		args := make([]any, len(level))
 		for i, v := range level {
 			args[i] = v

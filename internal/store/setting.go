@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strings"
 
 	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/settings"
@@ -116,7 +115,7 @@ func (db *DB) UpdateSettings(ctx context.Context, tenantID string, put []setting
 		if len(keys) == 0 {
 			return nil
 		}
-		marks := strings.Repeat("?, ", len(keys)-1) + "?"
+		marks := placeholders(len(keys))
 		args := append(append([]any(nil), ownerArgs...), stringArgs(keys)...)
 		rows, err := tx.Query(ctx, `SELECT `+settingColumns+` FROM settings WHERE `+owner+` AND key IN (`+marks+`) ORDER BY key`+
 			tx.Dialect().ForUpdate(), args...)

@@ -634,7 +634,7 @@ func (db *DB) DestroySecretVersions(ctx context.Context, loc vault.Location, ver
 		if err := secureDelete(ctx, tx); err != nil {
 			return err
 		}
-		marks := strings.Repeat("?, ", len(versions)-1) + "?"
+		marks := placeholders(len(versions))
 		args := []any{at, s.ID, tenantID}
 		for _, v := range versions {
 			args = append(args, v)
