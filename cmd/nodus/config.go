@@ -33,6 +33,8 @@ type Config struct {
 	PoolRecycle        time.Duration
 	SQLiteSynchronous  string
 	SearchCacheMiB     int
+	VectorCacheMiB     int
+	ExactVectors       int
 	AutoMigrate        bool
 
 	LogLevel  slog.Level
@@ -92,6 +94,8 @@ func settings() []setting {
 			return nil
 		}},
 		{"search-cache-mib", "NODUS_SEARCH_CACHE_MIB", "128", "memory for the posting lists full-text search keeps, in MiB; 0 keeps none", intSetting(0, 1<<20, func(c *Config, n int) { c.SearchCacheMiB = n })},
+		{"vector-cache-mib", "NODUS_VECTOR_CACHE_MIB", "1024", "memory for the vectors vector search keeps, in MiB; 0 keeps none (every search reads the database)", intSetting(0, 1<<22, func(c *Config, n int) { c.VectorCacheMiB = n })},
+		{"exact-vectors", "NODUS_EXACT_VECTORS", "20000", "vectors a knowledge base may hold and still be searched exactly; past it an approximate (HNSW) index is built", intSetting(100, 1<<30, func(c *Config, n int) { c.ExactVectors = n })},
 		{"migrate", "NODUS_AUTO_MIGRATE", "true", "apply pending migrations when serve starts", func(c *Config, v string) error {
 			b, err := strconv.ParseBool(v)
 			c.AutoMigrate = b
@@ -323,8 +327,13 @@ func (c Config) StoreConfig(url string) store.Config {
 	if c.SearchCacheMiB > 0 {
 		postings = c.SearchCacheMiB << 20 / 16
 	}
+	vectors := int64(-1)
+	if c.VectorCacheMiB > 0 {
+		vectors = int64(c.VectorCacheMiB) << 20
+	}
 	return store.Config{URL: url, PoolSize: c.PoolSize, PoolTimeout: c.PoolTimeout,
-		Recycle: c.PoolRecycle, Synchronous: c.SQLiteSynchronous, SearchCache: postings}
+		Recycle: c.PoolRecycle, Synchronous: c.SQLiteSynchronous, SearchCache: postings,
+		VectorCache: vectors, ExactVectors: c.ExactVectors}
 }
 
 // LogValue prints the effective configuration with passwords redacted.
@@ -342,6 +351,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("database_pool_recycle", c.PoolRecycle),
 		slog.String("sqlite_synchronous", c.SQLiteSynchronous),
 		slog.Int("search_cache_mib", c.SearchCacheMiB),
+		slog.Int("vector_cache_mib", c.VectorCacheMiB),
+		slog.Int("exact_vectors", c.ExactVectors),
 		slog.Bool("auto_migrate", c.AutoMigrate),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),

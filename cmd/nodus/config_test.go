@@ -44,6 +44,8 @@ func TestConfigDefaults(t *testing.T) {
 		PoolRecycle:        300 * time.Second,
 		SQLiteSynchronous:  "NORMAL",
 		SearchCacheMiB:     128,
+		VectorCacheMiB:     1024,
+		ExactVectors:       20000,
 		AutoMigrate:        true,
 		LogLevel:           slog.LevelInfo,
 		LogFormat:          "text",

@@ -46,6 +46,7 @@ type gwWorld struct {
 	orgAdmin *client
 	key      string // a virtual key of the org_admin
 	keyID    string
+	handle   string // the vault handle of the provider key
 	// canaries are the secrets of the scenario, by name.
 	canaries map[string]string
 	// seen is every answer a caller got that must hold no secret.
@@ -153,6 +154,7 @@ func newGatewayWorld(t *testing.T, databaseURL string, script gatewaytest.Script
 	var handle struct{ Handle struct{ ID string } }
 	w.do(t, w.orgAdmin, "POST", "/api/v1/vault/handles", map[string]any{"environment": "prod", "path": "/llm",
 		"key": "OPENAI_API_KEY", "allowed_hosts": []string{"127.0.0.1"}, "purpose": "gateway.provider_key"}, 201, &handle)
+	w.handle = handle.Handle.ID
 	w.do(t, w.orgAdmin, "POST", "/api/v1/gateway/deployments", map[string]any{"model_name": "fake", "provider": "openai",
 		"upstream_model": "gpt-4o", "base_url": w.fake.URL + "/v1", "api_key_handle": handle.Handle.ID, "timeout_seconds": 5}, 201, nil)
 	// The error scenarios have a deployment of their own: the cooldown

@@ -205,8 +205,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		})
 	}
+	// Chunks and queries are embedded through the gateway in process, as
+	// their tenant: its models, budgets and spend log apply.
+	var embedder knowledge.Embedder
+	if gatewayAdmin != nil {
+		embedder = knowledge.EmbedFunc(func(ctx context.Context, tenantID, model string, texts []string) ([][]float32, error) {
+			return gatewayAdmin.EmbedTexts(ctx, gateway.Caller{TenantID: tenantID}, model, texts)
+		})
+	}
 	knowledgeService, err := knowledge.NewService(knowledge.Config{Store: dbs.DB(store.SetMain), Blobs: blobs, Audit: auditor,
-		Logger: logger, Enqueue: enqueue, Egress: egressService})
+		Logger: logger, Enqueue: enqueue, Egress: egressService, Embedder: embedder})
 	if err != nil {
 		return err
 	}

@@ -226,6 +226,8 @@ type searchRequest struct {
 	Query          string   `json:"query"`
 	TopK           int      `json:"top_k"`
 	ScoreThreshold *float64 `json:"score_threshold"`
+	Mode           string   `json:"mode"`
+	HybridWeight   *float64 `json:"hybrid_weight"`
 }
 
 // searchMaxBody bounds a search body: a query of knowledge.MaxQueryBytes
@@ -244,6 +246,8 @@ type searchHitView struct {
 	EndOffset       int      `json:"end_offset"`
 	Headings        []string `json:"headings"`
 	Score           float64  `json:"score"`
+	FullTextScore   *float64 `json:"fulltext_score,omitempty"`
+	VectorScore     *float64 `json:"vector_score,omitempty"`
 	Snippet         string   `json:"snippet"`
 	Text            string   `json:"text"`
 }
@@ -254,7 +258,8 @@ func viewSearchHit(h *knowledge.SearchHit) searchHitView {
 		headings = []string{}
 	}
 	return searchHitView{ChunkID: h.ID, DocumentID: h.DocumentID, DocumentName: h.DocumentName, KnowledgeBaseID: h.KnowledgeBaseID,
-		Position: h.Index, StartOffset: h.Start, EndOffset: h.End, Headings: headings, Score: h.Score, Snippet: h.Snippet, Text: h.Text}
+		Position: h.Index, StartOffset: h.Start, EndOffset: h.End, Headings: headings, Score: h.Score, FullTextScore: h.FullTextScore, VectorScore: h.VectorScore,
+		Snippet: h.Snippet, Text: h.Text}
 }
 
 // handleSearchKnowledgeBase ranks a knowledge base's chunks for a query. It
@@ -267,7 +272,7 @@ func (s *Server) handleSearchKnowledgeBase() http.Handler {
 			return nil, err
 		}
 		res, err := s.deps.Knowledge.Search(r.Context(), m, r.PathValue("id"), knowledge.SearchInput{
-			Query: in.Query, TopK: in.TopK, ScoreThreshold: in.ScoreThreshold})
+			Query: in.Query, TopK: in.TopK, ScoreThreshold: in.ScoreThreshold, Mode: in.Mode, HybridWeight: in.HybridWeight})
 		if err != nil {
 			return nil, err
 		}
@@ -275,7 +280,11 @@ func (s *Server) handleSearchKnowledgeBase() http.Handler {
 		for i := range res.Hits {
 			hits[i] = viewSearchHit(&res.Hits[i])
 		}
-		return map[string]any{"mode": res.Mode, "hits": hits}, nil
+		out := map[string]any{"mode": res.Mode, "hits": hits}
+		if res.Warning != "" {
+			out["warning"] = res.Warning
+		}
+		return out, nil
 	})
 }
 

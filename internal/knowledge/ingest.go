@@ -20,10 +20,12 @@ import (
 //
 //	pending|failed → processing: extracting → chunking → [embedding] → indexing → completed
 //
+// Embedding happens only for a knowledge base with an embedding model.
+//
 // Progress is coarse and only grows within a run (a new run starts at 0):
 // ProgressStarted while extracting, ProgressExtracted while chunking,
-// ProgressChunked while embedding (once embedding exists), ProgressDone
-// when completed. Indexing is one transaction that also completes the
+// ProgressChunked and up to ProgressEmbedded while embedding (batch by
+// batch), ProgressDone when completed. Indexing is one transaction that also completes the
 // document, so the row shows StageIndexing only when that write failed.
 //
 // Every run redoes every stage from the blob: nothing between stages is
@@ -31,6 +33,9 @@ import (
 // because chunk ids derive from (document, index) and IndexChunks swaps a
 // document's whole set in one transaction: a retry, a crash between stages
 // or two overlapping runs leave exactly one set (SECURITY.md check 26).
+// The one costly stage, embedding, pays only for text whose vector the
+// knowledge base does not hold yet: a run after indexing failed, or a
+// re-index that keeps passages unchanged, reuses the stored vectors.
 const (
 	ProgressStarted   = 0
 	ProgressExtracted = 10
@@ -42,7 +47,7 @@ const (
 // IngestOptions tune one Ingest call.
 type IngestOptions struct {
 	// Force ingests a completed document again, for re-indexing after its
-	// knowledge base's chunking (or, later, embedding) settings change.
+	// knowledge base's chunking or embedding settings change.
 	// Without it a completed document is left as it is.
 	Force bool
 }
@@ -150,13 +155,13 @@ func (s *Service) run(ctx context.Context, d Document) (int, error) {
 	}
 	chunks := s.split(d.ID, text, kb.Chunking)
 
-	// Embedding hook: when kb.EmbeddingModel is set, the embedding stage
-	// goes here, between chunking and indexing: advance to StageEmbedding,
-	// embed the chunks' Prefix+Text in batches through the gateway
-	// (raising progress from ProgressChunked towards ProgressEmbedded) and
-	// hand the vectors to indexing with the chunks. Not built yet: every
-	// knowledge base is indexed for full-text search only, and its
-	// EmbeddingModel is not called.
+	// With an embedding model, the chunks get their vectors through the
+	// gateway before they are indexed with them.
+	if kb.EmbeddingModel != "" && len(chunks) > 0 {
+		if err := s.embedChunks(ctx, d, kb, chunks); err != nil {
+			return 0, err
+		}
+	}
 
 	// Indexing stores the chunks, their full-text index and the completed
 	// state in one transaction: a search never sees half a document, and

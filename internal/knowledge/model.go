@@ -2,6 +2,7 @@ package knowledge
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -294,13 +295,73 @@ type Chunk struct {
 	// Terms is the full-text analysis of Prefix and Text, which search
 	// ranks; written with the chunk, not read back by ListChunks.
 	Terms fulltext.Vector
+	// Embedding is the vector of Prefix and Text by the knowledge base's
+	// embedding model; nil when it has none. Written with the chunk, not
+	// read back by ListChunks.
+	Embedding *Embedding
 }
 
-// ChunkHit is a chunk that a full-text search found.
+// Embedding is a chunk's vector and where it came from.
+type Embedding struct {
+	Model    string    // the gateway model that made it
+	TextHash string    // EmbeddingTextHash of the text embedded
+	Vector   []float32 // unit length
+}
+
+// EmbeddingTextHash identifies an embedded text, so a vector already made
+// for the same text by the same model is used again rather than paid for
+// again (re-indexing, a retry, the same passage in two documents).
+func EmbeddingTextHash(text string) string {
+	sum := sha256.Sum256([]byte(text))
+	return hex.EncodeToString(sum[:])
+}
+
+// ChunkHit is a chunk that a search found.
 type ChunkHit struct {
 	Chunk
 	DocumentName string // the document's original file name
 	Score        float64
+	// The scores of each side, in hybrid search (nil for a side that did
+	// not find the chunk) and in the mode's own (the other nil).
+	FullTextScore *float64 // BM25
+	VectorScore   *float64 // cosine similarity
+}
+
+// Ranked is a chunk a search chose, by its chunk id or, from full-text
+// search, by its full-text key (fulltext.Hit.Key).
+type Ranked struct {
+	ChunkID                    string
+	FullTextKey                int64 // when ChunkID is ""
+	Score                      float64
+	FullTextScore, VectorScore *float64
+}
+
+// Indexes are a knowledge base's indexes within one consistent read.
+type Indexes struct {
+	FullText FullTextIndex
+	Vectors  VectorIndex
+}
+
+// FullTextIndex is a knowledge base's full-text index.
+type FullTextIndex interface {
+	fulltext.Index
+	// ChunkIDs returns the ids of the chunks of full-text keys, in order.
+	ChunkIDs(ctx context.Context, keys []int64) ([]string, error)
+}
+
+// VectorIndex finds a knowledge base's chunks by the similarity of their
+// vectors.
+type VectorIndex interface {
+	// Search returns the k chunks whose vectors by model are the most
+	// similar to q (unit length, and of their dimension), best first,
+	// with their cosine similarity.
+	Search(ctx context.Context, model string, q []float32, k int) ([]VectorHit, error)
+}
+
+// VectorHit is a chunk found by its vector.
+type VectorHit struct {
+	ChunkID string
+	Score   float64
 }
 
 // ChunkID is the id of the chunk at index of a document: a name-based
@@ -374,6 +435,14 @@ type Store interface {
 	// order. ENOTFOUND for a knowledge base not in scope.
 	// search is given the knowledge base (its DocumentCount not counted).
 	SearchChunks(ctx context.Context, kbID string, search func(KnowledgeBase, fulltext.Index) ([]fulltext.Hit, error)) ([]ChunkHit, error)
+	// Retrieve is SearchChunks over every index of the knowledge base:
+	// search ranks with them and returns its choice, whose chunks come
+	// back in its order. A vector hit whose chunk this read does not see
+	// (written or removed since) is left out.
+	Retrieve(ctx context.Context, kbID string, search func(KnowledgeBase, Indexes) ([]Ranked, error)) ([]ChunkHit, error)
+	// ReusableVectors returns the vectors the knowledge base holds by
+	// model for the texts of hashes (EmbeddingTextHash), by hash.
+	ReusableVectors(ctx context.Context, kbID, model string, hashes []string) (map[string][]float32, error)
 
 	// DeleteKnowledgeTenant removes every knowledge record of the scoped
 	// tenant, for the tenant's deletion (tenants live in another database,

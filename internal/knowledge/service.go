@@ -38,6 +38,13 @@ type Config struct {
 	// Egress gives a tenant's egress-checked HTTP client, for imports
 	// from a URL (*egress.Service is one); nil refuses them.
 	Egress Egress
+	// Embedder embeds chunks and queries for knowledge bases with an
+	// embedding model (the gateway); nil fails their documents at the
+	// embedding stage and their vector searches, with a clear error.
+	Embedder Embedder
+	// EmbedBatch is how many texts one embeddings call carries;
+	// DefaultEmbedBatch if 0.
+	EmbedBatch int
 }
 
 // Egress is where a tenant's outbound HTTP clients come from.
@@ -58,6 +65,8 @@ type Service struct {
 	staleAfter time.Duration
 	enqueue    func(ctx context.Context, tenantID, documentID string) error
 	egress     Egress
+	embedder   Embedder
+	embedBatch int
 }
 
 // NewService builds the service; a store and a blob store are required.
@@ -82,9 +91,13 @@ func NewService(cfg Config) (*Service, error) {
 		cfg.StaleAfter = 10 * time.Minute
 	}
 	cfg.StaleAfter = max(cfg.StaleAfter, 2*timeout)
+	if cfg.EmbedBatch <= 0 {
+		cfg.EmbedBatch = DefaultEmbedBatch
+	}
 	return &Service{
 		store: cfg.Store, blobs: cfg.Blobs, audit: cfg.Audit, log: cfg.Logger, now: cfg.Now, limits: cfg.Limits,
 		count: cfg.Count, staleAfter: cfg.StaleAfter, enqueue: cfg.Enqueue, egress: cfg.Egress,
+		embedder: cfg.Embedder, embedBatch: cfg.EmbedBatch,
 	}, nil
 }
 

@@ -38,6 +38,14 @@ type Config struct {
 	// search, in postings of 16 bytes; 0 is DefaultSearchCache, negative
 	// keeps none.
 	SearchCache int
+	// VectorCache bounds the vectors kept in memory for search, in
+	// bytes; 0 is DefaultVectorCache, negative keeps none (every vector
+	// search reads the database).
+	VectorCache int64
+	// ExactVectors is how many vectors a knowledge base may hold and
+	// still be searched exactly rather than through an approximate
+	// index; 0 is DefaultExactVectors.
+	ExactVectors int
 }
 
 // DB is one database: a SQLite file with a write and a read pool, or a
@@ -61,6 +69,8 @@ type DB struct {
 
 	// postings caches knowledge bases' posting lists for search.
 	postings *postingCache
+	// vectors holds knowledge bases' vectors for search.
+	vectors *vectorCache
 }
 
 // ParseDialect tells which engine a database URL names.
@@ -159,7 +169,8 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", Redact(cfg.URL), mapError(err))
 	}
-	db := &DB{dialect: Postgres, url: cfg.URL, poolTimeout: cfg.PoolTimeout, pool: pool, postings: newPostingCache(cfg.SearchCache)}
+	db := &DB{dialect: Postgres, url: cfg.URL, poolTimeout: cfg.PoolTimeout, pool: pool, postings: newPostingCache(cfg.SearchCache),
+		vectors: newVectorCache(cfg.VectorCache, cfg.ExactVectors)}
 	pctx, cancel := context.WithTimeout(ctx, cfg.PoolTimeout)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
@@ -225,7 +236,7 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 	ckpt.SetMaxIdleConns(1)
 
 	db := &DB{dialect: SQLite, url: cfg.URL, poolTimeout: cfg.PoolTimeout, write: write, read: read, ckpt: ckpt,
-		postings: newPostingCache(cfg.SearchCache)}
+		postings: newPostingCache(cfg.SearchCache), vectors: newVectorCache(cfg.VectorCache, cfg.ExactVectors)}
 	var mode string
 	if err := write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		db.Close()

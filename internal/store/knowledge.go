@@ -612,6 +612,9 @@ func (db *DB) IndexChunks(ctx context.Context, documentID string, chunks []knowl
 		if err := insertChunkTerms(ctx, tx, d, ids, chunks, &delta); err != nil {
 			return err
 		}
+		if err := insertChunkVectors(ctx, tx, d, ids, chunks, delta.version); err != nil {
+			return err
+		}
 		if err := applyTermDelta(ctx, tx, d.KnowledgeBaseID, &delta); err != nil {
 			return err
 		}

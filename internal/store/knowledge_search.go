@@ -65,8 +65,8 @@ func (d *termDelta) add(v fulltext.Vector, sign int64) {
 	d.length += sign * int64(v.Length)
 }
 
-// dropDocumentTerms removes the index entries of a document's chunks and
-// subtracts them in delta.
+// dropDocumentTerms removes the index entries of a document's chunks (and
+// their vectors) and subtracts them in delta.
 func dropDocumentTerms(ctx context.Context, tx *Tx, documentID string, delta *termDelta) error {
 	rows, err := tx.Query(ctx, `SELECT length, terms FROM kb_chunk_terms WHERE document_id = ?`, documentID)
 	if err != nil {
@@ -95,8 +95,10 @@ func dropDocumentTerms(ctx context.Context, tx *Tx, documentID string, delta *te
 			return err
 		}
 	}
-	_, err = tx.Exec(ctx, `DELETE FROM kb_chunk_terms WHERE document_id = ?`, documentID)
-	return err
+	if _, err = tx.Exec(ctx, `DELETE FROM kb_chunk_terms WHERE document_id = ?`, documentID); err != nil {
+		return err
+	}
+	return dropDocumentVectors(ctx, tx, documentID, delta.version)
 }
 
 // termsBatchRows bounds the rows of one INSERT into kb_chunk_terms.
@@ -188,9 +190,11 @@ func applyTermDelta(ctx context.Context, tx *Tx, kbID string, delta *termDelta) 
 	}
 	// Now and then, the removals no cache will catch up on go.
 	if floor := delta.version - removedKept; floor > 0 && delta.version%256 == 0 {
-		if _, err := tx.Exec(ctx, `DELETE FROM kb_index_removed WHERE knowledge_base_id = ? AND version <= ?`,
-			kbID, floor); err != nil {
-			return err
+		for _, table := range []string{"kb_index_removed", "kb_vector_removed"} {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE knowledge_base_id = ? AND version <= ?`,
+				kbID, floor); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE knowledge_bases SET index_floor = ? WHERE id = ?`, floor, kbID); err != nil {
 			return err
@@ -211,7 +215,9 @@ func dropKnowledgeTerms(ctx context.Context, tx *Tx, kbCond string, args []any) 
 	}
 	for _, q := range []string{`DELETE FROM kb_chunk_terms WHERE knowledge_base_id IN (` + kbs + `)`,
 		`DELETE FROM kb_term_stats WHERE knowledge_base_id IN (` + kbs + `)`,
-		`DELETE FROM kb_index_removed WHERE knowledge_base_id IN (` + kbs + `)`} {
+		`DELETE FROM kb_index_removed WHERE knowledge_base_id IN (` + kbs + `)`,
+		`DELETE FROM kb_chunk_vectors WHERE knowledge_base_id IN (` + kbs + `)`,
+		`DELETE FROM kb_vector_removed WHERE knowledge_base_id IN (` + kbs + `)`} {
 		if _, err := tx.Exec(ctx, q, args...); err != nil {
 			return err
 		}
@@ -223,15 +229,32 @@ func dropKnowledgeTerms(ctx context.Context, tx *Tx, kbCond string, args []any) 
 // in scope, in one read transaction, and returns its hits' chunks in its
 // order, with their documents' names.
 func (db *DB) SearchChunks(ctx context.Context, kbID string, search func(knowledge.KnowledgeBase, fulltext.Index) ([]fulltext.Hit, error)) ([]knowledge.ChunkHit, error) {
+	var out []knowledge.ChunkHit
+	err := db.searchSnapshot(ctx, kbID, func(tx *Tx, kb knowledge.KnowledgeBase, ix *fullTextIndex) error {
+		hits, err := search(kb, ix)
+		if err != nil {
+			return err
+		}
+		ranked := make([]knowledge.Ranked, len(hits))
+		for i, h := range hits {
+			ranked[i] = knowledge.Ranked{FullTextKey: h.Key, Score: h.Score}
+		}
+		out, err = rankedChunks(ctx, tx, kbID, ranked)
+		return err
+	})
+	return out, err
+}
+
+// searchSnapshot runs fn in one read snapshot with a knowledge base in
+// scope and its full-text index: the version the cached lists are filed
+// under must be the one they were read at.
+func (db *DB) searchSnapshot(ctx context.Context, kbID string, fn func(*Tx, knowledge.KnowledgeBase, *fullTextIndex) error) error {
 	kbCond, args, err := scopeCond(ctx, "kb.tenant_id")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cond, _, _ := scopeCond(ctx, "t.tenant_id")
-	var out []knowledge.ChunkHit
-	// One snapshot: the version the lists are filed under must be the one
-	// they were read at.
-	err = db.readSnapshot(ctx, func(tx *Tx) error {
+	return db.readSnapshot(ctx, func(tx *Tx) error {
 		// The knowledge base without its document count, which would
 		// cost a count per search.
 		ix := &fullTextIndex{tx: tx, kbID: kbID, cond: cond, args: args, cache: db.postings}
@@ -246,68 +269,8 @@ func (db *DB) SearchChunks(ctx context.Context, kbID string, search func(knowled
 		if err != nil {
 			return err
 		}
-		hits, err := search(kb, ix)
-		if err != nil {
-			return err
-		}
-		out, err = chunkHits(ctx, tx, kbID, hits)
-		return err
+		return fn(tx, kb, ix)
 	})
-	return out, err
-}
-
-// chunkHits loads the chunks of hits, in order.
-func chunkHits(ctx context.Context, tx *Tx, kbID string, hits []fulltext.Hit) ([]knowledge.ChunkHit, error) {
-	if len(hits) == 0 {
-		return nil, nil
-	}
-	at := make(map[int64]int, len(hits))
-	args := make([]any, 0, len(hits))
-	for i, h := range hits {
-		at[h.Key] = i
-		args = append(args, h.Key)
-	}
-	// By seq alone, the knowledge base checked below: with it in the
-	// WHERE clause SQLite's planner walked the knowledge base's index
-	// (7 ms at 30,000 chunks) instead of looking the seqs up.
-	rows, err := tx.Query(ctx, `SELECT t.seq, c.id, c.tenant_id, c.knowledge_base_id, c.document_id, c.chunk_index,
-		c.content, c.prefix, c.headings, c.start_offset, c.end_offset, c.tokens, d.original_filename
-		FROM kb_chunk_terms t JOIN kb_chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id
-		WHERE t.seq IN (`+placeholders(len(hits))+`)`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := make([]knowledge.ChunkHit, len(hits))
-	found := make([]bool, len(hits))
-	for rows.Next() {
-		var seq int64
-		var h knowledge.ChunkHit
-		var headings string
-		if err := rows.Scan(&seq, &h.ID, &h.TenantID, &h.KnowledgeBaseID, &h.DocumentID, &h.Index, &h.Text,
-			&h.Prefix, &headings, &h.Start, &h.End, &h.Tokens, &h.DocumentName); err != nil {
-			return nil, err
-		}
-		if h.KnowledgeBaseID != kbID {
-			return nil, errors.New("store: a full-text hit is another knowledge base's chunk")
-		}
-		if err := decodeJSON("chunk headings", headings, &h.Headings); err != nil {
-			return nil, err
-		}
-		i := at[seq]
-		h.Score = hits[i].Score
-		out[i], found[i] = h, true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	// Every hit was read in this transaction, so each has its row.
-	for i := range found {
-		if !found[i] {
-			return nil, errors.New("store: a full-text hit has no chunk")
-		}
-	}
-	return out, nil
 }
 
 // fullTextIndex is a knowledge base's index within one read transaction.
