@@ -39,6 +39,10 @@ func evalCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	keep := fs.Bool("keep", false, "keep the scratch knowledge base (and SQLite file) for inspection")
 	topK := fs.Int("top-k", knowledge.MaxTopK, "chunks each search returns (Recall@100 needs 100)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	embURL := fs.String("embedding-url", "", "an OpenAI-compatible API (…/v1) to embed with: the knowledge base gets --embedding-model and vector and hybrid search are measured too")
+	embModel := fs.String("embedding-model", "", "the embedding model to ask --embedding-url for")
+	embKeyEnv := fs.String("embedding-key-env", "", "the environment variable holding --embedding-url's API key, if it needs one")
+	weights := fs.String("hybrid-weights", "0.3,0.5,0.7", "the vector side's shares to measure hybrid search at")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: nodus eval retrieval [flags] DIR\n\nDIR holds corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv (BEIR layout).\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -70,6 +74,25 @@ func evalCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	e := &retrievalEval{dir: eval.Dir(pos[1]), split: *split, workers: *workers, maxQueries: *maxQueries,
 		topK: *topK, keep: *keep, out: stdout}
+	e.modes = []evalMode{{label: "full-text", mode: knowledge.ModeFullText}}
+	if *embURL != "" || *embModel != "" {
+		if *embURL == "" || *embModel == "" {
+			return errUsage{"--embedding-url and --embedding-model go together"}
+		}
+		key := ""
+		if *embKeyEnv != "" {
+			key = os.Getenv(*embKeyEnv)
+		}
+		e.embedder = newEvalEmbedder(*embURL, *embModel, key)
+		e.modes = append(e.modes, evalMode{label: "vector", mode: knowledge.ModeVector})
+		for _, w := range strings.Split(*weights, ",") {
+			var f float64
+			if _, err := fmt.Sscan(strings.TrimSpace(w), &f); err != nil || f < 0 || f > 1 {
+				return errUsage{fmt.Sprintf("--hybrid-weights: %q is not a share from 0 to 1", w)}
+			}
+			e.modes = append(e.modes, evalMode{label: fmt.Sprintf("hybrid %.2g", f), mode: knowledge.ModeHybrid, weight: f})
+		}
+	}
 	return e.run(ctx, *dbURL)
 }
 
@@ -81,11 +104,20 @@ type retrievalEval struct {
 	topK       int
 	keep       bool
 	out        io.Writer
+	modes      []evalMode    // full text, then vector and hybrid with an embedder
+	embedder   *evalEmbedder // nil for full text only
 
 	db      *store.DB
 	svc     *knowledge.Service
 	manager knowledge.Manager
 	kb      *knowledge.KnowledgeBase
+}
+
+// evalMode is one way the queries are searched.
+type evalMode struct {
+	label  string
+	mode   string
+	weight float64 // hybrid's vector share
 }
 
 // retrievalFigures are what a run measured.
@@ -94,8 +126,9 @@ type retrievalFigures struct {
 	bytes                      int64
 	ingest                     time.Duration
 	queries                    int
-	latencies                  []time.Duration
-	report                     eval.Report
+	// By mode, in the order of retrievalEval.modes.
+	latencies [][]time.Duration
+	reports   []eval.Report
 }
 
 func (e *retrievalEval) run(ctx context.Context, dbURL string) error {
@@ -142,7 +175,11 @@ func (e *retrievalEval) run(ctx context.Context, dbURL string) error {
 		return err
 	}
 	defer blobs.Close()
-	e.svc, err = knowledge.NewService(knowledge.Config{Store: db, Blobs: blobs})
+	cfg := knowledge.Config{Store: db, Blobs: blobs}
+	if e.embedder != nil {
+		cfg.Embedder = e.embedder
+	}
+	e.svc, err = knowledge.NewService(cfg)
 	if err != nil {
 		return err
 	}
@@ -157,7 +194,11 @@ func (e *retrievalEval) run(ctx context.Context, dbURL string) error {
 		}()
 	}
 	name := "eval " + filepath.Base(string(e.dir))
-	e.kb, err = e.svc.CreateKnowledgeBase(ctx, e.manager, knowledge.KnowledgeBaseInput{Name: &name})
+	in := knowledge.KnowledgeBaseInput{Name: &name}
+	if e.embedder != nil {
+		in.EmbeddingModel = &e.embedder.model
+	}
+	e.kb, err = e.svc.CreateKnowledgeBase(ctx, e.manager, in)
 	if err != nil {
 		return err
 	}
@@ -167,11 +208,15 @@ func (e *retrievalEval) run(ctx context.Context, dbURL string) error {
 	if err != nil {
 		return err
 	}
-	run, err := e.search(ctx, queries, qrels, byDoc, &fig)
-	if err != nil {
-		return err
+	for i, m := range e.modes {
+		fig.queries = 0
+		fig.latencies = append(fig.latencies, nil)
+		run, err := e.search(ctx, m, queries, qrels, byDoc, &fig.latencies[i], &fig)
+		if err != nil {
+			return fmt.Errorf("%s search: %w", m.label, err)
+		}
+		fig.reports = append(fig.reports, eval.Evaluate(qrels, run, eval.Options{}))
 	}
-	fig.report = eval.Evaluate(qrels, run, eval.Options{})
 	e.print(db.Dialect().String(), split, &fig)
 	return nil
 }
@@ -288,7 +333,7 @@ func (e *retrievalEval) ingest(ctx context.Context, fig *retrievalFigures) (map[
 
 // search runs the queries of qrels through the knowledge base's search and
 // returns each query's ranking of corpus ids.
-func (e *retrievalEval) search(ctx context.Context, queries []eval.Query, qrels eval.Qrels, byDoc map[string]string, fig *retrievalFigures) (map[string][]string, error) {
+func (e *retrievalEval) search(ctx context.Context, m evalMode, queries []eval.Query, qrels eval.Qrels, byDoc map[string]string, latencies *[]time.Duration, fig *retrievalFigures) (map[string][]string, error) {
 	run := make(map[string][]string)
 	for _, q := range queries {
 		if _, ok := qrels[q.ID]; !ok {
@@ -298,11 +343,18 @@ func (e *retrievalEval) search(ctx context.Context, queries []eval.Query, qrels 
 			break
 		}
 		began := time.Now()
-		res, err := e.svc.Search(ctx, e.manager, e.kb.ID, knowledge.SearchInput{Query: q.Text, TopK: e.topK})
+		in := knowledge.SearchInput{Query: q.Text, TopK: e.topK, Mode: m.mode}
+		if m.mode == knowledge.ModeHybrid {
+			in.HybridWeight = &m.weight
+		}
+		res, err := e.svc.Search(ctx, e.manager, e.kb.ID, in)
 		if err != nil && nodus.ErrorCode(err) != nodus.EINVALID {
 			return nil, fmt.Errorf("query %s: %w", q.ID, err)
 		}
-		fig.latencies = append(fig.latencies, time.Since(began))
+		if res != nil && res.Mode != m.mode {
+			return nil, fmt.Errorf("query %s was searched by %s: %s", q.ID, res.Mode, res.Warning)
+		}
+		*latencies = append(*latencies, time.Since(began))
 		fig.queries++
 		// A document ranks where its best chunk does.
 		var ranking []string
@@ -337,14 +389,34 @@ func (e *retrievalEval) print(engine, split string, f *retrievalFigures) {
 		f.docs, f.dups, f.failed, f.chunks, float64(f.bytes)/1e6)
 	fmt.Fprintf(w, "Ingestion  %.1f s: %.0f documents/s, %.2f MB/s (%d workers)\n", secs, float64(f.docs)/secs,
 		float64(f.bytes)/1e6/secs, e.workers)
-	lat := slices.Clone(f.latencies)
-	slices.Sort(lat)
-	fmt.Fprintf(w, "Search     p50 %s, p99 %s, max %s (top %d, sequential)\n", percentile(lat, 0.50),
-		percentile(lat, 0.99), percentile(lat, 1), e.topK)
-	fmt.Fprintf(w, "\n%-12s %8s\n", "metric", "full-text")
-	fmt.Fprintf(w, "%-12s %8.4f\n", "nDCG@10", f.report.Mean.NDCG10)
-	fmt.Fprintf(w, "%-12s %8.4f\n", "Recall@100", f.report.Mean.Recall100)
-	fmt.Fprintf(w, "%-12s %8.4f\n", "MRR@10", f.report.Mean.MRR10)
+	for i, m := range e.modes {
+		lat := slices.Clone(f.latencies[i])
+		slices.Sort(lat)
+		note := ""
+		if m.mode != knowledge.ModeFullText && i == 1 {
+			note = ", each query embedded once by the model, its time included"
+		} else if m.mode != knowledge.ModeFullText {
+			note = ", the query's vector reused"
+		}
+		fmt.Fprintf(w, "Search     %-11s p50 %s, p99 %s, max %s (top %d, sequential%s)\n", m.label, percentile(lat, 0.50),
+			percentile(lat, 0.99), percentile(lat, 1), e.topK, note)
+	}
+	fmt.Fprintf(w, "\n%-12s", "metric")
+	for _, m := range e.modes {
+		fmt.Fprintf(w, " %11s", m.label)
+	}
+	for _, metric := range []struct {
+		name string
+		of   func(eval.Scores) float64
+	}{{"nDCG@10", func(m eval.Scores) float64 { return m.NDCG10 }},
+		{"Recall@100", func(m eval.Scores) float64 { return m.Recall100 }},
+		{"MRR@10", func(m eval.Scores) float64 { return m.MRR10 }}} {
+		fmt.Fprintf(w, "\n%-12s", metric.name)
+		for _, r := range f.reports {
+			fmt.Fprintf(w, " %11.4f", metric.of(r.Mean))
+		}
+	}
+	fmt.Fprintln(w)
 }
 
 // percentile of sorted durations, rounded for reading.

@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"hash/fnv"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,5 +182,76 @@ func TestEvalRetrievalErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// wordServer is an OpenAI-compatible embeddings server on loopback whose
+// vectors count a text's words hashed over 64 dimensions: texts sharing
+// words are similar, as a real model's sharing meaning are.
+func wordServer(t *testing.T) (url string, calls *atomic.Int64) {
+	t.Helper()
+	calls = new(atomic.Int64)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Model string   `json:"model"`
+			Input []string `json:"input"`
+		}
+		if r.URL.Path != "/v1/embeddings" || r.Header.Get("Authorization") != "Bearer word-key" ||
+			json.NewDecoder(r.Body).Decode(&req) != nil || req.Model != "words" {
+			http.Error(w, `{"error":{"message":"bad request"}}`, http.StatusBadRequest)
+			return
+		}
+		calls.Add(1)
+		type item struct {
+			Index     int       `json:"index"`
+			Embedding []float32 `json:"embedding"`
+		}
+		var data []item
+		for i, text := range req.Input {
+			v := make([]float32, 64)
+			for _, word := range strings.Fields(strings.ToLower(text)) {
+				h := fnv.New32a()
+				h.Write([]byte(strings.Trim(word, ".,;'")))
+				v[h.Sum32()%64]++
+			}
+			data = append(data, item{Index: i, Embedding: v})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"object": "list", "data": data, "model": req.Model})
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/v1", calls
+}
+
+// TestEvalRetrievalWithEmbeddings measures vector and hybrid search too,
+// the knowledge base embedding through the server --embedding-url names.
+func TestEvalRetrievalWithEmbeddings(t *testing.T) {
+	dir := writeBEIR(t, map[string]string{"test": evalQrels})
+	url, calls := wordServer(t)
+	t.Setenv("EVAL_WORD_KEY", "word-key")
+	out, errOut, err := evalRun("retrieval", "--workers", "2", "--embedding-url", url, "--embedding-model", "words",
+		"--embedding-key-env", "EVAL_WORD_KEY", "--hybrid-weights", "0.5,1", dir)
+	if err != nil {
+		t.Fatalf("eval: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
+	}
+	header := regexp.MustCompile(`(?m)^metric\s+full-text\s+vector\s+hybrid 0.5\s+hybrid 1$`)
+	row := regexp.MustCompile(`(?m)^nDCG@10\s+1\.0000\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)$`)
+	m := row.FindStringSubmatch(out)
+	if !header.MatchString(out) || m == nil {
+		t.Fatalf("no table of four modes:\n%s", out)
+	}
+	for _, v := range m[1:] {
+		if f, _ := strconv.ParseFloat(v, 64); f < 0.5 {
+			t.Errorf("nDCG@10 %s: the vectors found little of a corpus whose queries share words with it\n%s", v, out)
+		}
+	}
+	// Eight documents, one call each; four queries embedded once each
+	// whatever the modes.
+	if n := calls.Load(); n != 8+4 {
+		t.Errorf("%d embedding calls, want 12", n)
+	}
+
+	_, _, err = evalRun("retrieval", "--embedding-model", "words", dir)
+	if err == nil {
+		t.Fatal("--embedding-model without --embedding-url ran")
 	}
 }

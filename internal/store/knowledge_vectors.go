@@ -107,10 +107,14 @@ func (db *DB) ReusableVectors(ctx context.Context, kbID, model string, hashes []
 // Retrieve runs search over every index of a knowledge base in scope, in
 // one read snapshot, and returns the chunks it chose in its order.
 func (db *DB) Retrieve(ctx context.Context, kbID string, search func(knowledge.KnowledgeBase, knowledge.Indexes) ([]knowledge.Ranked, error)) ([]knowledge.ChunkHit, error) {
+	cond, args, err := scopeCond(ctx, "v.tenant_id")
+	if err != nil {
+		return nil, err
+	}
 	var out []knowledge.ChunkHit
-	err := db.searchSnapshot(ctx, kbID, func(tx *Tx, kb knowledge.KnowledgeBase, ix *fullTextIndex) error {
-		vx := &vectorIndex{tx: tx, kbID: kbID, cond: strings.Replace(ix.cond, "t.", "v.", 1), args: ix.args,
-			version: ix.version, floor: ix.floor, cache: db.vectors}
+	err = db.searchSnapshot(ctx, kbID, func(tx *Tx, kb knowledge.KnowledgeBase, ix *fullTextIndex) error {
+		vx := &vectorIndex{tx: tx, kbID: kbID, cond: cond, args: args, version: ix.version, floor: ix.floor,
+			cache: db.vectors}
 		ranked, err := search(kb, knowledge.Indexes{FullText: ix, Vectors: vx})
 		if err != nil {
 			return err
