@@ -321,6 +321,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if n > 0 {
 			logger.Info("search cache warmed", "lists", n, "duration", time.Since(began).Round(time.Millisecond))
 		}
+		began = time.Now()
+		n, err = dbs.DB(store.SetMain).WarmVectors(nodus.WithAllTenants(warmCtx))
+		if err != nil && warmCtx.Err() == nil {
+			logger.Warn("vectors not loaded for search", "err", err)
+			return
+		}
+		if n > 0 {
+			logger.Info("vectors loaded for search", "vectors", n, "duration", time.Since(began).Round(time.Millisecond))
+		}
 	}()
 
 	select {

@@ -98,6 +98,25 @@ func TestKnowledgeVectorSearch(t *testing.T) {
 				t.Fatalf("top hit = %+v", hits[0])
 			}
 		}
+		// A server's warm-up at start loads the vectors of knowledge bases
+		// with an embedding model before any search.
+		if _, err := db.UpdateKnowledgeBase(a.ctx, kb.ID, func(kb *knowledge.KnowledgeBase) error {
+			kb.EmbeddingModel = "m1"
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		warm := openWith(t, url, func(*store.Config) {})
+		if n, err := warm.WarmVectors(nodus.WithAllTenants(ctx)); err != nil || n != 5 {
+			t.Fatalf("warm-up loaded %d vectors, %v; want 5", n, err)
+		}
+		if kind := store.VectorIndexKind(warm, kb.ID, "m1", 4); kind != "flat" {
+			t.Fatalf("after the warm-up the vectors are %q", kind)
+		}
+		if _, err := warm.WarmVectors(a.ctx); nodus.ErrorCode(err) == "" {
+			t.Fatal("a tenant's scope warmed every tenant's vectors")
+		}
+
 		// Vectors of another model or dimension are not compared.
 		want("another model", vecSearch(t, db, a.ctx, kb.ID, "m2", e(1, 0, 0, 0), 5))
 		want("another dimension", vecSearch(t, db, a.ctx, kb.ID, "m1", e(1, 0, 0), 5))

@@ -123,6 +123,17 @@ func (c *vectorCache) account(keep *vectorSet, bytes int64) {
 	}
 }
 
+// full reports whether the sets held use more than fraction of the limit.
+func (c *vectorCache) full(fraction float64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var total int64
+	for _, s := range c.sets {
+		total += s.bytes
+	}
+	return float64(total) >= fraction*float64(c.limit)
+}
+
 // drop forgets a set, as when it turned out too big to keep.
 func (c *vectorCache) drop(key vectorKey, s *vectorSet) {
 	c.mu.Lock()
