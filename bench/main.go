@@ -6,6 +6,8 @@
 //	go run ./bench gateway [-quick] [-json]    latency the LLM gateway adds (gateway.go)
 //	go run ./bench search [-sizes 5000,100000] [-postgres URL]
 //	                                           full-text search latency by knowledge base size (search.go)
+//	go run ./bench vectors [-sizes 5000,100000] [-dim 384] [-postgres URL]
+//	                                           vector and hybrid search latency, HNSW recall (vectors.go)
 //	go run ./bench synth -docs 50000 -out DIR  a synthetic BEIR dataset for `nodus eval retrieval` (synth.go)
 //
 // `bench bare-proxy` is not for people: `bench gateway` starts it, a
@@ -24,6 +26,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -45,46 +48,33 @@ const (
 	targetRSS   = 40 << 20
 )
 
+// subcommands are the benchmarks run as `bench NAME [flags]`; each stops
+// at SIGINT or SIGTERM through its context.
+var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+	bareProxyCommand: runBareProxy,
+	"synth": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+		return runSynth(args, stdout, stderr)
+	},
+	"search":  runSearch,
+	"vectors": runVectors,
+	"gateway": runGateway,
+}
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == bareProxyCommand {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := runBareProxy(ctx, os.Args[2:], os.Stdout, os.Stderr)
-		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench bare-proxy:", err)
-			os.Exit(1)
+	if len(os.Args) > 1 {
+		if cmd, ok := subcommands[os.Args[1]]; ok {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			err := cmd(ctx, os.Args[2:], os.Stdout, os.Stderr)
+			if os.Args[1] == "gateway" && ctx.Err() != nil {
+				err = errors.New("interrupted; nodus stopped and its data directory removed")
+			}
+			stop()
+			if err != nil && !errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
+				os.Exit(1)
+			}
+			return
 		}
-		return
-	}
-	if len(os.Args) > 1 && os.Args[1] == "synth" {
-		if err := runSynth(os.Args[2:], os.Stdout, os.Stderr); err != nil {
-			fmt.Fprintln(os.Stderr, "bench synth:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if len(os.Args) > 1 && os.Args[1] == "search" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := runSearch(ctx, os.Args[2:], os.Stdout, os.Stderr)
-		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench search:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if len(os.Args) > 1 && os.Args[1] == "gateway" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := runGateway(ctx, os.Args[2:], os.Stdout, os.Stderr)
-		if ctx.Err() != nil {
-			err = errors.New("interrupted; nodus stopped and its data directory removed")
-		}
-		stop()
-		if err != nil && !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "bench gateway:", err)
-			os.Exit(1)
-		}
-		return
 	}
 	runs := flag.Int("runs", 5, "starts per scenario")
 	idle := flag.Duration("idle", 3*time.Second, "idle time before reading RSS")

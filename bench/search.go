@@ -8,7 +8,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -131,57 +130,20 @@ func (b *searchBench) run(ctx context.Context) error {
 // engine and times the searches.
 func (b *searchBench) measure(ctx context.Context, engine string, size int) (searchRow, error) {
 	row := searchRow{engine: engine, chunks: size}
-	url := b.pgURL
-	if engine == "sqlite" {
-		dir, err := os.MkdirTemp("", "nodus-bench-search-")
-		if err != nil {
-			return row, err
-		}
-		defer os.RemoveAll(dir)
-		url = "sqlite:" + filepath.Join(dir, "main.db")
-	}
-	db, err := store.Open(ctx, store.Config{URL: url})
+	bk, err := openBenchKB(ctx, engine, b.pgURL, nil)
 	if err != nil {
 		return row, err
 	}
-	defer db.Close()
-	m, err := store.NewMigrator(store.SetMain, db)
-	if err != nil {
-		return row, err
-	}
-	if _, err := m.Up(ctx); err != nil {
-		return row, err
-	}
-	tenant := nodus.NewID()
-	tctx := nodus.WithTenant(ctx, tenant)
-	// The tenant's rows go at the end, also on PostgreSQL, which is shared.
-	defer db.DeleteKnowledgeTenant(nodus.WithTenant(context.WithoutCancel(ctx), tenant))
-
-	now := nodus.SystemClock{}.Now()
-	kb := knowledge.KnowledgeBase{ID: nodus.NewID(), TenantID: tenant, Name: "bench", CreatedAt: now, UpdatedAt: now}
-	kb.SetDefaults()
-	if err := db.CreateKnowledgeBase(tctx, kb); err != nil {
-		return row, err
-	}
+	defer bk.close()
+	db, url, tctx, kb := bk.db, bk.url, bk.ctx, bk.kb
 	gen := newZipfText(b.vocab, 42)
 	began := time.Now()
-	const perDoc = 100
-	for i := 0; i < size; i += perDoc {
-		d := knowledge.Document{ID: nodus.NewID(), TenantID: tenant, KnowledgeBaseID: kb.ID, Filename: "f",
-			OriginalFilename: fmt.Sprintf("part-%d.txt", i), FileType: "text/plain", ContentHash: fmt.Sprintf("%064x", i),
-			BlobID: nodus.NewID(), Status: knowledge.StatusPending, CreatedAt: now, UpdatedAt: now}
-		if err := db.CreateDocument(tctx, d); err != nil {
-			return row, err
-		}
-		chunks := make([]knowledge.Chunk, min(perDoc, size-i))
-		for j := range chunks {
-			text := gen.text(b.words)
-			chunks[j] = knowledge.Chunk{Index: j, Text: text, End: len(text), Tokens: b.words,
-				Terms: fulltext.Analyze(text)}
-		}
-		if err := db.ReplaceChunks(tctx, d.ID, chunks); err != nil {
-			return row, err
-		}
+	err = bk.fill(size, func(j int) knowledge.Chunk {
+		text := gen.text(b.words)
+		return knowledge.Chunk{Index: j, Text: text, End: len(text), Tokens: b.words, Terms: fulltext.Analyze(text)}
+	})
+	if err != nil {
+		return row, err
 	}
 	row.build = time.Since(began)
 

@@ -1,6 +1,7 @@
 package knowledge_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -169,9 +170,7 @@ func TestIngestEmbeds(t *testing.T) {
 				t.Fatalf("hybrid score %v outside 0..1", h.Score)
 			}
 		}
-		if !slices.IsSortedFunc(res.Hits, func(a, b knowledge.SearchHit) int {
-			return -cmpFloat(a.Score, b.Score)
-		}) {
+		if !slices.IsSortedFunc(res.Hits, func(a, b knowledge.SearchHit) int { return cmp.Compare(b.Score, a.Score) }) {
 			t.Fatal("hybrid hits are not best first")
 		}
 
@@ -201,16 +200,6 @@ func TestIngestEmbeds(t *testing.T) {
 			}
 		}
 	})
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func TestIngestEmbeddingFailures(t *testing.T) {

@@ -464,6 +464,32 @@ func mergePostings(list, more []fulltext.Posting, removed map[int64]bool) []full
 	return out
 }
 
+// kbRef is a knowledge base named across tenants.
+type kbRef struct{ id, tenant, model string }
+
+// recentKnowledgeBases lists up to 1,000 knowledge bases of every tenant
+// that match cond, most recently changed first, for the warm-ups.
+func (db *DB) recentKnowledgeBases(ctx context.Context, cond string) ([]kbRef, error) {
+	var kbs []kbRef
+	err := db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, tenant_id, embedding_model FROM knowledge_bases WHERE `+cond+`
+			ORDER BY updated_at DESC, id LIMIT 1000`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r kbRef
+			if err := rows.Scan(&r.id, &r.tenant, &r.model); err != nil {
+				return err
+			}
+			kbs = append(kbs, r)
+		}
+		return rows.Err()
+	})
+	return kbs, err
+}
+
 // WarmSearchCache reads into the search cache the posting lists of each
 // knowledge base's most frequent terms, termsPerKB of them, knowledge
 // bases most recently changed first, until the cache is nine-tenths full
@@ -475,24 +501,7 @@ func (db *DB) WarmSearchCache(ctx context.Context, termsPerKB int) (int, error) 
 	if err := requireAllTenants(ctx); err != nil {
 		return 0, err
 	}
-	type kbRef struct{ id, tenant string }
-	var kbs []kbRef
-	err := db.Read(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, tenant_id FROM knowledge_bases WHERE indexed_chunks > 0
-			ORDER BY updated_at DESC, id LIMIT 1000`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var r kbRef
-			if err := rows.Scan(&r.id, &r.tenant); err != nil {
-				return err
-			}
-			kbs = append(kbs, r)
-		}
-		return rows.Err()
-	})
+	kbs, err := db.recentKnowledgeBases(ctx, `indexed_chunks > 0`)
 	if err != nil {
 		return 0, err
 	}

@@ -484,24 +484,7 @@ func (db *DB) WarmVectors(ctx context.Context) (int, error) {
 	if err := requireAllTenants(ctx); err != nil {
 		return 0, err
 	}
-	type kbRef struct{ id, tenant, model string }
-	var kbs []kbRef
-	err := db.Read(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, tenant_id, embedding_model FROM knowledge_bases
-			WHERE embedding_model <> '' ORDER BY updated_at DESC, id LIMIT 1000`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var r kbRef
-			if err := rows.Scan(&r.id, &r.tenant, &r.model); err != nil {
-				return err
-			}
-			kbs = append(kbs, r)
-		}
-		return rows.Err()
-	})
+	kbs, err := db.recentKnowledgeBases(ctx, `embedding_model <> ''`)
 	if err != nil {
 		return 0, err
 	}
