@@ -261,6 +261,16 @@ func (s *Service) ListDocuments(ctx context.Context, m Manager, kbID, status, cu
 	return s.store.ListDocuments(m.ctx(ctx), kbID, status, cursor, limit)
 }
 
+// DocumentsIndexing counts a knowledge base's documents not searchable
+// yet (pending or processing), for a chat to say so rather than answer
+// from nothing.
+func (s *Service) DocumentsIndexing(ctx context.Context, m Manager, kbID string) (int, error) {
+	if !nodus.ValidID(kbID) {
+		return 0, kbNotFound(kbID)
+	}
+	return s.store.CountUnfinishedDocuments(m.ctx(ctx), kbID)
+}
+
 // GetDocument returns a document of one of the tenant's knowledge bases;
 // ENOTFOUND when it is not in that knowledge base.
 func (s *Service) GetDocument(ctx context.Context, m Manager, kbID, id string) (*Document, error) {
