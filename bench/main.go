@@ -8,6 +8,8 @@
 //	                                           full-text search latency by knowledge base size (search.go)
 //	go run ./bench vectors [-sizes 5000,100000] [-dim 384] [-postgres URL]
 //	                                           vector and hybrid search latency, HNSW recall (vectors.go)
+//	go run ./bench chat [-sizes 5000,100000] [-postgres URL]
+//	                                           a chat turn's time before the model is called (chat.go)
 //	go run ./bench synth -docs 50000 -out DIR  a synthetic BEIR dataset for `nodus eval retrieval` (synth.go)
 //
 // `bench bare-proxy` is not for people: `bench gateway` starts it, a
@@ -57,6 +59,7 @@ var subcommands = map[string]func(ctx context.Context, args []string, stdout, st
 	},
 	"search":  runSearch,
 	"vectors": runVectors,
+	"chat":    runChat,
 	"gateway": runGateway,
 }
 

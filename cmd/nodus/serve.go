@@ -16,8 +16,10 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/nodus-os/nodus/internal/agent"
 	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/blob"
+	"github.com/nodus-os/nodus/internal/chat"
 	"github.com/nodus-os/nodus/internal/egress"
 	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/httpapi"
@@ -221,6 +223,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// Deleting a tenant removes its knowledge bases, documents, chunks and
 	// the documents' files.
 	ids.AddTenantPurger(knowledgeService.PurgeTenant)
+	// Agent sessions (ADK's SessionService); deleting a tenant removes them.
+	agentService, err := agent.NewService(agent.Config{Store: dbs.DB(store.SetMain)})
+	if err != nil {
+		return err
+	}
+	ids.AddTenantPurger(agentService.PurgeTenant)
+
+	// Chatbots answer from knowledge bases through the gateway in
+	// process, as the user chatting.
+	chatCfg := chat.Config{Store: dbs.DB(store.SetMain), Knowledge: knowledgeService, Quotas: tenantQuotas{ids},
+		Audit: auditor, Logger: logger}
+	if gatewayAdmin != nil {
+		chatCfg.Models = gatewayAdmin
+	}
+	chatService, err := chat.NewService(chatCfg)
+	if err != nil {
+		return err
+	}
+	ids.AddTenantPurger(chatService.PurgeTenant)
 
 	workers := river.NewWorkers()
 	jobs.AddIngest(workers, jobs.IngestFunc(func(ctx context.Context, tenantID, documentID string) error {
@@ -256,6 +277,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Gateway:      gatewayRoutes,
 		GatewayAdmin: gatewayAdmin,
 		Knowledge:    knowledgeService,
+		Agent:        agentService,
+		Chat:         chatService,
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout,
 		TrustedProxies: cfg.TrustedProxies})
 	srv := &http.Server{
@@ -536,4 +559,15 @@ func serveDebug(addr string, logger *slog.Logger) (stop func(), err error) {
 	go func() { _ = srv.Serve(ln) }()
 	logger.Info("serving pprof profiles", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil
+}
+
+// tenantQuotas reads a tenant's chatbot quota from identity.
+type tenantQuotas struct{ ids *identity.Service }
+
+func (q tenantQuotas) MaxChatbots(ctx context.Context, tenantID string) (int, error) {
+	t, err := q.ids.Tenant(nodus.WithTenant(ctx, tenantID), tenantID)
+	if err != nil {
+		return 0, err
+	}
+	return t.MaxChatbots, nil
 }

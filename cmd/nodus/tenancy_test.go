@@ -172,6 +172,21 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 				"role": role, "password": memberPassword}, 201, nil)
 			w.members[login] = signIn(t, in.base, login, memberPassword)
 		}
+		// A chatbot answering offline from the knowledge base, and a
+		// conversation of the tenant's user with it.
+		var bot struct{ Chatbot struct{ ID string } }
+		orgAdmin.must("POST", "/api/v1/chatbots", map[string]any{"name": name + "-bot", "model_name": "nodus/extractive",
+			"knowledge_bases": []string{kb.KnowledgeBase.ID}}, 201, &bot)
+		w.members[name+"-user"].must("POST", "/api/v1/chatbots/"+bot.Chatbot.ID+"/chat",
+			map[string]any{"message": "What does tenant " + name + " know?", "stream": false}, 200, nil)
+		// An agent session of the tenant's user, with an event and state in
+		// every scope; both tenants use the same app and session id, so only
+		// the tenant and the user keep them apart.
+		user := w.members[name+"-user"]
+		user.must("POST", "/api/v1/agent/apps/helpdesk/users/me/sessions", map[string]any{"session_id": "s1",
+			"state": map[string]any{"topic": name, "user:lang": name, "app:tone": name}}, 201, nil)
+		user.must("POST", "/api/v1/agent/apps/helpdesk/users/me/sessions/s1/events", map[string]any{"author": "user",
+			"content": map[string]any{"role": "user", "parts": []any{map[string]any{"text": name + "-canary"}}}}, 201, nil)
 	}
 	for name, c := range w.members {
 		want := w.a.ID
@@ -254,6 +269,23 @@ func (w *tenancy) ids(tenant string) map[string]string {
 		t.Fatalf("%s has no document", tenant)
 	}
 	out["documents"] = docs.Documents[0].ID
+	var bots struct{ Chatbots []struct{ ID string } }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/chatbots", nil, 200, &bots)
+	var convs struct{ Conversations []struct{ ID string } }
+	w.members[tenant+"-user"].must("GET", "/api/v1/conversations", nil, 200, &convs)
+	if len(bots.Chatbots) == 0 || len(convs.Conversations) == 0 {
+		t.Fatalf("%s has no chatbot or conversation", tenant)
+	}
+	out["chatbots"], out["conversations"] = bots.Chatbots[0].ID, convs.Conversations[0].ID
+	var conv struct{ Messages []struct{ ID, Role string } }
+	w.members[tenant+"-user"].must("GET", "/api/v1/conversations/"+out["conversations"], nil, 200, &conv)
+	for _, m := range conv.Messages {
+		if m.Role == "assistant" {
+			out["messages"] = m.ID
+		}
+	}
+	// Agent sessions are named by app, user and session (newTenancy's).
+	out["agent-user"], out["agent-session"] = w.members[tenant+"-user"].user.ID, "s1"
 	return out
 }
 
@@ -263,6 +295,8 @@ func (w *tenancy) ids(tenant string) map[string]string {
 // place in /api/v1/gateway/prices/.
 func fillPath(t *testing.T, path string, ids map[string]string) string {
 	t.Helper()
+	// An agent session's routes name its app, user and session.
+	path = strings.NewReplacer("{app}", "helpdesk", "{user}", ids["agent-user"], "{session}", ids["agent-session"]).Replace(path)
 	// A document's routes name its knowledge base too: {doc} first.
 	if before, after, ok := strings.Cut(path, "/documents/{doc}"); ok {
 		path = before + "/documents/" + ids["documents"] + after
@@ -310,6 +344,27 @@ func (w *tenancy) snapshot(t *testing.T) string {
 	}
 	for _, path := range []string{"/api/v1/knowledge-bases?tenant_id=" + w.b.ID,
 		"/api/v1/knowledge-bases/" + kbs.KnowledgeBases[0].ID + "/documents?tenant_id=" + w.b.ID} {
+		status, b := w.admin.do("GET", path, nil)
+		if status != 200 || len(b) < 50 {
+			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
+		}
+		buf.Write(b)
+	}
+	var convs struct{ Conversations []struct{ ID string } }
+	w.admin.must("GET", "/api/v1/conversations?all=true&tenant_id="+w.b.ID, nil, 200, &convs)
+	if len(convs.Conversations) == 0 {
+		t.Fatal("snapshot: B has no conversation")
+	}
+	for _, path := range []string{"/api/v1/chatbots?tenant_id=" + w.b.ID,
+		"/api/v1/conversations/" + convs.Conversations[0].ID + "?tenant_id=" + w.b.ID} {
+		status, b := w.admin.do("GET", path, nil)
+		if status != 200 || len(b) < 50 {
+			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
+		}
+		buf.Write(b)
+	}
+	agentB := "/api/v1/agent/apps/helpdesk/users/" + w.members["b-user"].user.ID + "/sessions"
+	for _, path := range []string{agentB + "?tenant_id=" + w.b.ID, agentB + "/s1?tenant_id=" + w.b.ID} {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
@@ -451,6 +506,13 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"GET /api/v1/knowledge-bases/{id}/documents": {query: "status=failed"},
 		// A valid query, so only the knowledge base's tenant can refuse it.
 		"POST /api/v1/knowledge-bases/{id}/search": {body: map[string]any{"query": "tenant document"}},
+		"GET /api/v1/chatbots":                     {query: onB},
+		"POST /api/v1/chatbots":                    {query: onB, body: map[string]any{"name": "intruder", "model_name": "nodus/extractive"}},
+		"PATCH /api/v1/chatbots/{id}":              {body: map[string]any{"name": "hijacked", "is_active": false}},
+		"POST /api/v1/chatbots/{id}/chat":          {body: map[string]any{"message": "hello", "stream": false}},
+		"GET /api/v1/conversations":                {query: onB + "&all=true"},
+		"PATCH /api/v1/conversations/{id}":         {body: map[string]any{"title": "hijacked", "archived": true}},
+		"PUT /api/v1/messages/{id}/feedback":       {body: map[string]any{"rating": "dislike"}},
 	} {
 		foreign[pattern] = append(foreign[pattern], in)
 	}
@@ -469,6 +531,22 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 	// stream; were one to open, the test would hang until go test's
 	// timeout rather than pass.
 	foreign["GET /api/v1/knowledge-bases/{id}/documents/events"] = []input{{}, {query: onB}, {query: "document=" + b["documents"]}}
+	// B's agent sessions, named by B's user (not a user of A's tenant) and
+	// also naming B's tenant: 404 before any session is looked up.
+	for pattern, body := range map[string]map[string]any{
+		"POST /api/v1/agent/apps/{app}/users/{user}/sessions":                  {"session_id": "s2", "state": map[string]any{"user:lang": "hijacked"}},
+		"GET /api/v1/agent/apps/{app}/users/{user}/sessions":                   nil,
+		"GET /api/v1/agent/apps/{app}/users/{user}/sessions/{session}":         nil,
+		"DELETE /api/v1/agent/apps/{app}/users/{user}/sessions/{session}":      nil,
+		"POST /api/v1/agent/apps/{app}/users/{user}/sessions/{session}/events": {"author": "intruder", "actions": map[string]any{"state_delta": map[string]any{"app:tone": "hijacked"}}},
+	} {
+		foreign[pattern] = []input{{body: body}, {query: onB, body: body}}
+	}
+	// A chatbot of A's own naming B's knowledge base; B's conversation
+	// continued through A's chatbot.
+	foreign["POST /api/v1/chatbots"] = append(foreign["POST /api/v1/chatbots"], input{body: map[string]any{
+		"name": "intruder", "model_name": "nodus/extractive", "knowledge_bases": []string{b["knowledge-bases"]}}})
+	foreign["GET /api/v1/conversations"] = append(foreign["GET /api/v1/conversations"], input{query: onB})
 	// B's price override named in A's tenant is A's to delete, and A has none.
 	foreign["DELETE /api/v1/gateway/prices/{model...}"] = []input{{}, {query: onB}}
 	// A grant in A's own vault naming B's machine identity.

@@ -164,8 +164,28 @@ func (s *Server) routes() []route {
 		{pattern: "GET /api/v1/knowledge-bases/{id}/documents/{doc}/file", handler: s.handleDocumentFile(), action: identity.ActionReadKnowledge},
 		{pattern: "DELETE /api/v1/knowledge-bases/{id}/documents/{doc}", handler: s.handleDeleteDocument(), action: identity.ActionManageKnowledge},
 		{pattern: "POST /api/v1/knowledge-bases/{id}/documents/{doc}/retry", handler: s.handleRetryDocument(), action: identity.ActionManageKnowledge, maxBody: 4 << 10},
+		{pattern: "POST /api/v1/agent/apps/{app}/users/{user}/sessions", handler: s.handleCreateAgentSession(), action: identity.ActionUseAgent, maxBody: agentSessionMaxBody},
+		{pattern: "GET /api/v1/agent/apps/{app}/users/{user}/sessions", handler: s.handleListAgentSessions(), action: identity.ActionReadAgent},
+		{pattern: "GET /api/v1/agent/apps/{app}/users/{user}/sessions/{session}", handler: s.handleGetAgentSession(), action: identity.ActionReadAgent},
+		{pattern: "DELETE /api/v1/agent/apps/{app}/users/{user}/sessions/{session}", handler: s.handleDeleteAgentSession(), action: identity.ActionUseAgent},
+		{pattern: "POST /api/v1/agent/apps/{app}/users/{user}/sessions/{session}/events", handler: s.handleAppendAgentEvent(), action: identity.ActionUseAgent, maxBody: agentEventMaxBody},
 		{pattern: "GET /api/v1/vault/keys", handler: s.handleVaultKeyStatus(), action: identity.ActionManageVault},
 		{pattern: "POST /api/v1/vault/keys/rotate", handler: s.handleRotateVaultDataKey(), action: identity.ActionManageVault, timeout: 5 * time.Minute},
+		// Chatbots (managed by admins; the service checks), conversations
+		// and the chat turn (not for viewers).
+		{pattern: "GET /api/v1/chatbots", handler: s.handleListChatbots(), action: identity.ActionReadContent},
+		{pattern: "POST /api/v1/chatbots", handler: s.handleCreateChatbot(), action: identity.ActionWriteContent, maxBody: 64 << 10},
+		{pattern: "GET /api/v1/chatbots/{id}", handler: s.handleGetChatbot(), action: identity.ActionReadContent},
+		{pattern: "PATCH /api/v1/chatbots/{id}", handler: s.handleUpdateChatbot(), action: identity.ActionWriteContent, maxBody: 64 << 10},
+		{pattern: "DELETE /api/v1/chatbots/{id}", handler: s.handleDeleteChatbot(), action: identity.ActionWriteContent},
+		{pattern: "POST /api/v1/chatbots/{id}/chat", handler: s.handleChat(), action: identity.ActionWriteContent,
+			maxBody: chatMaxBody, timeout: 10 * time.Minute},
+		{pattern: "GET /api/v1/conversations", handler: s.handleListConversations(), action: identity.ActionReadContent},
+		{pattern: "GET /api/v1/conversations/{id}", handler: s.handleGetConversation(), action: identity.ActionReadContent},
+		{pattern: "PATCH /api/v1/conversations/{id}", handler: s.handleUpdateConversation(), action: identity.ActionWriteContent, maxBody: 4 << 10},
+		{pattern: "DELETE /api/v1/conversations/{id}", handler: s.handleDeleteConversation(), action: identity.ActionWriteContent},
+		{pattern: "PUT /api/v1/messages/{id}/feedback", handler: s.handleSetFeedback(), action: identity.ActionWriteContent, maxBody: 8 << 10},
+		{pattern: "DELETE /api/v1/messages/{id}/feedback", handler: s.handleClearFeedback(), action: identity.ActionWriteContent},
 	}...)
 }
 

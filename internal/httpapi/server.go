@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodus-os/nodus/internal/agent"
 	"github.com/nodus-os/nodus/internal/audit"
+	"github.com/nodus-os/nodus/internal/chat"
 	"github.com/nodus-os/nodus/internal/egress"
 	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/identity"
@@ -76,6 +78,12 @@ type Deps struct {
 	// Knowledge serves the knowledge bases and their documents; nil
 	// answers their routes 503.
 	Knowledge *knowledge.Service
+	// Agent serves the agent runtime's sessions; nil answers their
+	// routes 503.
+	Agent *agent.Service
+	// Chat serves chatbots, conversations and the chat turn; nil answers
+	// their routes 503.
+	Chat *chat.Service
 }
 
 // AuditLog records security-relevant actions and lists them.

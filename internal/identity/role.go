@@ -71,6 +71,14 @@ const (
 	ActionManageKnowledge Action = "knowledge.manage"
 )
 
+// The agent sessions' actions: members use (and viewers read) their own
+// sessions; admins may name any user of their tenant (the HTTP API's
+// rule, internal/httpapi/agent.go).
+const (
+	ActionReadAgent Action = "agent.read"
+	ActionUseAgent  Action = "agent.use"
+)
+
 // permissions is the permission table: which role may do which action.
 // A role not listed for an action may not do it.
 func permissions() map[Action][]Role {
@@ -101,6 +109,9 @@ func permissions() map[Action][]Role {
 
 		ActionReadKnowledge:   all,
 		ActionManageKnowledge: admins,
+
+		ActionReadAgent: all,
+		ActionUseAgent:  {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
 	}
 }
 

@@ -23,6 +23,9 @@ func TestPermissions(t *testing.T) {
 		{RoleOrgAdmin, ActionManageUsers, true},
 		{RoleOrgAdmin, ActionManageTenants, false},
 		{RoleSuperAdmin, ActionManageTenants, true},
+		{RoleViewer, ActionReadAgent, true},
+		{RoleViewer, ActionUseAgent, false},
+		{RoleUser, ActionUseAgent, true},
 		{RoleSuperAdmin, Action("no.such.action"), false},
 		{Role("root"), ActionReadSelf, false},
 	}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/blob"
+	"github.com/nodus-os/nodus/internal/chat"
+	"github.com/nodus-os/nodus/internal/fulltext"
+	"github.com/nodus-os/nodus/internal/gateway"
+	"github.com/nodus-os/nodus/internal/knowledge"
+)
+
+// `bench chat` measures the time Nodus spends on a chat turn before the
+// model is called: storing the question, reading the conversation,
+// searching the chatbot's knowledge base (full text, as the default), and
+// assembling the prompt within the context budget. The knowledge base
+// holds -sizes chunks of Zipf text (as `bench search`); the model is a
+// stand-in at the gateway's door that notes when it is called and answers
+// at once, so what is timed is the chat module and everything under it.
+// The gateway's own added time is `bench gateway`'s (docs/benchmarks.md).
+
+// Target from issue 7.
+const targetChatP99 = 30 * time.Millisecond
+
+type chatBench struct {
+	sizes    []int
+	turns    int
+	pgURL    string
+	noSQLite bool
+	out      io.Writer
+}
+
+func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sizes := fs.String("sizes", "5000,100000", "knowledge base sizes, in chunks")
+	turns := fs.Int("turns", 300, "chat turns per size")
+	pgURL := fs.String("postgres", os.Getenv("NODUS_TEST_POSTGRES_URL"), "PostgreSQL URL to measure too")
+	skipSQLite := fs.Bool("no-sqlite", false, "measure PostgreSQL only")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b := &chatBench{turns: *turns, pgURL: *pgURL, noSQLite: *skipSQLite, out: stdout}
+	for _, s := range strings.Split(*sizes, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || n < 1 {
+			return fmt.Errorf("bad size %q", s)
+		}
+		b.sizes = append(b.sizes, n)
+	}
+	var engines []string
+	if !b.noSQLite {
+		engines = append(engines, "sqlite")
+	}
+	if b.pgURL != "" {
+		engines = append(engines, "postgres")
+	}
+	type row struct {
+		engine         string
+		chunks         int
+		cold, warm     searchLatency
+		sources, turns float64
+	}
+	var rows []row
+	for _, engine := range engines {
+		for _, size := range b.sizes {
+			cold, warm, sources, err := b.measure(ctx, engine, size)
+			if err != nil {
+				return fmt.Errorf("%s at %d chunks: %w", engine, size, err)
+			}
+			rows = append(rows, row{engine, size, cold, warm, sources, float64(b.turns)})
+			fmt.Fprintf(b.out, "  %s, %d chunks: first pass p50 %s p99 %s, second pass p50 %s p99 %s\n",
+				engine, size, cold.p50, cold.p99, warm.p50, warm.p99)
+		}
+	}
+	w := tabwriter.NewWriter(b.out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "\nengine\tchunks\tfirst p50\tfirst p99\tthen p50\tthen p99\tthen max\tsources/turn\ttarget (then p99)\t\n")
+	for _, r := range rows {
+		verdict := "met"
+		if r.warm.p99 > targetChatP99 {
+			verdict = "NOT MET"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%.1f\t%s %s\t\n", r.engine, r.chunks, r.cold.p50, r.cold.p99,
+			r.warm.p50, r.warm.p99, r.warm.max, r.sources, targetChatP99, verdict)
+	}
+	return w.Flush()
+}
+
+// doorModel stands at the gateway's door: it records how long after the
+// turn began it was called, and answers at once.
+type doorModel struct {
+	began  time.Time
+	called time.Duration
+}
+
+func (d *doorModel) Chat(context.Context, gateway.Caller, *gateway.ChatRequest) (*gateway.ChatResponse, *gateway.CallInfo, error) {
+	return nil, nil, fmt.Errorf("the bench streams")
+}
+
+func (d *doorModel) ChatStream(_ context.Context, _ gateway.Caller, req *gateway.ChatRequest, emit func(*gateway.ChatChunk) error) (*gateway.CallInfo, error) {
+	d.called = time.Since(d.began)
+	text := "An answer [1]."
+	if err := emit(&gateway.ChatChunk{Choices: []gateway.ChunkChoice{{Delta: gateway.Delta{Content: &text}}}}); err != nil {
+		return nil, err
+	}
+	return &gateway.CallInfo{Model: req.Model, Usage: gateway.Usage{PromptTokens: 100, CompletionTokens: 4, TotalTokens: 104}}, nil
+}
+
+type nullSink struct{}
+
+func (nullSink) Started(*chat.Turn) error { return nil }
+func (nullSink) Delta(string) error       { return nil }
+
+func (b *chatBench) measure(ctx context.Context, engine string, size int) (cold, warm searchLatency, sources float64, err error) {
+	bk, err := openBenchKB(ctx, engine, b.pgURL, nil)
+	if err != nil {
+		return cold, warm, 0, err
+	}
+	defer bk.close()
+	gen := newZipfText(50000, 42)
+	err = bk.fill(size, func(j int) knowledge.Chunk {
+		text := gen.text(150)
+		return knowledge.Chunk{Index: j, Text: text, End: len(text), Tokens: 150, Terms: fulltext.Analyze(text)}
+	})
+	if err != nil {
+		return cold, warm, 0, err
+	}
+	dir, err := os.MkdirTemp("", "nodus-bench-chat-")
+	if err != nil {
+		return cold, warm, 0, err
+	}
+	defer os.RemoveAll(dir)
+	blobs, err := blob.NewLocal(filepath.Join(dir, "blobs"))
+	if err != nil {
+		return cold, warm, 0, err
+	}
+	defer blobs.Close()
+	kn, err := knowledge.NewService(knowledge.Config{Store: bk.db, Blobs: blobs})
+	if err != nil {
+		return cold, warm, 0, err
+	}
+	model := &doorModel{}
+	svc, err := chat.NewService(chat.Config{Store: bk.db, Knowledge: kn, Models: model})
+	if err != nil {
+		return cold, warm, 0, err
+	}
+	actor := chat.Actor{TenantID: bk.tenant, UserID: "bench-user", Admin: true}
+	name, modelName, kbs := "bench", "gpt-4o", []string{bk.kb.ID}
+	bot, err := svc.CreateChatbot(ctx, actor, chat.ChatbotInput{Name: &name, ModelName: &modelName, KnowledgeBases: &kbs})
+	if err != nil {
+		return cold, warm, 0, err
+	}
+	qgen := newZipfText(50000, 7)
+	questions := make([]string, b.turns)
+	for i := range questions {
+		questions[i] = qgen.text(5 + i%10)
+	}
+	// The same questions twice, as `bench search` does: the first pass
+	// reads the posting lists of their terms from the database.
+	total := 0
+	for pass, dst := range []*searchLatency{&cold, &warm} {
+		conv := ""
+		lat := make([]time.Duration, 0, b.turns)
+		for i, q := range questions {
+			if i%20 == 0 {
+				conv = "" // a new conversation now and then; each holds up to 40 messages
+			}
+			model.began = time.Now()
+			t, err := svc.Turn(ctx, actor, chat.TurnInput{ChatbotID: bot.ID, ConversationID: conv, Message: q}, nullSink{})
+			if err != nil {
+				return cold, warm, 0, fmt.Errorf("pass %d turn %d: %w", pass+1, i, err)
+			}
+			conv = t.Conversation.ID
+			lat = append(lat, model.called)
+			total += len(t.Metadata.Citations)
+		}
+		slices.Sort(lat)
+		pick := func(p float64) time.Duration {
+			return lat[min(len(lat)-1, int(math.Round(p*float64(len(lat)-1))))].Round(10 * time.Microsecond)
+		}
+		*dst = searchLatency{p50: pick(0.5), p99: pick(0.99), max: pick(1)}
+	}
+	return cold, warm, float64(total) / float64(2*b.turns), nil
+}

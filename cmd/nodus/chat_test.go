@@ -1,0 +1,344 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/gateway/gatewaytest"
+	"github.com/nodus-os/nodus/internal/store/storetest"
+)
+
+// sseEvent is one Server-Sent Event of a chat stream.
+type chatEvent struct {
+	name string
+	data map[string]any
+}
+
+// chatStream posts a chat turn and reads its events until the stream ends
+// or stop says to stop (then the connection is dropped).
+func chatStream(t *testing.T, base, token, path string, body any, stop func(chatEvent) bool) (int, []chatEvent) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", base+path, jsonBody(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return resp.StatusCode, nil
+	}
+	var events []chatEvent
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var name string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			name = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			ev := chatEvent{name: name}
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev.data); err != nil {
+				t.Fatalf("event %s: %v", name, err)
+			}
+			events = append(events, ev)
+			if stop != nil && stop(ev) {
+				return resp.StatusCode, events
+			}
+		}
+	}
+	return resp.StatusCode, events
+}
+
+// TestChatGroundedThroughGateway runs a full `nodus serve`, on both
+// databases: a chatbot grounded in an uploaded document answers through
+// the gateway (a fake OpenAI-compatible provider), streaming; its
+// citations name the document's chunk, the prompt carries it as source
+// [1], and the message's metadata agrees with the gateway's spend log. A
+// client that goes away mid-answer cancels the upstream call and keeps the
+// partial answer. The built-in extractive model answers offline.
+func TestChatGroundedThroughGateway(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
+		answer := "Refunds are issued within fourteen days of the return [1]."
+		w := newGatewayWorld(t, databaseURL, gatewaytest.Script{Text: answer, Chunks: 4})
+		var kb struct {
+			KnowledgeBase struct{ ID string } `json:"knowledge_base"`
+		}
+		w.do(t, w.orgAdmin, "POST", "/api/v1/knowledge-bases", map[string]any{"name": "Policies"}, 201, &kb)
+		docs := "/api/v1/knowledge-bases/" + kb.KnowledgeBase.ID + "/documents"
+		var refunds, shipping documentAnswer
+		for _, up := range []struct {
+			name, text string
+			into       *documentAnswer
+		}{
+			{"refunds.md", "# Refunds\n\nRefunds are issued within fourteen days of the return reaching our warehouse.\n", &refunds},
+			{"shipping.md", "# Shipping\n\nParcels ship from Lisbon every weekday morning.\n", &shipping},
+		} {
+			status, body := w.orgAdmin.upload(docs, up.name, up.text)
+			if status != 201 || json.Unmarshal(body, up.into) != nil {
+				t.Fatalf("upload %s: %d %s", up.name, status, body)
+			}
+		}
+		for _, id := range []string{refunds.Document.ID, shipping.Document.ID} {
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				var d documentAnswer
+				w.do(t, w.orgAdmin, "GET", docs+"/"+id, nil, 200, &d)
+				if d.Document.Status == "completed" {
+					break
+				}
+				if d.Document.Status == "failed" || time.Now().After(deadline) {
+					t.Fatalf("document %+v\n%s", d.Document, w.in.logs.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		var bot struct{ Chatbot struct{ ID string } }
+		w.do(t, w.orgAdmin, "POST", "/api/v1/chatbots", map[string]any{"name": "Helpdesk", "model_name": "fake",
+			"system_prompt": "You answer customers of the shop.", "knowledge_bases": []string{kb.KnowledgeBase.ID}}, 201, &bot)
+		chatPath := "/api/v1/chatbots/" + bot.Chatbot.ID + "/chat"
+
+		// A streamed, grounded answer.
+		status, events := chatStream(t, w.in.base, w.orgAdmin.token, chatPath,
+			map[string]any{"message": "How long do refunds take?"}, nil)
+		if status != 200 || len(events) < 3 {
+			t.Fatalf("chat: %d %+v\n%s", status, events, w.in.logs.String())
+		}
+		start, end := events[0], events[len(events)-1]
+		if start.name != "message_start" || end.name != "message_end" {
+			t.Fatalf("events %q … %q", start.name, end.name)
+		}
+		var streamed strings.Builder
+		for _, ev := range events[1 : len(events)-1] {
+			if ev.name != "message" || ev.data["conversation_id"] != start.data["conversation_id"] {
+				t.Fatalf("unexpected event %+v", ev)
+			}
+			streamed.WriteString(ev.data["answer"].(string))
+		}
+		if streamed.String() != answer {
+			t.Fatalf("streamed %q, want %q", streamed.String(), answer)
+		}
+		cites := start.data["citations"].([]any)
+		first := cites[0].(map[string]any)
+		if first["document_id"] != refunds.Document.ID || first["n"] != 1.0 || first["chunk_id"] == "" {
+			t.Fatalf("first citation %+v, want the refunds document", first)
+		}
+		meta := end.data["metadata"].(map[string]any)
+		if c := meta["citations"].([]any)[0].(map[string]any); c["cited"] != true {
+			t.Fatalf("the answer's [1] is not marked cited: %+v", c)
+		}
+		req, _ := w.fake.LastRequest()
+		if !regexp.MustCompile(`\[1\] refunds\.md: [^\n]*Refunds are issued within fourteen days`).Match(req.Body) {
+			t.Fatalf("the prompt does not carry the passage as source [1]: %s", req.Body)
+		}
+
+		// The message's metadata and the spend log agree.
+		usage := meta["usage"].(map[string]any)
+		requestID := meta["request_id"].(string)
+		var spend struct {
+			Spend []struct {
+				RequestID        string `json:"request_id"`
+				PromptTokens     int64  `json:"prompt_tokens"`
+				CompletionTokens int64  `json:"completion_tokens"`
+				CostMicros       int64  `json:"cost_micros"`
+				UserID           string `json:"user_id"`
+			}
+		}
+		found := false
+		for deadline := time.Now().Add(20 * time.Second); !found; time.Sleep(100 * time.Millisecond) {
+			w.do(t, w.orgAdmin, "GET", "/api/v1/spend?limit=500", nil, 200, &spend)
+			for _, s := range spend.Spend {
+				if s.RequestID != requestID {
+					continue
+				}
+				found = true
+				if float64(s.PromptTokens) != usage["prompt_tokens"] || float64(s.CompletionTokens) != usage["completion_tokens"] ||
+					float64(s.CostMicros) != meta["cost_micros"] {
+					t.Fatalf("spend row %+v, message metadata %+v", s, meta)
+				}
+			}
+			if !found && time.Now().After(deadline) {
+				t.Fatalf("no spend row %s: %+v", requestID, spend.Spend)
+			}
+		}
+
+		// The conversation holds both messages, titled from the question.
+		convID := start.data["conversation_id"].(string)
+		var conv struct {
+			Conversation struct{ Title string }
+			Messages     []struct {
+				Role, Content string
+				Metadata      map[string]any
+			}
+		}
+		w.do(t, w.orgAdmin, "GET", "/api/v1/conversations/"+convID, nil, 200, &conv)
+		if conv.Conversation.Title != "How long do refunds take?" || len(conv.Messages) != 2 ||
+			conv.Messages[1].Content != answer || conv.Messages[1].Metadata["request_id"] != requestID {
+			t.Fatalf("conversation %+v", conv)
+		}
+
+		// The same turn without streaming, in the same conversation.
+		var turn struct {
+			Answer   string
+			Metadata map[string]any
+		}
+		w.do(t, w.orgAdmin, "POST", chatPath, map[string]any{"message": "And for shipping?", "conversation_id": convID,
+			"stream": false}, 200, &turn)
+		if turn.Answer != answer || turn.Metadata["request_id"] == requestID {
+			t.Fatalf("non-streaming turn %+v", turn)
+		}
+		req, _ = w.fake.LastRequest()
+		if !strings.Contains(string(req.Body), "How long do refunds take?") {
+			t.Fatal("the second turn's prompt lacks the conversation so far")
+		}
+
+		// A client that goes away mid-answer: the upstream call is
+		// cancelled, the partial answer kept and marked.
+		w.fake.SetScript(gatewaytest.Script{Text: strings.Repeat("slow words ", 40), Chunks: 40,
+			ChunkInterval: 100 * time.Millisecond})
+		cancelledBefore := w.fake.Cancelled()
+		_, events = chatStream(t, w.in.base, w.orgAdmin.token, chatPath, map[string]any{"message": "Tell me everything"},
+			func(ev chatEvent) bool { return ev.name == "message" })
+		if !w.fake.WaitCancelled(cancelledBefore+1, 10*time.Second) {
+			t.Fatal("the upstream call went on after the client left")
+		}
+		partialConv := events[0].data["conversation_id"].(string)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			w.do(t, w.orgAdmin, "GET", "/api/v1/conversations/"+partialConv, nil, 200, &conv)
+			if len(conv.Messages) == 2 {
+				m := conv.Messages[1]
+				if m.Metadata["partial"] != true || m.Content == "" || !strings.HasPrefix(strings.Repeat("slow words ", 40), m.Content) {
+					t.Fatalf("partial answer %+v", m)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no partial answer stored: %+v", conv)
+			}
+		}
+
+		// Offline: the built-in extractive model quotes the source.
+		w.do(t, w.orgAdmin, "POST", "/api/v1/chatbots", map[string]any{"name": "Offline",
+			"model_name": "nodus/extractive", "knowledge_bases": []string{kb.KnowledgeBase.ID}}, 201, &bot)
+		w.do(t, w.orgAdmin, "POST", "/api/v1/chatbots/"+bot.Chatbot.ID+"/chat",
+			map[string]any{"message": "How long do refunds take?", "stream": false}, 200, &turn)
+		if !strings.Contains(turn.Answer, "Extractive answer") || !strings.Contains(turn.Answer, "fourteen days") ||
+			!strings.Contains(turn.Answer, "[1]") {
+			t.Fatalf("extractive answer %q", turn.Answer)
+		}
+	})
+}
+
+// TestChatAccess runs the rules of who may do what with chatbots and
+// conversations over HTTP, offline (nodus/extractive), on both databases:
+// admins manage chatbots within the tenant's quota, users chat in their
+// own conversations only, an admin's review of another's is audited,
+// viewers cannot chat.
+func TestChatAccess(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
+		w := newGatewayWorld(t, databaseURL, gatewaytest.Script{})
+		var me struct {
+			User struct {
+				TenantID string `json:"tenant_id"`
+			}
+		}
+		w.do(t, w.orgAdmin, "GET", "/api/v1/me", nil, 200, &me)
+		members := map[string]*client{}
+		for _, m := range []struct{ login, role string }{{"c-user", "user"}, {"c-other", "user"}, {"c-viewer", "viewer"}} {
+			w.do(t, w.orgAdmin, "POST", "/api/v1/users", map[string]any{"email": m.login + "@example.test", "username": m.login,
+				"role": m.role, "password": canaryOrgPassword}, 201, nil)
+			members[m.login] = signIn(t, w.in.base, m.login, canaryOrgPassword)
+		}
+		user, other, viewer := members["c-user"], members["c-other"], members["c-viewer"]
+
+		// Quota: two chatbots for the tenant; a user manages none.
+		w.do(t, w.admin, "PATCH", "/api/v1/tenants/"+me.User.TenantID, map[string]any{"max_chatbots": 2}, 200, nil)
+		var bot struct{ Chatbot struct{ ID string } }
+		w.do(t, w.orgAdmin, "POST", "/api/v1/chatbots", map[string]any{"name": "Offline", "model_name": "nodus/extractive",
+			"welcome_message": "Hello!"}, 201, &bot)
+		w.do(t, user, "POST", "/api/v1/chatbots", map[string]any{"name": "Mine", "model_name": "nodus/extractive"}, 403, nil)
+		w.do(t, w.orgAdmin, "POST", "/api/v1/chatbots", map[string]any{"name": "Second", "model_name": "nodus/extractive"}, 201, nil)
+		w.do(t, w.orgAdmin, "POST", "/api/v1/chatbots", map[string]any{"name": "Third", "model_name": "nodus/extractive"}, 403, nil)
+		w.do(t, w.orgAdmin, "POST", "/api/v1/chatbots", map[string]any{"name": "", "model_name": "x", "temperature": 9}, 400, nil)
+		w.do(t, viewer, "GET", "/api/v1/chatbots/"+bot.Chatbot.ID, nil, 200, nil)
+
+		chatPath := "/api/v1/chatbots/" + bot.Chatbot.ID + "/chat"
+		var turn struct {
+			ConversationID string `json:"conversation_id"`
+			MessageID      string `json:"message_id"`
+			QuestionID     string `json:"question_id"`
+			Answer         string
+		}
+		w.do(t, user, "POST", chatPath, map[string]any{"message": "Hello there", "stream": false}, 200, &turn)
+		if turn.ConversationID == "" || !strings.Contains(turn.Answer, "no source material") {
+			t.Fatalf("turn %+v", turn)
+		}
+		conv := "/api/v1/conversations/" + turn.ConversationID
+		w.do(t, viewer, "POST", chatPath, map[string]any{"message": "Hi", "stream": false}, 403, nil)
+		w.do(t, other, "GET", conv, nil, 404, nil)
+		w.do(t, other, "POST", chatPath, map[string]any{"message": "Hi", "conversation_id": turn.ConversationID, "stream": false}, 404, nil)
+		w.do(t, w.orgAdmin, "POST", chatPath, map[string]any{"message": "Hi", "conversation_id": turn.ConversationID, "stream": false}, 404, nil)
+		w.do(t, other, "PUT", "/api/v1/messages/"+turn.MessageID+"/feedback", map[string]any{"rating": "like"}, 404, nil)
+
+		// The admin's review: listed with all=true only, and audited.
+		var list struct{ Conversations []struct{ ID, UserID string } }
+		w.do(t, w.orgAdmin, "GET", "/api/v1/conversations", nil, 200, &list)
+		if len(list.Conversations) != 0 {
+			t.Fatalf("the admin's own list holds %+v", list.Conversations)
+		}
+		w.do(t, user, "GET", "/api/v1/conversations?all=true", nil, 403, nil)
+		w.do(t, w.orgAdmin, "GET", "/api/v1/conversations?all=true", nil, 200, &list)
+		if len(list.Conversations) != 1 || list.Conversations[0].ID != turn.ConversationID {
+			t.Fatalf("review list %+v", list.Conversations)
+		}
+		w.do(t, w.orgAdmin, "GET", conv, nil, 200, nil)
+		var entries struct {
+			Entries []struct {
+				Action   string
+				TargetID string `json:"target_id"`
+			}
+		}
+		w.do(t, w.orgAdmin, "GET", "/api/v1/audit?action=chat.conversation_review", nil, 200, &entries)
+		if len(entries.Entries) != 1 || entries.Entries[0].TargetID != turn.ConversationID {
+			t.Fatalf("review audit entries %+v", entries.Entries)
+		}
+
+		// Feedback, renaming, archiving.
+		w.do(t, user, "PUT", "/api/v1/messages/"+turn.MessageID+"/feedback", map[string]any{"rating": "dislike",
+			"comment": "not helpful"}, 200, nil)
+		w.do(t, user, "PUT", "/api/v1/messages/"+turn.QuestionID+"/feedback", map[string]any{"rating": "like"}, 400, nil)
+		w.do(t, user, "PUT", "/api/v1/messages/"+turn.MessageID+"/feedback", map[string]any{"rating": "meh"}, 400, nil)
+		var got struct {
+			Conversation struct {
+				Title    string
+				Archived bool
+			}
+			Messages []struct {
+				Feedback *struct{ Rating, Comment string }
+			}
+		}
+		w.do(t, user, "PATCH", conv, map[string]any{"title": "Greetings", "archived": true}, 200, nil)
+		w.do(t, user, "GET", conv, nil, 200, &got)
+		if got.Conversation.Title != "Greetings" || !got.Conversation.Archived || got.Messages[1].Feedback == nil ||
+			got.Messages[1].Feedback.Comment != "not helpful" {
+			t.Fatalf("conversation %+v", got)
+		}
+		w.do(t, user, "POST", chatPath, map[string]any{"message": "Again", "conversation_id": turn.ConversationID, "stream": false}, 409, nil)
+		w.do(t, other, "DELETE", conv, nil, 404, nil)
+		w.do(t, user, "DELETE", conv, nil, 204, nil)
+		w.do(t, user, "GET", conv, nil, 404, nil)
+	})
+}
