@@ -15,6 +15,7 @@ import (
 
 	"github.com/nodus-os/nodus/internal/blob"
 	"github.com/nodus-os/nodus/internal/chat"
+	"github.com/nodus-os/nodus/internal/chat/chatwire"
 	"github.com/nodus-os/nodus/internal/fulltext"
 	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/knowledge"
@@ -103,18 +104,20 @@ type doorModel struct {
 	called time.Duration
 }
 
-func (d *doorModel) Chat(context.Context, gateway.Caller, *gateway.ChatRequest) (*gateway.ChatResponse, *gateway.CallInfo, error) {
-	return nil, nil, fmt.Errorf("the bench streams")
+func (d *doorModel) Complete(context.Context, chat.ModelRequest) (string, *chat.ModelCall, error) {
+	return "", nil, fmt.Errorf("the bench streams")
 }
 
-func (d *doorModel) ChatStream(_ context.Context, _ gateway.Caller, req *gateway.ChatRequest, emit func(*gateway.ChatChunk) error) (*gateway.CallInfo, error) {
+func (d *doorModel) Stream(_ context.Context, req chat.ModelRequest, delta func(string) error) (*chat.ModelCall, error) {
 	d.called = time.Since(d.began)
-	text := "An answer [1]."
-	if err := emit(&gateway.ChatChunk{Choices: []gateway.ChunkChoice{{Delta: gateway.Delta{Content: &text}}}}); err != nil {
+	if err := delta("An answer [1]."); err != nil {
 		return nil, err
 	}
-	return &gateway.CallInfo{Model: req.Model, Usage: gateway.Usage{PromptTokens: 100, CompletionTokens: 4, TotalTokens: 104}}, nil
+	return &chat.ModelCall{Model: req.Model, Usage: chat.Usage{PromptTokens: 100, CompletionTokens: 4, TotalTokens: 104}}, nil
 }
+
+// CountTokens is the gateway's: counting the prompt is part of the turn.
+func (d *doorModel) CountTokens(model, text string) int64 { return gateway.CountTokens(model, text) }
 
 type nullSink struct{}
 
@@ -150,7 +153,7 @@ func (b *chatBench) measure(ctx context.Context, engine string, size int) (cold,
 		return cold, warm, 0, err
 	}
 	model := &doorModel{}
-	svc, err := chat.NewService(chat.Config{Store: bk.db, Knowledge: kn, Models: model})
+	svc, err := chat.NewService(chat.Config{Store: bk.db, Knowledge: chatwire.Knowledge{Service: kn}, Models: model})
 	if err != nil {
 		return cold, warm, 0, err
 	}

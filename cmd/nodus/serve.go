@@ -20,6 +20,7 @@ import (
 	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/blob"
 	"github.com/nodus-os/nodus/internal/chat"
+	"github.com/nodus-os/nodus/internal/chat/chatwire"
 	"github.com/nodus-os/nodus/internal/egress"
 	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/httpapi"
@@ -232,10 +233,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	// Chatbots answer from knowledge bases through the gateway in
 	// process, as the user chatting.
-	chatCfg := chat.Config{Store: dbs.DB(store.SetMain), Knowledge: knowledgeService, Quotas: tenantQuotas{ids},
-		Audit: auditor, Logger: logger}
+	chatCfg := chat.Config{Store: dbs.DB(store.SetMain), Knowledge: chatwire.Knowledge{Service: knowledgeService},
+		Quotas: tenantQuotas{ids}, Audit: auditor, Logger: logger}
 	if gatewayAdmin != nil {
-		chatCfg.Models = gatewayAdmin
+		chatCfg.Models = chatwire.Models{Service: gatewayAdmin}
 	}
 	chatService, err := chat.NewService(chatCfg)
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/nodus-os/nodus/internal/audit"
-	"github.com/nodus-os/nodus/internal/knowledge"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
 
@@ -117,10 +116,10 @@ func (b Chatbot) Validate() error {
 		seen[id] = true
 	}
 	r := b.Retrieval
-	if r.TopK < 0 || r.TopK > knowledge.MaxTopK {
-		f["retrieval.top_k"] = fmt.Sprintf("must be 1 to %d, or 0 for the knowledge base's", knowledge.MaxTopK)
+	if r.TopK < 0 || r.TopK > MaxTopK {
+		f["retrieval.top_k"] = fmt.Sprintf("must be 1 to %d, or 0 for the knowledge base's", MaxTopK)
 	}
-	if r.Mode != "" && r.Mode != knowledge.ModeFullText && r.Mode != knowledge.ModeVector && r.Mode != knowledge.ModeHybrid {
+	if r.Mode != "" && r.Mode != ModeFullText && r.Mode != ModeVector && r.Mode != ModeHybrid {
 		f["retrieval.mode"] = "must be fulltext, vector or hybrid, or empty for the knowledge base's"
 	}
 	if t := r.ScoreThreshold; t != nil && (math.IsNaN(*t) || math.IsInf(*t, 0)) {

@@ -13,25 +13,8 @@ import (
 	"time"
 
 	"github.com/nodus-os/nodus/internal/audit"
-	"github.com/nodus-os/nodus/internal/gateway"
-	"github.com/nodus-os/nodus/internal/knowledge"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
-
-// Searcher searches a tenant's knowledge bases (*knowledge.Service).
-type Searcher interface {
-	Search(ctx context.Context, m knowledge.Manager, kbID string, in knowledge.SearchInput) (*knowledge.SearchResult, error)
-	// DocumentsIndexing reports how many of a knowledge base's documents
-	// are not searchable yet (pending or processing).
-	DocumentsIndexing(ctx context.Context, m knowledge.Manager, kbID string) (int, error)
-}
-
-// Models calls chat models for a tenant (*gateway.Service): its keys,
-// budgets, routing and spend log apply.
-type Models interface {
-	Chat(ctx context.Context, c gateway.Caller, req *gateway.ChatRequest) (*gateway.ChatResponse, *gateway.CallInfo, error)
-	ChatStream(ctx context.Context, c gateway.Caller, req *gateway.ChatRequest, emit func(*gateway.ChatChunk) error) (*gateway.CallInfo, error)
-}
 
 // Quotas tells a tenant's chatbot quota (0 for no limit).
 type Quotas interface {
@@ -107,10 +90,6 @@ type Actor struct {
 }
 
 func (a Actor) ctx(ctx context.Context) context.Context { return nodus.WithTenant(ctx, a.TenantID) }
-
-func (a Actor) knowledge() knowledge.Manager {
-	return knowledge.Manager{TenantID: a.TenantID, UserID: a.UserID, Admin: a.Admin, Entry: a.Entry}
-}
 
 func (s *Service) record(ctx context.Context, a Actor, action, targetType, targetID string, changes map[string]audit.Change) error {
 	if s.audit == nil {

@@ -11,8 +11,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nodus-os/nodus/internal/gateway"
-	"github.com/nodus-os/nodus/internal/knowledge"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
 
@@ -50,22 +48,22 @@ type Source struct {
 
 // MessageMetadata is an assistant message's metadata, stored as JSON.
 type MessageMetadata struct {
-	Model          string         `json:"model"`
-	DeploymentID   string         `json:"deployment_id,omitempty"`
-	Provider       string         `json:"provider,omitempty"`
-	UpstreamModel  string         `json:"upstream_model,omitempty"`
-	RequestID      string         `json:"request_id,omitempty"` // the gateway's, as in its spend log
-	TraceID        string         `json:"trace_id,omitempty"`
-	Usage          *gateway.Usage `json:"usage,omitempty"`
-	UsageEstimated bool           `json:"usage_estimated,omitempty"`
-	CostMicros     int64          `json:"cost_micros"`
-	Cost           string         `json:"cost"` // USD, decimal
-	LatencyMS      int64          `json:"latency_ms"`
-	TTFTMS         int64          `json:"time_to_first_token_ms"`
-	Citations      []Source       `json:"citations"`
-	Partial        bool           `json:"partial,omitempty"` // the answer was cut short
-	Error          string         `json:"error,omitempty"`
-	Notice         string         `json:"notice,omitempty"` // e.g. documents still indexing
+	Model          string   `json:"model"`
+	DeploymentID   string   `json:"deployment_id,omitempty"`
+	Provider       string   `json:"provider,omitempty"`
+	UpstreamModel  string   `json:"upstream_model,omitempty"`
+	RequestID      string   `json:"request_id,omitempty"` // the gateway's, as in its spend log
+	TraceID        string   `json:"trace_id,omitempty"`
+	Usage          *Usage   `json:"usage,omitempty"`
+	UsageEstimated bool     `json:"usage_estimated,omitempty"`
+	CostMicros     int64    `json:"cost_micros"`
+	Cost           string   `json:"cost"` // USD, decimal
+	LatencyMS      int64    `json:"latency_ms"`
+	TTFTMS         int64    `json:"time_to_first_token_ms"`
+	Citations      []Source `json:"citations"`
+	Partial        bool     `json:"partial,omitempty"` // the answer was cut short
+	Error          string   `json:"error,omitempty"`
+	Notice         string   `json:"notice,omitempty"` // e.g. documents still indexing
 }
 
 // Turn is a chat turn in progress, then done.
@@ -177,39 +175,30 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 	if err != nil {
 		return t, s.finish(ctx, t, "", began, 0, nil, err)
 	}
-	caller := gateway.Caller{TenantID: a.TenantID, UserID: a.UserID, TraceID: in.TraceID}
+	req.TenantID, req.UserID, req.TraceID = a.TenantID, a.UserID, in.TraceID
 	if s.models == nil {
 		return t, s.finish(ctx, t, "", began, 0, nil, nodus.Errorf(nodus.EUNAVAILABLE, "the model gateway is not running"))
 	}
 	var (
 		answer strings.Builder
 		ttft   time.Duration
-		info   *gateway.CallInfo
+		info   *ModelCall
 	)
 	if sink == nil {
-		var resp *gateway.ChatResponse
-		resp, info, err = s.models.Chat(ctx, caller, req)
-		if err == nil && len(resp.Choices) > 0 && resp.Choices[0].Message.Content != nil {
-			answer.WriteString(*resp.Choices[0].Message.Content)
-		}
+		var text string
+		text, info, err = s.models.Complete(ctx, req)
+		answer.WriteString(text)
 		ttft = s.now().Sub(began)
 	} else {
-		req.Stream = true
-		req.StreamOptions = &gateway.StreamOptions{IncludeUsage: true}
-		info, err = s.models.ChatStream(ctx, caller, req, func(ch *gateway.ChatChunk) error {
-			for _, c := range ch.Choices {
-				if c.Index != 0 || c.Delta.Content == nil || *c.Delta.Content == "" {
-					continue
-				}
-				if ttft == 0 {
-					ttft = s.now().Sub(began)
-				}
-				answer.WriteString(*c.Delta.Content)
-				if err := sink.Delta(*c.Delta.Content); err != nil {
-					return err
-				}
+		info, err = s.models.Stream(ctx, req, func(piece string) error {
+			if piece == "" {
+				return nil
 			}
-			return nil
+			if ttft == 0 {
+				ttft = s.now().Sub(began)
+			}
+			answer.WriteString(piece)
+			return sink.Delta(piece)
 		})
 	}
 	return t, s.finish(ctx, t, answer.String(), began, ttft, info, err)
@@ -218,7 +207,7 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 // finish stores the answer with its metadata (even after ctx ended: a
 // client that went away keeps its partial answer), titles a new
 // conversation, and returns cause wrapped.
-func (s *Service) finish(ctx context.Context, t *Turn, answer string, began time.Time, ttft time.Duration, info *gateway.CallInfo, cause error) error {
+func (s *Service) finish(ctx context.Context, t *Turn, answer string, began time.Time, ttft time.Duration, info *ModelCall, cause error) error {
 	md := &t.Metadata
 	if info != nil {
 		md.Model, md.DeploymentID, md.Provider, md.UpstreamModel = info.Model, info.DeploymentID, info.Provider, info.UpstreamModel
@@ -262,13 +251,6 @@ func turnError(ctx context.Context, err error) string {
 	if ctx.Err() != nil {
 		return "the client disconnected before the answer was complete"
 	}
-	var ge *gateway.Error
-	if errors.As(err, &ge) {
-		return ge.Message
-	}
-	if e, _ := gateway.APIError(err); e != nil && e.Message != "" {
-		return e.Message
-	}
 	return nodus.ErrorMessage(err)
 }
 
@@ -282,47 +264,45 @@ func (s *Service) retrieve(ctx context.Context, a Actor, bot Chatbot, question s
 		return []Source{}, 0, nil
 	}
 	r := bot.Retrieval
-	in := knowledge.SearchInput{Query: truncateQuery(question), TopK: r.TopK, ScoreThreshold: r.ScoreThreshold,
-		Mode: r.Mode, HybridWeight: r.HybridWeight}
 	var (
-		perKB    [][]knowledge.SearchHit
+		perKB    [][]Passage
 		indexing int
 	)
-	m := a.knowledge()
 	for _, kbID := range bot.KnowledgeBases {
-		res, err := s.knowledge.Search(ctx, m, kbID, in)
+		req := SearchRequest{TenantID: a.TenantID, UserID: a.UserID, KnowledgeBaseID: kbID, Query: truncateQuery(question),
+			TopK: r.TopK, ScoreThreshold: r.ScoreThreshold, Mode: r.Mode, HybridWeight: r.HybridWeight}
+		hits, err := s.knowledge.Search(ctx, req)
 		switch code := nodus.ErrorCode(err); {
 		case err == nil:
-			perKB = append(perKB, res.Hits)
 		case code == nodus.ENOTFOUND:
 			continue // deleted since the chatbot named it
 		case code == nodus.EINVALID:
 			// The chatbot's overrides do not suit this knowledge base
 			// (vector search without an embedding model): its own
 			// settings still answer.
-			res, err = s.knowledge.Search(ctx, m, kbID, knowledge.SearchInput{Query: in.Query, TopK: r.TopK})
-			if err != nil {
+			req.ScoreThreshold, req.Mode, req.HybridWeight = nil, "", nil
+			if hits, err = s.knowledge.Search(ctx, req); err != nil {
 				return nil, 0, fmt.Errorf("chat: search knowledge base %s: %w", kbID, err)
 			}
-			perKB = append(perKB, res.Hits)
 		default:
 			return nil, 0, fmt.Errorf("chat: search knowledge base %s: %w", kbID, err)
 		}
-		n, err := s.knowledge.DocumentsIndexing(ctx, m, kbID)
+		perKB = append(perKB, hits)
+		n, err := s.knowledge.DocumentsIndexing(ctx, a.TenantID, kbID)
 		if err != nil && nodus.ErrorCode(err) != nodus.ENOTFOUND {
 			return nil, 0, fmt.Errorf("chat: knowledge base %s: %w", kbID, err)
 		}
 		indexing += n
 	}
-	var out []Source
+	out := []Source{}
 	for rank := 0; len(out) < MaxSources; rank++ {
 		added := false
 		for _, hits := range perKB {
 			if rank < len(hits) && len(out) < MaxSources {
 				h := hits[rank]
 				out = append(out, Source{N: len(out) + 1, KnowledgeBaseID: h.KnowledgeBaseID, DocumentID: h.DocumentID,
-					DocumentName: h.DocumentName, ChunkID: h.ID, Position: h.Index, Score: h.Score, Snippet: h.Snippet,
-					Content: h.Text})
+					DocumentName: h.DocumentName, ChunkID: h.ChunkID, Position: h.Position, Score: h.Score,
+					Snippet: h.Snippet, Content: h.Text})
 				added = true
 			}
 		}
@@ -330,19 +310,16 @@ func (s *Service) retrieve(ctx context.Context, a Actor, bot Chatbot, question s
 			break
 		}
 	}
-	if out == nil {
-		out = []Source{}
-	}
 	return out, indexing, nil
 }
 
-// truncateQuery keeps a search query within knowledge.MaxQueryBytes, at a
-// rune boundary.
+// truncateQuery keeps a search query within the knowledge module's bound,
+// at a rune boundary.
 func truncateQuery(q string) string {
-	if len(q) <= knowledge.MaxQueryBytes {
+	if len(q) <= maxQueryBytes {
 		return q
 	}
-	q = q[:knowledge.MaxQueryBytes]
+	q = q[:maxQueryBytes]
 	for !utf8.ValidString(q) {
 		q = q[:len(q)-1]
 	}
@@ -362,13 +339,13 @@ const (
 // prompt builds the model's request: the system prompt with the sources,
 // as much history as fits, and the question. Sources that do not fit are
 // dropped from the last; history is kept from the newest.
-func (s *Service) prompt(bot Chatbot, history []Message, sources []Source, question string) (*gateway.ChatRequest, error) {
+func (s *Service) prompt(bot Chatbot, history []Message, sources []Source, question string) (ModelRequest, error) {
 	maxTokens := int64(bot.MaxTokens)
 	if maxTokens <= 0 {
 		maxTokens = DefaultMaxTokens
 	}
 	budget := int64(s.contextTokens) - maxTokens
-	count := func(text string) int64 { return gateway.CountTokens(bot.ModelName, text) + 4 }
+	count := func(text string) int64 { return s.countTokens(bot.ModelName, text) + 4 }
 	base := bot.SystemPrompt
 	if strings.TrimSpace(base) == "" {
 		base = defaultSystemPrompt
@@ -382,7 +359,7 @@ func (s *Service) prompt(bot Chatbot, history []Message, sources []Source, quest
 	}
 	used := count(base) + count(question)
 	if used > budget {
-		return nil, invalid("message", fmt.Sprintf("the message is too long for the model's context of %d tokens", s.contextTokens))
+		return ModelRequest{}, invalid("message", fmt.Sprintf("the message is too long for the model's context of %d tokens", s.contextTokens))
 	}
 	var src strings.Builder
 	for _, sc := range sources {
@@ -399,7 +376,7 @@ func (s *Service) prompt(bot Chatbot, history []Message, sources []Source, quest
 		system += "\n\nSources:\n" + src.String()
 	}
 	// History, newest first until the budget is spent, then in order.
-	var kept []gateway.Message
+	var kept []ModelMessage
 	for i := len(history) - 1; i >= 0; i-- {
 		m := history[i]
 		if (m.Role != RoleUser && m.Role != RoleAssistant) || m.Content == "" {
@@ -410,16 +387,15 @@ func (s *Service) prompt(bot Chatbot, history []Message, sources []Source, quest
 			break
 		}
 		used += n
-		kept = append(kept, gateway.Message{Role: m.Role, Content: gateway.TextContent(m.Content)})
+		kept = append(kept, ModelMessage{Role: m.Role, Content: m.Content})
 	}
-	msgs := make([]gateway.Message, 0, len(kept)+2)
-	msgs = append(msgs, gateway.Message{Role: "system", Content: gateway.TextContent(system)})
+	msgs := make([]ModelMessage, 0, len(kept)+2)
+	msgs = append(msgs, ModelMessage{Role: RoleSystem, Content: system})
 	for i := len(kept) - 1; i >= 0; i-- {
 		msgs = append(msgs, kept[i])
 	}
-	msgs = append(msgs, gateway.Message{Role: "user", Content: gateway.TextContent(question)})
-	req := &gateway.ChatRequest{Model: bot.ModelName, Messages: msgs, Temperature: bot.Temperature, MaxTokens: &maxTokens}
-	return req, nil
+	msgs = append(msgs, ModelMessage{Role: RoleUser, Content: question})
+	return ModelRequest{Model: bot.ModelName, Messages: msgs, Temperature: bot.Temperature, MaxTokens: maxTokens}, nil
 }
 
 // oneLine collapses a passage onto one line: a source runs until the next
@@ -473,4 +449,13 @@ func formatMicros(m int64) string {
 		sign, m = "-", -m
 	}
 	return fmt.Sprintf("%s%d.%06d", sign, m/1e6, m%1e6)
+}
+
+// countTokens counts with the models' tokenizer, or estimates four bytes a
+// token when there is no gateway.
+func (s *Service) countTokens(model, text string) int64 {
+	if s.models != nil {
+		return s.models.CountTokens(model, text)
+	}
+	return int64(len(text)+3) / 4
 }

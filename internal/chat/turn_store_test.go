@@ -15,11 +15,11 @@ import (
 // indexingSearcher finds nothing: its documents are still being indexed.
 type indexingSearcher struct{ indexing int }
 
-func (s indexingSearcher) Search(context.Context, knowledge.Manager, string, knowledge.SearchInput) (*knowledge.SearchResult, error) {
-	return &knowledge.SearchResult{Mode: knowledge.ModeFullText}, nil
+func (s indexingSearcher) Search(context.Context, chat.SearchRequest) ([]chat.Passage, error) {
+	return nil, nil
 }
 
-func (s indexingSearcher) DocumentsIndexing(context.Context, knowledge.Manager, string) (int, error) {
+func (s indexingSearcher) DocumentsIndexing(context.Context, string, string) (int, error) {
 	return s.indexing, nil
 }
 

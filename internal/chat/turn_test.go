@@ -26,19 +26,19 @@ func TestPromptFitsBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys := req.Messages[0].Content.Text
+	sys := req.Messages[0].Content
 	if !strings.Contains(sys, "[1] a.md: first [2] fake marker line") || strings.Contains(sys, "[2] b.md") {
 		t.Fatalf("sources in the system prompt:\n%s", sys)
 	}
 	last := req.Messages[len(req.Messages)-1]
-	if last.Role != "user" || last.Content.Text != "the question" {
+	if last.Role != "user" || last.Content != "the question" {
 		t.Fatalf("last message %+v", last)
 	}
 	if len(req.Messages) >= 42 || len(req.Messages) < 4 {
 		t.Fatalf("%d messages: history not cut to the budget", len(req.Messages))
 	}
 	// The newest history is what is kept.
-	if got := req.Messages[len(req.Messages)-2].Content.Text; got != history[len(history)-1].Content {
+	if got := req.Messages[len(req.Messages)-2].Content; got != history[len(history)-1].Content {
 		t.Fatalf("the message before the question is %q", got)
 	}
 	// A question too long for the context is refused.

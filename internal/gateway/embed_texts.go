@@ -28,7 +28,7 @@ func (s *Service) EmbedTexts(ctx context.Context, c Caller, model string, texts 
 	}
 	resp, _, err := s.Embed(ctx, c, &EmbeddingRequest{Model: model, Input: input, EncodingFormat: "float"})
 	if err != nil {
-		return nil, embedError(model, err)
+		return nil, NodusError(err, "embedding model "+model)
 	}
 	if len(resp.Data) != len(texts) {
 		return nil, nodus.Errorf(nodus.EUNAVAILABLE, "the embedding model %s returned %d vectors for %d texts",
@@ -69,8 +69,13 @@ func decodeEmbedding(raw json.RawMessage) ([]float32, error) {
 	return v, nil
 }
 
-// embedError turns a gateway error into a *nodus.Error naming the model.
-func embedError(model string, err error) error {
+// NodusError turns an error of an in-process call into a *nodus.Error
+// whose message is the gateway's, after about (the model, say): a model
+// the tenant does not have or a request it refuses is EINVALID, a rate
+// limit or a spent budget ERATELIMIT, an upstream timeout or the caller's
+// context ending ETIMEOUT, an upstream failure EUNAVAILABLE. The modules
+// that call the gateway in process report these to their own callers.
+func NodusError(err error, about string) error {
 	e, _ := APIError(err)
 	code := nodus.EUNAVAILABLE
 	switch {
@@ -83,5 +88,5 @@ func embedError(model string, err error) error {
 	case e.Status >= 400 && e.Status < 500:
 		code = nodus.EINVALID
 	}
-	return nodus.WrapError(err, code, fmt.Sprintf("embedding model %s: %s", model, e.Message))
+	return nodus.WrapError(err, code, about+": "+e.Message)
 }

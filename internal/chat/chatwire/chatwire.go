@@ -1,0 +1,102 @@
+// Package chatwire adapts the knowledge and gateway services to the chat
+// module's ports (chat.Searcher, chat.Models), for the composition roots
+// (cmd/nodus, bench): the modules themselves never import each other.
+package chatwire
+
+import (
+	"context"
+
+	"github.com/nodus-os/nodus/internal/chat"
+	"github.com/nodus-os/nodus/internal/gateway"
+	"github.com/nodus-os/nodus/internal/knowledge"
+)
+
+// Knowledge is a chat.Searcher over the knowledge service.
+type Knowledge struct{ Service *knowledge.Service }
+
+var _ chat.Searcher = Knowledge{}
+
+// Search searches one knowledge base as the user.
+func (k Knowledge) Search(ctx context.Context, r chat.SearchRequest) ([]chat.Passage, error) {
+	res, err := k.Service.Search(ctx, knowledge.Manager{TenantID: r.TenantID, UserID: r.UserID}, r.KnowledgeBaseID,
+		knowledge.SearchInput{Query: r.Query, TopK: r.TopK, ScoreThreshold: r.ScoreThreshold, Mode: r.Mode,
+			HybridWeight: r.HybridWeight})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]chat.Passage, len(res.Hits))
+	for i, h := range res.Hits {
+		out[i] = chat.Passage{KnowledgeBaseID: h.KnowledgeBaseID, DocumentID: h.DocumentID, DocumentName: h.DocumentName,
+			ChunkID: h.ID, Position: h.Index, Score: h.Score, Snippet: h.Snippet, Text: h.Text}
+	}
+	return out, nil
+}
+
+// DocumentsIndexing counts a knowledge base's documents not searchable yet.
+func (k Knowledge) DocumentsIndexing(ctx context.Context, tenantID, kbID string) (int, error) {
+	return k.Service.DocumentsIndexing(ctx, knowledge.Manager{TenantID: tenantID}, kbID)
+}
+
+// Models is a chat.Models over the gateway service, called in process as
+// the request's user.
+type Models struct{ Service *gateway.Service }
+
+var _ chat.Models = Models{}
+
+func request(r chat.ModelRequest) (gateway.Caller, *gateway.ChatRequest) {
+	msgs := make([]gateway.Message, len(r.Messages))
+	for i, m := range r.Messages {
+		msgs[i] = gateway.Message{Role: m.Role, Content: gateway.TextContent(m.Content)}
+	}
+	maxTokens := r.MaxTokens
+	return gateway.Caller{TenantID: r.TenantID, UserID: r.UserID, TraceID: r.TraceID},
+		&gateway.ChatRequest{Model: r.Model, Messages: msgs, Temperature: r.Temperature, MaxTokens: &maxTokens}
+}
+
+func call(info *gateway.CallInfo) *chat.ModelCall {
+	if info == nil {
+		return nil
+	}
+	return &chat.ModelCall{Model: info.Model, DeploymentID: info.DeploymentID, Provider: info.Provider,
+		UpstreamModel: info.UpstreamModel, RequestID: info.RequestID, UsageEstimated: info.UsageEstimated,
+		CostMicros: info.CostMicros, Usage: chat.Usage{PromptTokens: info.Usage.PromptTokens,
+			CompletionTokens: info.Usage.CompletionTokens, TotalTokens: info.Usage.TotalTokens}}
+}
+
+// Complete returns the whole answer of the first choice.
+func (m Models) Complete(ctx context.Context, r chat.ModelRequest) (string, *chat.ModelCall, error) {
+	caller, req := request(r)
+	resp, info, err := m.Service.Chat(ctx, caller, req)
+	if err != nil {
+		return "", call(info), gateway.NodusError(err, "model "+r.Model)
+	}
+	text := ""
+	if len(resp.Choices) > 0 && resp.Choices[0].Message.Content != nil {
+		text = *resp.Choices[0].Message.Content
+	}
+	return text, call(info), nil
+}
+
+// Stream hands the first choice's content to delta as it arrives.
+func (m Models) Stream(ctx context.Context, r chat.ModelRequest, delta func(string) error) (*chat.ModelCall, error) {
+	caller, req := request(r)
+	req.Stream = true
+	req.StreamOptions = &gateway.StreamOptions{IncludeUsage: true}
+	info, err := m.Service.ChatStream(ctx, caller, req, func(ch *gateway.ChatChunk) error {
+		for _, c := range ch.Choices {
+			if c.Index == 0 && c.Delta.Content != nil {
+				if err := delta(*c.Delta.Content); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return call(info), gateway.NodusError(err, "model "+r.Model)
+	}
+	return call(info), nil
+}
+
+// CountTokens counts with the gateway's tokenizers.
+func (Models) CountTokens(model, text string) int64 { return gateway.CountTokens(model, text) }
