@@ -342,3 +342,103 @@ func TestChatAccess(t *testing.T) {
 		w.do(t, user, "GET", conv, nil, 404, nil)
 	})
 }
+
+// TestChatMemory: a chatbot with memory on remembers, in a background
+// job, what a user says of themselves, and recalls it in the user's next
+// conversation (in its prompt and the answer's metadata), never in
+// another user's.
+func TestChatMemory(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
+		w := newGatewayWorld(t, databaseURL, gatewaytest.Script{})
+		var bot struct{ Chatbot struct{ ID string } }
+		w.do(t, w.orgAdmin, "POST", "/api/v1/chatbots", map[string]any{"name": "Buddy", "model_name": "fake",
+			"memory_enabled": true}, 201, &bot)
+		members := map[string]*client{}
+		for _, login := range []string{"m-ann", "m-bob"} {
+			w.do(t, w.orgAdmin, "POST", "/api/v1/users", map[string]any{"email": login + "@example.test", "username": login,
+				"role": "user", "password": canaryOrgPassword}, 201, nil)
+			members[login] = signIn(t, w.in.base, login, canaryOrgPassword)
+		}
+		ann, bob := members["m-ann"], members["m-bob"]
+		chatPath := "/api/v1/chatbots/" + bot.Chatbot.ID + "/chat"
+		type turn struct {
+			ConversationID string `json:"conversation_id"`
+			Metadata       struct{ Memories []string }
+		}
+		var first turn
+		w.do(t, ann, "POST", chatPath, map[string]any{"message": "My favourite colour is teal. Which paint should I buy?",
+			"stream": false}, 200, &first)
+
+		// The job remembers Ann's statement (the fake's answer is no
+		// JSON of facts, so her words are kept as she said them).
+		memories := "/api/v1/agent/apps/" + bot.Chatbot.ID + "/users/me/memories"
+		var list struct{ Memories []struct{ Memory string } }
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			w.do(t, ann, "GET", memories, nil, 200, &list)
+			if len(list.Memories) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("nothing remembered\n%s", w.in.logs.String())
+			}
+		}
+		if len(list.Memories) != 1 || list.Memories[0].Memory != "My favourite colour is teal." {
+			t.Fatalf("memories %+v", list.Memories)
+		}
+
+		// A new conversation recalls it, in the prompt and the metadata.
+		var second turn
+		w.do(t, ann, "POST", chatPath, map[string]any{"message": "What colour do I like?", "stream": false}, 200, &second)
+		if second.ConversationID == first.ConversationID || len(second.Metadata.Memories) != 1 ||
+			second.Metadata.Memories[0] != "My favourite colour is teal." {
+			t.Fatalf("second turn %+v", second)
+		}
+		req, _ := w.fake.LastRequest()
+		if !strings.Contains(string(req.Body), "- My favourite colour is teal.") {
+			t.Fatalf("the prompt does not recall the memory: %s", req.Body)
+		}
+
+		// Bob, of the same tenant and chatbot, recalls nothing of Ann's.
+		var bobs turn
+		w.do(t, bob, "POST", chatPath, map[string]any{"message": "What colour do I like?", "stream": false}, 200, &bobs)
+		req, _ = w.fake.LastRequest()
+		if len(bobs.Metadata.Memories) != 0 || strings.Contains(string(req.Body), "teal") {
+			t.Fatalf("Bob recalls Ann's memory: %+v %s", bobs, req.Body)
+		}
+		w.do(t, bob, "GET", memories, nil, 200, &list)
+		if len(list.Memories) != 0 {
+			t.Fatalf("Bob lists %+v", list.Memories)
+		}
+
+		// mem0's operations over HTTP: search, update with history, delete.
+		var found struct {
+			Results []struct {
+				ID     string
+				Memory string
+				Score  float64
+			}
+		}
+		w.do(t, ann, "POST", memories+"/search", map[string]any{"query": "favourite colour"}, 200, &found)
+		if len(found.Results) != 1 || found.Results[0].Score <= 0 {
+			t.Fatalf("search %+v", found)
+		}
+		id := found.Results[0].ID
+		w.do(t, bob, "POST", memories+"/search", map[string]any{"query": "favourite colour"}, 200, &found)
+		if len(found.Results) != 0 {
+			t.Fatalf("Bob's search finds %+v", found.Results)
+		}
+		annID := ann.user.ID
+		w.do(t, bob, "GET", "/api/v1/agent/apps/"+bot.Chatbot.ID+"/users/"+annID+"/memories/"+id, nil, 403, nil)
+		w.do(t, bob, "GET", memories+"/"+id, nil, 404, nil)
+		w.do(t, ann, "PUT", memories+"/"+id, map[string]any{"memory": "My favourite colour is navy."}, 200, nil)
+		var history struct {
+			History []struct{ Event string }
+		}
+		w.do(t, ann, "GET", memories+"/"+id+"/history", nil, 200, &history)
+		if len(history.History) != 2 || history.History[0].Event != "ADD" || history.History[1].Event != "UPDATE" {
+			t.Fatalf("history %+v", history)
+		}
+		w.do(t, ann, "DELETE", memories+"/"+id, nil, 204, nil)
+		w.do(t, ann, "GET", memories+"/"+id, nil, 404, nil)
+	})
+}

@@ -28,6 +28,8 @@ import (
 	"github.com/nodus-os/nodus/internal/jobs"
 	"github.com/nodus-os/nodus/internal/keyring"
 	"github.com/nodus-os/nodus/internal/knowledge"
+	"github.com/nodus-os/nodus/internal/memory"
+	"github.com/nodus-os/nodus/internal/memory/memorywire"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/nodus"
 	// Aliased: package main has a func named settings (config.go).
@@ -231,10 +233,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	ids.AddTenantPurger(agentService.PurgeTenant)
 
+	// Long-term memory (ADK's MemoryService, mem0's job): facts are
+	// extracted and embedded through the gateway, as the user.
+	memCfg := memory.Config{Store: dbs.DB(store.SetMain), Logger: logger}
+	if gatewayAdmin != nil {
+		memCfg.Models, memCfg.Embedder = memorywire.Models{Service: gatewayAdmin}, memorywire.Embedder{Service: gatewayAdmin}
+	}
+	memoryService, err := memory.NewService(memCfg)
+	if err != nil {
+		return err
+	}
+	ids.AddTenantPurger(memoryService.PurgeTenant)
+
 	// Chatbots answer from knowledge bases through the gateway in
-	// process, as the user chatting.
+	// process, as the user chatting; those with memory on recall the
+	// user's memories and queue each exchange to be remembered.
 	chatCfg := chat.Config{Store: dbs.DB(store.SetMain), Knowledge: chatwire.Knowledge{Service: knowledgeService},
-		Quotas: tenantQuotas{ids}, Audit: auditor, Logger: logger}
+		Quotas: tenantQuotas{ids}, Audit: auditor, Logger: logger,
+		Memory: memorywire.ChatMemory{Service: memoryService, Enqueue: func(ctx context.Context, r chat.RememberRequest) error {
+			return dbs.DB(store.SetMain).Write(ctx, func(tx *store.Tx) error {
+				_, err := queue.InsertTx(ctx, tx, jobs.MemoryArgs(r), nil)
+				return err
+			})
+		}}}
 	if gatewayAdmin != nil {
 		chatCfg.Models = chatwire.Models{Service: gatewayAdmin}
 	}
@@ -245,6 +266,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	ids.AddTenantPurger(chatService.PurgeTenant)
 
 	workers := river.NewWorkers()
+	jobs.AddMemory(workers, func(ctx context.Context, args jobs.MemoryArgs) error {
+		return memorywire.Write(ctx, chatService, memoryService, chat.RememberRequest(args))
+	})
 	jobs.AddIngest(workers, jobs.IngestFunc(func(ctx context.Context, tenantID, documentID string) error {
 		return knowledgeService.Ingest(ctx, tenantID, documentID, knowledge.IngestOptions{})
 	}))
@@ -280,6 +304,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Knowledge:    knowledgeService,
 		Agent:        agentService,
 		Chat:         chatService,
+		Memory:       memoryService,
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout,
 		TrustedProxies: cfg.TrustedProxies})
 	srv := &http.Server{

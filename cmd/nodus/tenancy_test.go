@@ -185,6 +185,8 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 		user := w.members[name+"-user"]
 		user.must("POST", "/api/v1/agent/apps/helpdesk/users/me/sessions", map[string]any{"session_id": "s1",
 			"state": map[string]any{"topic": name, "user:lang": name, "app:tone": name}}, 201, nil)
+		user.must("POST", "/api/v1/agent/apps/helpdesk/users/me/memories", map[string]any{"messages": []map[string]any{
+			{"role": "user", "content": "My favourite colour is " + name + "-teal."}}}, 200, nil)
 		user.must("POST", "/api/v1/agent/apps/helpdesk/users/me/sessions/s1/events", map[string]any{"author": "user",
 			"content": map[string]any{"role": "user", "parts": []any{map[string]any{"text": name + "-canary"}}}}, 201, nil)
 	}
@@ -284,6 +286,12 @@ func (w *tenancy) ids(tenant string) map[string]string {
 			out["messages"] = m.ID
 		}
 	}
+	var mems struct{ Memories []struct{ ID string } }
+	w.members[tenant+"-user"].must("GET", "/api/v1/agent/apps/helpdesk/users/me/memories", nil, 200, &mems)
+	if len(mems.Memories) == 0 {
+		t.Fatalf("%s has no memory", tenant)
+	}
+	out["memories"] = mems.Memories[0].ID
 	// Agent sessions are named by app, user and session (newTenancy's).
 	out["agent-user"], out["agent-session"] = w.members[tenant+"-user"].user.ID, "s1"
 	return out
@@ -361,6 +369,12 @@ func (w *tenancy) snapshot(t *testing.T) string {
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
 		}
+		buf.Write(b)
+	}
+	memB := "/api/v1/agent/apps/helpdesk/users/" + w.members["b-user"].user.ID + "/memories?tenant_id=" + w.b.ID
+	if status, b := w.admin.do("GET", memB, nil); status != 200 || len(b) < 50 {
+		t.Fatalf("snapshot GET %s: %d %s", memB, status, b)
+	} else {
 		buf.Write(b)
 	}
 	agentB := "/api/v1/agent/apps/helpdesk/users/" + w.members["b-user"].user.ID + "/sessions"
@@ -539,6 +553,20 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"GET /api/v1/agent/apps/{app}/users/{user}/sessions/{session}":         nil,
 		"DELETE /api/v1/agent/apps/{app}/users/{user}/sessions/{session}":      nil,
 		"POST /api/v1/agent/apps/{app}/users/{user}/sessions/{session}/events": {"author": "intruder", "actions": map[string]any{"state_delta": map[string]any{"app:tone": "hijacked"}}},
+	} {
+		foreign[pattern] = []input{{body: body}, {query: onB, body: body}}
+	}
+	// B's memories likewise, by B's user, and A's own user naming B's
+	// memory id.
+	for pattern, body := range map[string]map[string]any{
+		"POST /api/v1/agent/apps/{app}/users/{user}/memories":             {"messages": []map[string]any{{"role": "user", "content": "My name is Mallory."}}},
+		"GET /api/v1/agent/apps/{app}/users/{user}/memories":              nil,
+		"DELETE /api/v1/agent/apps/{app}/users/{user}/memories":           nil,
+		"POST /api/v1/agent/apps/{app}/users/{user}/memories/search":      {"query": "favourite colour"},
+		"GET /api/v1/agent/apps/{app}/users/{user}/memories/{id}":         nil,
+		"PUT /api/v1/agent/apps/{app}/users/{user}/memories/{id}":         {"memory": "hijacked"},
+		"DELETE /api/v1/agent/apps/{app}/users/{user}/memories/{id}":      nil,
+		"GET /api/v1/agent/apps/{app}/users/{user}/memories/{id}/history": nil,
 	} {
 		foreign[pattern] = []input{{body: body}, {query: onB, body: body}}
 	}

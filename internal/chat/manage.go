@@ -376,3 +376,25 @@ func (s *Service) SetFeedback(ctx context.Context, a Actor, messageID string, f 
 	}
 	return &out, nil
 }
+
+// Exchange returns a question and its answer, for the background writer of
+// memory: ENOTFOUND when either is gone (the conversation was deleted) or
+// not of that conversation.
+func (s *Service) Exchange(ctx context.Context, tenantID, conversationID, questionID, answerID string) (question, answer *Message, err error) {
+	tctx := nodus.WithTenant(ctx, tenantID)
+	var out [2]*Message
+	for i, id := range []string{questionID, answerID} {
+		if !nodus.ValidID(id) {
+			return nil, nil, notFound("message", id)
+		}
+		m, err := s.store.FindMessage(tctx, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		if m.ConversationID != conversationID {
+			return nil, nil, notFound("message", id)
+		}
+		out[i] = &m
+	}
+	return out[0], out[1], nil
+}

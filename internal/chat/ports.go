@@ -107,3 +107,26 @@ type Models interface {
 	// (an estimate for models whose tokenizer is not known).
 	CountTokens(model, text string) int64
 }
+
+// Memory is the long-term memory of a chatbot's users, scoped by tenant,
+// app (the chatbot) and user.
+type Memory interface {
+	// Recall returns up to limit memories of the user relevant to query,
+	// best first.
+	Recall(ctx context.Context, tenantID, app, userID, query string, limit int) ([]string, error)
+	// Remember queues a finished exchange to be written to memory in the
+	// background: the question and answer messages of a conversation, and
+	// the chat model that may extract facts from them.
+	Remember(ctx context.Context, r RememberRequest) error
+}
+
+// RememberRequest is an exchange to write to memory.
+type RememberRequest struct {
+	TenantID       string `json:"tenant_id"`
+	App            string `json:"app"` // the chatbot's id
+	UserID         string `json:"user_id"`
+	ConversationID string `json:"conversation_id"`
+	QuestionID     string `json:"question_id"`
+	AnswerID       string `json:"answer_id"`
+	Model          string `json:"model"` // the chatbot's model, for fact extraction
+}

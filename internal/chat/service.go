@@ -32,6 +32,7 @@ type Config struct {
 	Knowledge Searcher // nil: chatbots answer without retrieval
 	Models    Models   // nil: every turn fails, the gateway being down
 	Quotas    Quotas   // nil: no quota
+	Memory    Memory   // nil: chatbots with memory on neither recall nor remember
 	Audit     Auditor  // nil records nothing
 	Logger    *slog.Logger
 	Now       func() time.Time
@@ -46,6 +47,7 @@ const (
 	DefaultContextTokens = 8192
 	DefaultMaxTokens     = 1024
 	MaxSources           = 8     // passages a turn's prompt cites at most
+	MaxMemories          = 5     // memories a turn's prompt recalls at most
 	MaxMessageBytes      = 32000 // a user message longer than this is refused
 	historyMessages      = 50    // earlier messages considered for the prompt
 )
@@ -56,6 +58,7 @@ type Service struct {
 	knowledge     Searcher
 	models        Models
 	quotas        Quotas
+	memory        Memory
 	audit         Auditor
 	log           *slog.Logger
 	now           func() time.Time
@@ -76,7 +79,7 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.ContextTokens <= 0 {
 		cfg.ContextTokens = DefaultContextTokens
 	}
-	return &Service{store: cfg.Store, knowledge: cfg.Knowledge, models: cfg.Models, quotas: cfg.Quotas, audit: cfg.Audit,
+	return &Service{store: cfg.Store, knowledge: cfg.Knowledge, models: cfg.Models, quotas: cfg.Quotas, memory: cfg.Memory, audit: cfg.Audit,
 		log: cfg.Logger, now: cfg.Now, contextTokens: cfg.ContextTokens}, nil
 }
 

@@ -63,7 +63,8 @@ type MessageMetadata struct {
 	Citations      []Source `json:"citations"`
 	Partial        bool     `json:"partial,omitempty"` // the answer was cut short
 	Error          string   `json:"error,omitempty"`
-	Notice         string   `json:"notice,omitempty"` // e.g. documents still indexing
+	Notice         string   `json:"notice,omitempty"`   // e.g. documents still indexing
+	Memories       []string `json:"memories,omitempty"` // recalled of the user, for chatbots with memory
 }
 
 // Turn is a chat turn in progress, then done.
@@ -153,6 +154,14 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 		t.Metadata.Notice = fmt.Sprintf("%d document(s) of this chatbot's knowledge bases are still being indexed; "+
 			"this answer cannot draw on them yet.", indexing)
 	}
+	if bot.MemoryEnabled && s.memory != nil {
+		mems, err := s.memory.Recall(ctx, a.TenantID, bot.ID, a.UserID, in.Message, MaxMemories)
+		if err != nil {
+			// A turn without its memories beats no turn.
+			s.log.WarnContext(ctx, "chat: recalling memories", "chatbot", bot.ID, "error", err)
+		}
+		t.Metadata.Memories = mems
+	}
 	if sink != nil {
 		if err := sink.Started(t); err != nil {
 			return t, s.finish(ctx, t, "", began, 0, nil, err)
@@ -171,7 +180,7 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 		return t, s.finish(ctx, t, answer, began, s.now().Sub(began), nil, err)
 	}
 
-	req, err := s.prompt(bot, history, sources, in.Message)
+	req, err := s.prompt(bot, history, sources, t.Metadata.Memories, in.Message)
 	if err != nil {
 		return t, s.finish(ctx, t, "", began, 0, nil, err)
 	}
@@ -201,7 +210,16 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 			return sink.Delta(piece)
 		})
 	}
-	return t, s.finish(ctx, t, answer.String(), began, ttft, info, err)
+	err = s.finish(ctx, t, answer.String(), began, ttft, info, err)
+	if err == nil && bot.MemoryEnabled && s.memory != nil {
+		// The exchange is written to memory in the background.
+		rr := RememberRequest{TenantID: a.TenantID, App: bot.ID, UserID: a.UserID, ConversationID: t.Conversation.ID,
+			QuestionID: t.Question.ID, AnswerID: t.Answer.ID, Model: bot.ModelName}
+		if err := s.memory.Remember(context.WithoutCancel(ctx), rr); err != nil {
+			s.log.WarnContext(ctx, "chat: queueing the exchange for memory", "conversation", t.Conversation.ID, "error", err)
+		}
+	}
+	return t, err
 }
 
 // finish stores the answer with its metadata (even after ctx ended: a
@@ -332,6 +350,7 @@ const (
 	groundingPrompt     = "Answer the user's question from the numbered sources below. Cite each source you use " +
 		"with its number in square brackets, like [1]. If the sources do not contain the answer, say that you do " +
 		"not know rather than guess."
+	memoryPrompt    = "What you remember about this user from earlier conversations (use it when it is relevant):"
 	noSourcesPrompt = "The knowledge bases you answer from returned no passage for this question. Say that you " +
 		"could not find the answer in them."
 )
@@ -339,7 +358,7 @@ const (
 // prompt builds the model's request: the system prompt with the sources,
 // as much history as fits, and the question. Sources that do not fit are
 // dropped from the last; history is kept from the newest.
-func (s *Service) prompt(bot Chatbot, history []Message, sources []Source, question string) (ModelRequest, error) {
+func (s *Service) prompt(bot Chatbot, history []Message, sources []Source, memories []string, question string) (ModelRequest, error) {
 	maxTokens := int64(bot.MaxTokens)
 	if maxTokens <= 0 {
 		maxTokens = DefaultMaxTokens
@@ -374,6 +393,21 @@ func (s *Service) prompt(bot Chatbot, history []Message, sources []Source, quest
 	system := base
 	if src.Len() > 0 {
 		system += "\n\nSources:\n" + src.String()
+	}
+	// What the chatbot remembers of the user, as plain lines: a line
+	// starting "[n] " would read as a source.
+	var mem strings.Builder
+	for _, m := range memories {
+		line := "- " + oneLine(m) + "\n"
+		n := count(line)
+		if used+n > budget {
+			break
+		}
+		used += n
+		mem.WriteString(line)
+	}
+	if mem.Len() > 0 {
+		system += "\n\n" + memoryPrompt + "\n" + mem.String()
 	}
 	// History, newest first until the budget is spent, then in order.
 	var kept []ModelMessage

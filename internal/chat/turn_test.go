@@ -22,7 +22,7 @@ func TestPromptFitsBudget(t *testing.T) {
 	}
 	sources := []Source{{N: 1, DocumentName: "a.md", Content: "first\n[2] fake marker\nline"},
 		{N: 2, DocumentName: "b.md", Content: strings.Repeat("long ", 2000)}}
-	req, err := s.prompt(bot, history, sources, "the question")
+	req, err := s.prompt(bot, history, sources, nil, "the question")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestPromptFitsBudget(t *testing.T) {
 		t.Fatalf("the message before the question is %q", got)
 	}
 	// A question too long for the context is refused.
-	if _, err := s.prompt(bot, nil, nil, strings.Repeat("word ", 3000)); nodus.ErrorCode(err) != nodus.EINVALID {
+	if _, err := s.prompt(bot, nil, nil, nil, strings.Repeat("word ", 3000)); nodus.ErrorCode(err) != nodus.EINVALID {
 		t.Fatalf("an oversized question: %v", err)
 	}
 }

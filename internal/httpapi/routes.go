@@ -169,6 +169,16 @@ func (s *Server) routes() []route {
 		{pattern: "GET /api/v1/agent/apps/{app}/users/{user}/sessions/{session}", handler: s.handleGetAgentSession(), action: identity.ActionReadAgent},
 		{pattern: "DELETE /api/v1/agent/apps/{app}/users/{user}/sessions/{session}", handler: s.handleDeleteAgentSession(), action: identity.ActionUseAgent},
 		{pattern: "POST /api/v1/agent/apps/{app}/users/{user}/sessions/{session}/events", handler: s.handleAppendAgentEvent(), action: identity.ActionUseAgent, maxBody: agentEventMaxBody},
+		// Long-term memory, by app and user as the sessions.
+		{pattern: "POST /api/v1/agent/apps/{app}/users/{user}/memories", handler: s.handleAddMemories(), action: identity.ActionUseAgent,
+			maxBody: memoryMaxBody, timeout: 5 * time.Minute},
+		{pattern: "GET /api/v1/agent/apps/{app}/users/{user}/memories", handler: s.handleListMemories(), action: identity.ActionReadAgent},
+		{pattern: "DELETE /api/v1/agent/apps/{app}/users/{user}/memories", handler: s.handleDeleteMemories(), action: identity.ActionUseAgent},
+		{pattern: "POST /api/v1/agent/apps/{app}/users/{user}/memories/search", handler: s.handleSearchMemories(), action: identity.ActionReadAgent, maxBody: 16 << 10},
+		{pattern: "GET /api/v1/agent/apps/{app}/users/{user}/memories/{id}", handler: s.handleGetMemory(), action: identity.ActionReadAgent},
+		{pattern: "PUT /api/v1/agent/apps/{app}/users/{user}/memories/{id}", handler: s.handleUpdateMemory(), action: identity.ActionUseAgent, maxBody: 16 << 10},
+		{pattern: "DELETE /api/v1/agent/apps/{app}/users/{user}/memories/{id}", handler: s.handleDeleteMemory(), action: identity.ActionUseAgent},
+		{pattern: "GET /api/v1/agent/apps/{app}/users/{user}/memories/{id}/history", handler: s.handleMemoryHistory(), action: identity.ActionReadAgent},
 		{pattern: "GET /api/v1/vault/keys", handler: s.handleVaultKeyStatus(), action: identity.ActionManageVault},
 		{pattern: "POST /api/v1/vault/keys/rotate", handler: s.handleRotateVaultDataKey(), action: identity.ActionManageVault, timeout: 5 * time.Minute},
 		// Chatbots (managed by admins; the service checks), conversations

@@ -16,6 +16,7 @@ import (
 	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/knowledge"
+	"github.com/nodus-os/nodus/internal/memory"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/vault"
@@ -84,6 +85,8 @@ type Deps struct {
 	// Chat serves chatbots, conversations and the chat turn; nil answers
 	// their routes 503.
 	Chat *chat.Service
+	// Memory serves the long-term memory; nil answers its routes 503.
+	Memory *memory.Service
 }
 
 // AuditLog records security-relevant actions and lists them.

@@ -1,0 +1,203 @@
+package memory
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/nodus-os/nodus/internal/fulltext"
+	"github.com/nodus-os/nodus/internal/vector"
+)
+
+// SearchInput is one search of a user's memories of an app.
+type SearchInput struct {
+	TenantID string
+	AppName  string
+	UserID   string
+	Query    string
+	Limit    int // DefaultLimit when 0, at most MaxSearchLimit
+	// EmbeddingModel, with an Embedder, adds vector similarity against
+	// the memories embedded by that model, fused with the full-text
+	// ranking; "" searches full text only.
+	EmbeddingModel string
+}
+
+// Hit is a memory a search found and its score: BM25 for a full-text
+// search, the fusion of both rankings (0 to 1) for a hybrid one.
+type Hit struct {
+	Memory Memory
+	Score  float64
+}
+
+// Search ranks the newest 5,000 memories of the user of the app for the
+// query, best first: by BM25 over their words (internal/fulltext, the same
+// analysis as knowledge bases), fused with cosine similarity when the
+// input names an embedding model and an embedder is configured. Each side
+// is scaled 0..1 by its best and worst hit and weighs half, as knowledge
+// bases' hybrid search does. A memory neither side finds is left out. If
+// the query cannot be embedded the search falls back to full text.
+func (s *Service) Search(ctx context.Context, in SearchInput) ([]Hit, error) {
+	ctx, err := checkScope(ctx, in.TenantID, in.AppName, in.UserID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case strings.TrimSpace(in.Query) == "":
+		return nil, invalid("query", "is required")
+	case len(in.Query) > MaxQueryBytes:
+		return nil, invalid("query", fmt.Sprintf("must be at most %d bytes", MaxQueryBytes))
+	case in.Limit < 0:
+		return nil, invalid("limit", "must not be negative")
+	}
+	limit := in.Limit
+	if limit == 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxSearchLimit)
+	var qvec []float32
+	if in.EmbeddingModel != "" && s.embedder != nil {
+		vecs, err := s.embed(ctx, in.TenantID, in.EmbeddingModel, []string{in.Query})
+		if err != nil {
+			s.log.WarnContext(ctx, "memory: search without vectors", "error", err)
+		} else if len(vecs) == 1 {
+			qvec = vecs[0]
+		}
+	}
+	mems, err := s.store.LoadMemories(ctx, in.AppName, in.UserID, searchCorpus)
+	if err != nil {
+		return nil, fmt.Errorf("memory: search: %w", err)
+	}
+	return rank(ctx, mems, in.Query, in.EmbeddingModel, qvec, limit)
+}
+
+// searchDepth is how many hits each side of a hybrid search ranks.
+func searchDepth(limit int) int { return max(50, 5*limit) }
+
+// rank orders mems for a query: full text alone when qvec is nil, fused
+// with the cosine of the memories embedded by model otherwise.
+func rank(ctx context.Context, mems []Memory, query, model string, qvec []float32, limit int) ([]Hit, error) {
+	if len(mems) == 0 {
+		return nil, nil
+	}
+	depth := limit
+	if qvec != nil {
+		depth = searchDepth(limit)
+	}
+	ft, err := fulltext.Search(ctx, newTextIndex(mems), fulltext.Query{Text: query, Limit: depth},
+		fulltext.DefaultParams)
+	if err != nil {
+		return nil, err
+	}
+	if qvec == nil {
+		out := make([]Hit, len(ft))
+		for i, h := range ft {
+			out[i] = Hit{Memory: mems[h.Key], Score: h.Score}
+		}
+		return out, nil
+	}
+
+	type vecHit struct {
+		at    int
+		score float64
+	}
+	var vec []vecHit
+	for i, m := range mems {
+		if m.EmbeddingModel != model || len(m.Embedding) != len(qvec) {
+			continue
+		}
+		if c := float64(vector.Dot(qvec, m.Embedding)); c > 0 {
+			vec = append(vec, vecHit{i, c})
+		}
+	}
+	slices.SortStableFunc(vec, func(a, b vecHit) int { return cmp.Compare(b.score, a.score) })
+	vec = vec[:min(len(vec), depth)]
+
+	ftScores := make([]float64, len(ft))
+	for i, h := range ft {
+		ftScores[i] = h.Score
+	}
+	vecScores := make([]float64, len(vec))
+	for i, h := range vec {
+		vecScores[i] = h.score
+	}
+	ftNorm, vecNorm := minMax(ftScores), minMax(vecScores)
+	fused := make(map[int]float64, len(ft)+len(vec))
+	for i, h := range ft {
+		fused[int(h.Key)] += 0.5 * ftNorm[i]
+	}
+	for i, h := range vec {
+		fused[h.at] += 0.5 * vecNorm[i]
+	}
+	out := make([]Hit, 0, len(fused))
+	for at, score := range fused {
+		out = append(out, Hit{Memory: mems[at], Score: score})
+	}
+	slices.SortFunc(out, func(a, b Hit) int {
+		if c := cmp.Compare(b.Score, a.Score); c != 0 {
+			return c
+		}
+		return strings.Compare(b.Memory.ID, a.Memory.ID) // newer first
+	})
+	return out[:min(len(out), limit)], nil
+}
+
+// minMax scales scores (best first) to 0..1 by their best and worst; a
+// single score, or all equal, scale to 1.
+func minMax(scores []float64) []float64 {
+	out := make([]float64, len(scores))
+	if len(scores) == 0 {
+		return out
+	}
+	hi, lo := scores[0], scores[len(scores)-1]
+	for i, s := range scores {
+		if hi-lo <= 1e-12 {
+			out[i] = 1
+		} else {
+			out[i] = math.Max(0, math.Min(1, (s-lo)/(hi-lo)))
+		}
+	}
+	return out
+}
+
+// textIndex is a fulltext.Index over a few thousand memories in memory,
+// keyed by their position: a user's memories are few enough to analyse
+// at each search.
+type textIndex struct {
+	texts    int64
+	length   int64
+	postings map[string][]fulltext.Posting
+}
+
+func newTextIndex(mems []Memory) *textIndex {
+	ix := &textIndex{postings: make(map[string][]fulltext.Posting)}
+	for i, m := range mems {
+		v := fulltext.Analyze(m.Text)
+		if v.Length == 0 {
+			continue
+		}
+		ix.texts++
+		ix.length += int64(v.Length)
+		for _, tf := range v.Terms {
+			ix.postings[tf.Term] = append(ix.postings[tf.Term],
+				fulltext.Posting{Key: int64(i), Freq: int32(tf.Freq), Length: int32(v.Length)})
+		}
+	}
+	return ix
+}
+
+func (ix *textIndex) Stats(_ context.Context, terms []string) (fulltext.Stats, error) {
+	st := fulltext.Stats{Texts: ix.texts, Length: ix.length, DF: make(map[string]int64, len(terms))}
+	for _, t := range terms {
+		if n := len(ix.postings[t]); n > 0 {
+			st.DF[t] = int64(n)
+		}
+	}
+	return st, nil
+}
+
+func (ix *textIndex) Postings(_ context.Context, term string) ([]fulltext.Posting, error) {
+	return ix.postings[term], nil
+}

@@ -1,0 +1,406 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/memory"
+	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/vector"
+)
+
+// This file holds the SQL of long-term memory (internal/memory) in the
+// main database (migration 0010): adk_conversation_memory and its change
+// log, adk_memory_history.
+//
+// A memory is deleted outright, so its hash is unique among the user's
+// memories of the app by a plain UNIQUE constraint. Its history rows are
+// written in the transaction of each change and outlive it; only
+// DeleteMemoryTenant removes them. Categories and source message ids are
+// JSON lists, '[]' when empty, reading back as nil; a memory without a
+// vector stores NULL and an empty model.
+
+// The store implements the memory database.
+var _ memory.Store = (*DB)(nil)
+
+const memoryColumns = `id, tenant_id, app_name, user_id, memory, hash, categories, session_id, source_message_ids,
+	embedding_model, embedding, created_at, updated_at`
+
+func scanMemory(row interface{ Scan(...any) error }, m *memory.Memory) error {
+	var categories, sources string
+	var embedding []byte
+	if err := row.Scan(&m.ID, &m.TenantID, &m.AppName, &m.UserID, &m.Text, &m.Hash, &categories, &m.SessionID,
+		&sources, &m.EmbeddingModel, &embedding, &m.CreatedAt, &m.UpdatedAt); err != nil {
+		return err
+	}
+	if err := decodeJSON("memory categories", categories, &m.Categories); err != nil {
+		return err
+	}
+	if err := decodeJSON("memory source_message_ids", sources, &m.SourceMessageIDs); err != nil {
+		return err
+	}
+	if len(embedding) > 0 {
+		v, err := vector.Decode(embedding)
+		if err != nil {
+			return err
+		}
+		m.Embedding = v
+	}
+	return nil
+}
+
+// memoryArgs returns the JSON and vector columns of m.
+func memoryArgs(m memory.Memory) (categories, sources string, embedding any, err error) {
+	if categories, err = encodeJSON(m.Categories, "[]", len(m.Categories) == 0); err != nil {
+		return "", "", nil, err
+	}
+	if sources, err = encodeJSON(m.SourceMessageIDs, "[]", len(m.SourceMessageIDs) == 0); err != nil {
+		return "", "", nil, err
+	}
+	if (len(m.Embedding) == 0) != (m.EmbeddingModel == "") {
+		return "", "", nil, nodus.Errorf(nodus.EINTERNAL, "memory vector and embedding model must be set together")
+	}
+	if len(m.Embedding) > 0 {
+		embedding = vector.Encode(m.Embedding)
+	}
+	return categories, sources, embedding, nil
+}
+
+func errMemoryNotFound(id string) error {
+	return nodus.Errorf(nodus.ENOTFOUND, "memory %s not found", id)
+}
+
+// memoryTaken turns the unique violation of the hash into a clear
+// conflict; other errors pass through.
+func memoryTaken(err error) error {
+	if nodus.ErrorCode(err) == nodus.ECONFLICT && errors.Unwrap(err) != nil {
+		return &nodus.Error{Code: nodus.ECONFLICT, Message: "the user already has this memory",
+			Fields: map[string]string{"text": "already remembered"}, Err: err}
+	}
+	return err
+}
+
+func insertMemoryHistory(ctx context.Context, tx *Tx, h memory.HistoryEntry) error {
+	if err := requireID("memory history", h.ID); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO adk_memory_history (id, tenant_id, memory_id, event, old_memory, new_memory,
+		actor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		h.ID, h.TenantID, h.MemoryID, h.Event, h.Old, h.New, h.Actor, h.CreatedAt)
+	return err
+}
+
+// CreateMemory stores a memory of the scoped tenant with its ADD history
+// entry in one transaction. The user's memory of the app with the same
+// hash is ECONFLICT.
+func (db *DB) CreateMemory(ctx context.Context, m memory.Memory, h memory.HistoryEntry) error {
+	tenantID, err := createTenant(ctx, m.TenantID)
+	if err != nil {
+		return err
+	}
+	if err := requireID("memory", m.ID); err != nil {
+		return err
+	}
+	categories, sources, embedding, err := memoryArgs(m)
+	if err != nil {
+		return err
+	}
+	h.TenantID, h.MemoryID, h.Event, h.Old, h.New = tenantID, m.ID, memory.EventAdd, "", m.Text
+	err = db.Write(ctx, func(tx *Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO adk_conversation_memory (`+memoryColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.ID, tenantID, m.AppName, m.UserID, m.Text, m.Hash, categories, m.SessionID, sources, m.EmbeddingModel,
+			embedding, m.CreatedAt, m.UpdatedAt); err != nil {
+			return err
+		}
+		return insertMemoryHistory(ctx, tx, h)
+	})
+	return memoryTaken(err)
+}
+
+func findMemory(ctx context.Context, tx *Tx, id, cond string, args []any, lock bool) (memory.Memory, error) {
+	var m memory.Memory
+	q := `SELECT ` + memoryColumns + ` FROM adk_conversation_memory WHERE id = ? AND ` + cond
+	if lock {
+		q += tx.Dialect().ForUpdate()
+	}
+	err := scanMemory(tx.QueryRow(ctx, q, append([]any{id}, args...)...), &m)
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, errMemoryNotFound(id)
+	}
+	return m, err
+}
+
+// FindMemory returns a memory in scope, or ENOTFOUND.
+func (db *DB) FindMemory(ctx context.Context, id string) (memory.Memory, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return memory.Memory{}, err
+	}
+	var m memory.Memory
+	err = db.Read(ctx, func(tx *Tx) error {
+		m, err = findMemory(ctx, tx, id, cond, args, false)
+		return err
+	})
+	return m, err
+}
+
+// FindMemoryByHash returns the user's memory of the app in scope with the
+// hash, or ENOTFOUND.
+func (db *DB) FindMemoryByHash(ctx context.Context, appName, userID, hash string) (memory.Memory, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return memory.Memory{}, err
+	}
+	var m memory.Memory
+	err = db.Read(ctx, func(tx *Tx) error {
+		err := scanMemory(tx.QueryRow(ctx, `SELECT `+memoryColumns+` FROM adk_conversation_memory
+			WHERE app_name = ? AND user_id = ? AND hash = ? AND `+cond,
+			append([]any{appName, userID, hash}, args...)...), &m)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nodus.Errorf(nodus.ENOTFOUND, "no such memory")
+		}
+		return err
+	})
+	return m, err
+}
+
+// encodeMemoryCursor and decodeMemoryCursor make the position after a
+// memory, its (updated_at, id), opaque to clients.
+func encodeMemoryCursor(m memory.Memory) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(m.UpdatedAt.UTC().Format(TimeFormat) + " " + m.ID))
+}
+
+func decodeMemoryCursor(s string) (time.Time, string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return time.Time{}, "", errBadCursor
+	}
+	at, id, ok := strings.Cut(string(b), " ")
+	t, err := time.Parse(TimeFormat, at)
+	if !ok || err != nil || !nodus.ValidID(id) {
+		return time.Time{}, "", errBadCursor
+	}
+	return t, id, nil
+}
+
+// ListMemories returns a page of the user's memories of the app in scope,
+// newest first by (updated_at, id), and the next page's cursor.
+func (db *DB) ListMemories(ctx context.Context, appName, userID, cursor string, limit int) ([]memory.Memory, string, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return nil, "", err
+	}
+	q := `SELECT ` + memoryColumns + ` FROM adk_conversation_memory WHERE ` + cond + ` AND app_name = ? AND user_id = ?`
+	args = append(args, appName, userID)
+	if cursor != "" {
+		at, id, err := decodeMemoryCursor(cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		q += ` AND (updated_at < ? OR updated_at = ? AND id < ?)`
+		args = append(args, at, at, id)
+	}
+	q += ` ORDER BY updated_at DESC, id DESC LIMIT ?`
+	page, next, err := listPage(ctx, db, q, args, pageSize(limit), scanMemory,
+		func(m memory.Memory) string { return m.ID })
+	if err != nil || next == "" {
+		return page, "", err
+	}
+	return page, encodeMemoryCursor(page[len(page)-1]), nil
+}
+
+// LoadMemories returns the user's newest limit memories of the app in
+// scope, with their vectors.
+func (db *DB) LoadMemories(ctx context.Context, appName, userID string, limit int) ([]memory.Memory, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []memory.Memory
+	err = db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+memoryColumns+` FROM adk_conversation_memory WHERE `+cond+
+			` AND app_name = ? AND user_id = ? ORDER BY updated_at DESC, id DESC LIMIT ?`,
+			append(args, appName, userID, limit)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m memory.Memory
+			if err := scanMemory(rows, &m); err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// UpdateMemory reads a memory in scope under a lock, applies change and
+// writes back its text, hash, categories, vector and update time, with
+// the UPDATE history entry, in one transaction.
+func (db *DB) UpdateMemory(ctx context.Context, id string, change func(*memory.Memory) error, h memory.HistoryEntry) (memory.Memory, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return memory.Memory{}, err
+	}
+	var m memory.Memory
+	err = db.Write(ctx, func(tx *Tx) error {
+		old, err := findMemory(ctx, tx, id, cond, args, true)
+		if err != nil {
+			return err
+		}
+		m = old
+		if err := change(&m); err != nil {
+			return err
+		}
+		// Only the content changes; who and where it belongs to stay.
+		m.ID, m.TenantID, m.AppName, m.UserID = old.ID, old.TenantID, old.AppName, old.UserID
+		m.SessionID, m.SourceMessageIDs, m.CreatedAt = old.SessionID, old.SourceMessageIDs, old.CreatedAt
+		categories, _, embedding, err := memoryArgs(m)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE adk_conversation_memory SET memory = ?, hash = ?, categories = ?,
+			embedding_model = ?, embedding = ?, updated_at = ? WHERE id = ?`,
+			m.Text, m.Hash, categories, m.EmbeddingModel, embedding, m.UpdatedAt, id); err != nil {
+			return err
+		}
+		h.TenantID, h.MemoryID, h.Event, h.Old, h.New = old.TenantID, id, memory.EventUpdate, old.Text, m.Text
+		return insertMemoryHistory(ctx, tx, h)
+	})
+	if err != nil {
+		return memory.Memory{}, memoryTaken(err)
+	}
+	return m, nil
+}
+
+// DeleteMemory removes a memory in scope and writes its DELETE history
+// entry in one transaction; the memory's history stays.
+func (db *DB) DeleteMemory(ctx context.Context, id string, h memory.HistoryEntry) (memory.Memory, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return memory.Memory{}, err
+	}
+	var m memory.Memory
+	err = db.Write(ctx, func(tx *Tx) error {
+		m, err = findMemory(ctx, tx, id, cond, args, true)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM adk_conversation_memory WHERE id = ?`, id); err != nil {
+			return err
+		}
+		h.TenantID, h.MemoryID, h.Event, h.Old, h.New = m.TenantID, id, memory.EventDelete, m.Text, ""
+		return insertMemoryHistory(ctx, tx, h)
+	})
+	if err != nil {
+		return memory.Memory{}, err
+	}
+	return m, nil
+}
+
+// DeleteMemories removes every memory of the user of the app in scope,
+// each with a DELETE history entry, in one transaction.
+func (db *DB) DeleteMemories(ctx context.Context, appName, userID string, h memory.HistoryEntry) (int, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = db.Write(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, tenant_id, memory FROM adk_conversation_memory WHERE `+cond+
+			` AND app_name = ? AND user_id = ?`+tx.Dialect().ForUpdate(), append(args, appName, userID)...)
+		if err != nil {
+			return err
+		}
+		var gone []memory.HistoryEntry
+		for rows.Next() {
+			e := h
+			e.Event, e.New = memory.EventDelete, ""
+			if err := rows.Scan(&e.MemoryID, &e.TenantID, &e.Old); err != nil {
+				rows.Close()
+				return err
+			}
+			gone = append(gone, e)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, e := range gone {
+			e.ID = nodus.NewID()
+			if _, err := tx.Exec(ctx, `DELETE FROM adk_conversation_memory WHERE id = ?`, e.MemoryID); err != nil {
+				return err
+			}
+			if err := insertMemoryHistory(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		n = len(gone)
+		return nil
+	})
+	return n, err
+}
+
+// ListMemoryHistory returns a memory's history in scope, oldest first,
+// also after the memory was deleted; ENOTFOUND when it has none.
+func (db *DB) ListMemoryHistory(ctx context.Context, memoryID string) ([]memory.HistoryEntry, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	var out []memory.HistoryEntry
+	err = db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, tenant_id, memory_id, event, old_memory, new_memory, actor, created_at
+			FROM adk_memory_history WHERE memory_id = ? AND `+cond+` ORDER BY created_at, id`,
+			append([]any{memoryID}, args...)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var h memory.HistoryEntry
+			if err := rows.Scan(&h.ID, &h.TenantID, &h.MemoryID, &h.Event, &h.Old, &h.New, &h.Actor,
+				&h.CreatedAt); err != nil {
+				return err
+			}
+			out = append(out, h)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, errMemoryNotFound(memoryID)
+	}
+	return out, nil
+}
+
+// DeleteMemoryTenant removes every memory and history row of the scoped
+// tenant in one transaction. Running it again is a no-op.
+func (db *DB) DeleteMemoryTenant(ctx context.Context) error {
+	tenantID, err := nodus.RequireTenant(ctx)
+	if err != nil {
+		return err
+	}
+	return db.Write(ctx, func(tx *Tx) error {
+		for _, q := range []string{`DELETE FROM adk_conversation_memory WHERE tenant_id = ?`,
+			`DELETE FROM adk_memory_history WHERE tenant_id = ?`} {
+			if _, err := tx.Exec(ctx, q, tenantID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,2 @@
+DROP TABLE adk_memory_history;
+DROP TABLE adk_conversation_memory;
