@@ -440,5 +440,19 @@ func TestChatMemory(t *testing.T) {
 		}
 		w.do(t, ann, "DELETE", memories+"/"+id, nil, 204, nil)
 		w.do(t, ann, "GET", memories+"/"+id, nil, 404, nil)
+
+		// ADK's add_session_to_memory: a session's events, the user's
+		// statements kept.
+		sessions := "/api/v1/agent/apps/helpdesk/users/me/sessions"
+		w.do(t, ann, "POST", sessions, map[string]any{"session_id": "s1"}, 201, nil)
+		for author, text := range map[string]string{"user": "I live in Lisbon. Can you help?", "helper": "I am a bot; of course."} {
+			w.do(t, ann, "POST", sessions+"/s1/events", map[string]any{"author": author,
+				"content": map[string]any{"role": "user", "parts": []any{map[string]any{"text": text}}}}, 201, nil)
+		}
+		var added struct{ Results []struct{ Event, Memory string } }
+		w.do(t, ann, "POST", sessions+"/s1/memory", map[string]any{}, 200, &added)
+		if len(added.Results) != 1 || added.Results[0].Event != "ADD" || added.Results[0].Memory != "I live in Lisbon." {
+			t.Fatalf("session to memory: %+v", added)
+		}
 	})
 }

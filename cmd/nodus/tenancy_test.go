@@ -559,14 +559,15 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 	// B's memories likewise, by B's user, and A's own user naming B's
 	// memory id.
 	for pattern, body := range map[string]map[string]any{
-		"POST /api/v1/agent/apps/{app}/users/{user}/memories":             {"messages": []map[string]any{{"role": "user", "content": "My name is Mallory."}}},
-		"GET /api/v1/agent/apps/{app}/users/{user}/memories":              nil,
-		"DELETE /api/v1/agent/apps/{app}/users/{user}/memories":           nil,
-		"POST /api/v1/agent/apps/{app}/users/{user}/memories/search":      {"query": "favourite colour"},
-		"GET /api/v1/agent/apps/{app}/users/{user}/memories/{id}":         nil,
-		"PUT /api/v1/agent/apps/{app}/users/{user}/memories/{id}":         {"memory": "hijacked"},
-		"DELETE /api/v1/agent/apps/{app}/users/{user}/memories/{id}":      nil,
-		"GET /api/v1/agent/apps/{app}/users/{user}/memories/{id}/history": nil,
+		"POST /api/v1/agent/apps/{app}/users/{user}/memories":                  {"messages": []map[string]any{{"role": "user", "content": "My name is Mallory."}}},
+		"GET /api/v1/agent/apps/{app}/users/{user}/memories":                   nil,
+		"DELETE /api/v1/agent/apps/{app}/users/{user}/memories":                nil,
+		"POST /api/v1/agent/apps/{app}/users/{user}/memories/search":           {"query": "favourite colour"},
+		"GET /api/v1/agent/apps/{app}/users/{user}/memories/{id}":              nil,
+		"PUT /api/v1/agent/apps/{app}/users/{user}/memories/{id}":              {"memory": "hijacked"},
+		"DELETE /api/v1/agent/apps/{app}/users/{user}/memories/{id}":           nil,
+		"GET /api/v1/agent/apps/{app}/users/{user}/memories/{id}/history":      nil,
+		"POST /api/v1/agent/apps/{app}/users/{user}/sessions/{session}/memory": {},
 	} {
 		foreign[pattern] = []input{{body: body}, {query: onB, body: body}}
 	}

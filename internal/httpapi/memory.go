@@ -2,9 +2,13 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/nodus-os/nodus/internal/agent"
 	"github.com/nodus-os/nodus/internal/memory"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
@@ -241,4 +245,84 @@ func (s *Server) handleMemoryHistory() http.Handler {
 		}
 		return map[string]any{"history": out}, nil
 	})
+}
+
+// handleAddSessionToMemory is ADK's add_session_to_memory: the text of a
+// session's events (the user's as "user", every other author's as
+// "assistant") goes through the memory pipeline, as POST …/memories does
+// with messages. Only the newest memory.MaxMessages events with text are
+// read.
+func (s *Server) handleAddSessionToMemory() http.Handler {
+	type request struct {
+		Model          string `json:"model"`
+		EmbeddingModel string `json:"embedding_model"`
+	}
+	return s.memoryAnswer(http.StatusOK, func(r *http.Request, tenantID, userID string) (any, error) {
+		var req request
+		if err := decodeJSON(r, &req); err != nil {
+			return nil, err
+		}
+		sess, err := s.deps.Agent.Get(r.Context(), agent.GetRequest{AppName: r.PathValue("app"), UserID: userID,
+			SessionID: r.PathValue("session")})
+		if err != nil {
+			return nil, err
+		}
+		in := memory.AddInput{TenantID: tenantID, AppName: sess.AppName, UserID: userID, SessionID: sess.ID,
+			Model: req.Model, EmbeddingModel: req.EmbeddingModel, Actor: callerFrom(r.Context()).principal.User.ID}
+		for _, ev := range sess.Events {
+			text := eventText(ev.Content)
+			if text == "" {
+				continue
+			}
+			role := "assistant"
+			if ev.Author == "user" {
+				role = "user"
+			}
+			if len(text) > memory.MaxMessageBytes {
+				text = text[:memory.MaxMessageBytes]
+				for !utf8.ValidString(text) {
+					text = text[:len(text)-1]
+				}
+			}
+			in.Messages = append(in.Messages, memory.Message{ID: ev.ID, Role: role, Content: text})
+		}
+		if n := len(in.Messages); n > memory.MaxMessages {
+			in.Messages = in.Messages[n-memory.MaxMessages:]
+		}
+		if len(in.Messages) == 0 {
+			return map[string]any{"results": []any{}}, nil
+		}
+		changes, err := s.deps.Memory.Add(r.Context(), in)
+		if err != nil && len(changes) == 0 {
+			return nil, err
+		}
+		out := make([]map[string]string, len(changes))
+		for i, c := range changes {
+			out[i] = map[string]string{"event": c.Event, "id": c.MemoryID, "memory": c.Text, "previous_memory": c.Old}
+		}
+		body := map[string]any{"results": out}
+		if err != nil {
+			body["error"] = nodus.ErrorMessage(err)
+		}
+		return body, nil
+	})
+}
+
+// eventText joins the text parts of a genai Content.
+func eventText(content json.RawMessage) string {
+	var c struct {
+		Parts []struct {
+			Text string `json:"text"`
+		} `json:"parts"`
+	}
+	if len(content) == 0 || json.Unmarshal(content, &c) != nil {
+		return ""
+	}
+	var parts []string
+	for _, p := range c.Parts {
+		if t := strings.TrimSpace(p.Text); t != "" {
+			parts = append(parts, t)
+		}
+	}
+	return strings.Join(parts, "\n")
 }

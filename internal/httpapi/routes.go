@@ -179,6 +179,8 @@ func (s *Server) routes() []route {
 		{pattern: "PUT /api/v1/agent/apps/{app}/users/{user}/memories/{id}", handler: s.handleUpdateMemory(), action: identity.ActionUseAgent, maxBody: 16 << 10},
 		{pattern: "DELETE /api/v1/agent/apps/{app}/users/{user}/memories/{id}", handler: s.handleDeleteMemory(), action: identity.ActionUseAgent},
 		{pattern: "GET /api/v1/agent/apps/{app}/users/{user}/memories/{id}/history", handler: s.handleMemoryHistory(), action: identity.ActionReadAgent},
+		{pattern: "POST /api/v1/agent/apps/{app}/users/{user}/sessions/{session}/memory", handler: s.handleAddSessionToMemory(),
+			action: identity.ActionUseAgent, maxBody: 16 << 10, timeout: 5 * time.Minute},
 		{pattern: "GET /api/v1/vault/keys", handler: s.handleVaultKeyStatus(), action: identity.ActionManageVault},
 		{pattern: "POST /api/v1/vault/keys/rotate", handler: s.handleRotateVaultDataKey(), action: identity.ActionManageVault, timeout: 5 * time.Minute},
 		// Chatbots (managed by admins; the service checks), conversations
