@@ -449,7 +449,9 @@ func TestChatMemory(t *testing.T) {
 			w.do(t, ann, "POST", sessions+"/s1/events", map[string]any{"author": author,
 				"content": map[string]any{"role": "user", "parts": []any{map[string]any{"text": text}}}}, 201, nil)
 		}
-		var added struct{ Results []struct{ Event, Memory string } }
+		var added struct {
+			Results []struct{ Event, Memory string }
+		}
 		w.do(t, ann, "POST", sessions+"/s1/memory", map[string]any{}, 200, &added)
 		if len(added.Results) != 1 || added.Results[0].Event != "ADD" || added.Results[0].Memory != "I live in Lisbon." {
 			t.Fatalf("session to memory: %+v", added)
