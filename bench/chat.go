@@ -19,12 +19,15 @@ import (
 	"github.com/nodus-os/nodus/internal/fulltext"
 	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/knowledge"
+	memorymod "github.com/nodus-os/nodus/internal/memory"
+	"github.com/nodus-os/nodus/internal/memory/memorywire"
 )
 
 // `bench chat` measures the time Nodus spends on a chat turn before the
 // model is called: storing the question, reading the conversation,
-// searching the chatbot's knowledge base (full text, as the default), and
-// assembling the prompt within the context budget. The knowledge base
+// searching the chatbot's knowledge base (full text, as the default),
+// recalling the user's memories (-memories of them, BM25), and assembling
+// the prompt within the context budget. The knowledge base
 // holds -sizes chunks of Zipf text (as `bench search`); the model is a
 // stand-in at the gateway's door that notes when it is called and answers
 // at once, so what is timed is the chat module and everything under it.
@@ -36,6 +39,7 @@ const targetChatP99 = 30 * time.Millisecond
 type chatBench struct {
 	sizes    []int
 	turns    int
+	memories int
 	pgURL    string
 	noSQLite bool
 	out      io.Writer
@@ -46,12 +50,13 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	sizes := fs.String("sizes", "5000,100000", "knowledge base sizes, in chunks")
 	turns := fs.Int("turns", 300, "chat turns per size")
+	memories := fs.Int("memories", 200, "memories the user has with the chatbot, recalled from on each turn")
 	pgURL := fs.String("postgres", os.Getenv("NODUS_TEST_POSTGRES_URL"), "PostgreSQL URL to measure too")
 	skipSQLite := fs.Bool("no-sqlite", false, "measure PostgreSQL only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	b := &chatBench{turns: *turns, pgURL: *pgURL, noSQLite: *skipSQLite, out: stdout}
+	b := &chatBench{turns: *turns, memories: *memories, pgURL: *pgURL, noSQLite: *skipSQLite, out: stdout}
 	for _, s := range strings.Split(*sizes, ",") {
 		var n int
 		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || n < 1 {
@@ -153,15 +158,34 @@ func (b *chatBench) measure(ctx context.Context, engine string, size int) (cold,
 		return cold, warm, 0, err
 	}
 	model := &doorModel{}
-	svc, err := chat.NewService(chat.Config{Store: bk.db, Knowledge: chatwire.Knowledge{Service: kn}, Models: model})
+	mem, err := memorymod.NewService(memorymod.Config{Store: bk.db})
+	if err != nil {
+		return cold, warm, 0, err
+	}
+	remembered := 0
+	svc, err := chat.NewService(chat.Config{Store: bk.db, Knowledge: chatwire.Knowledge{Service: kn}, Models: model,
+		Memory: memorywire.ChatMemory{Service: mem, Enqueue: func(context.Context, chat.RememberRequest) error {
+			remembered++ // the job's work is off the turn's path
+			return nil
+		}}})
 	if err != nil {
 		return cold, warm, 0, err
 	}
 	actor := chat.Actor{TenantID: bk.tenant, UserID: "bench-user", Admin: true}
-	name, modelName, kbs := "bench", "gpt-4o", []string{bk.kb.ID}
-	bot, err := svc.CreateChatbot(ctx, actor, chat.ChatbotInput{Name: &name, ModelName: &modelName, KnowledgeBases: &kbs})
+	name, modelName, kbs, on := "bench", "gpt-4o", []string{bk.kb.ID}, true
+	bot, err := svc.CreateChatbot(ctx, actor, chat.ChatbotInput{Name: &name, ModelName: &modelName, KnowledgeBases: &kbs,
+		MemoryEnabled: &on})
 	if err != nil {
 		return cold, warm, 0, err
+	}
+	// The user has a history of memories with this chatbot to recall from.
+	mgen := newZipfText(50000, 11)
+	for i := range b.memories {
+		text := "My " + mgen.text(6) + " is " + mgen.text(3) + "."
+		if _, err := mem.Add(ctx, memorymod.AddInput{TenantID: bk.tenant, AppName: bot.ID, UserID: actor.UserID,
+			Messages: []memorymod.Message{{ID: fmt.Sprint(i), Role: "user", Content: text}}}); err != nil {
+			return cold, warm, 0, err
+		}
 	}
 	qgen := newZipfText(50000, 7)
 	questions := make([]string, b.turns)
