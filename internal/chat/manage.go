@@ -28,6 +28,8 @@ const (
 	MaxTitleLength        = 200
 	MaxKnowledgeBases     = 10
 	MaxAnswerTokens       = 32768
+	MinContextTokens      = 1024
+	MaxContextTokens      = 2_000_000
 )
 
 // ChatbotInput creates or changes a chatbot; nil fields keep their value
@@ -39,6 +41,7 @@ type ChatbotInput struct {
 	ModelName      *string
 	Temperature    **float64 // set to nil to use the model's default
 	MaxTokens      *int
+	ContextTokens  *int
 	KnowledgeBases *[]string
 	Retrieval      *RetrievalOverrides
 	MemoryEnabled  *bool
@@ -62,6 +65,9 @@ func (in ChatbotInput) apply(b *Chatbot) {
 	}
 	if in.MaxTokens != nil {
 		b.MaxTokens = *in.MaxTokens
+	}
+	if in.ContextTokens != nil {
+		b.ContextTokens = *in.ContextTokens
 	}
 	if in.KnowledgeBases != nil {
 		b.KnowledgeBases = slices.Clone(*in.KnowledgeBases)
@@ -104,6 +110,11 @@ func (b Chatbot) Validate() error {
 	}
 	if b.MaxTokens < 0 || b.MaxTokens > MaxAnswerTokens {
 		f["max_tokens"] = fmt.Sprintf("must be 1 to %d, or 0 for %d", MaxAnswerTokens, DefaultMaxTokens)
+	}
+	if b.ContextTokens != 0 && (b.ContextTokens < MinContextTokens || b.ContextTokens > MaxContextTokens) {
+		f["context_tokens"] = fmt.Sprintf("must be %d to %d, or 0 for the server's default", MinContextTokens, MaxContextTokens)
+	} else if b.ContextTokens != 0 && b.MaxTokens >= b.ContextTokens {
+		f["max_tokens"] = "must leave room for the prompt within context_tokens"
 	}
 	if len(b.KnowledgeBases) > MaxKnowledgeBases {
 		f["knowledge_bases"] = fmt.Sprintf("at most %d", MaxKnowledgeBases)
@@ -236,6 +247,7 @@ func chatbotChanges(b, a *Chatbot) map[string]audit.Change {
 	add("system_prompt", b.SystemPrompt, a.SystemPrompt, b.SystemPrompt != a.SystemPrompt)
 	add("model_name", b.ModelName, a.ModelName, b.ModelName != a.ModelName)
 	add("max_tokens", b.MaxTokens, a.MaxTokens, b.MaxTokens != a.MaxTokens)
+	add("context_tokens", b.ContextTokens, a.ContextTokens, b.ContextTokens != a.ContextTokens)
 	add("knowledge_bases", b.KnowledgeBases, a.KnowledgeBases, !slices.Equal(b.KnowledgeBases, a.KnowledgeBases))
 	add("memory_enabled", b.MemoryEnabled, a.MemoryEnabled, b.MemoryEnabled != a.MemoryEnabled)
 	add("is_active", b.IsActive, a.IsActive, b.IsActive != a.IsActive)

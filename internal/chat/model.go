@@ -22,6 +22,7 @@ type Chatbot struct {
 	ModelName      string   // a gateway model name of the tenant (nodus/extractive works offline)
 	Temperature    *float64 // nil for the model's default
 	MaxTokens      int      // the answer's bound; 0 for DefaultMaxTokens
+	ContextTokens  int      // the model's context window; 0 for Config.ContextTokens
 	KnowledgeBases []string // ids, in the order their sources are listed
 	Retrieval      RetrievalOverrides
 	MemoryEnabled  bool

@@ -363,7 +363,11 @@ func (s *Service) prompt(bot Chatbot, history []Message, sources []Source, memor
 	if maxTokens <= 0 {
 		maxTokens = DefaultMaxTokens
 	}
-	budget := int64(s.contextTokens) - maxTokens
+	window := s.contextTokens
+	if bot.ContextTokens > 0 {
+		window = bot.ContextTokens
+	}
+	budget := int64(window) - maxTokens
 	count := func(text string) int64 { return s.countTokens(bot.ModelName, text) + 4 }
 	base := bot.SystemPrompt
 	if strings.TrimSpace(base) == "" {
@@ -378,7 +382,7 @@ func (s *Service) prompt(bot Chatbot, history []Message, sources []Source, memor
 	}
 	used := count(base) + count(question)
 	if used > budget {
-		return ModelRequest{}, invalid("message", fmt.Sprintf("the message is too long for the model's context of %d tokens", s.contextTokens))
+		return ModelRequest{}, invalid("message", fmt.Sprintf("the message is too long for the model's context of %d tokens", window))
 	}
 	var src strings.Builder
 	for _, sc := range sources {

@@ -46,3 +46,24 @@ func TestPromptFitsBudget(t *testing.T) {
 		t.Fatalf("an oversized question: %v", err)
 	}
 }
+
+// TestPromptContextWindow: a chatbot's context_tokens replaces the
+// server's default budget.
+func TestPromptContextWindow(t *testing.T) {
+	s := &Service{contextTokens: 600}
+	var history []Message
+	for range 40 {
+		history = append(history, Message{Role: RoleUser, Content: strings.Repeat("word ", 20)})
+	}
+	small, err := s.prompt(Chatbot{ModelName: "m", MaxTokens: 100}, history, nil, nil, "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	large, err := s.prompt(Chatbot{ModelName: "m", MaxTokens: 100, ContextTokens: 100000}, history, nil, nil, "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(small.Messages) >= 42 || len(large.Messages) != 42 {
+		t.Fatalf("%d messages in the default window, %d in the chatbot's", len(small.Messages), len(large.Messages))
+	}
+}

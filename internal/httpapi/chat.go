@@ -56,6 +56,7 @@ type chatbotView struct {
 	ModelName      string                  `json:"model_name"`
 	Temperature    *float64                `json:"temperature"`
 	MaxTokens      int                     `json:"max_tokens"`
+	ContextTokens  int                     `json:"context_tokens"`
 	KnowledgeBases []string                `json:"knowledge_bases"`
 	Retrieval      chat.RetrievalOverrides `json:"retrieval"`
 	MemoryEnabled  bool                    `json:"memory_enabled"`
@@ -72,8 +73,9 @@ func viewChatbot(b *chat.Chatbot) chatbotView {
 		kbs = []string{}
 	}
 	return chatbotView{ID: b.ID, Name: b.Name, Description: b.Description, SystemPrompt: b.SystemPrompt,
-		ModelName: b.ModelName, Temperature: b.Temperature, MaxTokens: b.MaxTokens, KnowledgeBases: kbs,
-		Retrieval: b.Retrieval, MemoryEnabled: b.MemoryEnabled, WelcomeMessage: b.WelcomeMessage, IsActive: b.IsActive,
+		ModelName: b.ModelName, Temperature: b.Temperature, MaxTokens: b.MaxTokens, ContextTokens: b.ContextTokens,
+		KnowledgeBases: kbs,
+		Retrieval:      b.Retrieval, MemoryEnabled: b.MemoryEnabled, WelcomeMessage: b.WelcomeMessage, IsActive: b.IsActive,
 		CreatedBy: b.CreatedBy, CreatedAt: b.CreatedAt, UpdatedAt: b.UpdatedAt}
 }
 
@@ -86,6 +88,7 @@ type chatbotRequest struct {
 	ModelName      *string                  `json:"model_name"`
 	Temperature    json.RawMessage          `json:"temperature"`
 	MaxTokens      *int                     `json:"max_tokens"`
+	ContextTokens  *int                     `json:"context_tokens"`
 	KnowledgeBases *[]string                `json:"knowledge_bases"`
 	Retrieval      *chat.RetrievalOverrides `json:"retrieval"`
 	MemoryEnabled  *bool                    `json:"memory_enabled"`
@@ -95,7 +98,7 @@ type chatbotRequest struct {
 
 func (in chatbotRequest) input() (chat.ChatbotInput, error) {
 	out := chat.ChatbotInput{Name: in.Name, Description: in.Description, SystemPrompt: in.SystemPrompt,
-		ModelName: in.ModelName, MaxTokens: in.MaxTokens, KnowledgeBases: in.KnowledgeBases, Retrieval: in.Retrieval,
+		ModelName: in.ModelName, MaxTokens: in.MaxTokens, ContextTokens: in.ContextTokens, KnowledgeBases: in.KnowledgeBases, Retrieval: in.Retrieval,
 		MemoryEnabled: in.MemoryEnabled, WelcomeMessage: in.WelcomeMessage, IsActive: in.IsActive}
 	if in.Temperature != nil {
 		var t *float64

@@ -31,12 +31,12 @@ var _ chat.Store = (*DB)(nil)
 // Chatbots.
 
 const chatbotColumns = `id, tenant_id, name, description, system_prompt, model_name, temperature, max_tokens,
-	retrieval, memory_enabled, welcome_message, is_active, created_by, created_at, updated_at`
+	context_tokens, retrieval, memory_enabled, welcome_message, is_active, created_by, created_at, updated_at`
 
 func scanChatbot(row interface{ Scan(...any) error }, b *chat.Chatbot) error {
 	var retrieval string
 	if err := row.Scan(&b.ID, &b.TenantID, &b.Name, &b.Description, &b.SystemPrompt, &b.ModelName, &b.Temperature,
-		&b.MaxTokens, &retrieval, &b.MemoryEnabled, &b.WelcomeMessage, &b.IsActive, &b.CreatedBy, &b.CreatedAt,
+		&b.MaxTokens, &b.ContextTokens, &retrieval, &b.MemoryEnabled, &b.WelcomeMessage, &b.IsActive, &b.CreatedBy, &b.CreatedAt,
 		&b.UpdatedAt); err != nil {
 		return err
 	}
@@ -108,9 +108,9 @@ func (db *DB) CreateChatbot(ctx context.Context, b chat.Chatbot, maxChatbots int
 			}
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO chatbots (`+chatbotColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			b.ID, tenantID, b.Name, b.Description, b.SystemPrompt, b.ModelName, b.Temperature, b.MaxTokens,
-			retrieval, b.MemoryEnabled, b.WelcomeMessage, b.IsActive, b.CreatedBy, b.CreatedAt, b.UpdatedAt); err != nil {
+			b.ContextTokens, retrieval, b.MemoryEnabled, b.WelcomeMessage, b.IsActive, b.CreatedBy, b.CreatedAt, b.UpdatedAt); err != nil {
 			return err
 		}
 		return insertChatbotLinks(ctx, tx, tenantID, b.ID, b.KnowledgeBases)
@@ -289,9 +289,9 @@ func (db *DB) UpdateChatbot(ctx context.Context, id string, change func(*chat.Ch
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE chatbots SET name = ?, description = ?, system_prompt = ?, model_name = ?,
-			temperature = ?, max_tokens = ?, retrieval = ?, memory_enabled = ?, welcome_message = ?, is_active = ?,
+			temperature = ?, max_tokens = ?, context_tokens = ?, retrieval = ?, memory_enabled = ?, welcome_message = ?, is_active = ?,
 			updated_at = ? WHERE id = ?`,
-			b.Name, b.Description, b.SystemPrompt, b.ModelName, b.Temperature, b.MaxTokens, retrieval,
+			b.Name, b.Description, b.SystemPrompt, b.ModelName, b.Temperature, b.MaxTokens, b.ContextTokens, retrieval,
 			b.MemoryEnabled, b.WelcomeMessage, b.IsActive, b.UpdatedAt, id); err != nil {
 			return err
 		}

@@ -55,7 +55,7 @@ func TestChatbots(t *testing.T) {
 
 		bot := newChatbot(a.id, "Helpdesk", kb2.ID, kb1.ID)
 		bot.Description, bot.SystemPrompt, bot.WelcomeMessage = "answers questions", "Be brief.", "Hello!"
-		bot.Temperature, bot.MaxTokens, bot.MemoryEnabled = new(0.3), 800, true
+		bot.Temperature, bot.MaxTokens, bot.ContextTokens, bot.MemoryEnabled = new(0.3), 800, 128000, true
 		bot.Retrieval = chat.RetrievalOverrides{TopK: 4, ScoreThreshold: new(0.2), Mode: "hybrid",
 			HybridWeight: new(0.6)}
 		if err := db.CreateChatbot(a.ctx, bot, 0); err != nil {

@@ -16,6 +16,9 @@ CREATE TABLE chatbots (
     temperature     DOUBLE PRECISION CHECK (temperature >= 0),
     -- 0 for chat.DefaultMaxTokens.
     max_tokens      INTEGER NOT NULL DEFAULT 0 CHECK (max_tokens >= 0),
+    -- The model's context window in tokens, the budget a turn's prompt
+    -- and answer fit in; 0 for the server's default.
+    context_tokens  INTEGER NOT NULL DEFAULT 0 CHECK (context_tokens >= 0),
     -- chat.RetrievalOverrides; '{}' keeps the knowledge bases' settings.
     retrieval       TEXT NOT NULL DEFAULT '{}',
     memory_enabled  BOOLEAN NOT NULL,
