@@ -38,14 +38,7 @@ func (r *recordingSink) Delta(s string) error {
 // TestTurnWhileIndexing: with nothing found and documents still being
 // indexed, the answer says so, and no model is called (there is none).
 func TestTurnWhileIndexing(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, db *store.DB) {
-		m, err := store.NewMigrator(store.SetMain, db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := m.Up(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+	storetest.RunMigrated(t, store.SetMain, func(t *testing.T, db *store.DB) {
 		a := chat.Actor{TenantID: nodus.NewID(), UserID: "u1", Admin: true}
 		ctx := context.Background()
 		now := nodus.SystemClock{}.Now()

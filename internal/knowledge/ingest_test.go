@@ -42,14 +42,7 @@ func newTenant() tenant {
 
 // runIngest runs fn on both databases.
 func runIngest(t *testing.T, fn func(t *testing.T, e *env)) {
-	storetest.Run(t, func(t *testing.T, db *store.DB) {
-		m, err := store.NewMigrator(store.SetMain, db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := m.Up(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+	storetest.RunMigrated(t, store.SetMain, func(t *testing.T, db *store.DB) {
 		root := t.TempDir()
 		blobs, err := blob.NewLocal(root)
 		if err != nil {

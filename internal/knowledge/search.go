@@ -10,6 +10,7 @@ import (
 
 	"github.com/nodus-os/nodus/internal/fulltext"
 	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/retrieval/fusion"
 )
 
 // Search bounds.
@@ -183,7 +184,7 @@ func (p searchPlan) hybrid(ctx context.Context, ix Indexes) ([]Ranked, error) {
 	for i, h := range vec {
 		vecScores[i] = h.Score
 	}
-	ftNorm, vecNorm := minMax(ftScores), minMax(vecScores)
+	ftNorm, vecNorm := fusion.MinMax(ftScores), fusion.MinMax(vecScores)
 	byID := make(map[string]*Ranked, len(vec))
 	out := make([]Ranked, 0, len(ft)+len(vec))
 	keys := make([]int64, len(ft))
@@ -221,24 +222,6 @@ func (p searchPlan) hybrid(ctx context.Context, ix Indexes) ([]Ranked, error) {
 	})
 	out = slices.DeleteFunc(out, func(r Ranked) bool { return r.Score < p.threshold })
 	return out[:min(len(out), p.topK)], nil
-}
-
-// minMax scales scores (best first) to 0..1 by their best and worst; a
-// single score, or all equal, scale to 1.
-func minMax(scores []float64) []float64 {
-	out := make([]float64, len(scores))
-	if len(scores) == 0 {
-		return out
-	}
-	hi, lo := scores[0], scores[len(scores)-1]
-	for i, s := range scores {
-		if hi-lo <= 1e-12 {
-			out[i] = 1
-		} else {
-			out[i] = math.Max(0, math.Min(1, (s-lo)/(hi-lo)))
-		}
-	}
-	return out
 }
 
 func ptr(f float64) *float64 { return &f }

@@ -4,11 +4,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 
 	"github.com/nodus-os/nodus/internal/fulltext"
+	"github.com/nodus-os/nodus/internal/retrieval/fusion"
 	"github.com/nodus-os/nodus/internal/vector"
 )
 
@@ -123,7 +123,7 @@ func rank(ctx context.Context, mems []Memory, query, model string, qvec []float3
 	for i, h := range vec {
 		vecScores[i] = h.score
 	}
-	ftNorm, vecNorm := minMax(ftScores), minMax(vecScores)
+	ftNorm, vecNorm := fusion.MinMax(ftScores), fusion.MinMax(vecScores)
 	fused := make(map[int]float64, len(ft)+len(vec))
 	for i, h := range ft {
 		fused[int(h.Key)] += 0.5 * ftNorm[i]
@@ -142,24 +142,6 @@ func rank(ctx context.Context, mems []Memory, query, model string, qvec []float3
 		return strings.Compare(b.Memory.ID, a.Memory.ID) // newer first
 	})
 	return out[:min(len(out), limit)], nil
-}
-
-// minMax scales scores (best first) to 0..1 by their best and worst; a
-// single score, or all equal, scale to 1.
-func minMax(scores []float64) []float64 {
-	out := make([]float64, len(scores))
-	if len(scores) == 0 {
-		return out
-	}
-	hi, lo := scores[0], scores[len(scores)-1]
-	for i, s := range scores {
-		if hi-lo <= 1e-12 {
-			out[i] = 1
-		} else {
-			out[i] = math.Max(0, math.Min(1, (s-lo)/(hi-lo)))
-		}
-	}
-	return out
 }
 
 // textIndex is a fulltext.Index over a few thousand memories in memory,

@@ -83,14 +83,7 @@ type fixture struct {
 }
 
 func runService(t *testing.T, models memory.Models, embedder memory.Embedder, fn func(t *testing.T, f fixture)) {
-	storetest.Run(t, func(t *testing.T, db *store.DB) {
-		m, err := store.NewMigrator(store.SetMain, db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := m.Up(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+	storetest.RunMigrated(t, store.SetMain, func(t *testing.T, db *store.DB) {
 		cfg := memory.Config{Store: db}
 		if models != nil {
 			cfg.Models = models

@@ -34,6 +34,22 @@ func Run(t *testing.T, fn func(t *testing.T, db *store.DB)) {
 	t.Run("postgres", func(t *testing.T) { fn(t, OpenPostgres(t)) })
 }
 
+// RunMigrated is Run with the migrations of set (store.SetMain, …)
+// applied to each database first.
+func RunMigrated(t *testing.T, set string, fn func(t *testing.T, db *store.DB)) {
+	t.Helper()
+	Run(t, func(t *testing.T, db *store.DB) {
+		m, err := store.NewMigrator(set, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Up(context.Background()); err != nil {
+			t.Fatalf("migrate %s: %v", set, err)
+		}
+		fn(t, db)
+	})
+}
+
 // RunURL is Run for tests that open databases themselves: fn gets a URL of
 // a new, empty database.
 func RunURL(t *testing.T, fn func(t *testing.T, url string)) {
