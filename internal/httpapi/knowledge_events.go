@@ -317,7 +317,7 @@ func (e *eventStream) send(events []sseEvent, end string) error {
 		// encoding/json escapes line breaks, so the data is one line.
 		data, err := json.Marshal(ev.data)
 		if err != nil {
-			return fmt.Errorf("document events: encode %s event: %w", ev.name, err)
+			return fmt.Errorf("event stream: encode %s event: %w", ev.name, err)
 		}
 		e.id++
 		e.buf.WriteString("id: " + strconv.Itoa(e.id) + "\nevent: " + ev.name + "\ndata: ")
@@ -340,11 +340,11 @@ func (e *eventStream) flush() error {
 		_, err := e.w.Write(e.buf.Bytes())
 		e.buf.Reset()
 		if err != nil {
-			return fmt.Errorf("document events: write: %w", err)
+			return fmt.Errorf("event stream: write: %w", err)
 		}
 	}
 	if err := e.rc.Flush(); err != nil {
-		return fmt.Errorf("document events: flush: %w", err)
+		return fmt.Errorf("event stream: flush: %w", err)
 	}
 	return nil
 }
