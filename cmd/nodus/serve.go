@@ -35,6 +35,7 @@ import (
 	// Aliased: package main has a func named settings (config.go).
 	settingsvc "github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/store"
+	"github.com/nodus-os/nodus/internal/tracing"
 	"github.com/nodus-os/nodus/internal/vault"
 )
 
@@ -265,6 +266,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	ids.AddTenantPurger(chatService.PurgeTenant)
 
+	// LLM tracing (Langfuse's ingestion API) in its own database; a
+	// deactivated tenant's key pairs are refused.
+	tracingService, err := tracing.NewService(tracing.Config{Store: dbs.DB(store.SetTracing), Logger: logger,
+		TenantActive: tenantActive(ids)})
+	if err != nil {
+		return err
+	}
+	ids.AddTenantPurger(tracingService.PurgeTenant)
+
 	workers := river.NewWorkers()
 	jobs.AddMemory(workers, func(ctx context.Context, args jobs.MemoryArgs) error {
 		return memorywire.Write(ctx, chatService, memoryService, chat.RememberRequest(args))
@@ -305,6 +315,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Agent:        agentService,
 		Chat:         chatService,
 		Memory:       memoryService,
+		Tracing:      tracingService,
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout,
 		TrustedProxies: cfg.TrustedProxies})
 	srv := &http.Server{

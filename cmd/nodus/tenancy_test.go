@@ -96,6 +96,8 @@ type tenancy struct {
 	admin   *client
 	a, b    identity.Tenant
 	members map[string]*client // "a-admin", "a-user", "a-viewer", "b-admin", …
+	// tracingKeys holds each tenant's Langfuse key pair: public, secret.
+	tracingKeys map[string][2]string
 }
 
 const memberPassword = "a long enough password"
@@ -107,7 +109,7 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 	vars := nodusEnv(t, databaseURL)
 	vars["NODUS_ADMIN_PASSWORD"] = "the administrator's password"
 	in := startNodus(t, vars)
-	w := &tenancy{in: in, vars: vars, members: map[string]*client{}}
+	w := &tenancy{in: in, vars: vars, members: map[string]*client{}, tracingKeys: map[string][2]string{}}
 	w.admin = signIn(t, in.base, "admin", vars["NODUS_ADMIN_PASSWORD"])
 	for name, dst := range map[string]*identity.Tenant{"a": &w.a, "b": &w.b} {
 		var got struct{ Tenant identity.Tenant }
@@ -189,6 +191,20 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 			{"role": "user", "content": "My favourite colour is " + name + "-teal."}}}, 200, nil)
 		user.must("POST", "/api/v1/agent/apps/helpdesk/users/me/sessions/s1/events", map[string]any{"author": "user",
 			"content": map[string]any{"role": "user", "parts": []any{map[string]any{"text": name + "-canary"}}}}, 201, nil)
+		// A Langfuse key pair, and a trace with a generation sent with it.
+		var tk struct {
+			Key struct {
+				PublicKey string `json:"public_key"`
+			}
+			SecretKey string `json:"secret_key"`
+		}
+		orgAdmin.must("POST", "/api/v1/tracing/keys", map[string]any{"name": name + "-sdk"}, 201, &tk)
+		w.tracingKeys[name] = [2]string{tk.Key.PublicKey, tk.SecretKey}
+		ingestBatch(t, in.base, w.tracingKeys[name], []map[string]any{
+			{"id": name + "-ev1", "type": "trace-create", "body": map[string]any{"id": name + "-trace", "name": name + "-canary"}},
+			{"id": name + "-ev2", "type": "generation-create", "body": map[string]any{"id": name + "-gen", "traceId": name + "-trace",
+				"model": "gpt-4o", "usageDetails": map[string]any{"input": 5}}},
+		}, 207)
 	}
 	for name, c := range w.members {
 		want := w.a.ID
@@ -292,6 +308,14 @@ func (w *tenancy) ids(tenant string) map[string]string {
 		t.Fatalf("%s has no memory", tenant)
 	}
 	out["memories"] = mems.Memories[0].ID
+	var traces struct{ Traces []struct{ ID string } }
+	w.members[tenant+"-user"].must("GET", "/api/v1/traces", nil, 200, &traces)
+	var tkeys struct{ Keys []struct{ ID string } }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/tracing/keys", nil, 200, &tkeys)
+	if len(traces.Traces) == 0 || len(tkeys.Keys) == 0 {
+		t.Fatalf("%s has no trace or tracing key", tenant)
+	}
+	out["traces"], out["tracing-keys"] = traces.Traces[0].ID, tkeys.Keys[0].ID
 	// Agent sessions are named by app, user and session (newTenancy's).
 	out["agent-user"], out["agent-session"] = w.members[tenant+"-user"].user.ID, "s1"
 	return out
@@ -305,6 +329,10 @@ func fillPath(t *testing.T, path string, ids map[string]string) string {
 	t.Helper()
 	// An agent session's routes name its app, user and session.
 	path = strings.NewReplacer("{app}", "helpdesk", "{user}", ids["agent-user"], "{session}", ids["agent-session"]).Replace(path)
+	// The tracing key pairs' {id}: not the gateway's keys.
+	if before, after, ok := strings.Cut(path, "/tracing/keys/{id}"); ok {
+		return before + "/tracing/keys/" + ids["tracing-keys"] + after
+	}
 	// A document's routes name its knowledge base too: {doc} first.
 	if before, after, ok := strings.Cut(path, "/documents/{doc}"); ok {
 		path = before + "/documents/" + ids["documents"] + after
@@ -336,7 +364,9 @@ func (w *tenancy) snapshot(t *testing.T) string {
 		"/api/v1/vault/secret?environment=prod&path=/db&key=PASSWORD&tenant_id=" + w.b.ID,
 		"/api/v1/gateway/deployments?tenant_id=" + w.b.ID, "/api/v1/gateway/keys?tenant_id=" + w.b.ID,
 		"/api/v1/gateway/budgets?tenant_id=" + w.b.ID, "/api/v1/gateway/router-settings?tenant_id=" + w.b.ID,
-		"/api/v1/gateway/prices?tenant_id=" + w.b.ID} {
+		"/api/v1/gateway/prices?tenant_id=" + w.b.ID,
+		"/api/v1/traces?tenant_id=" + w.b.ID, "/api/v1/traces/b-trace?tenant_id=" + w.b.ID,
+		"/api/v1/tracing/keys?tenant_id=" + w.b.ID} {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
@@ -409,6 +439,7 @@ func TestTenancyEndToEnd(t *testing.T) {
 		t.Run("role-rules", func(t *testing.T) { w.roleRules(t) })
 		t.Run("throttle", func(t *testing.T) { w.throttle(t) })
 		t.Run("deactivated-tenant", func(t *testing.T) { w.deactivatedTenant(t) })
+		t.Run("tracing", func(t *testing.T) { w.tracingScenario(t) })
 		t.Run("audit-verify", func(t *testing.T) { w.auditVerify(t) })
 	})
 }
@@ -527,9 +558,15 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"GET /api/v1/conversations":                {query: onB + "&all=true"},
 		"PATCH /api/v1/conversations/{id}":         {body: map[string]any{"title": "hijacked", "archived": true}},
 		"PUT /api/v1/messages/{id}/feedback":       {body: map[string]any{"rating": "dislike"}},
+		"GET /api/v1/tracing/keys":                 {query: onB},
+		"POST /api/v1/tracing/keys":                {query: onB, body: map[string]any{"name": "intruder"}},
+		"GET /api/v1/traces":                       {query: onB},
+		"POST /api/v1/scores":                      {body: map[string]any{"trace_id": b["traces"], "name": "hijack", "value": 0}},
 	} {
 		foreign[pattern] = append(foreign[pattern], in)
 	}
+	foreign["POST /api/v1/scores"] = append(foreign["POST /api/v1/scores"],
+		input{query: onB, body: map[string]any{"trace_id": b["traces"], "name": "hijack", "value": 0}})
 	// An upload to B's knowledge base, by its id alone or naming B's tenant:
 	// 404 before the body (here not even multipart) is looked at.
 	foreign["POST /api/v1/knowledge-bases/{id}/documents"] = []input{{}, {query: onB}}
@@ -747,8 +784,12 @@ func (w *tenancy) deactivatedTenant(t *testing.T) {
 	bViewer := w.members["b-viewer"]
 	w.admin.must("PATCH", "/api/v1/tenants/"+w.b.ID, map[string]any{"is_active": false}, 200, nil)
 	bViewer.must("GET", "/api/v1/me", nil, 401, nil)
+	// So does its Langfuse key pair.
+	noop := []map[string]any{{"id": "b-noop", "type": "sdk-log", "body": map[string]any{}}}
+	ingestBatch(t, w.in.base, w.tracingKeys["b"], noop, 401)
 	w.admin.must("PATCH", "/api/v1/tenants/"+w.b.ID, map[string]any{"is_active": true}, 200, nil)
 	bViewer.must("GET", "/api/v1/me", nil, 200, nil)
+	ingestBatch(t, w.in.base, w.tracingKeys["b"], noop, 207)
 }
 
 // auditVerify checks that everything above left an intact chain, that it

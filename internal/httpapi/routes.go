@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nodus-os/nodus/internal/identity"
+	"github.com/nodus-os/nodus/internal/tracing"
 )
 
 // route is one entry of the API: its pattern, its handler and the limits
@@ -198,6 +199,17 @@ func (s *Server) routes() []route {
 		{pattern: "DELETE /api/v1/conversations/{id}", handler: s.handleDeleteConversation(), action: identity.ActionWriteContent},
 		{pattern: "PUT /api/v1/messages/{id}/feedback", handler: s.handleSetFeedback(), action: identity.ActionWriteContent, maxBody: 8 << 10},
 		{pattern: "DELETE /api/v1/messages/{id}/feedback", handler: s.handleClearFeedback(), action: identity.ActionWriteContent},
+		// LLM tracing: Langfuse's ingestion, authenticated inside by a
+		// tenant's key pair (public here only in that it takes no session
+		// or token), the key pairs, and the query API.
+		{pattern: "POST /api/public/ingestion", handler: s.handleIngestion(), public: true,
+			maxBody: tracing.MaxBatchBytes, timeout: ingestionTimeout},
+		{pattern: "GET /api/v1/tracing/keys", handler: s.handleListTracingKeys(), action: identity.ActionManageTracing},
+		{pattern: "POST /api/v1/tracing/keys", handler: s.handleCreateTracingKey(), action: identity.ActionManageTracing, maxBody: 4 << 10},
+		{pattern: "DELETE /api/v1/tracing/keys/{id}", handler: s.handleDeleteTracingKey(), action: identity.ActionManageTracing},
+		{pattern: "GET /api/v1/traces", handler: s.handleListTraces(), action: identity.ActionReadTracing},
+		{pattern: "GET /api/v1/traces/{id}", handler: s.handleGetTrace(), action: identity.ActionReadTracing},
+		{pattern: "POST /api/v1/scores", handler: s.handleCreateScore(), action: identity.ActionWriteTracing, maxBody: 80 << 10},
 	}...)
 }
 

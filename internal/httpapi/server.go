@@ -19,6 +19,7 @@ import (
 	"github.com/nodus-os/nodus/internal/memory"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/settings"
+	"github.com/nodus-os/nodus/internal/tracing"
 	"github.com/nodus-os/nodus/internal/vault"
 )
 
@@ -87,6 +88,9 @@ type Deps struct {
 	Chat *chat.Service
 	// Memory serves the long-term memory; nil answers its routes 503.
 	Memory *memory.Service
+	// Tracing serves Langfuse's ingestion and the traces' query API; nil
+	// answers their routes 503.
+	Tracing *tracing.Service
 }
 
 // AuditLog records security-relevant actions and lists them.

@@ -79,6 +79,15 @@ const (
 	ActionUseAgent  Action = "agent.use"
 )
 
+// LLM tracing's actions: every member reads the tenant's traces, members
+// who write (not viewers) score them, admins manage the Langfuse key
+// pairs the SDKs send traces with.
+const (
+	ActionReadTracing   Action = "tracing.read"
+	ActionWriteTracing  Action = "tracing.write"
+	ActionManageTracing Action = "tracing.manage"
+)
+
 // permissions is the permission table: which role may do which action.
 // A role not listed for an action may not do it.
 func permissions() map[Action][]Role {
@@ -112,6 +121,10 @@ func permissions() map[Action][]Role {
 
 		ActionReadAgent: all,
 		ActionUseAgent:  {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
+
+		ActionReadTracing:   all,
+		ActionWriteTracing:  {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
+		ActionManageTracing: admins,
 	}
 }
 

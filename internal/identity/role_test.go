@@ -26,6 +26,11 @@ func TestPermissions(t *testing.T) {
 		{RoleViewer, ActionReadAgent, true},
 		{RoleViewer, ActionUseAgent, false},
 		{RoleUser, ActionUseAgent, true},
+		{RoleViewer, ActionReadTracing, true},
+		{RoleViewer, ActionWriteTracing, false},
+		{RoleUser, ActionWriteTracing, true},
+		{RoleUser, ActionManageTracing, false},
+		{RoleOrgAdmin, ActionManageTracing, true},
 		{RoleSuperAdmin, Action("no.such.action"), false},
 		{Role("root"), ActionReadSelf, false},
 	}

@@ -1,0 +1,5 @@
+DROP TABLE tracing_keys;
+DROP TABLE ingestion_events;
+DROP TABLE scores;
+DROP TABLE observations;
+DROP TABLE traces;
