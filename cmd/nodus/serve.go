@@ -55,6 +55,10 @@ const requeueInterval = time.Minute
 // (NODUS_GATEWAY_SPEND_RETENTION_DAYS) are deleted.
 const spendRetentionInterval = time.Hour
 
+// tracingRetentionInterval is how often traces past their tenant's
+// retention are deleted.
+const tracingRetentionInterval = time.Hour
+
 // Sign-in throttling: failures allowed per (login, address) and per login
 // in each window before further attempts wait for the window to end.
 const (
@@ -283,6 +287,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return knowledgeService.Ingest(ctx, tenantID, documentID, knowledge.IngestOptions{})
 	}))
 	periodic := []*river.PeriodicJob{jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval),
+		jobs.AddTracingRetention(workers, tracingService, tracingRetentionInterval, nil),
 		jobs.AddRequeue(workers, knowledgeService, requeueInterval)}
 	if cfg.SpendRetentionDays > 0 && gatewayAdmin != nil {
 		periodic = append(periodic, jobs.AddSpendRetention(workers, gatewayService,

@@ -200,6 +200,7 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 		}
 		orgAdmin.must("POST", "/api/v1/tracing/keys", map[string]any{"name": name + "-sdk"}, 201, &tk)
 		w.tracingKeys[name] = [2]string{tk.Key.PublicKey, tk.SecretKey}
+		orgAdmin.must("PUT", "/api/v1/tracing/settings", map[string]any{"retention_days": 30}, 200, nil)
 		ingestBatch(t, in.base, w.tracingKeys[name], []map[string]any{
 			{"id": name + "-ev1", "type": "trace-create", "body": map[string]any{"id": name + "-trace", "name": name + "-canary"}},
 			{"id": name + "-ev2", "type": "generation-create", "body": map[string]any{"id": name + "-gen", "traceId": name + "-trace",
@@ -371,6 +372,12 @@ func (w *tenancy) snapshot(t *testing.T) string {
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
 		}
+		buf.Write(b)
+	}
+	// B's tracing retention (short: no length check).
+	if status, b := w.admin.do("GET", "/api/v1/tracing/settings?tenant_id="+w.b.ID, nil); status != 200 {
+		t.Fatalf("snapshot GET tracing settings: %d %s", status, b)
+	} else {
 		buf.Write(b)
 	}
 	var kbs struct {
@@ -560,6 +567,8 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"PUT /api/v1/messages/{id}/feedback":       {body: map[string]any{"rating": "dislike"}},
 		"GET /api/v1/tracing/keys":                 {query: onB},
 		"POST /api/v1/tracing/keys":                {query: onB, body: map[string]any{"name": "intruder"}},
+		"GET /api/v1/tracing/settings":             {query: onB},
+		"PUT /api/v1/tracing/settings":             {query: onB, body: map[string]any{"retention_days": 1}},
 		"GET /api/v1/traces":                       {query: onB},
 		"POST /api/v1/scores":                      {body: map[string]any{"trace_id": b["traces"], "name": "hijack", "value": 0}},
 	} {

@@ -207,6 +207,8 @@ func (s *Server) routes() []route {
 		{pattern: "GET /api/v1/tracing/keys", handler: s.handleListTracingKeys(), action: identity.ActionManageTracing},
 		{pattern: "POST /api/v1/tracing/keys", handler: s.handleCreateTracingKey(), action: identity.ActionManageTracing, maxBody: 4 << 10},
 		{pattern: "DELETE /api/v1/tracing/keys/{id}", handler: s.handleDeleteTracingKey(), action: identity.ActionManageTracing},
+		{pattern: "GET /api/v1/tracing/settings", handler: s.handleGetTracingSettings(), action: identity.ActionReadTracing},
+		{pattern: "PUT /api/v1/tracing/settings", handler: s.handleSetTracingSettings(), action: identity.ActionManageTracing, maxBody: 4 << 10},
 		{pattern: "GET /api/v1/traces", handler: s.handleListTraces(), action: identity.ActionReadTracing},
 		{pattern: "GET /api/v1/traces/{id}", handler: s.handleGetTrace(), action: identity.ActionReadTracing},
 		{pattern: "POST /api/v1/scores", handler: s.handleCreateScore(), action: identity.ActionWriteTracing, maxBody: 80 << 10},

@@ -470,7 +470,7 @@ func (db *DB) DeleteTracingTenant(ctx context.Context) error {
 		return err
 	}
 	return db.Write(ctx, func(tx *Tx) error {
-		for _, table := range []string{"scores", "observations", "traces", "ingestion_events", "tracing_keys"} {
+		for _, table := range []string{"scores", "observations", "traces", "ingestion_events", "tracing_keys", "tracing_settings"} {
 			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE tenant_id = ?`, tenantID); err != nil {
 				return err
 			}

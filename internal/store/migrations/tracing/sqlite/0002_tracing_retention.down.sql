@@ -1,0 +1,2 @@
+DROP INDEX ingestion_events_received;
+DROP TABLE tracing_settings;
