@@ -175,6 +175,38 @@ func TestChatGroundedThroughGateway(t *testing.T) {
 			}
 		}
 
+		// The turn is a trace: the conversation its session, the model
+		// call a generation under the turn that names its spend row and
+		// carries the same usage.
+		convOf := start.data["conversation_id"].(string)
+		type observation struct {
+			ID, Type, Name string
+			UsageDetails   map[string]float64 `json:"usage_details"`
+			Metadata       map[string]any
+			Children       []observation
+		}
+		var traces struct{ Traces []struct{ ID string } }
+		for deadline := time.Now().Add(10 * time.Second); len(traces.Traces) == 0; time.Sleep(50 * time.Millisecond) {
+			w.do(t, w.orgAdmin, "GET", "/api/v1/traces?session_id="+convOf, nil, 200, &traces)
+			if time.Now().After(deadline) {
+				t.Fatalf("no trace of the turn\n%s", w.in.logs.String())
+			}
+		}
+		var detail struct{ Observations []observation }
+		w.do(t, w.orgAdmin, "GET", "/api/v1/traces/"+traces.Traces[0].ID, nil, 200, &detail)
+		if len(detail.Observations) != 1 || detail.Observations[0].Type != "CHAIN" {
+			t.Fatalf("trace observations %+v", detail.Observations)
+		}
+		kinds := map[string]observation{}
+		for _, o := range detail.Observations[0].Children {
+			kinds[o.Type] = o
+		}
+		gen, ok := kinds["GENERATION"]
+		if _, retrieved := kinds["RETRIEVER"]; !ok || !retrieved || gen.Metadata["spend_request_id"] != meta["request_id"] ||
+			gen.UsageDetails["input"] != usage["prompt_tokens"] || gen.UsageDetails["output"] != usage["completion_tokens"] {
+			t.Fatalf("the turn's observations %+v, message metadata %+v", detail.Observations[0].Children, meta)
+		}
+
 		// The conversation holds both messages, titled from the question.
 		convID := start.data["conversation_id"].(string)
 		var conv struct {
@@ -227,6 +259,23 @@ func TestChatGroundedThroughGateway(t *testing.T) {
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("no partial answer stored: %+v", conv)
+			}
+		}
+
+		// A turn that comes with a W3C traceparent joins the caller's trace.
+		callerTrace := "4bf92f3577b34da6a3ce929d0e0e4736"
+		resp, body := call(t, "POST", w.in.base+chatPath, jsonBody(map[string]any{"message": "Refunds?", "stream": false}),
+			withBearer(w.orgAdmin.token), withHeader("traceparent", "00-"+callerTrace+"-00f067aa0ba902b7-01"))
+		if resp.StatusCode != 200 {
+			t.Fatalf("turn with traceparent: %d %s", resp.StatusCode, body)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			status, _ := w.orgAdmin.do("GET", "/api/v1/traces/"+callerTrace, nil)
+			if status == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the turn did not join the caller's trace")
 			}
 		}
 

@@ -250,11 +250,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	ids.AddTenantPurger(memoryService.PurgeTenant)
 
+	// LLM tracing (Langfuse's ingestion API) in its own database; a
+	// deactivated tenant's key pairs are refused.
+	tracingService, err := tracing.NewService(tracing.Config{Store: dbs.DB(store.SetTracing), Logger: logger,
+		TenantActive: tenantActive(ids)})
+	if err != nil {
+		return err
+	}
+	ids.AddTenantPurger(tracingService.PurgeTenant)
+	// Nodus's own traces (chat turns) are written by a recorder in the
+	// background; it flushes and stops before the databases close.
+	recorder := tracingService.NewRecorder()
+	recordCtx, stopRecording := context.WithCancel(context.WithoutCancel(ctx))
+	go recorder.Run(recordCtx)
+	defer func() {
+		stopRecording()
+		recorder.Wait()
+	}()
+
 	// Chatbots answer from knowledge bases through the gateway in
 	// process, as the user chatting; those with memory on recall the
 	// user's memories and queue each exchange to be remembered.
 	chatCfg := chat.Config{Store: dbs.DB(store.SetMain), Knowledge: chatwire.Knowledge{Service: knowledgeService},
-		Quotas: tenantQuotas{ids}, Audit: auditor, Logger: logger,
+		Quotas: tenantQuotas{ids}, Audit: auditor, Logger: logger, Tracer: chatwire.Tracer{Recorder: recorder},
 		Memory: memorywire.ChatMemory{Service: memoryService, Enqueue: func(ctx context.Context, r chat.RememberRequest) error {
 			return dbs.DB(store.SetMain).Write(ctx, func(tx *store.Tx) error {
 				_, err := queue.InsertTx(ctx, tx, jobs.MemoryArgs(r), nil)
@@ -269,15 +287,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	ids.AddTenantPurger(chatService.PurgeTenant)
-
-	// LLM tracing (Langfuse's ingestion API) in its own database; a
-	// deactivated tenant's key pairs are refused.
-	tracingService, err := tracing.NewService(tracing.Config{Store: dbs.DB(store.SetTracing), Logger: logger,
-		TenantActive: tenantActive(ids)})
-	if err != nil {
-		return err
-	}
-	ids.AddTenantPurger(tracingService.PurgeTenant)
 
 	workers := river.NewWorkers()
 	jobs.AddMemory(workers, func(ctx context.Context, args jobs.MemoryArgs) error {

@@ -1,6 +1,9 @@
 package chat
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // This file holds what the chat module needs of the knowledge bases and of
 // the model gateway, in its own terms: the composition roots adapt the
@@ -129,4 +132,37 @@ type RememberRequest struct {
 	QuestionID     string `json:"question_id"`
 	AnswerID       string `json:"answer_id"`
 	Model          string `json:"model"` // the chatbot's model, for fact extraction
+}
+
+// Tracer records a finished turn as a trace (the tracing module), off the
+// request path: Turn must not block.
+type Tracer interface {
+	Turn(t TurnTrace)
+}
+
+// Step is when a step of a turn ran; zero when it did not.
+type Step struct{ Began, Ended time.Time }
+
+// TurnTrace is what a turn's trace shows: the turn, then its retrieval,
+// its memory recall and its model call as observations.
+type TurnTrace struct {
+	TenantID       string
+	UserID         string
+	TraceID        string // the caller's trace (traceparent); "" for a new one
+	ChatbotID      string
+	ChatbotName    string
+	Model          string
+	ConversationID string
+	MessageID      string // the answer's
+	Question       string
+	Answer         string
+	Turn           Step
+	Retrieval      Step
+	Sources        []Source
+	Recall         Step
+	Memories       []string
+	Generation     Step
+	FirstToken     time.Time // zero when no token came
+	Call           *ModelCall
+	Error          string
 }

@@ -33,6 +33,7 @@ type Config struct {
 	Models    Models   // nil: every turn fails, the gateway being down
 	Quotas    Quotas   // nil: no quota
 	Memory    Memory   // nil: chatbots with memory on neither recall nor remember
+	Tracer    Tracer   // nil: turns are not traced
 	Audit     Auditor  // nil records nothing
 	Logger    *slog.Logger
 	Now       func() time.Time
@@ -59,6 +60,7 @@ type Service struct {
 	models        Models
 	quotas        Quotas
 	memory        Memory
+	tracer        Tracer
 	audit         Auditor
 	log           *slog.Logger
 	now           func() time.Time
@@ -79,7 +81,7 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.ContextTokens <= 0 {
 		cfg.ContextTokens = DefaultContextTokens
 	}
-	return &Service{store: cfg.Store, knowledge: cfg.Knowledge, models: cfg.Models, quotas: cfg.Quotas, memory: cfg.Memory, audit: cfg.Audit,
+	return &Service{store: cfg.Store, knowledge: cfg.Knowledge, models: cfg.Models, quotas: cfg.Quotas, memory: cfg.Memory, tracer: cfg.Tracer, audit: cfg.Audit,
 		log: cfg.Logger, now: cfg.Now, contextTokens: cfg.ContextTokens}, nil
 }
 

@@ -74,6 +74,11 @@ type Turn struct {
 	Question     Message
 	Answer       Message // its ID is set before the answer starts
 	Metadata     MessageMetadata
+
+	// For the turn's trace: the chatbot, the asker, and when each step ran.
+	bot                           Chatbot
+	userID, question              string
+	retrieval, recall, generation Step
 }
 
 // Sink receives a streamed turn as it happens.
@@ -145,7 +150,10 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 	t.Answer = Message{ID: nodus.NewID(), TenantID: a.TenantID, ConversationID: t.Conversation.ID, Role: RoleAssistant}
 	t.Metadata = MessageMetadata{Model: bot.ModelName, TraceID: in.TraceID, Citations: []Source{}}
 
+	t.bot, t.userID, t.question = bot, a.UserID, in.Message
+	t.retrieval.Began = s.now()
 	sources, indexing, err := s.retrieve(ctx, a, bot, in.Message)
+	t.retrieval.Ended = s.now()
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +163,9 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 			"this answer cannot draw on them yet.", indexing)
 	}
 	if bot.MemoryEnabled && s.memory != nil {
+		t.recall.Began = s.now()
 		mems, err := s.memory.Recall(ctx, a.TenantID, bot.ID, a.UserID, in.Message, MaxMemories)
+		t.recall.Ended = s.now()
 		if err != nil {
 			// A turn without its memories beats no turn.
 			s.log.WarnContext(ctx, "chat: recalling memories", "chatbot", bot.ID, "error", err)
@@ -193,6 +203,7 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 		ttft   time.Duration
 		info   *ModelCall
 	)
+	t.generation.Began = s.now()
 	if sink == nil {
 		var text string
 		text, info, err = s.models.Complete(ctx, req)
@@ -210,6 +221,7 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 			return sink.Delta(piece)
 		})
 	}
+	t.generation.Ended = s.now()
 	err = s.finish(ctx, t, answer.String(), began, ttft, info, err)
 	if err == nil && bot.MemoryEnabled && s.memory != nil {
 		// The exchange is written to memory in the background.
@@ -258,10 +270,26 @@ func (s *Service) finish(ctx context.Context, t *Turn, answer string, began time
 		s.log.ErrorContext(ctx, "chat: storing an answer", "conversation", t.Conversation.ID, "error", err)
 		return errors.Join(cause, fmt.Errorf("chat: store the answer: %w", err))
 	}
+	if s.tracer != nil {
+		s.tracer.Turn(t.trace(answer, began, ttft, info, s.now()))
+	}
 	if cause != nil {
 		return fmt.Errorf("chat: turn: %w", cause)
 	}
 	return nil
+}
+
+// trace is the turn as its trace shows it.
+func (t *Turn) trace(answer string, began time.Time, ttft time.Duration, info *ModelCall, ended time.Time) TurnTrace {
+	tt := TurnTrace{TenantID: t.Conversation.TenantID, UserID: t.userID, TraceID: t.Metadata.TraceID,
+		ChatbotID: t.bot.ID, ChatbotName: t.bot.Name, Model: t.Metadata.Model, ConversationID: t.Conversation.ID,
+		MessageID: t.Answer.ID, Question: t.question, Answer: answer, Turn: Step{began, ended},
+		Retrieval: t.retrieval, Sources: t.Metadata.Citations, Recall: t.recall, Memories: t.Metadata.Memories,
+		Generation: t.generation, Call: info, Error: t.Metadata.Error}
+	if ttft > 0 && !t.generation.Began.IsZero() {
+		tt.FirstToken = began.Add(ttft)
+	}
+	return tt
 }
 
 // turnError is what an answer's metadata says went wrong.

@@ -1,0 +1,108 @@
+package tracing
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/nodus"
+)
+
+// Nodus's own traces (a chat turn, …) are recorded off the request path: a
+// Recorder buffers events and writes them in batches, one transaction per
+// tenant per flush, so a turn never waits for its trace. The buffer is
+// bounded: when it is full (the database far behind) events are dropped
+// and counted rather than grow memory or slow the product down; a trace
+// is diagnostics, the answer is not.
+
+// Recorder defaults.
+const (
+	recordBuffer   = 10000 // events waiting, at most
+	recordBatch    = 500   // events a flush writes at most
+	recordInterval = 200 * time.Millisecond
+)
+
+// Recorder writes the events handed to Record in the background. Start it
+// with Run; Close flushes what is left.
+type Recorder struct {
+	store   Store
+	log     interface{ Warn(string, ...any) }
+	now     func() time.Time
+	events  chan recorded
+	dropped atomic.Int64
+	done    chan struct{}
+}
+
+type recorded struct {
+	tenantID string
+	event    Event
+}
+
+// NewRecorder returns the service's recorder; Run must be started for it
+// to write anything.
+func (s *Service) NewRecorder() *Recorder {
+	return &Recorder{store: s.store, log: s.log, now: s.now, events: make(chan recorded, recordBuffer),
+		done: make(chan struct{})}
+}
+
+// Record hands events of a tenant to the recorder without waiting; when
+// the buffer is full they are dropped (Dropped counts them).
+func (r *Recorder) Record(tenantID string, events ...Event) {
+	for _, ev := range events {
+		select {
+		case r.events <- recorded{tenantID, ev}:
+		default:
+			r.dropped.Add(1)
+		}
+	}
+}
+
+// Dropped is how many events were dropped for a full buffer.
+func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
+
+// Run writes batches until ctx ends, then flushes what is buffered (with
+// its own deadline) and returns.
+func (r *Recorder) Run(ctx context.Context) {
+	defer close(r.done)
+	tick := time.NewTicker(recordInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			for r.flush(fctx) > 0 {
+			}
+			cancel()
+			return
+		case <-tick.C:
+			for r.flush(ctx) == recordBatch {
+			}
+		}
+	}
+}
+
+// Wait returns once Run has returned.
+func (r *Recorder) Wait() { <-r.done }
+
+// flush writes up to recordBatch buffered events and returns how many it
+// took.
+func (r *Recorder) flush(ctx context.Context) int {
+	byTenant := make(map[string][]Event)
+	n := 0
+take:
+	for n < recordBatch {
+		select {
+		case rec := <-r.events:
+			byTenant[rec.tenantID] = append(byTenant[rec.tenantID], rec.event)
+			n++
+		default:
+			break take
+		}
+	}
+	for tenantID, events := range byTenant {
+		if _, err := r.store.IngestEvents(nodus.WithTenant(ctx, tenantID), events, r.now()); err != nil {
+			r.log.Warn("tracing: recording events", "tenant", tenantID, "events", len(events), "error", err)
+		}
+	}
+	return n
+}
