@@ -181,6 +181,18 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 			"knowledge_bases": []string{kb.KnowledgeBase.ID}}, 201, &bot)
 		w.members[name+"-user"].must("POST", "/api/v1/chatbots/"+bot.Chatbot.ID+"/chat",
 			map[string]any{"message": "What does tenant " + name + " know?", "stream": false}, 200, nil)
+		// The turn's trace is written in the background: wait for it, so
+		// the snapshots of B compare settled rows.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			var traces struct{ Traces []struct{ Name string } }
+			orgAdmin.must("GET", "/api/v1/traces", nil, 200, &traces)
+			if slices.ContainsFunc(traces.Traces, func(tr struct{ Name string }) bool { return tr.Name == "chat "+name+"-bot" }) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the chat turn of %s left no trace", name)
+			}
+		}
 		// An agent session of the tenant's user, with an event and state in
 		// every scope; both tenants use the same app and session id, so only
 		// the tenant and the user keep them apart.
@@ -446,6 +458,7 @@ func TestTenancyEndToEnd(t *testing.T) {
 		t.Run("role-rules", func(t *testing.T) { w.roleRules(t) })
 		t.Run("throttle", func(t *testing.T) { w.throttle(t) })
 		t.Run("deactivated-tenant", func(t *testing.T) { w.deactivatedTenant(t) })
+		t.Run("otlp", func(t *testing.T) { w.otlpScenario(t) })
 		t.Run("tracing", func(t *testing.T) { w.tracingScenario(t) })
 		t.Run("audit-verify", func(t *testing.T) { w.auditVerify(t) })
 	})

@@ -204,6 +204,7 @@ func (s *Server) routes() []route {
 		// or token), the key pairs, and the query API.
 		{pattern: "POST /api/public/ingestion", handler: s.handleIngestion(), public: true,
 			maxBody: tracing.MaxBatchBytes, timeout: ingestionTimeout},
+		{pattern: "POST /api/public/otel/v1/traces", handler: s.handleOTLPTraces(), public: true, maxBody: tracing.MaxBatchBytes, timeout: ingestionTimeout},
 		{pattern: "GET /api/v1/tracing/keys", handler: s.handleListTracingKeys(), action: identity.ActionManageTracing},
 		{pattern: "POST /api/v1/tracing/keys", handler: s.handleCreateTracingKey(), action: identity.ActionManageTracing, maxBody: 4 << 10},
 		{pattern: "DELETE /api/v1/tracing/keys/{id}", handler: s.handleDeleteTracingKey(), action: identity.ActionManageTracing},

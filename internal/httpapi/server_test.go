@@ -915,7 +915,7 @@ func TestRouteBodyLimit(t *testing.T) {
 func TestEveryRouteIsClassified(t *testing.T) {
 	s, _ := newTestServer(t, Config{}, Readiness{Ready: true})
 	public := map[string]bool{"GET /health": true, "GET /ready": true, "GET /metrics": true, "POST /api/v1/auth/login": true,
-		"POST /api/v1/vault/auth/machine": true, "POST /api/public/ingestion": true}
+		"POST /api/v1/vault/auth/machine": true, "POST /api/public/ingestion": true, "POST /api/public/otel/v1/traces": true}
 	for _, rt := range s.routes() {
 		switch {
 		case rt.public && rt.action != "", !rt.public && rt.action == "":

@@ -1,8 +1,10 @@
 // Package tracing is Nodus's LLM tracing, what Langfuse does: traces, the
 // tree of observations (spans, generations, events, …) under each, and
 // scores, ingested through Langfuse's batch API so the Langfuse SDKs work
-// unchanged, and read back through Nodus's own query API. It owns the
-// records, the ingestion rules and the Langfuse key pairs;
+// unchanged, or as OpenTelemetry spans (OTLP, otlp.go) mapped to the same
+// patches by Langfuse's attribute rules, and read back through Nodus's
+// own query API. It owns the records, the ingestion rules and the
+// Langfuse key pairs;
 // internal/store/tracing.go keeps them in the tracing database (set
 // "tracing", migration 0001).
 //
