@@ -10,6 +10,8 @@
 //	                                           vector and hybrid search latency, HNSW recall (vectors.go)
 //	go run ./bench chat [-sizes 5000,100000] [-postgres URL]
 //	                                           a chat turn's time before the model is called (chat.go)
+//	go run ./bench tracing [-duration 1m] [-observations 1000000] [-postgres URL]
+//	                                           Langfuse ingestion rate, trace list latency (tracing.go)
 //	go run ./bench synth -docs 50000 -out DIR  a synthetic BEIR dataset for `nodus eval retrieval` (synth.go)
 //
 // `bench bare-proxy` is not for people: `bench gateway` starts it, a
@@ -60,6 +62,7 @@ var subcommands = map[string]func(ctx context.Context, args []string, stdout, st
 	"search":  runSearch,
 	"vectors": runVectors,
 	"chat":    runChat,
+	"tracing": runTracing,
 	"gateway": runGateway,
 }
 

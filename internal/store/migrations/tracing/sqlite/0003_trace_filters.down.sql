@@ -1,0 +1,2 @@
+DROP INDEX traces_session;
+DROP INDEX traces_user;
