@@ -5,10 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -64,13 +62,7 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		b.sizes = append(b.sizes, n)
 	}
-	var engines []string
-	if !b.noSQLite {
-		engines = append(engines, "sqlite")
-	}
-	if b.pgURL != "" {
-		engines = append(engines, "postgres")
-	}
+	engines := benchEngines(b.noSQLite, b.pgURL)
 	type row struct {
 		engine         string
 		chunks         int
@@ -211,11 +203,7 @@ func (b *chatBench) measure(ctx context.Context, engine string, size int) (cold,
 			lat = append(lat, model.called)
 			total += len(t.Metadata.Citations)
 		}
-		slices.Sort(lat)
-		pick := func(p float64) time.Duration {
-			return lat[min(len(lat)-1, int(math.Round(p*float64(len(lat)-1))))].Round(10 * time.Microsecond)
-		}
-		*dst = searchLatency{p50: pick(0.5), p99: pick(0.99), max: pick(1)}
+		*dst = latencyOf(lat, 0)
 	}
 	return cold, warm, float64(total) / float64(2*b.turns), nil
 }

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/nodus-os/nodus/internal/knowledge"
 	"github.com/nodus-os/nodus/internal/nodus"
@@ -99,4 +102,27 @@ func (b *benchKB) fill(size int, chunk func(index int) knowledge.Chunk) error {
 		}
 	}
 	return nil
+}
+
+// benchEngines lists the engines a search benchmark measures: SQLite
+// unless told not to, PostgreSQL when given a URL.
+func benchEngines(noSQLite bool, pgURL string) []string {
+	var engines []string
+	if !noSQLite {
+		engines = append(engines, "sqlite")
+	}
+	if pgURL != "" {
+		engines = append(engines, "postgres")
+	}
+	return engines
+}
+
+// latencyOf sorts lat and returns its p50, p99 and max, rounded for
+// reading, with hits per query.
+func latencyOf(lat []time.Duration, hits float64) searchLatency {
+	slices.Sort(lat)
+	pick := func(p float64) time.Duration {
+		return lat[min(len(lat)-1, int(math.Round(p*float64(len(lat)-1))))].Round(10 * time.Microsecond)
+	}
+	return searchLatency{p50: pick(0.5), p99: pick(0.99), max: pick(1), hits: hits}
 }

@@ -5,11 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"os"
 	"runtime/pprof"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -92,13 +90,7 @@ type searchLatency struct {
 }
 
 func (b *searchBench) run(ctx context.Context) error {
-	var engines []string
-	if !b.noSQLite {
-		engines = append(engines, "sqlite")
-	}
-	if b.pgURL != "" {
-		engines = append(engines, "postgres")
-	}
+	engines := benchEngines(b.noSQLite, b.pgURL)
 	var rows []searchRow
 	for _, engine := range engines {
 		for _, size := range b.sizes {
@@ -193,11 +185,7 @@ func (b *searchBench) measure(ctx context.Context, engine string, size int) (sea
 			lat = append(lat, time.Since(t0))
 			hits += len(res)
 		}
-		slices.Sort(lat)
-		pick := func(p float64) time.Duration {
-			return lat[min(len(lat)-1, int(math.Round(p*float64(len(lat)-1))))].Round(10 * time.Microsecond)
-		}
-		*dst = searchLatency{p50: pick(0.5), p99: pick(0.99), max: pick(1), hits: float64(hits) / float64(len(lat))}
+		*dst = latencyOf(lat, float64(hits)/float64(len(lat)))
 	}
 	return row, nil
 }

@@ -6,10 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -59,13 +57,7 @@ func runTracing(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var engines []string
-	if !b.noSQLite {
-		engines = append(engines, "sqlite")
-	}
-	if b.pgURL != "" {
-		engines = append(engines, "postgres")
-	}
+	engines := benchEngines(b.noSQLite, b.pgURL)
 	type row struct {
 		engine             string
 		rate               float64
@@ -220,11 +212,7 @@ func (b *tracingBench) measure(ctx context.Context, engine string) (rate float64
 			}
 			lat = append(lat, time.Since(t0))
 		}
-		slices.Sort(lat)
-		pick := func(p float64) time.Duration {
-			return lat[min(len(lat)-1, int(math.Round(p*float64(len(lat)-1))))].Round(10 * time.Microsecond)
-		}
-		return searchLatency{p50: pick(0.5), p99: pick(0.99), max: pick(1)}, nil
+		return latencyOf(lat, 0), nil
 	}
 	var cursors []string
 	list, err = timeIt(b.queries, func(i int) error {

@@ -87,13 +87,7 @@ type vectorRow struct {
 }
 
 func (b *vectorBench) run(ctx context.Context) error {
-	var engines []string
-	if !b.noSQLite {
-		engines = append(engines, "sqlite")
-	}
-	if b.pgURL != "" {
-		engines = append(engines, "postgres")
-	}
+	engines := benchEngines(b.noSQLite, b.pgURL)
 	var rows []vectorRow
 	for _, engine := range engines {
 		for _, size := range b.sizes {
@@ -311,11 +305,7 @@ func timeQueries(n int, search func(i int) (int, error)) (searchLatency, error) 
 		lat = append(lat, time.Since(t0))
 		hits += h
 	}
-	slices.Sort(lat)
-	pick := func(p float64) time.Duration {
-		return lat[min(len(lat)-1, int(math.Round(p*float64(len(lat)-1))))].Round(10 * time.Microsecond)
-	}
-	return searchLatency{p50: pick(0.5), p99: pick(0.99), max: pick(1), hits: float64(hits) / float64(n)}, nil
+	return latencyOf(lat, float64(hits)/float64(n)), nil
 }
 
 // approximate reports whether db searches the knowledge base's vectors
