@@ -182,15 +182,7 @@ func loadChatbotLinks(ctx context.Context, tx *Tx, bots []chat.Chatbot) error {
 // findChatbot reads a chatbot in scope with its knowledge bases within tx,
 // locking it for the rest of a write transaction when lock is set.
 func findChatbot(ctx context.Context, tx *Tx, id, cond string, args []any, lock bool) (chat.Chatbot, error) {
-	var b chat.Chatbot
-	q := `SELECT ` + chatbotColumns + ` FROM chatbots WHERE id = ? AND ` + cond
-	if lock {
-		q += tx.Dialect().ForUpdate()
-	}
-	err := scanChatbot(tx.QueryRow(ctx, q, append([]any{id}, args...)...), &b)
-	if errors.Is(err, sql.ErrNoRows) {
-		return b, errChatbotNotFound(id)
-	}
+	b, err := rowByID(ctx, tx, "chatbots", chatbotColumns, id, cond, args, lock, scanChatbot, errChatbotNotFound)
 	if err != nil {
 		return b, err
 	}
@@ -202,16 +194,9 @@ func findChatbot(ctx context.Context, tx *Tx, id, cond string, args []any, lock 
 // FindChatbot returns a chatbot in scope with its knowledge bases, or
 // ENOTFOUND.
 func (db *DB) FindChatbot(ctx context.Context, id string) (chat.Chatbot, error) {
-	cond, args, err := scopeCond(ctx, "tenant_id")
-	if err != nil {
-		return chat.Chatbot{}, err
-	}
-	var b chat.Chatbot
-	err = db.Read(ctx, func(tx *Tx) error {
-		b, err = findChatbot(ctx, tx, id, cond, args, false)
-		return err
+	return readInScope(ctx, db, func(tx *Tx, cond string, args []any) (chat.Chatbot, error) {
+		return findChatbot(ctx, tx, id, cond, args, false)
 	})
-	return b, err
 }
 
 // ListChatbots returns a page of the chatbots in scope, by id, with their
@@ -397,30 +382,14 @@ func (db *DB) CreateConversation(ctx context.Context, c chat.Conversation) error
 }
 
 func findConversation(ctx context.Context, tx *Tx, id, cond string, args []any, lock bool) (chat.Conversation, error) {
-	var c chat.Conversation
-	q := `SELECT ` + conversationColumns + ` FROM conversations WHERE id = ? AND ` + cond
-	if lock {
-		q += tx.Dialect().ForUpdate()
-	}
-	err := scanConversation(tx.QueryRow(ctx, q, append([]any{id}, args...)...), &c)
-	if errors.Is(err, sql.ErrNoRows) {
-		return c, errConversationNotFound(id)
-	}
-	return c, err
+	return rowByID(ctx, tx, "conversations", conversationColumns, id, cond, args, lock, scanConversation, errConversationNotFound)
 }
 
 // FindConversation returns a conversation in scope, or ENOTFOUND.
 func (db *DB) FindConversation(ctx context.Context, id string) (chat.Conversation, error) {
-	cond, args, err := scopeCond(ctx, "tenant_id")
-	if err != nil {
-		return chat.Conversation{}, err
-	}
-	var c chat.Conversation
-	err = db.Read(ctx, func(tx *Tx) error {
-		c, err = findConversation(ctx, tx, id, cond, args, false)
-		return err
+	return readInScope(ctx, db, func(tx *Tx, cond string, args []any) (chat.Conversation, error) {
+		return findConversation(ctx, tx, id, cond, args, false)
 	})
-	return c, err
 }
 
 // encodeConversationCursor and decodeConversationCursor make the position
@@ -661,30 +630,14 @@ func (db *DB) ListMessages(ctx context.Context, conversationID string, limit int
 }
 
 func findMessage(ctx context.Context, tx *Tx, id, cond string, args []any, lock bool) (chat.Message, error) {
-	var m chat.Message
-	q := `SELECT ` + messageColumns + ` FROM messages WHERE id = ? AND ` + cond
-	if lock {
-		q += tx.Dialect().ForUpdate()
-	}
-	err := scanMessage(tx.QueryRow(ctx, q, append([]any{id}, args...)...), &m)
-	if errors.Is(err, sql.ErrNoRows) {
-		return m, errMessageNotFound(id)
-	}
-	return m, err
+	return rowByID(ctx, tx, "messages", messageColumns, id, cond, args, lock, scanMessage, errMessageNotFound)
 }
 
 // FindMessage returns a message in scope, or ENOTFOUND.
 func (db *DB) FindMessage(ctx context.Context, id string) (chat.Message, error) {
-	cond, args, err := scopeCond(ctx, "tenant_id")
-	if err != nil {
-		return chat.Message{}, err
-	}
-	var m chat.Message
-	err = db.Read(ctx, func(tx *Tx) error {
-		m, err = findMessage(ctx, tx, id, cond, args, false)
-		return err
+	return readInScope(ctx, db, func(tx *Tx, cond string, args []any) (chat.Message, error) {
+		return findMessage(ctx, tx, id, cond, args, false)
 	})
-	return m, err
 }
 
 // SetFeedback records the feedback on an assistant message in scope, or

@@ -123,30 +123,14 @@ func (db *DB) CreateMemory(ctx context.Context, m memory.Memory, h memory.Histor
 }
 
 func findMemory(ctx context.Context, tx *Tx, id, cond string, args []any, lock bool) (memory.Memory, error) {
-	var m memory.Memory
-	q := `SELECT ` + memoryColumns + ` FROM adk_conversation_memory WHERE id = ? AND ` + cond
-	if lock {
-		q += tx.Dialect().ForUpdate()
-	}
-	err := scanMemory(tx.QueryRow(ctx, q, append([]any{id}, args...)...), &m)
-	if errors.Is(err, sql.ErrNoRows) {
-		return m, errMemoryNotFound(id)
-	}
-	return m, err
+	return rowByID(ctx, tx, "adk_conversation_memory", memoryColumns, id, cond, args, lock, scanMemory, errMemoryNotFound)
 }
 
 // FindMemory returns a memory in scope, or ENOTFOUND.
 func (db *DB) FindMemory(ctx context.Context, id string) (memory.Memory, error) {
-	cond, args, err := scopeCond(ctx, "tenant_id")
-	if err != nil {
-		return memory.Memory{}, err
-	}
-	var m memory.Memory
-	err = db.Read(ctx, func(tx *Tx) error {
-		m, err = findMemory(ctx, tx, id, cond, args, false)
-		return err
+	return readInScope(ctx, db, func(tx *Tx, cond string, args []any) (memory.Memory, error) {
+		return findMemory(ctx, tx, id, cond, args, false)
 	})
-	return m, err
 }
 
 // FindMemoryByHash returns the user's memory of the app in scope with the
