@@ -100,6 +100,7 @@ func (db *DB) IngestEvents(ctx context.Context, events []tracing.Event, received
 	var skipped []string
 	err = db.Write(ctx, func(tx *Tx) error {
 		skipped = skipped[:0]
+		var done ingested
 		for _, ev := range events {
 			n, err := tx.Exec(ctx, `INSERT INTO ingestion_events (tenant_id, event_id, received_at) VALUES (?, ?, ?)
 				ON CONFLICT DO NOTHING`, tenantID, ev.ID, receivedAt)
@@ -112,11 +113,17 @@ func (db *DB) IngestEvents(ctx context.Context, events []tracing.Event, received
 			}
 			switch {
 			case ev.Trace != nil:
-				err = ingestTrace(ctx, tx, tenantID, ev, receivedAt)
+				var t tracing.Trace
+				t, err = ingestTrace(ctx, tx, tenantID, ev, receivedAt)
+				done.traces = append(done.traces, t)
 			case ev.Observation != nil:
-				err = ingestObservation(ctx, tx, tenantID, ev, receivedAt)
+				var o tracing.Observation
+				o, err = ingestObservation(ctx, tx, tenantID, ev, receivedAt)
+				done.observations = append(done.observations, o)
 			case ev.Score != nil:
-				err = ingestScore(ctx, tx, tenantID, ev, receivedAt)
+				var sc tracing.Score
+				sc, err = ingestScore(ctx, tx, tenantID, ev, receivedAt)
+				done.scores = append(done.scores, sc)
 			default:
 				err = nodus.Errorf(nodus.EINTERNAL, "tracing event %s has no body", ev.ID)
 			}
@@ -124,7 +131,7 @@ func (db *DB) IngestEvents(ctx context.Context, events []tracing.Event, received
 				return err
 			}
 		}
-		return nil
+		return db.afterIngest(ctx, tx, tenantID, &done)
 	})
 	return skipped, err
 }
@@ -146,34 +153,36 @@ func firstTime(ts ...*time.Time) time.Time {
 	return time.Time{}
 }
 
-func ingestTrace(ctx context.Context, tx *Tx, tenantID string, ev tracing.Event, now time.Time) error {
+func ingestTrace(ctx context.Context, tx *Tx, tenantID string, ev tracing.Event, now time.Time) (tracing.Trace, error) {
 	p := ev.Trace
-	if err := ensureTrace(ctx, tx, tenantID, p.ID, firstTime(p.Timestamp, &ev.Timestamp), now); err != nil {
-		return err
-	}
 	var t tracing.Trace
+	if err := ensureTrace(ctx, tx, tenantID, p.ID, firstTime(p.Timestamp, &ev.Timestamp), now); err != nil {
+		return t, err
+	}
 	if err := scanTrace(tx.QueryRow(ctx, `SELECT `+traceColumns+` FROM traces WHERE tenant_id = ? AND id = ?`+
 		tx.Dialect().ForUpdate(), tenantID, p.ID), &t); err != nil {
-		return err
+		return t, err
 	}
 	p.Apply(&t)
+	t.UpdatedAt = now
 	tags, err := encodeJSON(t.Tags, "[]", len(t.Tags) == 0)
 	if err != nil {
-		return err
+		return t, err
 	}
 	_, err = tx.Exec(ctx, `UPDATE traces SET name = ?, user_id = ?, session_id = ?, release = ?, version = ?,
 		environment = ?, tags = ?, public = ?, input = ?, output = ?, metadata = ?, timestamp = ?, updated_at = ?
 		WHERE tenant_id = ? AND id = ?`,
 		t.Name, t.UserID, t.SessionID, t.Release, t.Version, t.Environment, tags, t.Public, rawArg(t.Input),
 		rawArg(t.Output), rawArg(t.Metadata), t.Timestamp, now, tenantID, p.ID)
-	return err
+	return t, err
 }
 
-func ingestObservation(ctx context.Context, tx *Tx, tenantID string, ev tracing.Event, now time.Time) error {
+func ingestObservation(ctx context.Context, tx *Tx, tenantID string, ev tracing.Event, now time.Time) (tracing.Observation, error) {
 	p := ev.Observation
+	var o tracing.Observation
 	start := firstTime(p.StartTime, &ev.Timestamp)
 	if err := ensureTrace(ctx, tx, tenantID, p.TraceID, start, now); err != nil {
-		return err
+		return o, err
 	}
 	typ := p.Type
 	if typ == "" {
@@ -181,21 +190,21 @@ func ingestObservation(ctx context.Context, tx *Tx, tenantID string, ev tracing.
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO observations (tenant_id, id, trace_id, type, start_time, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, tenantID, p.ID, p.TraceID, typ, start, now, now); err != nil {
-		return err
+		return o, err
 	}
-	var o tracing.Observation
 	if err := scanObservation(tx.QueryRow(ctx, `SELECT `+observationColumns+` FROM observations
 		WHERE tenant_id = ? AND id = ?`+tx.Dialect().ForUpdate(), tenantID, p.ID), &o); err != nil {
-		return err
+		return o, err
 	}
 	p.Apply(&o)
+	o.UpdatedAt = now
 	usage, err := encodeJSON(o.UsageDetails, "{}", len(o.UsageDetails) == 0)
 	if err != nil {
-		return err
+		return o, err
 	}
 	cost, err := encodeJSON(o.CostDetails, "{}", len(o.CostDetails) == 0)
 	if err != nil {
-		return err
+		return o, err
 	}
 	_, err = tx.Exec(ctx, `UPDATE observations SET trace_id = ?, parent_observation_id = ?, type = ?, name = ?,
 		start_time = ?, end_time = ?, completion_start_time = ?, input = ?, output = ?, metadata = ?, level = ?,
@@ -204,30 +213,31 @@ func ingestObservation(ctx context.Context, tx *Tx, tenantID string, ev tracing.
 		o.TraceID, o.ParentObservationID, o.Type, o.Name, o.StartTime, o.EndTime, o.CompletionStartTime,
 		rawArg(o.Input), rawArg(o.Output), rawArg(o.Metadata), o.Level, o.StatusMessage, o.Version, o.Environment,
 		o.Model, rawArg(o.ModelParameters), usage, cost, o.PromptName, o.PromptVersion, now, tenantID, p.ID)
-	return err
+	return o, err
 }
 
-func ingestScore(ctx context.Context, tx *Tx, tenantID string, ev tracing.Event, now time.Time) error {
+func ingestScore(ctx context.Context, tx *Tx, tenantID string, ev tracing.Event, now time.Time) (tracing.Score, error) {
 	p := ev.Score
+	var s tracing.Score
 	at := firstTime(p.Timestamp, &ev.Timestamp)
 	if err := ensureTrace(ctx, tx, tenantID, p.TraceID, at, now); err != nil {
-		return err
+		return s, err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO scores (tenant_id, id, trace_id, source, timestamp, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, tenantID, p.ID, p.TraceID, p.Source, at, now, now); err != nil {
-		return err
+		return s, err
 	}
-	var s tracing.Score
 	if err := scanScore(tx.QueryRow(ctx, `SELECT `+scoreColumns+` FROM scores WHERE tenant_id = ? AND id = ?`+
 		tx.Dialect().ForUpdate(), tenantID, p.ID), &s); err != nil {
-		return err
+		return s, err
 	}
 	p.Apply(&s)
+	s.UpdatedAt = now
 	_, err := tx.Exec(ctx, `UPDATE scores SET trace_id = ?, observation_id = ?, name = ?, value = ?, string_value = ?,
 		data_type = ?, comment = ?, timestamp = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
 		s.TraceID, s.ObservationID, s.Name, s.Value, s.StringValue, s.DataType, s.Comment, s.Timestamp, now,
 		tenantID, p.ID)
-	return err
+	return s, err
 }
 
 // FindTrace returns a trace in scope, or ENOTFOUND.

@@ -1,0 +1,24 @@
+package store
+
+import (
+	"context"
+
+	"github.com/nodus-os/nodus/internal/tracing"
+)
+
+// ingested is what one IngestEvents transaction wrote: each entity as
+// stored after its event was merged (an entity patched twice in the batch
+// appears twice, the later last).
+type ingested struct {
+	traces       []tracing.Trace
+	observations []tracing.Observation
+	scores       []tracing.Score
+}
+
+// afterIngest keeps what is derived from traces and observations (the
+// per-trace summaries, the rollups' dirty days, the sessions and users)
+// in step with a batch, inside the batch's transaction, so a reader never
+// sees rows without what is derived from them.
+func (db *DB) afterIngest(ctx context.Context, tx *Tx, tenantID string, b *ingested) error {
+	return nil
+}
