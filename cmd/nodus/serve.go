@@ -36,6 +36,7 @@ import (
 	settingsvc "github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/store"
 	"github.com/nodus-os/nodus/internal/tracing"
+	"github.com/nodus-os/nodus/internal/tracing/tracewire"
 	"github.com/nodus-os/nodus/internal/vault"
 )
 
@@ -170,10 +171,40 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	})
 	ids.AddTenantPurger(egressService.PurgeTenant)
 
+	// LLM tracing (Langfuse's ingestion API) in its own database; a
+	// deactivated tenant's key pairs are refused, and generations sent
+	// without cost are priced at the gateway's prices (the gateway is set
+	// below, before the server listens).
+	var gatewayAdmin *gateway.Service
+	tracingService, err := tracing.NewService(tracing.Config{Store: dbs.DB(store.SetTracing), Logger: logger,
+		TenantActive: tenantActive(ids),
+		Prices: func(ctx context.Context, tenantID, model string) (tracing.ModelPrice, bool) {
+			if gatewayAdmin == nil {
+				return tracing.ModelPrice{}, false
+			}
+			return tracewire.Prices(gatewayAdmin)(ctx, tenantID, model)
+		}})
+	if err != nil {
+		return err
+	}
+	ids.AddTenantPurger(tracingService.PurgeTenant)
+	// Nodus's own traces (gateway calls, chat turns) are written by a
+	// recorder in the background; it flushes and stops before the
+	// databases close, after the gateway's last call.
+	recorder := tracingService.NewRecorder()
+	recordCtx, stopRecording := context.WithCancel(context.WithoutCancel(ctx))
+	go recorder.Run(recordCtx)
+	defer func() {
+		stopRecording()
+		recorder.Wait()
+	}()
+
 	// The gateway: its own database, provider keys through vault handles,
-	// every upstream call through egress.
+	// every upstream call through egress, every call a generation in
+	// tracing.
 	gatewayService, err := gateway.NewService(gateway.Config{Store: dbs.DB(store.SetGateway), Secrets: vaultKeys{vaultService},
-		Egress: egressService, Audit: auditor, Logger: logger, Metrics: reg})
+		Egress: egressService, Audit: auditor, Logger: logger, Metrics: reg,
+		Calls: tracewire.GatewayCalls{Recorder: recorder}})
 	if err != nil {
 		return err
 	}
@@ -184,7 +215,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var gatewayRoutes interface {
 		Routes() map[string]http.Handler
 	}
-	var gatewayAdmin *gateway.Service
 	if err := gatewayService.Start(ctx); err != nil {
 		logger.Warn("gateway not started: run `nodus migrate up`", "err", err)
 	} else {
@@ -249,24 +279,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	ids.AddTenantPurger(memoryService.PurgeTenant)
-
-	// LLM tracing (Langfuse's ingestion API) in its own database; a
-	// deactivated tenant's key pairs are refused.
-	tracingService, err := tracing.NewService(tracing.Config{Store: dbs.DB(store.SetTracing), Logger: logger,
-		TenantActive: tenantActive(ids)})
-	if err != nil {
-		return err
-	}
-	ids.AddTenantPurger(tracingService.PurgeTenant)
-	// Nodus's own traces (chat turns) are written by a recorder in the
-	// background; it flushes and stops before the databases close.
-	recorder := tracingService.NewRecorder()
-	recordCtx, stopRecording := context.WithCancel(context.WithoutCancel(ctx))
-	go recorder.Run(recordCtx)
-	defer func() {
-		stopRecording()
-		recorder.Wait()
-	}()
 
 	// Chatbots answer from knowledge bases through the gateway in
 	// process, as the user chatting; those with memory on recall the

@@ -62,13 +62,14 @@ type Searcher interface {
 // ModelRequest is a chat completion asked of the gateway, as a user of
 // the tenant: the tenant's routing, budgets and spend log apply.
 type ModelRequest struct {
-	TenantID    string
-	UserID      string
-	TraceID     string
-	Model       string
-	Messages    []ModelMessage
-	Temperature *float64
-	MaxTokens   int64
+	TenantID     string
+	UserID       string
+	TraceID      string // the turn's trace
+	ParentSpanID string // the turn's span: the call's generation nests under it
+	Model        string
+	Messages     []ModelMessage
+	Temperature  *float64
+	MaxTokens    int64
 }
 
 // ModelMessage is one message of a ModelRequest.
@@ -135,7 +136,9 @@ type RememberRequest struct {
 }
 
 // Tracer records a finished turn as a trace (the tracing module), off the
-// request path: Turn must not block.
+// request path: Turn must not block. The model call is not the tracer's
+// to record: the gateway records every call it makes as a generation,
+// nested under the turn's span (ModelRequest.ParentSpanID).
 type Tracer interface {
 	Turn(t TurnTrace)
 }
@@ -143,12 +146,14 @@ type Tracer interface {
 // Step is when a step of a turn ran; zero when it did not.
 type Step struct{ Began, Ended time.Time }
 
-// TurnTrace is what a turn's trace shows: the turn, then its retrieval,
-// its memory recall and its model call as observations.
+// TurnTrace is what a turn's trace shows: the turn, then its retrieval
+// and its memory recall as observations (the model call is the gateway's).
 type TurnTrace struct {
 	TenantID       string
 	UserID         string
-	TraceID        string // the caller's trace (traceparent); "" for a new one
+	TraceID        string // the caller's trace (traceparent), or the turn's own
+	OwnTrace       bool   // TraceID is the turn's own: the tracer creates the trace
+	SpanID         string // the turn's observation, the parent of its steps
 	ChatbotID      string
 	ChatbotName    string
 	Model          string
@@ -161,8 +166,5 @@ type TurnTrace struct {
 	Sources        []Source
 	Recall         Step
 	Memories       []string
-	Generation     Step
-	FirstToken     time.Time // zero when no token came
-	Call           *ModelCall
 	Error          string
 }

@@ -2,6 +2,8 @@ package chat
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,9 +78,13 @@ type Turn struct {
 	Metadata     MessageMetadata
 
 	// For the turn's trace: the chatbot, the asker, and when each step ran.
-	bot                           Chatbot
-	userID, question              string
-	retrieval, recall, generation Step
+	bot               Chatbot
+	userID, question  string
+	retrieval, recall Step
+	// The turn's trace: the caller's (a traceparent) or its own, and the
+	// turn's span in it, under which the gateway nests its generation.
+	ownTrace bool
+	spanID   string
 }
 
 // Sink receives a streamed turn as it happens.
@@ -149,6 +155,10 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 	}
 	t.Answer = Message{ID: nodus.NewID(), TenantID: a.TenantID, ConversationID: t.Conversation.ID, Role: RoleAssistant}
 	t.Metadata = MessageMetadata{Model: bot.ModelName, TraceID: in.TraceID, Citations: []Source{}}
+	if !validTraceID(in.TraceID) {
+		t.Metadata.TraceID, t.ownTrace = randomHex(16), true
+	}
+	t.spanID = randomHex(8)
 
 	t.bot, t.userID, t.question = bot, a.UserID, in.Message
 	t.retrieval.Began = s.now()
@@ -194,7 +204,7 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 	if err != nil {
 		return t, s.finish(ctx, t, "", began, 0, nil, err)
 	}
-	req.TenantID, req.UserID, req.TraceID = a.TenantID, a.UserID, in.TraceID
+	req.TenantID, req.UserID, req.TraceID, req.ParentSpanID = a.TenantID, a.UserID, t.Metadata.TraceID, t.spanID
 	if s.models == nil {
 		return t, s.finish(ctx, t, "", began, 0, nil, nodus.Errorf(nodus.EUNAVAILABLE, "the model gateway is not running"))
 	}
@@ -203,7 +213,6 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 		ttft   time.Duration
 		info   *ModelCall
 	)
-	t.generation.Began = s.now()
 	if sink == nil {
 		var text string
 		text, info, err = s.models.Complete(ctx, req)
@@ -221,7 +230,6 @@ func (s *Service) Turn(ctx context.Context, a Actor, in TurnInput, sink Sink) (*
 			return sink.Delta(piece)
 		})
 	}
-	t.generation.Ended = s.now()
 	err = s.finish(ctx, t, answer.String(), began, ttft, info, err)
 	if err == nil && bot.MemoryEnabled && s.memory != nil {
 		// The exchange is written to memory in the background.
@@ -271,7 +279,7 @@ func (s *Service) finish(ctx context.Context, t *Turn, answer string, began time
 		return errors.Join(cause, fmt.Errorf("chat: store the answer: %w", err))
 	}
 	if s.tracer != nil {
-		s.tracer.Turn(t.trace(answer, began, ttft, info, s.now()))
+		s.tracer.Turn(t.trace(answer, began, s.now()))
 	}
 	if cause != nil {
 		return fmt.Errorf("chat: turn: %w", cause)
@@ -280,15 +288,13 @@ func (s *Service) finish(ctx context.Context, t *Turn, answer string, began time
 }
 
 // trace is the turn as its trace shows it.
-func (t *Turn) trace(answer string, began time.Time, ttft time.Duration, info *ModelCall, ended time.Time) TurnTrace {
+func (t *Turn) trace(answer string, began, ended time.Time) TurnTrace {
 	tt := TurnTrace{TenantID: t.Conversation.TenantID, UserID: t.userID, TraceID: t.Metadata.TraceID,
+		OwnTrace: t.ownTrace, SpanID: t.spanID,
 		ChatbotID: t.bot.ID, ChatbotName: t.bot.Name, Model: t.Metadata.Model, ConversationID: t.Conversation.ID,
 		MessageID: t.Answer.ID, Question: t.question, Answer: answer, Turn: Step{began, ended},
 		Retrieval: t.retrieval, Sources: t.Metadata.Citations, Recall: t.recall, Memories: t.Metadata.Memories,
-		Generation: t.generation, Call: info, Error: t.Metadata.Error}
-	if ttft > 0 && !t.generation.Began.IsZero() {
-		tt.FirstToken = began.Add(ttft)
-	}
+		Error: t.Metadata.Error}
 	return tt
 }
 
@@ -524,4 +530,26 @@ func (s *Service) countTokens(model, text string) int64 {
 		return s.models.CountTokens(model, text)
 	}
 	return int64(len(text)+3) / 4
+}
+
+// randomHex is n random bytes in lowercase hex: W3C trace (16) and span
+// (8) ids.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+// validTraceID tells whether id is a W3C trace id: 32 lowercase hex
+// digits, not all zero.
+func validTraceID(id string) bool {
+	if len(id) != 32 || id == strings.Repeat("0", 32) {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -19,7 +19,10 @@ type Caller struct {
 	UserID    string
 	Key       *Key
 	RequestID string // "" to have one made
-	TraceID   string
+	TraceID   string // the W3C trace the call belongs to; "" for a trace of its own
+	// ParentSpanID is the caller's span (a traceparent's parent id, a
+	// chat turn's observation) the call's generation nests under.
+	ParentSpanID string
 
 	received time.Time // when an HTTP request reached the gateway; zero in process
 }
@@ -56,6 +59,10 @@ type admission struct {
 	hold     *Hold
 	log      SpendLog
 	upstream time.Duration // in the router and the providers
+	// What tracing records of a chat call: its request and its answer.
+	chat     *ChatRequest
+	response *ChatResponse
+	streamed []byte
 }
 
 // promptSize is a call's prompt tokens as admission sees them: an upper
@@ -211,6 +218,10 @@ func (s *Service) finish(ctx context.Context, a *admission, d *Deployment, usage
 		s.log.Error("gateway: spend log dropped", "request_id", l.RequestID, "err", err)
 	}
 	s.m.observe(l, now.Sub(a.start))
+	if s.calls != nil {
+		s.calls.ObserveCall(CallRecord{Log: *l, ParentSpanID: a.caller.ParentSpanID, Chat: a.chat,
+			Response: a.response, Streamed: string(a.streamed)})
+	}
 	info := &CallInfo{RequestID: l.RequestID, Model: l.Model, DeploymentID: l.DeploymentID, Provider: l.Provider,
 		UpstreamModel: l.UpstreamModel, UsageEstimated: estimated, CostMicros: l.CostMicros, TTFT: ttft,
 		Duration: now.Sub(a.start), UpstreamTime: a.upstream, Status: l.Status}
@@ -269,6 +280,7 @@ func (s *Service) Chat(ctx context.Context, c Caller, req *ChatRequest) (*ChatRe
 	if err != nil {
 		return nil, nil, err
 	}
+	a.chat = req
 	var resp *ChatResponse
 	routed := time.Now()
 	d, err := s.router.Route(ctx, a.cfg.settings, req.Model, a.cfg.group, func(ctx context.Context, d *Deployment) (bool, error) {
@@ -292,6 +304,7 @@ func (s *Service) Chat(ctx context.Context, c Caller, req *ChatRequest) (*ChatRe
 	if usage == nil {
 		usage, estimated = estimateUsage(req, responseText(resp)), true
 	}
+	a.response = resp
 	info := s.finish(ctx, a, d, usage, estimated, 0, nil)
 	return resp, info, nil
 }
@@ -309,6 +322,7 @@ func (s *Service) ChatStream(ctx context.Context, c Caller, req *ChatRequest, em
 	if err != nil {
 		return nil, err
 	}
+	a.chat = req
 	wantUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 	var (
 		usage     *Usage
@@ -352,6 +366,7 @@ func (s *Service) ChatStream(ctx context.Context, c Caller, req *ChatRequest, em
 	if usage == nil && (committed || err == nil) {
 		usage, estimated = estimateUsage(req, string(text)), true
 	}
+	a.streamed = text
 	info := s.finish(ctx, a, d, usage, estimated, ttft, err)
 	return info, err
 }

@@ -44,7 +44,7 @@ func (s *Service) keyed(h keyedHandler) http.Handler {
 			return
 		}
 		h(w, r, Caller{TenantID: k.TenantID, UserID: k.UserID, Key: k, RequestID: r.Header.Get("X-Request-Id"),
-			TraceID: traceID(r), received: received})
+			TraceID: traceID(r), ParentSpanID: parentSpanID(r), received: received})
 	})
 }
 
@@ -58,17 +58,50 @@ func (s *Service) keyedAnthropic(h keyedHandler) http.Handler {
 			return
 		}
 		h(w, r, Caller{TenantID: k.TenantID, UserID: k.UserID, Key: k, RequestID: r.Header.Get("X-Request-Id"),
-			TraceID: traceID(r), received: received})
+			TraceID: traceID(r), ParentSpanID: parentSpanID(r), received: received})
 	})
 }
 
 // traceID is the trace of a W3C traceparent header, if valid.
 func traceID(r *http.Request) string {
-	parts := strings.Split(r.Header.Get("Traceparent"), "-")
-	if len(parts) == 4 && len(parts[1]) == 32 {
+	if parts, ok := traceparent(r); ok {
 		return parts[1]
 	}
 	return ""
+}
+
+// parentSpanID is the caller's span of a W3C traceparent header, if valid:
+// the call's generation nests under it, as OTLP spans sent with the same
+// ids do.
+func parentSpanID(r *http.Request) string {
+	if parts, ok := traceparent(r); ok {
+		return parts[2]
+	}
+	return ""
+}
+
+// traceparent splits a valid W3C traceparent header
+// (version-traceid-parentid-flags, lowercase hex, ids not all zero).
+func traceparent(r *http.Request) ([]string, bool) {
+	h := r.Header.Get("Traceparent")
+	if len(h) != 55 {
+		return nil, false
+	}
+	parts := strings.Split(h, "-")
+	if len(parts) != 4 || len(parts[0]) != 2 || len(parts[1]) != 32 || len(parts[2]) != 16 || len(parts[3]) != 2 {
+		return nil, false
+	}
+	for _, p := range parts {
+		for i := 0; i < len(p); i++ {
+			if c := p[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return nil, false
+			}
+		}
+	}
+	if parts[1] == strings.Repeat("0", 32) || parts[2] == strings.Repeat("0", 16) {
+		return nil, false
+	}
+	return parts, true
 }
 
 // writeError answers err in OpenAI's shape.

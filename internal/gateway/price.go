@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"math"
 	"math/bits"
 	"strings"
@@ -171,4 +172,23 @@ func Cost(p Price, u Usage) int64 {
 		return math.MaxInt64
 	}
 	return int64(q)
+}
+
+// ModelPrice is a tenant's price for a model name, as tracing prices the
+// generations SDKs report: the tenant's overrides and the catalogue by the
+// name, then, for one of the tenant's public model names, the price of its
+// first deployment. False when nothing prices it.
+func (s *Service) ModelPrice(ctx context.Context, tenantID, model string) (Price, bool, error) {
+	cfg, err := s.config(ctx, tenantID)
+	if err != nil {
+		return Price{}, false, err
+	}
+	if p, _, ok := LookupPrice(s.catalogue, cfg.prices, model); ok {
+		return p, true, nil
+	}
+	if g := cfg.group(model); len(g) > 0 {
+		p, ok := s.price(cfg, &g[0])
+		return p, ok, nil
+	}
+	return Price{}, false, nil
 }

@@ -57,6 +57,8 @@ type Config struct {
 	// DefaultMaxOutput is the completion size assumed when reserving the
 	// worst-case cost of a request that sets no max_tokens. Default 4096.
 	DefaultMaxOutput int64
+	// Calls, when set, is told of every finished call (LLM tracing).
+	Calls CallObserver
 }
 
 // Service is the gateway: it authenticates virtual keys, applies model
@@ -73,6 +75,7 @@ type Service struct {
 	maxOutput int64
 	providers map[string]Provider
 	catalogue map[string]Price
+	calls     CallObserver
 
 	router  *Router
 	limiter *Limiter
@@ -137,11 +140,11 @@ func NewService(cfg Config) (*Service, error) {
 	s := &Service{
 		store: cfg.Store, secrets: cfg.Secrets, egress: cfg.Egress, audit: cfg.Audit,
 		log: cfg.Logger, now: cfg.Now, ttl: cfg.ConfigTTL, maxOutput: cfg.DefaultMaxOutput,
-		catalogue: Catalogue(),
-		tenants:   map[string]*tenantEntry{},
-		keys:      map[string]*keyEntry{},
-		budgetID:  map[budgetRef]string{},
-		keyUse:    map[string]time.Time{},
+		catalogue: Catalogue(), calls: cfg.Calls,
+		tenants:  map[string]*tenantEntry{},
+		keys:     map[string]*keyEntry{},
+		budgetID: map[budgetRef]string{},
+		keyUse:   map[string]time.Time{},
 	}
 	s.providers = defaultProviders()
 	for kind, p := range cfg.Providers {

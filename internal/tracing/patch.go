@@ -77,6 +77,11 @@ type ObservationPatch struct {
 	CostDetails         map[string]float64
 	PromptName          *string
 	PromptVersion       *int
+
+	// inferCost, when set, prices the merged observation when it has
+	// usage but no cost (see cost.go); only a patch that sent usage or a
+	// model runs it.
+	inferCost func(*Observation)
 }
 
 // Apply merges the sent fields into o.
@@ -111,6 +116,9 @@ func (p *ObservationPatch) Apply(o *Observation) {
 	}
 	set(&o.PromptName, p.PromptName)
 	set(&o.PromptVersion, p.PromptVersion)
+	if p.inferCost != nil && p.CostDetails == nil && (p.UsageDetails != nil || p.Model != nil) {
+		p.inferCost(o)
+	}
 }
 
 // ScorePatch is a score-create event's body, or a score a member makes.

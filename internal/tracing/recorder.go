@@ -36,6 +36,7 @@ type Recorder struct {
 type recorded struct {
 	tenantID string
 	event    Event
+	build    func() []Event // when set, the events, built at flush time
 }
 
 // NewRecorder returns the service's recorder; Run must be started for it
@@ -50,10 +51,22 @@ func (s *Service) NewRecorder() *Recorder {
 func (r *Recorder) Record(tenantID string, events ...Event) {
 	for _, ev := range events {
 		select {
-		case r.events <- recorded{tenantID, ev}:
+		case r.events <- recorded{tenantID: tenantID, event: ev}:
 		default:
 			r.dropped.Add(1)
 		}
+	}
+}
+
+// RecordLater hands the recorder a function that builds a tenant's events,
+// called in the recorder's goroutine when it flushes: the caller's path
+// pays for a channel send, not for encoding payloads. When the buffer is
+// full the events are dropped (counted as one).
+func (r *Recorder) RecordLater(tenantID string, build func() []Event) {
+	select {
+	case r.events <- recorded{tenantID: tenantID, build: build}:
+	default:
+		r.dropped.Add(1)
 	}
 }
 
@@ -93,7 +106,11 @@ take:
 	for n < recordBatch {
 		select {
 		case rec := <-r.events:
-			byTenant[rec.tenantID] = append(byTenant[rec.tenantID], rec.event)
+			if rec.build != nil {
+				byTenant[rec.tenantID] = append(byTenant[rec.tenantID], rec.build()...)
+			} else {
+				byTenant[rec.tenantID] = append(byTenant[rec.tenantID], rec.event)
+			}
 			n++
 		default:
 			break take

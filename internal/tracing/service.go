@@ -37,6 +37,8 @@ type Config struct {
 	// TenantActive reports whether a tenant may still send traces; nil
 	// takes every tenant of a key as active.
 	TenantActive func(ctx context.Context, tenantID string) (bool, error)
+	// Prices, when set, prices generations sent with usage and no cost.
+	Prices PriceFunc
 }
 
 // Service is the tracing module. It is safe for concurrent use.
@@ -45,6 +47,7 @@ type Service struct {
 	log          *slog.Logger
 	now          func() time.Time
 	tenantActive func(ctx context.Context, tenantID string) (bool, error)
+	prices       PriceFunc
 }
 
 // NewService builds the service; a store is required.
@@ -58,7 +61,7 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = nodus.SystemClock{}.Now
 	}
-	return &Service{store: cfg.Store, log: cfg.Logger, now: cfg.Now, tenantActive: cfg.TenantActive}, nil
+	return &Service{store: cfg.Store, log: cfg.Logger, now: cfg.Now, tenantActive: cfg.TenantActive, prices: cfg.Prices}, nil
 }
 
 func invalid(field, msg string) error {

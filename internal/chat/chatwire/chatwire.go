@@ -49,7 +49,7 @@ func request(r chat.ModelRequest) (gateway.Caller, *gateway.ChatRequest) {
 		msgs[i] = gateway.Message{Role: m.Role, Content: gateway.TextContent(m.Content)}
 	}
 	maxTokens := r.MaxTokens
-	return gateway.Caller{TenantID: r.TenantID, UserID: r.UserID, TraceID: r.TraceID},
+	return gateway.Caller{TenantID: r.TenantID, UserID: r.UserID, TraceID: r.TraceID, ParentSpanID: r.ParentSpanID},
 		&gateway.ChatRequest{Model: r.Model, Messages: msgs, Temperature: r.Temperature, MaxTokens: &maxTokens}
 }
 

@@ -1,0 +1,224 @@
+// Package tracewire connects other modules to LLM tracing: the gateway's
+// finished calls become generations recorded by the tracing recorder.
+// Modules never import each other; this package imports both.
+package tracewire
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+
+	"github.com/google/uuid"
+
+	"github.com/nodus-os/nodus/internal/gateway"
+	"github.com/nodus-os/nodus/internal/tracing"
+)
+
+// MaxPayloadBytes bounds the input and the output a generation keeps of a
+// call: a larger one is kept as a note of its size. Tracing is for reading
+// what happened, not an archive of every prompt.
+const MaxPayloadBytes = 256 << 10
+
+// GatewayCalls records each gateway call as a GENERATION observation
+// (EMBEDDING for embeddings) whose metadata names the spend-log row
+// (spend_request_id). A call inside a caller's trace (a traceparent, a
+// chat turn) nests under the caller's span; any other call is a trace of
+// its own, named after the kind of call, for the key's user. Payloads are
+// encoded in the recorder's goroutine, off the request path.
+type GatewayCalls struct{ Recorder *tracing.Recorder }
+
+var _ gateway.CallObserver = GatewayCalls{}
+
+// ObserveCall hands the call to the recorder; it does not wait.
+func (g GatewayCalls) ObserveCall(c gateway.CallRecord) {
+	g.Recorder.RecordLater(c.Log.TenantID, func() []tracing.Event { return Events(c) })
+}
+
+// Events is a call as tracing events: its trace when it has none of its
+// own, then its generation.
+func Events(c gateway.CallRecord) []tracing.Event {
+	l := c.Log
+	traceID, own := l.TraceID, false
+	if !ValidTraceID(traceID) {
+		traceID, own = NewID(), true
+	}
+	input, output := callInput(c), callOutput(c)
+	var events []tracing.Event
+	add := func(ev tracing.Event) {
+		ev.ID, ev.Timestamp = NewID(), l.StartedAt
+		events = append(events, ev)
+	}
+	if own {
+		name := "gateway " + l.CallType
+		user := l.UserID
+		if user == "" {
+			user = l.EndUser
+		}
+		meta := map[string]string{"spend_request_id": l.RequestID}
+		if l.KeyID != "" {
+			meta["key_id"] = l.KeyID
+		}
+		add(tracing.Event{Trace: &tracing.TracePatch{ID: traceID, Timestamp: &l.StartedAt, Name: &name, UserID: &user,
+			Tags: []string{"nodus", "gateway"}, Input: input, Output: output, Metadata: jsonOf(meta)}})
+	}
+	typ, name := tracing.TypeGeneration, l.CallType
+	if l.CallType == "embedding" {
+		typ = tracing.TypeEmbedding
+	}
+	start, end := l.StartedAt, l.EndedAt
+	g := &tracing.ObservationPatch{ID: NewID(), TraceID: traceID, Type: typ, Name: &name, StartTime: &start,
+		EndTime: &end, Model: &l.Model, Input: input, Output: output}
+	if c.ParentSpanID != "" {
+		g.ParentObservationID = &c.ParentSpanID
+	}
+	if l.TTFT > 0 {
+		first := start.Add(l.TTFT)
+		g.CompletionStartTime = &first
+	}
+	if c.Chat != nil {
+		g.ModelParameters = modelParameters(c.Chat)
+	}
+	if l.PromptTokens > 0 || l.CompletionTokens > 0 {
+		usage := map[string]int64{"input": l.PromptTokens - l.CachedTokens, "output": l.CompletionTokens,
+			"total": l.PromptTokens + l.CompletionTokens}
+		if l.CachedTokens > 0 {
+			usage["input_cached_tokens"] = l.CachedTokens
+		}
+		g.UsageDetails = usage
+	}
+	if l.Status != gateway.StatusError || l.CostMicros > 0 {
+		g.CostDetails = map[string]float64{"total": float64(l.CostMicros) / 1e6}
+	}
+	switch l.Status {
+	case gateway.StatusError:
+		level, msg := tracing.LevelError, l.ErrorClass+": "+http.StatusText(l.StatusCode)
+		g.Level, g.StatusMessage = &level, &msg
+	case gateway.StatusCancelled:
+		level, msg := tracing.LevelWarning, "the client went away; what streamed was billed"
+		g.Level, g.StatusMessage = &level, &msg
+	}
+	meta := map[string]any{"spend_request_id": l.RequestID, "call_type": l.CallType, "status": l.Status,
+		"status_code": l.StatusCode}
+	for k, v := range map[string]string{"key_id": l.KeyID, "deployment_id": l.DeploymentID, "provider": l.Provider,
+		"upstream_model": l.UpstreamModel, "error_class": l.ErrorClass} {
+		if v != "" {
+			meta[k] = v
+		}
+	}
+	if l.UsageEstimated {
+		meta["usage_estimated"] = true
+	}
+	g.Metadata = jsonOf(meta)
+	add(tracing.Event{Observation: g})
+	return events
+}
+
+// callInput is a chat call's messages (and tools), bounded.
+func callInput(c gateway.CallRecord) json.RawMessage {
+	if c.Chat == nil {
+		return nil
+	}
+	in := map[string]any{"messages": c.Chat.Messages}
+	if len(c.Chat.Tools) > 0 {
+		in["tools"] = c.Chat.Tools
+	}
+	return bounded(in)
+}
+
+// callOutput is the answer: the assistant message(s) of a call, or what a
+// stream delivered.
+func callOutput(c gateway.CallRecord) json.RawMessage {
+	switch {
+	case c.Response != nil && len(c.Response.Choices) == 1:
+		return bounded(c.Response.Choices[0].Message)
+	case c.Response != nil:
+		msgs := make([]gateway.ResponseMessage, len(c.Response.Choices))
+		for i, ch := range c.Response.Choices {
+			msgs[i] = ch.Message
+		}
+		return bounded(msgs)
+	case c.Streamed != "":
+		return bounded(c.Streamed)
+	}
+	return nil
+}
+
+// modelParameters are the sampling settings a chat request set.
+func modelParameters(r *gateway.ChatRequest) json.RawMessage {
+	p := map[string]any{}
+	set := func(name string, v any, ok bool) {
+		if ok {
+			p[name] = v
+		}
+	}
+	set("temperature", r.Temperature, r.Temperature != nil)
+	set("top_p", r.TopP, r.TopP != nil)
+	set("max_tokens", r.MaxTokens, r.MaxTokens != nil)
+	set("max_completion_tokens", r.MaxCompletionTokens, r.MaxCompletionTokens != nil)
+	set("n", r.N, r.N != nil)
+	set("seed", r.Seed, r.Seed != nil)
+	set("stream", true, r.Stream)
+	set("response_format", r.ResponseFormat, r.ResponseFormat != nil)
+	if len(p) == 0 {
+		return nil
+	}
+	return jsonOf(p)
+}
+
+// bounded encodes v, or a note of its size past MaxPayloadBytes.
+func bounded(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	if len(b) > MaxPayloadBytes {
+		return jsonOf(map[string]any{"truncated": true, "bytes": len(b)})
+	}
+	return b
+}
+
+func jsonOf(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// NewID is a W3C-shaped trace or observation id: 32 lowercase hex digits.
+func NewID() string {
+	u := uuid.New()
+	return hex.EncodeToString(u[:])
+}
+
+// NewSpanID is a W3C-shaped span id: 16 lowercase hex digits.
+func NewSpanID() string {
+	u := uuid.New()
+	return hex.EncodeToString(u[:8])
+}
+
+// ValidTraceID tells whether id is a W3C trace id (32 hex digits, not all
+// zero).
+func ValidTraceID(id string) bool {
+	if len(id) != 32 || id == "00000000000000000000000000000000" {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
+}
+
+// Prices prices SDK-reported generations at the gateway's prices for the
+// tenant (tracing.Config.Prices).
+func Prices(g *gateway.Service) tracing.PriceFunc {
+	return func(ctx context.Context, tenantID, model string) (tracing.ModelPrice, bool) {
+		p, ok, err := g.ModelPrice(ctx, tenantID, model)
+		if err != nil || !ok {
+			return tracing.ModelPrice{}, false
+		}
+		// Micro-dollars per million tokens to dollars per token.
+		const perToken = 1e12
+		return tracing.ModelPrice{Input: float64(p.Input) / perToken, CachedInput: float64(p.CachedInput) / perToken,
+			Output: float64(p.Output) / perToken}, true
+	}
+}

@@ -1,0 +1,86 @@
+package tracewire_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/gateway"
+	"github.com/nodus-os/nodus/internal/tracing"
+	"github.com/nodus-os/nodus/internal/tracing/tracewire"
+)
+
+func TestEvents(t *testing.T) {
+	at := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	log := gateway.SpendLog{RequestID: "req-1", TenantID: "t1", KeyID: "k1", UserID: "u1", CallType: "chat",
+		Model: "gpt-4o", Provider: "openai", PromptTokens: 100, CachedTokens: 40, CompletionTokens: 7,
+		CostMicros: 1234, StartedAt: at, EndedAt: at.Add(time.Second), TTFT: 200 * time.Millisecond,
+		Status: gateway.StatusSuccess, StatusCode: 200}
+	text := "hello"
+	req := &gateway.ChatRequest{Model: "gpt-4o", Messages: []gateway.Message{{Role: "user", Content: gateway.TextContent("hi")}}}
+
+	t.Run("own trace", func(t *testing.T) {
+		evs := tracewire.Events(gateway.CallRecord{Log: log, Chat: req, Streamed: text})
+		if len(evs) != 2 || evs[0].Trace == nil || evs[1].Observation == nil {
+			t.Fatalf("events %+v", evs)
+		}
+		tr, g := evs[0].Trace, evs[1].Observation
+		if !tracewire.ValidTraceID(tr.ID) || g.TraceID != tr.ID || *tr.UserID != "u1" || *tr.Name != "gateway chat" {
+			t.Fatalf("trace %+v generation %+v", tr, g)
+		}
+		// Cached prompt tokens are their own bucket, not counted twice.
+		want := map[string]int64{"input": 60, "input_cached_tokens": 40, "output": 7, "total": 107}
+		for k, v := range want {
+			if g.UsageDetails[k] != v {
+				t.Fatalf("usage %v, want %v", g.UsageDetails, want)
+			}
+		}
+		if g.Type != tracing.TypeGeneration || g.CostDetails["total"] != 0.001234 || g.ParentObservationID != nil ||
+			!g.CompletionStartTime.Equal(at.Add(200*time.Millisecond)) || string(g.Output) != `"hello"` {
+			t.Fatalf("generation %+v", g)
+		}
+		var meta map[string]any
+		if err := json.Unmarshal(g.Metadata, &meta); err != nil || meta["spend_request_id"] != "req-1" || meta["key_id"] != "k1" {
+			t.Fatalf("metadata %s", g.Metadata)
+		}
+	})
+
+	t.Run("caller's trace", func(t *testing.T) {
+		l := log
+		l.TraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+		evs := tracewire.Events(gateway.CallRecord{Log: l, ParentSpanID: "00f067aa0ba902b7", Chat: req})
+		if len(evs) != 1 || evs[0].Observation.TraceID != l.TraceID || *evs[0].Observation.ParentObservationID != "00f067aa0ba902b7" {
+			t.Fatalf("events %+v", evs)
+		}
+	})
+
+	t.Run("failed call", func(t *testing.T) {
+		l := log
+		l.Status, l.StatusCode, l.ErrorClass, l.PromptTokens, l.CachedTokens, l.CompletionTokens, l.CostMicros =
+			gateway.StatusError, 429, "rate_limit", 0, 0, 0, 0
+		g := tracewire.Events(gateway.CallRecord{Log: l})[1].Observation
+		if *g.Level != tracing.LevelError || !strings.Contains(*g.StatusMessage, "rate_limit") || g.UsageDetails != nil ||
+			g.CostDetails != nil {
+			t.Fatalf("generation %+v", g)
+		}
+	})
+
+	t.Run("embedding and a huge prompt", func(t *testing.T) {
+		l := log
+		l.CallType = "embedding"
+		if g := tracewire.Events(gateway.CallRecord{Log: l})[1].Observation; g.Type != tracing.TypeEmbedding {
+			t.Fatalf("embedding recorded as %s", g.Type)
+		}
+		big := &gateway.ChatRequest{Model: "gpt-4o", Messages: []gateway.Message{{Role: "user",
+			Content: gateway.TextContent(strings.Repeat("x", tracewire.MaxPayloadBytes))}}}
+		g := tracewire.Events(gateway.CallRecord{Log: log, Chat: big})[1].Observation
+		var note struct {
+			Truncated bool
+			Bytes     int
+		}
+		if err := json.Unmarshal(g.Input, &note); err != nil || !note.Truncated || note.Bytes <= tracewire.MaxPayloadBytes {
+			t.Fatalf("a huge prompt kept as %.80s", g.Input)
+		}
+	})
+}
