@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -41,6 +42,7 @@ type tracingBench struct {
 	queries      int
 	pgURL        string
 	noSQLite     bool
+	cpuProfile   string
 	out          io.Writer
 }
 
@@ -54,6 +56,7 @@ func runTracing(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&b.queries, "queries", 200, "list queries of each kind")
 	fs.StringVar(&b.pgURL, "postgres", os.Getenv("NODUS_TEST_POSTGRES_URL"), "PostgreSQL URL to measure too (a database of its own)")
 	fs.BoolVar(&b.noSQLite, "no-sqlite", false, "measure PostgreSQL only")
+	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the sustained ingestion to this file, suffixed .ENGINE")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -184,8 +187,22 @@ func (b *tracingBench) measure(ctx context.Context, engine string) (rate float64
 		return <-errs
 	}
 	// Sustained ingestion.
+	if b.cpuProfile != "" {
+		f, err := os.Create(b.cpuProfile + "." + engine)
+		if err != nil {
+			return 0, 0, list, byUser, read, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, 0, list, byUser, read, err
+		}
+	}
 	began := time.Now()
-	if err := send(began.Add(b.duration), func() bool { return false }, true); err != nil {
+	err = send(began.Add(b.duration), func() bool { return false }, true)
+	if b.cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
 		return 0, 0, list, byUser, read, err
 	}
 	rate = float64(events.Load()) / time.Since(began).Seconds()

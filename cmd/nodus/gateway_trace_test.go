@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -146,5 +147,26 @@ func TestGatewayCallsAreGenerations(t *testing.T) {
 		if g.ParentObservationID != "" || g.CompletionStartTime == nil || string(g.Output) != `"Hello there, traveller."` {
 			t.Fatalf("streamed generation %+v output %s", g, g.Output)
 		}
+
+		// The trace list filters on what the observations add up to.
+		count := func(query string) int {
+			t.Helper()
+			var l struct {
+				Traces []struct {
+					TotalCost float64 `json:"total_cost"`
+				}
+			}
+			w.do(t, w.orgAdmin, "GET", "/api/v1/traces?"+query, nil, 200, &l)
+			return len(l.Traces)
+		}
+		cost := float64(rows["req-own-1"].CostMicros) / 1e6
+		for query, want := range map[string]int{"model=fake": 2, "model=other": 0, "level=ERROR": 0, "level=default": 2,
+			fmt.Sprintf("min_cost=%g", cost): 2, fmt.Sprintf("max_cost=%g", cost/2): 0} {
+			if got := count(query); got != want {
+				t.Fatalf("traces?%s: %d, want %d", query, got, want)
+			}
+		}
+		w.do(t, w.orgAdmin, "GET", "/api/v1/traces?min_cost=lots", nil, 400, nil)
+		w.do(t, w.orgAdmin, "GET", "/api/v1/traces?level=LOUD", nil, 400, nil)
 	})
 }

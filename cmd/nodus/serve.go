@@ -60,6 +60,10 @@ const spendRetentionInterval = time.Hour
 // retention are deleted.
 const tracingRetentionInterval = time.Hour
 
+// tracingRollupInterval is how often the days traces were written to are
+// rolled up: how far dashboards lag ingestion.
+const tracingRollupInterval = time.Minute
+
 // Sign-in throttling: failures allowed per (login, address) and per login
 // in each window before further attempts wait for the window to end.
 const (
@@ -309,6 +313,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}))
 	periodic := []*river.PeriodicJob{jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval),
 		jobs.AddTracingRetention(workers, tracingService, tracingRetentionInterval, nil),
+		jobs.AddTracingRollup(workers, tracingService, tracingRollupInterval),
 		jobs.AddRequeue(workers, knowledgeService, requeueInterval)}
 	if cfg.SpendRetentionDays > 0 && gatewayAdmin != nil {
 		periodic = append(periodic, jobs.AddSpendRetention(workers, gatewayService,

@@ -214,9 +214,12 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 		w.tracingKeys[name] = [2]string{tk.Key.PublicKey, tk.SecretKey}
 		orgAdmin.must("PUT", "/api/v1/tracing/settings", map[string]any{"retention_days": 30}, 200, nil)
 		ingestBatch(t, in.base, w.tracingKeys[name], []map[string]any{
-			{"id": name + "-ev1", "type": "trace-create", "body": map[string]any{"id": name + "-trace", "name": name + "-canary"}},
+			{"id": name + "-ev1", "type": "trace-create", "body": map[string]any{"id": name + "-trace", "name": name + "-canary",
+				"sessionId": name + "-session", "userId": name + "-sdk-user"}},
 			{"id": name + "-ev2", "type": "generation-create", "body": map[string]any{"id": name + "-gen", "traceId": name + "-trace",
 				"model": "gpt-4o", "usageDetails": map[string]any{"input": 5}}},
+			{"id": name + "-ev3", "type": "score-create", "body": map[string]any{"id": name + "-score", "traceId": name + "-trace",
+				"name": "quality", "value": 1}},
 		}, 207)
 	}
 	for name, c := range w.members {
@@ -329,6 +332,8 @@ func (w *tenancy) ids(tenant string) map[string]string {
 		t.Fatalf("%s has no trace or tracing key", tenant)
 	}
 	out["traces"], out["tracing-keys"] = traces.Traces[0].ID, tkeys.Keys[0].ID
+	// The session of the trace sent with the tenant's key pair.
+	out["sessions"] = tenant + "-session"
 	// Agent sessions are named by app, user and session (newTenancy's).
 	out["agent-user"], out["agent-session"] = w.members[tenant+"-user"].user.ID, "s1"
 	return out
@@ -379,7 +384,8 @@ func (w *tenancy) snapshot(t *testing.T) string {
 		"/api/v1/gateway/budgets?tenant_id=" + w.b.ID, "/api/v1/gateway/router-settings?tenant_id=" + w.b.ID,
 		"/api/v1/gateway/prices?tenant_id=" + w.b.ID,
 		"/api/v1/traces?tenant_id=" + w.b.ID, "/api/v1/traces/b-trace?tenant_id=" + w.b.ID,
-		"/api/v1/tracing/keys?tenant_id=" + w.b.ID} {
+		"/api/v1/tracing/keys?tenant_id=" + w.b.ID, "/api/v1/tracing/sessions?tenant_id=" + w.b.ID,
+		"/api/v1/tracing/sessions/b-session?tenant_id=" + w.b.ID, "/api/v1/tracing/users?tenant_id=" + w.b.ID} {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
@@ -459,6 +465,7 @@ func TestTenancyEndToEnd(t *testing.T) {
 		t.Run("throttle", func(t *testing.T) { w.throttle(t) })
 		t.Run("deactivated-tenant", func(t *testing.T) { w.deactivatedTenant(t) })
 		t.Run("otlp", func(t *testing.T) { w.otlpScenario(t) })
+		t.Run("tracing-public", func(t *testing.T) { w.publicTracingIsolation(t) })
 		t.Run("tracing", func(t *testing.T) { w.tracingScenario(t) })
 		t.Run("audit-verify", func(t *testing.T) { w.auditVerify(t) })
 	})
@@ -582,8 +589,12 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"POST /api/v1/tracing/keys":                {query: onB, body: map[string]any{"name": "intruder"}},
 		"GET /api/v1/tracing/settings":             {query: onB},
 		"PUT /api/v1/tracing/settings":             {query: onB, body: map[string]any{"retention_days": 1}},
+		"GET /api/v1/tracing/metrics":              {query: onB + "&from=2026-01-01&to=2026-01-31&group_by=model"},
 		"GET /api/v1/traces":                       {query: onB},
 		"POST /api/v1/scores":                      {body: map[string]any{"trace_id": b["traces"], "name": "hijack", "value": 0}},
+		"GET /api/v1/tracing/sessions":             {query: onB},
+		"GET /api/v1/tracing/sessions/{id}":        {query: onB},
+		"GET /api/v1/tracing/users":                {query: onB},
 	} {
 		foreign[pattern] = append(foreign[pattern], in)
 	}
@@ -911,5 +922,88 @@ func addKnowledgeDocument(t *testing.T, vars map[string]string, tenantID, kbID s
 		UploadedBy: "admin", CreatedAt: now, UpdatedAt: now}
 	if err := db.CreateDocument(nodus.WithTenant(ctx, tenantID), doc); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// publicCall calls Langfuse's public API with a key pair and returns the
+// status and body.
+func publicCall(t *testing.T, base string, key [2]string, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		r = jsonBody(body)
+	}
+	req, err := http.NewRequest(method, base+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.SetBasicAuth(key[0], key[1])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+// publicTracingIsolation covers Langfuse's public read API as the
+// ingestion is covered: A's key pair reads A's trace, observation, score
+// and session, but every one of B's is 404, by id or by filter, the
+// lists hold nothing of B's, A's key deletes nothing of B's, and B's rows
+// are unchanged afterwards.
+func (w *tenancy) publicTracingIsolation(t *testing.T) {
+	base, keyA := w.in.base, w.tracingKeys["a"]
+	before := w.snapshot(t)
+	for _, path := range []string{"/api/public/traces/a-trace", "/api/public/observations/a-gen",
+		"/api/public/scores/a-score", "/api/public/sessions/a-session"} {
+		if status, b := publicCall(t, base, keyA, "GET", path, nil); status != 200 || !bytes.Contains(b, []byte(`"a-`)) {
+			t.Errorf("GET %s with A's key: %d %s", path, status, b)
+		}
+	}
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/api/public/traces/b-trace", nil},
+		{"GET", "/api/public/observations/b-gen", nil},
+		{"GET", "/api/public/scores/b-score", nil},
+		{"GET", "/api/public/sessions/b-session", nil},
+		{"DELETE", "/api/public/traces/b-trace", nil},
+		{"DELETE", "/api/public/scores/b-score", nil},
+		{"POST", "/api/public/scores", map[string]any{"traceId": "b-trace", "name": "hijack", "value": 0}},
+		{"POST", "/api/public/scores", map[string]any{"traceId": "a-trace", "observationId": "b-gen", "name": "hijack", "value": 0}},
+	} {
+		status, b := publicCall(t, base, keyA, c.method, c.path, c.body)
+		if status != http.StatusNotFound {
+			t.Errorf("%s %s with A's key: %d %s, want 404", c.method, c.path, status, b)
+		}
+	}
+	// The lists, plain and filtered by B's values, hold A's rows only.
+	for _, path := range []string{"/api/public/traces", "/api/public/observations", "/api/public/sessions",
+		"/api/public/scores", "/api/public/v2/scores", "/api/public/projects",
+		"/api/public/traces?userId=b-sdk-user", "/api/public/traces?sessionId=b-session",
+		"/api/public/observations?traceId=b-trace", "/api/public/scores?traceId=b-trace",
+		"/api/public/v2/scores?userId=b-sdk-user", "/api/public/traces?projectId=" + w.b.ID} {
+		status, b := publicCall(t, base, keyA, "GET", path, nil)
+		if status != 200 {
+			t.Errorf("GET %s with A's key: %d %s", path, status, b)
+			continue
+		}
+		if bytes.Contains(b, []byte(`"b-`)) || bytes.Contains(b, []byte(w.b.ID)) || bytes.Contains(b, []byte(w.b.Name)) {
+			t.Errorf("GET %s with A's key leaks B's rows: %s", path, b)
+		}
+		if !strings.Contains(path, "?") && !bytes.Contains(b, []byte(w.a.ID)) {
+			t.Errorf("GET %s with A's key shows nothing of A's: %s", path, b)
+		}
+	}
+	if after := w.snapshot(t); after != before {
+		t.Errorf("B's rows changed:\nbefore %s\nafter  %s", before, after)
 	}
 }

@@ -210,9 +210,30 @@ func (s *Server) routes() []route {
 		{pattern: "DELETE /api/v1/tracing/keys/{id}", handler: s.handleDeleteTracingKey(), action: identity.ActionManageTracing},
 		{pattern: "GET /api/v1/tracing/settings", handler: s.handleGetTracingSettings(), action: identity.ActionReadTracing},
 		{pattern: "PUT /api/v1/tracing/settings", handler: s.handleSetTracingSettings(), action: identity.ActionManageTracing, maxBody: 4 << 10},
+		{pattern: "GET /api/v1/tracing/metrics", handler: s.handleTracingMetrics(), action: identity.ActionReadTracing},
 		{pattern: "GET /api/v1/traces", handler: s.handleListTraces(), action: identity.ActionReadTracing},
 		{pattern: "GET /api/v1/traces/{id}", handler: s.handleGetTrace(), action: identity.ActionReadTracing},
 		{pattern: "POST /api/v1/scores", handler: s.handleCreateScore(), action: identity.ActionWriteTracing, maxBody: 80 << 10},
+		// Sessions and users as views of the traces.
+		{pattern: "GET /api/v1/tracing/sessions", handler: s.handleListTraceSessions(), action: identity.ActionReadTracing},
+		{pattern: "GET /api/v1/tracing/sessions/{id}", handler: s.handleGetTraceSession(), action: identity.ActionReadTracing},
+		{pattern: "GET /api/v1/tracing/users", handler: s.handleListTraceUsers(), action: identity.ActionReadTracing},
+		// Langfuse's public read API, authenticated inside by a tenant's
+		// key pair like the ingestion; its health check takes none.
+		{pattern: "GET /api/public/health", handler: s.handlePublicHealth(), public: true, quiet: true},
+		{pattern: "GET /api/public/projects", handler: s.handlePublicProjects(), public: true},
+		{pattern: "GET /api/public/traces", handler: s.handlePublicListTraces(), public: true},
+		{pattern: "GET /api/public/traces/{traceId}", handler: s.handlePublicGetTrace(), public: true, timeout: time.Minute},
+		{pattern: "DELETE /api/public/traces/{traceId}", handler: s.handlePublicDeleteTrace(), public: true, timeout: time.Minute},
+		{pattern: "GET /api/public/observations", handler: s.handlePublicListObservations(), public: true},
+		{pattern: "GET /api/public/observations/{observationId}", handler: s.handlePublicGetObservation(), public: true},
+		{pattern: "GET /api/public/sessions", handler: s.handlePublicListSessions(), public: true},
+		{pattern: "GET /api/public/sessions/{sessionId}", handler: s.handlePublicGetSession(), public: true},
+		{pattern: "GET /api/public/scores", handler: s.handlePublicListScores(), public: true},
+		{pattern: "GET /api/public/v2/scores", handler: s.handlePublicListScores(), public: true},
+		{pattern: "GET /api/public/scores/{scoreId}", handler: s.handlePublicGetScore(), public: true},
+		{pattern: "POST /api/public/scores", handler: s.handlePublicCreateScore(), public: true, maxBody: 80 << 10},
+		{pattern: "DELETE /api/public/scores/{scoreId}", handler: s.handlePublicDeleteScore(), public: true},
 	}...)
 }
 

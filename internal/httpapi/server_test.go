@@ -915,7 +915,13 @@ func TestRouteBodyLimit(t *testing.T) {
 func TestEveryRouteIsClassified(t *testing.T) {
 	s, _ := newTestServer(t, Config{}, Readiness{Ready: true})
 	public := map[string]bool{"GET /health": true, "GET /ready": true, "GET /metrics": true, "POST /api/v1/auth/login": true,
-		"POST /api/v1/vault/auth/machine": true, "POST /api/public/ingestion": true, "POST /api/public/otel/v1/traces": true}
+		"POST /api/v1/vault/auth/machine": true, "POST /api/public/ingestion": true, "POST /api/public/otel/v1/traces": true,
+		"GET /api/public/health": true, "GET /api/public/projects": true, "GET /api/public/traces": true,
+		"GET /api/public/traces/{traceId}": true, "DELETE /api/public/traces/{traceId}": true,
+		"GET /api/public/observations": true, "GET /api/public/observations/{observationId}": true,
+		"GET /api/public/sessions": true, "GET /api/public/sessions/{sessionId}": true, "GET /api/public/scores": true,
+		"GET /api/public/v2/scores": true, "GET /api/public/scores/{scoreId}": true, "POST /api/public/scores": true,
+		"DELETE /api/public/scores/{scoreId}": true}
 	for _, rt := range s.routes() {
 		switch {
 		case rt.public && rt.action != "", !rt.public && rt.action == "":

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -181,12 +183,18 @@ type traceView struct {
 	Timestamp   time.Time       `json:"timestamp"`
 	CreatedAt   time.Time       `json:"created_at"`
 	UpdatedAt   time.Time       `json:"updated_at"`
+	// What its observations add up to.
+	TotalCost        float64 `json:"total_cost"`
+	Level            string  `json:"level"`
+	ObservationCount int     `json:"observation_count"`
+	LatencyMS        int64   `json:"latency_ms"`
 }
 
 func viewTrace(t *tracing.Trace) traceView {
 	v := traceView{ID: t.ID, Name: t.Name, UserID: t.UserID, SessionID: t.SessionID, Release: t.Release, Version: t.Version,
 		Environment: t.Environment, Tags: t.Tags, Public: t.Public, Input: t.Input, Output: t.Output, Metadata: t.Metadata,
-		Timestamp: t.Timestamp, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
+		Timestamp: t.Timestamp, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, TotalCost: t.TotalCost, Level: t.Level,
+		ObservationCount: t.ObservationCount, LatencyMS: t.LatencyMS}
 	if v.Tags == nil {
 		v.Tags = []string{}
 	}
@@ -259,7 +267,18 @@ func viewScore(s *tracing.Score) scoreView {
 // traceFilter reads a trace list's filters from the query.
 func traceFilter(r *http.Request) (tracing.TraceFilter, int, string, error) {
 	q := r.URL.Query()
-	f := tracing.TraceFilter{UserID: q.Get("user_id"), SessionID: q.Get("session_id"), Name: q.Get("name")}
+	f := tracing.TraceFilter{UserID: q.Get("user_id"), SessionID: q.Get("session_id"), Name: q.Get("name"),
+		Model: q.Get("model"), Level: strings.ToUpper(q.Get("level"))}
+	for name, dst := range map[string]**float64{"min_cost": &f.MinCost, "max_cost": &f.MaxCost} {
+		if v := q.Get(name); v != "" {
+			c, err := strconv.ParseFloat(v, 64)
+			if err != nil || c < 0 || math.IsInf(c, 0) || math.IsNaN(c) {
+				return f, 0, "", &nodus.Error{Code: nodus.EINVALID, Message: "invalid query",
+					Fields: map[string]string{name: "must be a non-negative number of USD"}}
+			}
+			*dst = &c
+		}
+	}
 	for _, v := range q["tags"] {
 		for tag := range strings.SplitSeq(v, ",") {
 			if tag = strings.TrimSpace(tag); tag != "" {

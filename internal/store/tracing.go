@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,14 +19,12 @@ import (
 // observations, scores, the envelope ids already ingested, and the
 // Langfuse key pairs.
 //
-// Merging is read-modify-write: for each event, the entity's row is
-// created when missing (INSERT … ON CONFLICT DO NOTHING, with only what a
-// row needs), read under a lock, patched in Go (tracing.*Patch.Apply) and
-// written back whole. Creating first makes two batches racing on a new id
-// meet on the row lock instead of a unique violation, and keeps the merge
-// rules in one place rather than in two dialects' SQL. The envelope id is
-// inserted the same way first: when it was already there the event is
-// skipped, so a retried batch changes nothing.
+// Ingestion (tracing_ingest.go) merges a batch set-based: the rows it
+// touches are read under a lock, patched in Go (tracing.*Patch.Apply) and
+// written back whole, a few statements per table rather than per event.
+// Each trace carries a summary of its observations (migration 0004:
+// total_cost, level, observation_count, latency_ms), recomputed in the
+// ingestion transaction, so lists filter on it without reading them.
 //
 // JSON values are TEXT as sent, NULL when never sent; tags and the usage
 // and cost maps are JSON, '[]' or '{}' when empty, reading back as nil.
@@ -34,7 +33,7 @@ import (
 var _ tracing.Store = (*DB)(nil)
 
 const traceColumns = `tenant_id, id, name, user_id, session_id, release, version, environment, tags, public,
-	input, output, metadata, timestamp, created_at, updated_at`
+	input, output, metadata, timestamp, created_at, updated_at, total_cost, level, observation_count, latency_ms`
 
 const observationColumns = `tenant_id, id, trace_id, parent_observation_id, type, name, start_time, end_time,
 	completion_start_time, input, output, metadata, level, status_message, version, environment, model,
@@ -63,7 +62,8 @@ func scanTrace(row scanner, t *tracing.Trace) error {
 	var tags string
 	var input, output, metadata *string
 	if err := row.Scan(&t.TenantID, &t.ID, &t.Name, &t.UserID, &t.SessionID, &t.Release, &t.Version, &t.Environment,
-		&tags, &t.Public, &input, &output, &metadata, &t.Timestamp, &t.CreatedAt, &t.UpdatedAt); err != nil {
+		&tags, &t.Public, &input, &output, &metadata, &t.Timestamp, &t.CreatedAt, &t.UpdatedAt, &t.TotalCost, &t.Level,
+		&t.ObservationCount, &t.LatencyMS); err != nil {
 		return err
 	}
 	t.Input, t.Output, t.Metadata = rawOf(input), rawOf(output), rawOf(metadata)
@@ -89,155 +89,6 @@ func scanObservation(row scanner, o *tracing.Observation) error {
 func scanScore(row scanner, s *tracing.Score) error {
 	return row.Scan(&s.TenantID, &s.ID, &s.TraceID, &s.ObservationID, &s.Name, &s.Value, &s.StringValue, &s.DataType,
 		&s.Comment, &s.Source, &s.Timestamp, &s.CreatedAt, &s.UpdatedAt)
-}
-
-// IngestEvents applies a batch in one transaction; see tracing.Store.
-func (db *DB) IngestEvents(ctx context.Context, events []tracing.Event, receivedAt time.Time) ([]string, error) {
-	tenantID, err := createTenant(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	var skipped []string
-	err = db.Write(ctx, func(tx *Tx) error {
-		skipped = skipped[:0]
-		var done ingested
-		for _, ev := range events {
-			n, err := tx.Exec(ctx, `INSERT INTO ingestion_events (tenant_id, event_id, received_at) VALUES (?, ?, ?)
-				ON CONFLICT DO NOTHING`, tenantID, ev.ID, receivedAt)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				skipped = append(skipped, ev.ID)
-				continue
-			}
-			switch {
-			case ev.Trace != nil:
-				var t tracing.Trace
-				t, err = ingestTrace(ctx, tx, tenantID, ev, receivedAt)
-				done.traces = append(done.traces, t)
-			case ev.Observation != nil:
-				var o tracing.Observation
-				o, err = ingestObservation(ctx, tx, tenantID, ev, receivedAt)
-				done.observations = append(done.observations, o)
-			case ev.Score != nil:
-				var sc tracing.Score
-				sc, err = ingestScore(ctx, tx, tenantID, ev, receivedAt)
-				done.scores = append(done.scores, sc)
-			default:
-				err = nodus.Errorf(nodus.EINTERNAL, "tracing event %s has no body", ev.ID)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return db.afterIngest(ctx, tx, tenantID, &done)
-	})
-	return skipped, err
-}
-
-// ensureTrace creates a trace with only its id and timestamp when the
-// tenant has none with that id.
-func ensureTrace(ctx context.Context, tx *Tx, tenantID, id string, at, now time.Time) error {
-	_, err := tx.Exec(ctx, `INSERT INTO traces (tenant_id, id, timestamp, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT DO NOTHING`, tenantID, id, at, now, now)
-	return err
-}
-
-func firstTime(ts ...*time.Time) time.Time {
-	for _, t := range ts {
-		if t != nil {
-			return *t
-		}
-	}
-	return time.Time{}
-}
-
-func ingestTrace(ctx context.Context, tx *Tx, tenantID string, ev tracing.Event, now time.Time) (tracing.Trace, error) {
-	p := ev.Trace
-	var t tracing.Trace
-	if err := ensureTrace(ctx, tx, tenantID, p.ID, firstTime(p.Timestamp, &ev.Timestamp), now); err != nil {
-		return t, err
-	}
-	if err := scanTrace(tx.QueryRow(ctx, `SELECT `+traceColumns+` FROM traces WHERE tenant_id = ? AND id = ?`+
-		tx.Dialect().ForUpdate(), tenantID, p.ID), &t); err != nil {
-		return t, err
-	}
-	p.Apply(&t)
-	t.UpdatedAt = now
-	tags, err := encodeJSON(t.Tags, "[]", len(t.Tags) == 0)
-	if err != nil {
-		return t, err
-	}
-	_, err = tx.Exec(ctx, `UPDATE traces SET name = ?, user_id = ?, session_id = ?, release = ?, version = ?,
-		environment = ?, tags = ?, public = ?, input = ?, output = ?, metadata = ?, timestamp = ?, updated_at = ?
-		WHERE tenant_id = ? AND id = ?`,
-		t.Name, t.UserID, t.SessionID, t.Release, t.Version, t.Environment, tags, t.Public, rawArg(t.Input),
-		rawArg(t.Output), rawArg(t.Metadata), t.Timestamp, now, tenantID, p.ID)
-	return t, err
-}
-
-func ingestObservation(ctx context.Context, tx *Tx, tenantID string, ev tracing.Event, now time.Time) (tracing.Observation, error) {
-	p := ev.Observation
-	var o tracing.Observation
-	start := firstTime(p.StartTime, &ev.Timestamp)
-	if err := ensureTrace(ctx, tx, tenantID, p.TraceID, start, now); err != nil {
-		return o, err
-	}
-	typ := p.Type
-	if typ == "" {
-		typ = p.NewType
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO observations (tenant_id, id, trace_id, type, start_time, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, tenantID, p.ID, p.TraceID, typ, start, now, now); err != nil {
-		return o, err
-	}
-	if err := scanObservation(tx.QueryRow(ctx, `SELECT `+observationColumns+` FROM observations
-		WHERE tenant_id = ? AND id = ?`+tx.Dialect().ForUpdate(), tenantID, p.ID), &o); err != nil {
-		return o, err
-	}
-	p.Apply(&o)
-	o.UpdatedAt = now
-	usage, err := encodeJSON(o.UsageDetails, "{}", len(o.UsageDetails) == 0)
-	if err != nil {
-		return o, err
-	}
-	cost, err := encodeJSON(o.CostDetails, "{}", len(o.CostDetails) == 0)
-	if err != nil {
-		return o, err
-	}
-	_, err = tx.Exec(ctx, `UPDATE observations SET trace_id = ?, parent_observation_id = ?, type = ?, name = ?,
-		start_time = ?, end_time = ?, completion_start_time = ?, input = ?, output = ?, metadata = ?, level = ?,
-		status_message = ?, version = ?, environment = ?, model = ?, model_parameters = ?, usage_details = ?,
-		cost_details = ?, prompt_name = ?, prompt_version = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
-		o.TraceID, o.ParentObservationID, o.Type, o.Name, o.StartTime, o.EndTime, o.CompletionStartTime,
-		rawArg(o.Input), rawArg(o.Output), rawArg(o.Metadata), o.Level, o.StatusMessage, o.Version, o.Environment,
-		o.Model, rawArg(o.ModelParameters), usage, cost, o.PromptName, o.PromptVersion, now, tenantID, p.ID)
-	return o, err
-}
-
-func ingestScore(ctx context.Context, tx *Tx, tenantID string, ev tracing.Event, now time.Time) (tracing.Score, error) {
-	p := ev.Score
-	var s tracing.Score
-	at := firstTime(p.Timestamp, &ev.Timestamp)
-	if err := ensureTrace(ctx, tx, tenantID, p.TraceID, at, now); err != nil {
-		return s, err
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO scores (tenant_id, id, trace_id, source, timestamp, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, tenantID, p.ID, p.TraceID, p.Source, at, now, now); err != nil {
-		return s, err
-	}
-	if err := scanScore(tx.QueryRow(ctx, `SELECT `+scoreColumns+` FROM scores WHERE tenant_id = ? AND id = ?`+
-		tx.Dialect().ForUpdate(), tenantID, p.ID), &s); err != nil {
-		return s, err
-	}
-	p.Apply(&s)
-	s.UpdatedAt = now
-	_, err := tx.Exec(ctx, `UPDATE scores SET trace_id = ?, observation_id = ?, name = ?, value = ?, string_value = ?,
-		data_type = ?, comment = ?, timestamp = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
-		s.TraceID, s.ObservationID, s.Name, s.Value, s.StringValue, s.DataType, s.Comment, s.Timestamp, now,
-		tenantID, p.ID)
-	return s, err
 }
 
 // FindTrace returns a trace in scope, or ENOTFOUND.
@@ -325,6 +176,26 @@ func (db *DB) ListTraces(ctx context.Context, f tracing.TraceFilter, cursor stri
 			add(`EXISTS (SELECT 1 FROM json_each(traces.tags) WHERE json_each.value = ?)`, tag)
 		}
 	}
+	if f.Model != "" {
+		// Each trace walked is one seek in observations_model (only
+		// observations naming a model are in it). Gathering the model's
+		// trace ids first instead costs as much as the model is common.
+		add(`EXISTS (SELECT 1 FROM observations o WHERE o.tenant_id = traces.tenant_id AND o.model = ?
+			AND o.model <> '' AND o.trace_id = traces.id)`, f.Model)
+	}
+	if f.Level != "" {
+		levels := levelsFrom(f.Level)
+		if levels == nil {
+			return nil, "", nodus.Errorf(nodus.EINVALID, "unknown level %q", f.Level)
+		}
+		add(`level IN (`+placeholders(len(levels))+`)`, levels...)
+	}
+	if f.MinCost != nil {
+		add(`total_cost >= ?`, *f.MinCost)
+	}
+	if f.MaxCost != nil {
+		add(`total_cost <= ?`, *f.MaxCost)
+	}
 	if cursor != "" {
 		at, id, err := decodeTraceCursor(cursor)
 		if err != nil {
@@ -338,6 +209,21 @@ func (db *DB) ListTraces(ctx context.Context, f tracing.TraceFilter, cursor stri
 		return page, "", err
 	}
 	return page, encodeTraceCursor(page[len(page)-1]), nil
+}
+
+// levelsFrom lists the levels at least as severe as level, nil for a
+// level that is none.
+func levelsFrom(level string) []any {
+	severity := []string{tracing.LevelDebug, tracing.LevelDefault, tracing.LevelWarning, tracing.LevelError}
+	i := slices.Index(severity, level)
+	if i < 0 {
+		return nil
+	}
+	var out []any
+	for _, l := range severity[i:] {
+		out = append(out, l)
+	}
+	return out
 }
 
 // ListObservations returns a trace's observations in scope by start time.
@@ -480,7 +366,8 @@ func (db *DB) DeleteTracingTenant(ctx context.Context) error {
 		return err
 	}
 	return db.Write(ctx, func(tx *Tx) error {
-		for _, table := range []string{"scores", "observations", "traces", "ingestion_events", "tracing_keys", "tracing_settings"} {
+		for _, table := range []string{"scores", "observations", "traces", "ingestion_events", "tracing_keys", "tracing_settings", "trace_sessions", "trace_users",
+			"trace_rollups", "trace_rollup_dirty"} {
 			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE tenant_id = ?`, tenantID); err != nil {
 				return err
 			}

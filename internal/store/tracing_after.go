@@ -20,5 +20,14 @@ type ingested struct {
 // in step with a batch, inside the batch's transaction, so a reader never
 // sees rows without what is derived from them.
 func (db *DB) afterIngest(ctx context.Context, tx *Tx, tenantID string, b *ingested) error {
+	if err := updateTraceSummaries(ctx, tx, tenantID, observedTraceIDs(b)); err != nil {
+		return err
+	}
+	if err := upsertTraceSessions(ctx, tx, tenantID, b.traces); err != nil {
+		return err
+	}
+	if err := markRollupsOfBatch(ctx, tx, tenantID, b); err != nil {
+		return err
+	}
 	return nil
 }

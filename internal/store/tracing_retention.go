@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/nodus"
@@ -118,25 +120,32 @@ func (db *DB) PruneTraces(ctx context.Context, now, dedupBefore time.Time) (int,
 func (db *DB) pruneTenantTraces(ctx context.Context, tenantID string, before time.Time) (int, error) {
 	n := 0
 	err := db.Write(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id FROM traces WHERE tenant_id = ? AND timestamp < ? LIMIT ?`,
+		rows, err := tx.Query(ctx, `SELECT id, session_id, user_id FROM traces WHERE tenant_id = ? AND timestamp < ? LIMIT ?`,
 			tenantID, before, pruneBatch)
 		if err != nil {
 			return err
 		}
 		var ids []any
+		// The sessions and users the deleted traces belonged to, settled
+		// after them.
+		sessions, users := map[string]bool{}, map[string]bool{}
 		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
+			var id, session, user string
+			if err := rows.Scan(&id, &session, &user); err != nil {
 				rows.Close()
 				return err
 			}
 			ids = append(ids, id)
+			sessions[session], users[user] = true, true
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil || len(ids) == 0 {
 			return err
 		}
 		n = len(ids)
+		if err := markRollupsOfTraces(ctx, tx, tenantID, ids); err != nil {
+			return err
+		}
 		for _, q := range []string{
 			`DELETE FROM scores WHERE tenant_id = ? AND trace_id IN (` + placeholders(len(ids)) + `)`,
 			`DELETE FROM observations WHERE tenant_id = ? AND trace_id IN (` + placeholders(len(ids)) + `)`,
@@ -146,7 +155,9 @@ func (db *DB) pruneTenantTraces(ctx context.Context, tenantID string, before tim
 				return err
 			}
 		}
-		return nil
+		delete(sessions, "")
+		delete(users, "")
+		return settleTraceGroups(ctx, tx, tenantID, slices.Sorted(maps.Keys(sessions)), slices.Sorted(maps.Keys(users)))
 	})
 	return n, err
 }

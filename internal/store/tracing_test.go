@@ -2,7 +2,12 @@ package store_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"math"
 	"reflect"
+	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,5 +205,339 @@ func TestTracingKeys(t *testing.T) {
 		}
 		_, err = db.FindTracingKey(a.ctx, "pk-lf-a")
 		wantCode(t, "deleted key", err, nodus.ENOTFOUND)
+	})
+}
+
+func TestTracingIngestBatchSemantics(t *testing.T) {
+	storetest.RunMigrated(t, store.SetTracing, func(t *testing.T, db *store.DB) {
+		a := newTenantScope()
+		t0 := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+		t1, t2 := t0.Add(time.Second), t0.Add(2*time.Second)
+		obs := func(id string, p tracing.ObservationPatch) *tracing.ObservationPatch {
+			p.ID, p.NewType = id, tracing.TypeSpan
+			if p.TraceID == "" {
+				p.TraceID = "tr-1"
+			}
+			return &p
+		}
+
+		// In one batch: a span before its trace, created then updated twice
+		// (each update sends other fields), the trace after it, a repeat of
+		// an envelope id, and a score of a trace that never arrives.
+		skipped := ingest(t, db, a,
+			tracing.Event{ID: "e1", Timestamp: t0, Observation: obs("sp-1", tracing.ObservationPatch{Type: tracing.TypeSpan,
+				Name: strp("first"), StartTime: &t0, Model: strp("m-1"), Input: json.RawMessage(`"in"`)})},
+			tracing.Event{ID: "e2", Timestamp: t1, Observation: obs("sp-1", tracing.ObservationPatch{Name: strp("second"),
+				EndTime: &t1, Level: strp(tracing.LevelWarning)})},
+			tracing.Event{ID: "e1", Timestamp: t1, Observation: obs("sp-1", tracing.ObservationPatch{Name: strp("repeat")})},
+			tracing.Event{ID: "e3", Timestamp: t2, Observation: obs("sp-1", tracing.ObservationPatch{Name: strp("third"),
+				Output: json.RawMessage(`"out"`)})},
+			tracing.Event{ID: "e4", Timestamp: t1, Trace: &tracing.TracePatch{ID: "tr-1", Name: strp("chat"), UserID: strp("u")}},
+			tracing.Event{ID: "e5", Timestamp: t2, Trace: &tracing.TracePatch{ID: "tr-1", UserID: strp("u-2")}},
+			tracing.Event{ID: "e6", Timestamp: t1, Score: &tracing.ScorePatch{ID: "sc-1", TraceID: "tr-orphan",
+				Name: strp("q"), Source: tracing.SourceAPI}})
+		if !reflect.DeepEqual(skipped, []string{"e1"}) {
+			t.Fatalf("skipped %v, want the repeat of e1", skipped)
+		}
+		o, err := db.FindObservation(a.ctx, "sp-1")
+		if err != nil || o.Name != "third" || o.Model != "m-1" || string(o.Input) != `"in"` || string(o.Output) != `"out"` ||
+			o.Level != tracing.LevelWarning || o.EndTime == nil || !o.EndTime.Equal(t1) || !o.StartTime.Equal(t0) ||
+			o.Type != tracing.TypeSpan || o.TraceID != "tr-1" {
+			t.Fatalf("span after three patches = %+v, %v", o, err)
+		}
+		tr, err := db.FindTrace(a.ctx, "tr-1")
+		// The span made the trace first, at its start time; the trace event
+		// sends none and keeps it.
+		if err != nil || tr.Name != "chat" || tr.UserID != "u-2" || !tr.Timestamp.Equal(t0) {
+			t.Fatalf("trace = %+v, %v", tr, err)
+		}
+		orphan, err := db.FindTrace(a.ctx, "tr-orphan")
+		if err != nil || orphan.Name != "" || !orphan.Timestamp.Equal(t1) || orphan.ObservationCount != 0 {
+			t.Fatalf("a score's missing trace = %+v, %v", orphan, err)
+		}
+
+		// Across batches: known ids are skipped, new ones applied, in order.
+		skipped = ingest(t, db, a,
+			tracing.Event{ID: "e3", Timestamp: t2, Trace: &tracing.TracePatch{ID: "tr-1", Name: strp("replayed")}},
+			tracing.Event{ID: "e7", Timestamp: t2, Trace: &tracing.TracePatch{ID: "tr-1", Release: strp("r1")}},
+			tracing.Event{ID: "e2", Timestamp: t2, Trace: &tracing.TracePatch{ID: "tr-1", Name: strp("replayed")}})
+		if !reflect.DeepEqual(skipped, []string{"e3", "e2"}) {
+			t.Fatalf("skipped %v", skipped)
+		}
+		if tr, _ := db.FindTrace(a.ctx, "tr-1"); tr.Name != "chat" || tr.Release != "r1" || tr.UserID != "u-2" {
+			t.Fatalf("trace after replays = %+v", tr)
+		}
+
+		// A batch larger than a statement's chunk of rows: 1,200 envelopes,
+		// 700 observations of one trace and 500 repeats of their ids.
+		var big []tracing.Event
+		for i := range 700 {
+			big = append(big, tracing.Event{ID: fmt.Sprintf("big-%04d", i), Timestamp: t0,
+				Observation: obs(fmt.Sprintf("o-%04d", i), tracing.ObservationPatch{TraceID: "tr-big", StartTime: &t0,
+					CostDetails: map[string]float64{"total": 0.5}})})
+		}
+		for i := range 500 {
+			big = append(big, tracing.Event{ID: fmt.Sprintf("big-%04d", i), Timestamp: t0,
+				Observation: obs(fmt.Sprintf("o-%04d", i), tracing.ObservationPatch{TraceID: "tr-big", Name: strp("dup")})})
+		}
+		if skipped := ingest(t, db, a, big...); len(skipped) != 500 {
+			t.Fatalf("skipped %d of the big batch, want 500", len(skipped))
+		}
+		all, err := db.ListObservations(a.ctx, "tr-big")
+		if err != nil || len(all) != 700 || all[0].Name != "" {
+			t.Fatalf("big batch: %d observations, %v", len(all), err)
+		}
+		if tr, _ := db.FindTrace(a.ctx, "tr-big"); tr.ObservationCount != 700 || tr.TotalCost != 350 {
+			t.Fatalf("big trace summary: %d observations, cost %v", tr.ObservationCount, tr.TotalCost)
+		}
+		if skipped := ingest(t, db, a, big[:600]...); len(skipped) != 600 {
+			t.Fatalf("big batch again: skipped %d of 600", len(skipped))
+		}
+	})
+}
+
+func TestTracingIngestConcurrent(t *testing.T) {
+	storetest.RunMigrated(t, store.SetTracing, func(t *testing.T, db *store.DB) {
+		a := newTenantScope()
+		t0 := time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC)
+		const writers, rounds = 8, 6
+		// Each round, every writer sends one batch naming the same new
+		// trace and the same new observation, each setting a field of its
+		// own on both, and adding an observation of its own: the rows are
+		// created by whichever batch comes first and no field may be lost.
+		traceField := []func(*tracing.TracePatch, string){
+			func(p *tracing.TracePatch, v string) { p.Name = &v },
+			func(p *tracing.TracePatch, v string) { p.UserID = &v },
+			func(p *tracing.TracePatch, v string) { p.SessionID = &v },
+			func(p *tracing.TracePatch, v string) { p.Release = &v },
+			func(p *tracing.TracePatch, v string) { p.Version = &v },
+			func(p *tracing.TracePatch, v string) { p.Environment = &v },
+			func(p *tracing.TracePatch, v string) { p.Input = json.RawMessage(strconv.Quote(v)) },
+			func(p *tracing.TracePatch, v string) { p.Output = json.RawMessage(strconv.Quote(v)) },
+		}
+		obsField := []func(*tracing.ObservationPatch, string){
+			func(p *tracing.ObservationPatch, v string) { p.Name = &v },
+			func(p *tracing.ObservationPatch, v string) { p.StatusMessage = &v },
+			func(p *tracing.ObservationPatch, v string) { p.Version = &v },
+			func(p *tracing.ObservationPatch, v string) { p.Environment = &v },
+			func(p *tracing.ObservationPatch, v string) { p.Model = &v },
+			func(p *tracing.ObservationPatch, v string) { p.PromptName = &v },
+			func(p *tracing.ObservationPatch, v string) { p.Input = json.RawMessage(strconv.Quote(v)) },
+			func(p *tracing.ObservationPatch, v string) { p.Output = json.RawMessage(strconv.Quote(v)) },
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for w := range writers {
+			wg.Go(func() {
+				for r := range rounds {
+					tr := fmt.Sprintf("race-%d", r)
+					v := fmt.Sprintf("w%d", w)
+					tp := &tracing.TracePatch{ID: tr}
+					traceField[w](tp, v)
+					op := &tracing.ObservationPatch{ID: tr + "-shared", TraceID: tr, NewType: tracing.TypeSpan}
+					obsField[w](op, v)
+					// Half the writers list the trace last, so batches lock and
+					// create rows in different event orders.
+					events := []tracing.Event{
+						{ID: nodus.NewID(), Timestamp: t0, Observation: op},
+						{ID: nodus.NewID(), Timestamp: t0, Observation: &tracing.ObservationPatch{ID: fmt.Sprintf("%s-%d", tr, w),
+							TraceID: tr, NewType: tracing.TypeSpan, CostDetails: map[string]float64{"total": 1}}},
+						{ID: nodus.NewID(), Timestamp: t0, Trace: tp},
+					}
+					if w%2 == 0 {
+						slices.Reverse(events)
+					}
+					if _, err := db.IngestEvents(a.ctx, events, t0); err != nil {
+						errs <- fmt.Errorf("writer %d round %d: %w", w, r, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		for r := range rounds {
+			tr, err := db.FindTrace(a.ctx, fmt.Sprintf("race-%d", r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Name != "w0" || tr.UserID != "w1" || tr.SessionID != "w2" || tr.Release != "w3" || tr.Version != "w4" ||
+				tr.Environment != "w5" || string(tr.Input) != `"w6"` || string(tr.Output) != `"w7"` {
+				t.Errorf("round %d: trace lost a field: %+v", r, tr)
+			}
+			if tr.ObservationCount != writers+1 || tr.TotalCost != writers {
+				t.Errorf("round %d: summary %d observations, cost %v; want %d, %d", r, tr.ObservationCount, tr.TotalCost,
+					writers+1, writers)
+			}
+			o, err := db.FindObservation(a.ctx, fmt.Sprintf("race-%d-shared", r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Name != "w0" || o.StatusMessage != "w1" || o.Version != "w2" || o.Environment != "w3" || o.Model != "w4" ||
+				o.PromptName != "w5" || string(o.Input) != `"w6"` || string(o.Output) != `"w7"` {
+				t.Errorf("round %d: observation lost a field: %+v", r, o)
+			}
+		}
+	})
+}
+
+func TestTracingTraceSummary(t *testing.T) {
+	storetest.RunMigrated(t, store.SetTracing, func(t *testing.T, db *store.DB) {
+		a, b := newTenantScope(), newTenantScope()
+		t0 := time.Date(2026, 11, 4, 9, 0, 0, 0, time.UTC)
+		at := func(ms int) *time.Time { return timep(t0.Add(time.Duration(ms) * time.Millisecond)) }
+		seq := 0
+		obs := func(s tenantScope, p tracing.ObservationPatch) {
+			t.Helper()
+			seq++
+			p.NewType = tracing.TypeGeneration
+			ingest(t, db, s, tracing.Event{ID: fmt.Sprintf("ev-%d", seq), Timestamp: t0, Observation: &p})
+		}
+		summary := func(s tenantScope, id string, cost float64, level string, n int, latency int64) {
+			t.Helper()
+			tr, err := db.FindTrace(s.ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(tr.TotalCost-cost) > 1e-9 || tr.Level != level || tr.ObservationCount != n || tr.LatencyMS != latency {
+				t.Errorf("%s: cost %v, level %q, %d observations, latency %d ms; want %v, %q, %d, %d", id, tr.TotalCost,
+					tr.Level, tr.ObservationCount, tr.LatencyMS, cost, level, n, latency)
+			}
+		}
+		ingest(t, db, a, tracing.Event{ID: "t-1", Timestamp: t0, Trace: &tracing.TracePatch{ID: "tr-1", Name: strp("chat")}})
+		summary(a, "tr-1", 0, "", 0, 0)
+
+		// Without a "total", the costs add up; with one, it alone counts.
+		obs(a, tracing.ObservationPatch{ID: "g-1", TraceID: "tr-1", StartTime: at(0), EndTime: at(250), Model: strp("gpt-4o"),
+			Level: strp(tracing.LevelDebug), CostDetails: map[string]float64{"input": 0.25, "output": 0.5}})
+		summary(a, "tr-1", 0.75, tracing.LevelDebug, 1, 250)
+		obs(a, tracing.ObservationPatch{ID: "g-2", TraceID: "tr-1", StartTime: at(100), Model: strp("claude"),
+			CostDetails: map[string]float64{"input": 7, "total": 2}})
+		summary(a, "tr-1", 2.75, tracing.LevelDefault, 2, 250)
+		// Updates change cost and level; fields not sent stay.
+		obs(a, tracing.ObservationPatch{ID: "g-2", TraceID: "tr-1", EndTime: at(1500), Level: strp(tracing.LevelWarning)})
+		summary(a, "tr-1", 2.75, tracing.LevelWarning, 2, 1500)
+		obs(a, tracing.ObservationPatch{ID: "g-1", TraceID: "tr-1", Level: strp(tracing.LevelError),
+			CostDetails: map[string]float64{"total": 1}})
+		summary(a, "tr-1", 3, tracing.LevelError, 2, 1500)
+		// An observation moving to another trace leaves the first.
+		obs(a, tracing.ObservationPatch{ID: "g-1", TraceID: "tr-2"})
+		summary(a, "tr-1", 2, tracing.LevelWarning, 1, 1400)
+		summary(a, "tr-2", 1, tracing.LevelError, 1, 250)
+		// The same ids in another tenant are summed apart.
+		obs(b, tracing.ObservationPatch{ID: "g-1", TraceID: "tr-1", StartTime: at(0), Model: strp("gpt-4o"),
+			CostDetails: map[string]float64{"total": 100}})
+		summary(b, "tr-1", 100, tracing.LevelDefault, 1, 0)
+		summary(a, "tr-1", 2, tracing.LevelWarning, 1, 1400)
+
+		// Filters on the summary, and on the observations' model.
+		obs(a, tracing.ObservationPatch{ID: "g-3", TraceID: "tr-3", StartTime: at(0), Model: strp("gpt-4o"),
+			Level: strp(tracing.LevelDebug), CostDetails: map[string]float64{"total": 0.5}})
+		ids := func(f tracing.TraceFilter) []string {
+			t.Helper()
+			got, _, err := db.ListTraces(a.ctx, f, "", 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, tr := range got {
+				out = append(out, tr.ID)
+			}
+			slices.Sort(out)
+			return out
+		}
+		costp := func(v float64) *float64 { return &v }
+		for name, tc := range map[string]struct {
+			f    tracing.TraceFilter
+			want []string
+		}{
+			"model":           {tracing.TraceFilter{Model: "gpt-4o"}, []string{"tr-2", "tr-3"}},
+			"other model":     {tracing.TraceFilter{Model: "claude"}, []string{"tr-1"}},
+			"unknown model":   {tracing.TraceFilter{Model: "nope"}, nil},
+			"level error":     {tracing.TraceFilter{Level: tracing.LevelError}, []string{"tr-2"}},
+			"level warning":   {tracing.TraceFilter{Level: tracing.LevelWarning}, []string{"tr-1", "tr-2"}},
+			"level debug":     {tracing.TraceFilter{Level: tracing.LevelDebug}, []string{"tr-1", "tr-2", "tr-3"}},
+			"min cost":        {tracing.TraceFilter{MinCost: costp(1)}, []string{"tr-1", "tr-2"}},
+			"max cost":        {tracing.TraceFilter{MaxCost: costp(1)}, []string{"tr-2", "tr-3"}},
+			"cost range":      {tracing.TraceFilter{MinCost: costp(0.6), MaxCost: costp(1.5)}, []string{"tr-2"}},
+			"free":            {tracing.TraceFilter{MaxCost: costp(0)}, nil},
+			"model and level": {tracing.TraceFilter{Model: "gpt-4o", Level: tracing.LevelWarning}, []string{"tr-2"}},
+		} {
+			if got := ids(tc.f); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%s: %v, want %v", name, got, tc.want)
+			}
+		}
+		_, _, err := db.ListTraces(a.ctx, tracing.TraceFilter{Level: "LOUD"}, "", 10)
+		wantCode(t, "unknown level", err, nodus.EINVALID)
+	})
+}
+
+// Migration 0004 sums up the traces already stored.
+func TestTracingTraceSummaryBackfill(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		all, err := store.EmbeddedMigrations(store.SetTracing, db.Dialect())
+		if err != nil {
+			t.Fatal(err)
+		}
+		upTo := func(v int) {
+			t.Helper()
+			var ms []store.Migration
+			for _, m := range all {
+				if m.Version <= v {
+					ms = append(ms, m)
+				}
+			}
+			if _, err := store.NewMigratorFrom(store.SetTracing, db, ms).Up(ctx); err != nil {
+				t.Fatalf("migrate to %d: %v", v, err)
+			}
+		}
+		upTo(3)
+		a := newTenantScope()
+		t0 := time.Date(2026, 11, 5, 9, 0, 0, 0, time.UTC)
+		err = db.Write(ctx, func(tx *store.Tx) error {
+			for _, q := range []struct {
+				sql  string
+				args []any
+			}{
+				{`INSERT INTO traces (tenant_id, id, timestamp, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+					[]any{a.id, "tr-1", t0, t0, t0}},
+				{`INSERT INTO traces (tenant_id, id, timestamp, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+					[]any{a.id, "tr-empty", t0, t0, t0}},
+				{`INSERT INTO observations (tenant_id, id, trace_id, type, start_time, end_time, level, cost_details,
+					created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+					[]any{a.id, "o-1", "tr-1", "GENERATION", t0, t0.Add(1500 * time.Millisecond), "WARNING",
+						`{"input":0.5,"output":0.25}`, t0, t0}},
+				{`INSERT INTO observations (tenant_id, id, trace_id, type, start_time, level, cost_details,
+					created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+					[]any{a.id, "o-2", "tr-1", "GENERATION", t0.Add(-time.Second), "DEBUG", `{"input":3,"total":1}`, t0, t0}},
+			} {
+				if _, err := tx.Exec(ctx, q.sql, q.args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		upTo(4)
+		for id, want := range map[string]tracing.Trace{
+			"tr-1":     {TotalCost: 1.75, Level: tracing.LevelWarning, ObservationCount: 2, LatencyMS: 2500},
+			"tr-empty": {},
+		} {
+			tr, err := db.FindTrace(a.ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.TotalCost != want.TotalCost || tr.Level != want.Level || tr.ObservationCount != want.ObservationCount ||
+				tr.LatencyMS != want.LatencyMS {
+				t.Errorf("%s after 0004: cost %v, level %q, %d observations, latency %d ms; want %+v", id, tr.TotalCost,
+					tr.Level, tr.ObservationCount, tr.LatencyMS, want)
+			}
+		}
+		upTo(math.MaxInt)
 	})
 }

@@ -88,3 +88,16 @@ func (s *Service) costInference(ctx context.Context, tenantID string) func(*Obse
 		}
 	}
 }
+
+// priceEvents sets cost inference on a tenant's observation patches.
+func (s *Service) priceEvents(ctx context.Context, tenantID string, events []Event) {
+	infer := s.costInference(ctx, tenantID)
+	if infer == nil {
+		return
+	}
+	for i := range events {
+		if p := events[i].Observation; p != nil {
+			p.inferCost = infer
+		}
+	}
+}

@@ -74,6 +74,11 @@ type Trace struct {
 	Timestamp   time.Time
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	// What its observations add up to, kept by the store as they arrive.
+	TotalCost        float64 // USD: per observation its cost "total", else the sum of its costs
+	Level            string  // the most severe of its observations' levels, "" when it has none
+	ObservationCount int
+	LatencyMS        int64 // from the first start to the last end, 0 when none has ended
 }
 
 // Observation is one step of a trace: a span, a generation (an LLM
@@ -152,11 +157,17 @@ type TraceFilter struct {
 	SessionID string
 	Name      string
 	Tags      []string // traces holding all of them
+	Model     string   // traces with an observation of this model
+	Level     string   // traces whose level is at least this severe (ERROR > WARNING > DEFAULT > DEBUG)
+	MinCost   *float64 // on TotalCost, inclusive; nil: unbounded
+	MaxCost   *float64
 }
 
 // Store keeps traces, observations, scores and key pairs. A row of
 // another tenant is ENOTFOUND.
 type Store interface {
+	PublicStore
+	RollupStore
 	// IngestEvents applies a batch in one transaction: for each event in
 	// order, the envelope id is recorded (an id the tenant has already
 	// recorded skips the event), the entity is created when new (a
@@ -184,4 +195,93 @@ type Store interface {
 
 	// DeleteTracingTenant removes every row of the scoped tenant.
 	DeleteTracingTenant(ctx context.Context) error
+}
+
+// TraceQuery selects a page of traces by number, as Langfuse's public API
+// pages: the TraceFilter's time, user, session, name and tags (not its
+// model, level or cost) and more, in an order of the caller's.
+type TraceQuery struct {
+	TraceFilter
+	Environments     []string // any of them; none: every environment
+	Release, Version string
+	OrderBy          string // a TraceOrder key; "": timestamp
+	Asc              bool
+	Page, Limit      int // Page counts from 1
+}
+
+// TraceRefs names a trace's observations and scores, as a row of
+// Langfuse's trace list does: some of them, up to the bound asked for.
+type TraceRefs struct {
+	ObservationIDs []string
+	ScoreIDs       []string
+}
+
+// ObservationQuery selects a page of observations, newest first.
+type ObservationQuery struct {
+	Name, UserID, Type, TraceID, ParentObservationID string
+	From, To                                         time.Time // on the start time; From inclusive, To exclusive
+	Environments                                     []string
+	Page, Limit                                      int
+}
+
+// ScoreQuery selects a page of scores, newest first.
+type ScoreQuery struct {
+	UserID, Name, TraceID, Source, DataType string
+	From, To                                time.Time
+	Page, Limit                             int
+}
+
+// ScoreView is a score with the fields of its trace Langfuse's score
+// list shows beside it.
+type ScoreView struct {
+	Score
+	TraceUserID      string
+	TraceTags        []string
+	TraceEnvironment string
+}
+
+// Session is the set of a tenant's traces sharing a session id, as a
+// view: when it was first and last seen, and what its traces add up to.
+type Session struct {
+	ID          string
+	FirstSeen   time.Time
+	LastSeen    time.Time
+	TraceCount  int
+	UserIDs     []string // among its newest traces, a few
+	Environment string   // its newest trace's
+	TotalCost   float64
+}
+
+// TraceUser is the set of a tenant's traces sharing a user id.
+type TraceUser struct {
+	ID         string
+	FirstSeen  time.Time
+	LastSeen   time.Time
+	TraceCount int
+	TotalCost  float64
+}
+
+// PublicStore serves Langfuse's public read API and the sessions and
+// users views. Pages by number return the page and the total count.
+type PublicStore interface {
+	PageTraces(ctx context.Context, q TraceQuery) ([]Trace, int, error)
+	// TraceRefs lists at most maxIDs of the observation and score ids of
+	// each trace; a trace with neither has no entry.
+	TraceRefs(ctx context.Context, traceIDs []string, maxIDs int) (map[string]TraceRefs, error)
+	// ListTraceObservations returns up to max of a trace's observations by
+	// start time, and whether there were more.
+	ListTraceObservations(ctx context.Context, traceID string, max int) ([]Observation, bool, error)
+	// DeleteTrace removes a trace with its observations and scores.
+	DeleteTrace(ctx context.Context, id string) error
+	PageObservations(ctx context.Context, q ObservationQuery) ([]Observation, int, error)
+	PageScores(ctx context.Context, q ScoreQuery) ([]ScoreView, int, error)
+	FindScore(ctx context.Context, id string) (ScoreView, error)
+	DeleteScore(ctx context.Context, id string) error
+	// PageTraceSessions returns sessions first seen in [from, to), newest
+	// first; ListTraceSessions the sessions by last activity, newest first,
+	// with a keyset cursor.
+	PageTraceSessions(ctx context.Context, from, to time.Time, page, limit int) ([]Session, int, error)
+	ListTraceSessions(ctx context.Context, cursor string, limit int) ([]Session, string, error)
+	FindTraceSession(ctx context.Context, id string) (Session, error)
+	ListTraceUsers(ctx context.Context, cursor string, limit int) ([]TraceUser, string, error)
 }

@@ -160,6 +160,7 @@ func (s *Service) IngestOTLP(ctx context.Context, tenantID string, td *tracepb.T
 	}
 	res.ErrorMessage = strings.Join(reasons, "; ")
 	if len(events) > 0 {
+		s.priceEvents(ctx, tenantID, events)
 		if _, err := s.store.IngestEvents(ctx, events, now); err != nil {
 			return OTLPResult{}, fmt.Errorf("tracing: ingest OTLP: %w", err)
 		}

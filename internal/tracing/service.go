@@ -120,6 +120,7 @@ func (s *Service) Ingest(ctx context.Context, tenantID string, batch []json.RawM
 		res.Successes = append(res.Successes, Outcome{ID: id, Status: 201})
 	}
 	if len(events) > 0 {
+		s.priceEvents(ctx, tenantID, events)
 		if _, err := s.store.IngestEvents(ctx, events, now); err != nil {
 			return Result{}, fmt.Errorf("tracing: ingest: %w", err)
 		}

@@ -1,0 +1,6 @@
+DROP INDEX observations_trace;
+CREATE INDEX observations_trace ON observations (tenant_id, trace_id);
+DROP INDEX scores_time;
+DROP INDEX observations_start;
+DROP TABLE trace_users;
+DROP TABLE trace_sessions;

@@ -1,0 +1,569 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/tracing"
+)
+
+// This file holds ingestion into the tracing database, set-based: a batch
+// costs a handful of statements per table, not four per event.
+//
+//  1. The envelope ids are recorded with one multi-row INSERT … ON
+//     CONFLICT DO NOTHING RETURNING: an id not returned was already there
+//     and its event is skipped, as is a repeat of an id within the batch.
+//  2. Per table (traces, observations, scores, in that order) the rows the
+//     surviving events touch are read in one SELECT, locked on PostgreSQL
+//     in id order so concurrent batches queue rather than deadlock. A row
+//     that is missing starts from what the column defaults and the
+//     entity's first event would have made it (a child's trace: its id and
+//     time). The patches are applied in event order in Go
+//     (tracing.*Patch.Apply), so the merge rules live in one place.
+//  3. New rows are inserted whole with ON CONFLICT DO NOTHING RETURNING id,
+//     so a new entity is written once rather than created and then
+//     updated; existing rows are written back with a multi-row upsert. A
+//     new row another transaction inserted meanwhile (PostgreSQL; its
+//     insert made ours wait) comes back missing from RETURNING, and its
+//     events are merged again into the row now there, under its lock.
+//
+// Every trace the batch names is locked, not only those it patches: the
+// per-trace summaries (updateTraceSummaries) are recomputed from the
+// trace's observations, and the lock makes two batches adding
+// observations to one trace recompute one after the other.
+
+// ingestChunk bounds the rows of one multi-row statement. At the widest
+// row (observations, 24 columns) that is 12,000 bound values, within
+// SQLite's 32,766 and PostgreSQL's 65,535, and it keeps the number of
+// statement shapes PostgreSQL prepares and caches small.
+const ingestChunk = 500
+
+// ingestAttempts bounds the transactions a batch takes when PostgreSQL
+// aborts one as a deadlock victim: rows created concurrently are locked
+// after the rest, out of id order, so three batches racing on the same
+// new ids can still meet in a cycle. The batch is redone whole.
+const ingestAttempts = 3
+
+// IngestEvents applies a batch in one transaction; see tracing.Store.
+func (db *DB) IngestEvents(ctx context.Context, events []tracing.Event, receivedAt time.Time) ([]string, error) {
+	tenantID, err := createTenant(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		var skipped []string
+		err = db.Write(ctx, func(tx *Tx) error {
+			var done ingested
+			var err error
+			if skipped, err = ingestBatch(ctx, tx, tenantID, events, receivedAt, &done); err != nil {
+				return err
+			}
+			return db.afterIngest(ctx, tx, tenantID, &done)
+		})
+		if attempt < ingestAttempts && isDeadlock(err) {
+			continue
+		}
+		return skipped, err
+	}
+}
+
+// isDeadlock reports PostgreSQL's deadlock victim error.
+func isDeadlock(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "40P01"
+}
+
+func firstTime(ts ...*time.Time) time.Time {
+	for _, t := range ts {
+		if t != nil {
+			return *t
+		}
+	}
+	return time.Time{}
+}
+
+// stored is a time as the database gives it back: UTC, to the
+// microsecond (both engines truncate).
+func stored(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// ingestBatch writes the events of one batch in tx, filling done, and
+// returns the envelope ids it skipped, in event order.
+func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.Event, now time.Time,
+	done *ingested) ([]string, error) {
+	fresh, err := recordEnvelopes(ctx, tx, tenantID, events, now)
+	if err != nil {
+		return nil, err
+	}
+	var skipped []string
+	live := make([]tracing.Event, 0, len(events))
+	for _, ev := range events {
+		if !fresh[ev.ID] {
+			skipped = append(skipped, ev.ID)
+			continue
+		}
+		// A repeat later in the batch is a duplicate of this one.
+		delete(fresh, ev.ID)
+		if ev.Trace == nil && ev.Observation == nil && ev.Score == nil {
+			return nil, nodus.Errorf(nodus.EINTERNAL, "tracing event %s has no body", ev.ID)
+		}
+		live = append(live, ev)
+	}
+	if len(live) == 0 {
+		return skipped, nil
+	}
+	now = stored(now)
+	var traceOps []entityOp[tracing.Trace]
+	var obsOps []entityOp[tracing.Observation]
+	var scoreOps []entityOp[tracing.Score]
+	newTrace := func(id string, at time.Time) func() tracing.Trace {
+		return func() tracing.Trace {
+			return tracing.Trace{TenantID: tenantID, ID: id, Environment: tracing.DefaultEnvironment,
+				Timestamp: stored(at), CreatedAt: now, UpdatedAt: now}
+		}
+	}
+	for _, ev := range live {
+		switch {
+		case ev.Trace != nil:
+			p := ev.Trace
+			traceOps = append(traceOps, entityOp[tracing.Trace]{id: p.ID,
+				create: newTrace(p.ID, firstTime(p.Timestamp, &ev.Timestamp)),
+				apply:  func(t *tracing.Trace) { p.Apply(t); t.UpdatedAt = now }})
+		case ev.Observation != nil:
+			p := ev.Observation
+			start := firstTime(p.StartTime, &ev.Timestamp)
+			traceOps = append(traceOps, entityOp[tracing.Trace]{id: p.TraceID, create: newTrace(p.TraceID, start)})
+			typ := p.Type
+			if typ == "" {
+				typ = p.NewType
+			}
+			obsOps = append(obsOps, entityOp[tracing.Observation]{id: p.ID,
+				create: func() tracing.Observation {
+					return tracing.Observation{TenantID: tenantID, ID: p.ID, TraceID: p.TraceID, Type: typ,
+						StartTime: stored(start), Level: tracing.LevelDefault, Environment: tracing.DefaultEnvironment,
+						CreatedAt: now, UpdatedAt: now}
+				},
+				apply: func(o *tracing.Observation) { p.Apply(o); o.UpdatedAt = now }})
+		case ev.Score != nil:
+			p := ev.Score
+			at := firstTime(p.Timestamp, &ev.Timestamp)
+			traceOps = append(traceOps, entityOp[tracing.Trace]{id: p.TraceID, create: newTrace(p.TraceID, at)})
+			scoreOps = append(scoreOps, entityOp[tracing.Score]{id: p.ID,
+				create: func() tracing.Score {
+					return tracing.Score{TenantID: tenantID, ID: p.ID, TraceID: p.TraceID, DataType: tracing.DataNumeric,
+						Source: p.Source, Timestamp: stored(at), CreatedAt: now, UpdatedAt: now}
+				},
+				apply: func(s *tracing.Score) { p.Apply(s); s.UpdatedAt = now }})
+		}
+	}
+	if done.traces, _, err = mergeEntities(ctx, tx, tenantID, traceTable, traceOps); err != nil {
+		return nil, err
+	}
+	var before map[string]tracing.Observation
+	if done.observations, before, err = mergeEntities(ctx, tx, tenantID, observationTable, obsOps); err != nil {
+		return nil, err
+	}
+	if done.scores, _, err = mergeEntities(ctx, tx, tenantID, scoreTable, scoreOps); err != nil {
+		return nil, err
+	}
+	// An observation moved to another trace leaves the old one's summary
+	// behind; afterIngest recomputes only the traces observations are in
+	// now.
+	var movedFrom []string
+	for _, o := range done.observations {
+		if b, ok := before[o.ID]; ok && b.TraceID != o.TraceID {
+			movedFrom = append(movedFrom, b.TraceID)
+		}
+	}
+	if len(movedFrom) > 0 {
+		if err := lockTraces(ctx, tx, tenantID, movedFrom); err != nil {
+			return nil, err
+		}
+		if err := updateTraceSummaries(ctx, tx, tenantID, movedFrom); err != nil {
+			return nil, err
+		}
+	}
+	return skipped, nil
+}
+
+// recordEnvelopes records the batch's envelope ids and returns those that
+// were new.
+func recordEnvelopes(ctx context.Context, tx *Tx, tenantID string, events []tracing.Event, now time.Time) (map[string]bool, error) {
+	ids := make([]string, 0, len(events))
+	for _, ev := range events {
+		ids = append(ids, ev.ID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	fresh := make(map[string]bool, len(ids))
+	for chunk := range slices.Chunk(ids, ingestChunk) {
+		args := make([]any, 0, 3*len(chunk))
+		for _, id := range chunk {
+			args = append(args, tenantID, id, now)
+		}
+		rows, err := tx.Query(ctx, `INSERT INTO ingestion_events (tenant_id, event_id, received_at) VALUES `+
+			valueRows(len(chunk), 3)+` ON CONFLICT DO NOTHING RETURNING event_id`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			fresh[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return fresh, nil
+}
+
+// valueRows is n rows of cols placeholders for a multi-row VALUES.
+func valueRows(n, cols int) string {
+	row := "(" + placeholders(cols) + ")"
+	var b strings.Builder
+	b.Grow(n * (len(row) + 2))
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(row)
+	}
+	return b.String()
+}
+
+// entityOp is one event's part in a table: the row it needs (create makes
+// it when missing) and, unless the event only needs the row to exist (a
+// child's trace), the patch it applies.
+type entityOp[T any] struct {
+	id     string
+	create func() T
+	apply  func(*T)
+}
+
+// entityTable is what mergeEntities needs to know of a table: the columns
+// it reads and writes (tenant_id and id first, created_at last but one),
+// how to scan a row and how to turn one into the written columns' values.
+type entityTable[T any] struct {
+	name   string
+	read   string   // the columns a SELECT reads, for scan
+	write  []string // the columns an insert or upsert writes
+	scan   func(scanner, *T) error
+	values func(*T) ([]any, error)
+	key    func(*T) string // the row's id
+}
+
+// upsertSet is the DO UPDATE clause of an upsert of t: every written
+// column but the key and created_at.
+func (t entityTable[T]) upsertSet() string {
+	var set []string
+	for _, c := range t.write {
+		if c != "tenant_id" && c != "id" && c != "created_at" {
+			set = append(set, c+" = excluded."+c)
+		}
+	}
+	return strings.Join(set, ", ")
+}
+
+var traceTable = entityTable[tracing.Trace]{
+	name: "traces",
+	read: traceColumns,
+	write: []string{"tenant_id", "id", "name", "user_id", "session_id", "release", "version", "environment", "tags",
+		"public", "input", "output", "metadata", "timestamp", "created_at", "updated_at"},
+	scan: scanTrace,
+	key:  func(t *tracing.Trace) string { return t.ID },
+	values: func(t *tracing.Trace) ([]any, error) {
+		tags, err := encodeJSON(t.Tags, "[]", len(t.Tags) == 0)
+		return []any{t.TenantID, t.ID, t.Name, t.UserID, t.SessionID, t.Release, t.Version, t.Environment, tags,
+			t.Public, rawArg(t.Input), rawArg(t.Output), rawArg(t.Metadata), t.Timestamp, t.CreatedAt, t.UpdatedAt}, err
+	},
+}
+
+var observationTable = entityTable[tracing.Observation]{
+	name: "observations",
+	read: observationColumns,
+	write: []string{"tenant_id", "id", "trace_id", "parent_observation_id", "type", "name", "start_time", "end_time",
+		"completion_start_time", "input", "output", "metadata", "level", "status_message", "version", "environment",
+		"model", "model_parameters", "usage_details", "cost_details", "prompt_name", "prompt_version", "created_at",
+		"updated_at"},
+	scan: scanObservation,
+	values: func(o *tracing.Observation) ([]any, error) {
+		usage, err := encodeJSON(o.UsageDetails, "{}", len(o.UsageDetails) == 0)
+		if err != nil {
+			return nil, err
+		}
+		cost, err := encodeJSON(o.CostDetails, "{}", len(o.CostDetails) == 0)
+		return []any{o.TenantID, o.ID, o.TraceID, o.ParentObservationID, o.Type, o.Name, o.StartTime, o.EndTime,
+			o.CompletionStartTime, rawArg(o.Input), rawArg(o.Output), rawArg(o.Metadata), o.Level, o.StatusMessage,
+			o.Version, o.Environment, o.Model, rawArg(o.ModelParameters), usage, cost, o.PromptName, o.PromptVersion,
+			o.CreatedAt, o.UpdatedAt}, err
+	},
+	key: func(o *tracing.Observation) string { return o.ID },
+}
+
+var scoreTable = entityTable[tracing.Score]{
+	name: "scores",
+	read: scoreColumns,
+	write: []string{"tenant_id", "id", "trace_id", "observation_id", "name", "value", "string_value", "data_type",
+		"comment", "source", "timestamp", "created_at", "updated_at"},
+	scan: scanScore,
+	key:  func(s *tracing.Score) string { return s.ID },
+	values: func(s *tracing.Score) ([]any, error) {
+		return []any{s.TenantID, s.ID, s.TraceID, s.ObservationID, s.Name, s.Value, s.StringValue, s.DataType,
+			s.Comment, s.Source, s.Timestamp, s.CreatedAt, s.UpdatedAt}, nil
+	},
+}
+
+// mergeRounds bounds how often a row created concurrently is merged
+// again; beyond a few rounds something deletes and recreates it as fast.
+const mergeRounds = 5
+
+// mergeEntities applies ops to the rows of table and writes the result.
+// It returns each patching op's row as it stood after the patch, in op
+// order, and the rows that existed before the batch.
+func mergeEntities[T any](ctx context.Context, tx *Tx, tenantID string, table entityTable[T],
+	ops []entityOp[T]) ([]T, map[string]T, error) {
+	if len(ops) == 0 {
+		return nil, nil, nil
+	}
+	after := make([]T, len(ops)) // by op, for the patching ones
+	before := make(map[string]T)
+	pending := make([]string, 0, len(ops))
+	for _, op := range ops {
+		pending = append(pending, op.id)
+	}
+	slices.Sort(pending)
+	pending = slices.Compact(pending)
+	for round := 0; len(pending) > 0; round++ {
+		if round == mergeRounds {
+			return nil, nil, nodus.Errorf(nodus.ECONFLICT, "%s created and deleted concurrently, retry", table.name)
+		}
+		rows, err := selectEntities(ctx, tx, tenantID, table, pending)
+		if err != nil {
+			return nil, nil, err
+		}
+		for id, r := range rows {
+			before[id] = *r
+		}
+		created := make(map[string]*T)
+		dirty := make(map[string]bool)
+		want := make(map[string]bool, len(pending))
+		for _, id := range pending {
+			want[id] = true
+		}
+		for i, op := range ops {
+			if !want[op.id] {
+				continue
+			}
+			r := rows[op.id]
+			if r == nil {
+				v := op.create()
+				r = &v
+				rows[op.id], created[op.id] = r, r
+			}
+			if op.apply != nil {
+				op.apply(r)
+				after[i] = *r
+				dirty[op.id] = true
+			}
+		}
+		var fresh, changed []*T
+		var freshIDs []string
+		for _, id := range pending {
+			switch {
+			case created[id] != nil:
+				fresh, freshIDs = append(fresh, created[id]), append(freshIDs, id)
+			case dirty[id]:
+				changed = append(changed, rows[id])
+			}
+		}
+		inserted, err := writeEntities(ctx, tx, table, fresh, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := writeEntities(ctx, tx, table, changed, true); err != nil {
+			return nil, nil, err
+		}
+		// A new row another batch inserted first: merge its events again
+		// into the row it made.
+		pending = pending[:0]
+		for _, id := range freshIDs {
+			if !inserted[id] {
+				pending = append(pending, id)
+			}
+		}
+	}
+	var out []T
+	for i, op := range ops {
+		if op.apply != nil {
+			out = append(out, after[i])
+		}
+	}
+	return out, before, nil
+}
+
+// selectEntities reads the rows of table with ids (sorted), locked on
+// PostgreSQL, in id order.
+func selectEntities[T any](ctx context.Context, tx *Tx, tenantID string, table entityTable[T],
+	ids []string) (map[string]*T, error) {
+	out := make(map[string]*T, len(ids))
+	for chunk := range slices.Chunk(ids, ingestChunk) {
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, tenantID)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		rows, err := tx.Query(ctx, `SELECT `+table.read+` FROM `+table.name+` WHERE tenant_id = ? AND id IN (`+
+			placeholders(len(chunk))+`) ORDER BY id`+tx.Dialect().ForUpdate(), args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			r := new(T)
+			if err := table.scan(rows, r); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[table.key(r)] = r
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// writeEntities inserts rows (new ones: a row that exists meanwhile is
+// left alone) or, with upsert, writes them over the rows there. It
+// returns the ids it inserted.
+func writeEntities[T any](ctx context.Context, tx *Tx, table entityTable[T], rows []*T, upsert bool) (map[string]bool, error) {
+	inserted := make(map[string]bool, len(rows))
+	cols := len(table.write)
+	for chunk := range slices.Chunk(rows, ingestChunk) {
+		args := make([]any, 0, cols*len(chunk))
+		for _, r := range chunk {
+			v, err := table.values(r)
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, v...)
+		}
+		q := `INSERT INTO ` + table.name + ` (` + strings.Join(table.write, ", ") + `) VALUES ` + valueRows(len(chunk), cols)
+		if upsert {
+			if _, err := tx.Exec(ctx, q+` ON CONFLICT (tenant_id, id) DO UPDATE SET `+table.upsertSet(), args...); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		rs, err := tx.Query(ctx, q+` ON CONFLICT DO NOTHING RETURNING id`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rs.Next() {
+			var id string
+			if err := rs.Scan(&id); err != nil {
+				rs.Close()
+				return nil, err
+			}
+			inserted[id] = true
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return inserted, nil
+}
+
+// lockTraces locks the tenant's traces with ids on PostgreSQL, in id
+// order; SQLite's single writer already excludes every other writer.
+func lockTraces(ctx context.Context, tx *Tx, tenantID string, ids []string) error {
+	if tx.Dialect() != Postgres {
+		return nil
+	}
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	for chunk := range slices.Chunk(ids, ingestChunk) {
+		args := append([]any{tenantID}, idArgs(chunk)...)
+		if _, err := tx.Exec(ctx, `SELECT id FROM traces WHERE tenant_id = ? AND id IN (`+placeholders(len(chunk))+
+			`) ORDER BY id FOR UPDATE`, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func idArgs(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// observedTraceIDs is the traces whose observations a batch wrote, the
+// ones whose summaries it may have changed.
+func observedTraceIDs(b *ingested) []string {
+	ids := make([]string, 0, len(b.observations))
+	for _, o := range b.observations {
+		ids = append(ids, o.TraceID)
+	}
+	return ids
+}
+
+// The per-trace summary (migration 0004) as one aggregate over the
+// traces' observations: the cost is Langfuse's, cost_details' "total"
+// when sent, else the sum of its other entries; the level the most severe.
+// Each engine reads the JSON its own way.
+const (
+	summaryCostSQLite = `CASE WHEN json_type(o.cost_details, '$.total') IN ('integer', 'real')
+		THEN json_extract(o.cost_details, '$.total')
+		ELSE (SELECT TOTAL(value) FROM json_each(o.cost_details)) END`
+	summaryCostPostgres = `CASE WHEN o.cost_details::jsonb -> 'total' IS NOT NULL
+		THEN (o.cost_details::jsonb ->> 'total')::double precision
+		ELSE (SELECT COALESCE(SUM(value::double precision), 0) FROM jsonb_each_text(o.cost_details::jsonb)) END`
+	summaryLatencySQLite   = `MAX(0, CAST(ROUND((julianday(MAX(o.end_time)) - julianday(MIN(o.start_time))) * 86400000) AS INTEGER))`
+	summaryLatencyPostgres = `GREATEST(0, ROUND(EXTRACT(EPOCH FROM MAX(o.end_time) - MIN(o.start_time)) * 1000))::bigint`
+	summaryLevel           = `CASE MAX(CASE o.level WHEN 'ERROR' THEN 4 WHEN 'WARNING' THEN 3 WHEN 'DEFAULT' THEN 2
+		WHEN 'DEBUG' THEN 1 ELSE 0 END) WHEN 4 THEN 'ERROR' WHEN 3 THEN 'WARNING' WHEN 2 THEN 'DEFAULT'
+		WHEN 1 THEN 'DEBUG' ELSE '' END`
+)
+
+// updateTraceSummaries recomputes total_cost, level, observation_count
+// and latency_ms of the tenant's traces with ids from their observations,
+// in one statement per chunk. The caller holds the traces' locks (the
+// ingestion locks every trace a batch names), so on PostgreSQL the
+// aggregate sees every observation committed before and none is added
+// until the transaction ends.
+func updateTraceSummaries(ctx context.Context, tx *Tx, tenantID string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	cost, latency := summaryCostSQLite, summaryLatencySQLite
+	if tx.Dialect() == Postgres {
+		cost, latency = summaryCostPostgres, summaryLatencyPostgres
+	}
+	for chunk := range slices.Chunk(ids, ingestChunk) {
+		// One correlated aggregate per trace, through observations_trace;
+		// a trace left without observations gets zeros. (UPDATE … FROM a
+		// grouped subquery had SQLite scan the tenant's every trace.)
+		if _, err := tx.Exec(ctx, `UPDATE traces SET (total_cost, level, observation_count, latency_ms) =
+			(SELECT COALESCE(SUM(`+cost+`), 0), `+summaryLevel+`, COUNT(*), COALESCE(`+latency+`, 0)
+				FROM observations o WHERE o.tenant_id = traces.tenant_id AND o.trace_id = traces.id)
+			WHERE tenant_id = ? AND id IN (`+placeholders(len(chunk))+`)`,
+			append([]any{tenantID}, idArgs(chunk)...)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}

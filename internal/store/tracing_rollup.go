@@ -1,0 +1,301 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/tracing"
+)
+
+// This file holds the rollups of tracing (migration tracing 0005; see
+// tracing/rollup.go): marking the (tenant, day)s a write touched, the
+// job's rebuild of a marked day, and the reads aggregates are made of.
+//
+// A mark is an upsert that replaces the day's token with a new one, so
+// the rebuild can tell whether the day was marked again while it read:
+// it clears the mark only when the token is still the one it listed
+// before reading. Marking with DO NOTHING would let a batch committed
+// during a rebuild lose its mark. On PostgreSQL the upsert locks the
+// mark's row until the batch commits; afterIngest runs last in the batch,
+// so concurrent batches of one tenant and day wait on each other only for
+// their commits, and the days are marked in order so they cannot
+// deadlock.
+
+// rollupChunk bounds the rows (and so the placeholders) of one statement.
+const rollupChunk = 200
+
+// markRollupsOfBatch marks the days a batch's rows bear on: each
+// observation's start day (whatever its type, as an update may have
+// turned a generation into something else), and for each trace the days
+// of its stored generations, whose user and chatbot come from it.
+// Only rows as merged are known here: a later batch that moves a
+// generation's start to another day marks the new day, and the old one
+// counts it until it is marked again (SDKs send startTime once, at
+// creation; a lazily created row may move by seconds, rarely across
+// midnight).
+func markRollupsOfBatch(ctx context.Context, tx *Tx, tenantID string, b *ingested) error {
+	days := map[string]bool{}
+	for i := range b.observations {
+		days[tracing.DayOf(b.observations[i].StartTime)] = true
+	}
+	traceIDs := map[string]bool{}
+	for i := range b.traces {
+		traceIDs[b.traces[i].ID] = true
+	}
+	if err := generationDays(ctx, tx, tenantID, slices.Sorted(maps.Keys(traceIDs)), days); err != nil {
+		return err
+	}
+	return markRollupDays(ctx, tx, tenantID, days)
+}
+
+// markRollupsOfTraces marks the days of the generations of traces about
+// to be deleted (retention), so their figures leave the rollups too.
+func markRollupsOfTraces(ctx context.Context, tx *Tx, tenantID string, traceIDs []any) error {
+	ids := make([]string, len(traceIDs))
+	for i, id := range traceIDs {
+		ids[i], _ = id.(string)
+	}
+	days := map[string]bool{}
+	if err := generationDays(ctx, tx, tenantID, ids, days); err != nil {
+		return err
+	}
+	return markRollupDays(ctx, tx, tenantID, days)
+}
+
+// generationDays adds to days the start days of the generations of
+// traces (by the index on (tenant_id, trace_id)).
+func generationDays(ctx context.Context, tx *Tx, tenantID string, traceIDs []string, days map[string]bool) error {
+	for chunk := range slices.Chunk(traceIDs, rollupChunk) {
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, tenantID)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		rows, err := tx.Query(ctx, `SELECT start_time FROM observations WHERE tenant_id = ? AND type = 'GENERATION'
+			AND trace_id IN (`+placeholders(len(chunk))+`)`, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var at time.Time
+			if err := rows.Scan(&at); err != nil {
+				rows.Close()
+				return err
+			}
+			days[tracing.DayOf(at)] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markRollupDays marks a tenant's days dirty with a fresh token.
+func markRollupDays(ctx context.Context, tx *Tx, tenantID string, days map[string]bool) error {
+	token := nodus.NewID()
+	var sorted []string
+	for d := range days {
+		// A year outside 0001–9999 cannot be a day of the table (nor of
+		// any query): leave it rather than fail the batch.
+		if len(d) == len(tracing.DayFormat) {
+			sorted = append(sorted, d)
+		}
+	}
+	slices.Sort(sorted)
+	for chunk := range slices.Chunk(sorted, rollupChunk) {
+		args := make([]any, 0, 3*len(chunk))
+		values := make([]string, len(chunk))
+		for i, d := range chunk {
+			values[i] = "(?, ?, ?)"
+			args = append(args, tenantID, d, token)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO trace_rollup_dirty (tenant_id, day, token) VALUES `+
+			strings.Join(values, ", ")+` ON CONFLICT (tenant_id, day) DO UPDATE SET token = excluded.token`, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RollupTraces rebuilds up to limit marked days, newest first, of every
+// tenant; see tracing.RollupStore.
+func (db *DB) RollupTraces(ctx context.Context, limit int) (int, error) {
+	if err := requireAllTenants(ctx); err != nil {
+		return 0, err
+	}
+	type mark struct{ tenant, day, token string }
+	var marks []mark
+	err := db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT tenant_id, day, token FROM trace_rollup_dirty ORDER BY day DESC, tenant_id LIMIT ?`, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m mark
+			if err := rows.Scan(&m.tenant, &m.day, &m.token); err != nil {
+				return err
+			}
+			marks = append(marks, m)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, err
+	}
+	for i, m := range marks {
+		if err := db.rebuildRollupDay(ctx, m.tenant, m.day, m.token); err != nil {
+			return i, err
+		}
+	}
+	return len(marks), nil
+}
+
+// rebuildRollupDay replaces a tenant's rollup rows of a day by what its
+// generations add up to now. It reads outside the write transaction, so
+// a large day never holds SQLite's one writer while it is read; the
+// token, listed before the read, tells whether the read may have missed
+// a batch.
+func (db *DB) rebuildRollupDay(ctx context.Context, tenantID, day, token string) error {
+	start, err := time.Parse(tracing.DayFormat, day)
+	if err != nil {
+		return nodus.Errorf(nodus.EINTERNAL, "rollup day %q: %v", day, err)
+	}
+	b := tracing.NewDayRollup(start)
+	err = db.Read(ctx, func(tx *Tx) error {
+		// The literal type matches the partial index on generations.
+		rows, err := tx.Query(ctx, `SELECT o.trace_id, o.model, o.level, o.start_time, o.end_time,
+			o.completion_start_time, o.usage_details, o.cost_details, COALESCE(t.user_id, ''), t.metadata
+			FROM observations o LEFT JOIN traces t ON t.tenant_id = o.tenant_id AND t.id = o.trace_id
+			WHERE o.tenant_id = ? AND o.type = 'GENERATION' AND o.start_time >= ? AND o.start_time < ?`,
+			tenantID, start, start.Add(24*time.Hour))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		// A trace's generations share its chatbot: parse its metadata once.
+		chatbots := map[string]string{}
+		for rows.Next() {
+			var o tracing.Observation
+			var usage, cost, userID string
+			var metadata *string
+			if err := rows.Scan(&o.TraceID, &o.Model, &o.Level, &o.StartTime, &o.EndTime, &o.CompletionStartTime,
+				&usage, &cost, &userID, &metadata); err != nil {
+				return err
+			}
+			if err := decodeJSON("observation usage_details", usage, &o.UsageDetails); err != nil {
+				return err
+			}
+			if err := decodeJSON("observation cost_details", cost, &o.CostDetails); err != nil {
+				return err
+			}
+			chatbot, ok := chatbots[o.TraceID]
+			if !ok {
+				chatbot = tracing.ChatbotID(rawOf(metadata))
+				chatbots[o.TraceID] = chatbot
+			}
+			b.Add(&o, userID, chatbot)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return err
+	}
+	return db.Write(ctx, func(tx *Tx) error {
+		// Lock the mark: two runs rebuilding one day take turns, and one
+		// that finds the mark gone leaves the day to the run that cleared it.
+		var current string
+		err := tx.QueryRow(ctx, `SELECT token FROM trace_rollup_dirty WHERE tenant_id = ? AND day = ?`+
+			tx.Dialect().ForUpdate(), tenantID, day).Scan(&current)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM trace_rollups WHERE tenant_id = ? AND day = ?`, tenantID, day); err != nil {
+			return err
+		}
+		for _, grain := range tracing.Grains() {
+			if err := insertRollups(ctx, tx, tenantID, grain, day, b.Rows(grain)); err != nil {
+				return err
+			}
+		}
+		if current != token {
+			return nil // marked again meanwhile: the next run reads again
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM trace_rollup_dirty WHERE tenant_id = ? AND day = ? AND token = ?`,
+			tenantID, day, token)
+		return err
+	})
+}
+
+const rollupFigures = `requests, errors, input_tokens, output_tokens, total_tokens, cost, latency_sum_ms, latency_count,
+	ttft_sum_ms, ttft_count, latency_hist`
+
+func insertRollups(ctx context.Context, tx *Tx, tenantID, grain, day string, rows []*tracing.Rollup) error {
+	row := "(" + placeholders(17) + ")"
+	for chunk := range slices.Chunk(rows, rollupChunk) {
+		args := make([]any, 0, 17*len(chunk))
+		values := make([]string, len(chunk))
+		for i, r := range chunk {
+			values[i] = row
+			args = append(args, tenantID, grain, day, r.Model, r.UserID, r.ChatbotID, r.Requests, r.Errors, r.InputTokens,
+				r.OutputTokens, r.TotalTokens, r.Cost, r.LatencySumMs, r.LatencyCount, r.TTFTSumMs, r.TTFTCount,
+				r.Latency.String())
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO trace_rollups (tenant_id, grain, day, model, user_id, chatbot_id, `+
+			rollupFigures+`) VALUES `+strings.Join(values, ", "), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ScanRollups calls fn with each of the scoped tenant's rollup rows of
+// a grain for the days from to to; see tracing.RollupStore.
+func (db *DB) ScanRollups(ctx context.Context, grain string, from, to time.Time, fn func(*tracing.Rollup) error) error {
+	tenantID, err := nodus.RequireTenant(ctx)
+	if err != nil {
+		return err
+	}
+	return db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT day, model, user_id, chatbot_id, `+rollupFigures+` FROM trace_rollups
+			WHERE tenant_id = ? AND grain = ? AND day >= ? AND day <= ?`, tenantID, grain, tracing.DayOf(from), tracing.DayOf(to))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var r tracing.Rollup
+		var day, lastDay, hist string
+		for rows.Next() {
+			if err := rows.Scan(&day, &r.Model, &r.UserID, &r.ChatbotID, &r.Requests, &r.Errors, &r.InputTokens,
+				&r.OutputTokens, &r.TotalTokens, &r.Cost, &r.LatencySumMs, &r.LatencyCount, &r.TTFTSumMs, &r.TTFTCount,
+				&hist); err != nil {
+				return err
+			}
+			if day != lastDay { // neighbouring rows mostly share a day: parse it once
+				if r.Day, err = time.Parse(tracing.DayFormat, day); err != nil {
+					return nodus.Errorf(nodus.EINTERNAL, "rollup day %q: %v", day, err)
+				}
+				lastDay = day
+			}
+			r.Latency.Reset()
+			if err := r.Latency.AddEncoded(hist); err != nil {
+				return err
+			}
+			if err := fn(&r); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+}
