@@ -13,6 +13,8 @@
 //	go run ./bench tracing [-duration 1m] [-observations 1000000] [-postgres URL]
 //	                                           Langfuse ingestion rate, trace list latency (tracing.go)
 //	go run ./bench synth -docs 50000 -out DIR  a synthetic BEIR dataset for `nodus eval retrieval` (synth.go)
+//	go run ./bench web [-conversations 10000] [-requests 50]
+//	                                           the UI's page weight and time with that many conversations (web.go)
 //
 // `bench bare-proxy` is not for people: `bench gateway` starts it, a
 // minimal reverse proxy in its own process, as the floor nodus is
@@ -64,6 +66,7 @@ var subcommands = map[string]func(ctx context.Context, args []string, stdout, st
 	"chat":    runChat,
 	"tracing": runTracing,
 	"gateway": runGateway,
+	"web":     runWeb,
 }
 
 func main() {

@@ -4,7 +4,9 @@
 # Usage: scripts/test.sh [go test args...]
 #   TESTFLAGS                extra go test flags (split on whitespace), e.g. TESTFLAGS='-run Foo'
 #   NODUS_TEST_POSTGRES_URL  use this server as is instead of starting a throwaway one
-#   CI=true                  missing PostgreSQL binaries are an error instead of a warning
+#   CI=true                  missing PostgreSQL binaries or Chromium are an error instead of a warning
+#   NODUS_TEST_OUTPUT        where tests write what a person looks at (the browser test's
+#                            screenshots); default out/ at the repository's root
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -170,6 +172,31 @@ else
 	else
 		log "WARNING: PostgreSQL: no server binaries (initdb) found and NODUS_TEST_POSTGRES_URL is unset;" \
 			"PostgreSQL tests will be SKIPPED. Install PostgreSQL or set NODUS_TEST_POSTGRES_URL."
+	fi
+fi
+
+# --- Chromium ------------------------------------------------------------------
+# The browser test (cmd/nodus/web_browser_test.go) drives an installed
+# Chromium; nothing downloads one. As root it is installed from the
+# distribution when missing; otherwise the test skips, except under CI=true,
+# where it fails. Keep the names in sync with .ci/run and chromium() there.
+find_chromium() {
+	local b
+	for b in chromium chromium-browser google-chrome google-chrome-stable; do
+		if command -v "$b" >/dev/null 2>&1; then command -v "$b"; return; fi
+	done
+}
+
+if [[ -z $(find_chromium) ]]; then
+	if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
+		log "Chromium: not installed; installing it with apt-get (for the browser test)"
+		export DEBIAN_FRONTEND=noninteractive
+		{ apt-get update && apt-get install -y --no-install-recommends chromium; } >&2 ||
+			die "Chromium: apt-get install chromium failed"
+	elif [[ ${CI:-} == true ]]; then
+		die "Chromium: not installed and CI=true; install it (apt-get install chromium)"
+	else
+		log "WARNING: Chromium: not installed; the browser test will be SKIPPED. Install it (apt-get install chromium)."
 	fi
 fi
 

@@ -38,6 +38,7 @@ import (
 	"github.com/nodus-os/nodus/internal/tracing"
 	"github.com/nodus-os/nodus/internal/tracing/tracewire"
 	"github.com/nodus-os/nodus/internal/vault"
+	"github.com/nodus-os/nodus/internal/web"
 )
 
 // maintenanceInterval is how often the databases are optimised and their
@@ -329,6 +330,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
+	menus := identity.NewMenuService(dbs.DB(store.SetAuth), auditor, nodus.SystemClock{})
 	api := httpapi.NewServer(httpapi.Deps{
 		Logger:       logger,
 		Metrics:      reg,
@@ -336,7 +338,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Version:      versionString(),
 		Identity:     ids,
 		Audit:        auditor,
-		Menus:        identity.NewMenuService(dbs.DB(store.SetAuth), auditor, nodus.SystemClock{}),
+		Menus:        menus,
 		Settings:     settingsService,
 		Vault:        vaultService,
 		Egress:       egressService,
@@ -349,8 +351,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Tracing:      tracingService,
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout,
 		TrustedProxies: cfg.TrustedProxies})
+	// The browser UI over the same services, at the paths it serves;
+	// everything else (the API, the gateway, probes) goes to the API.
+	ui, err := web.New(web.Deps{Logger: logger, Identity: ids, Menus: menus, Settings: settingsService,
+		Knowledge: knowledgeService, Chat: chatService, Gateway: gatewayAdmin,
+		Tracing: tracingService, Memory: memoryService,
+		Audit: auditor, Vault: vaultService, Egress: egressService}, web.Config{RequestTimeout: cfg.RequestTimeout, TrustedProxies: cfg.TrustedProxies})
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           web.Mount(ui, api),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),

@@ -498,3 +498,21 @@ func (s *Service) ListSpend(ctx context.Context, m Manager, f SpendFilter, curso
 	}
 	return s.store.ListSpend(m.ctx(ctx), f, cursor, limit)
 }
+
+// ListDailySpend returns the daily rollup rows for days in [from, to]
+// (YYYY-MM-DD): the tenant's for an admin, the manager's own otherwise.
+// The rollups, not the spend log, answer dashboards: one row per day,
+// key, user, model and provider however many requests there were.
+func (s *Service) ListDailySpend(ctx context.Context, m Manager, from, to string) ([]DailySpend, error) {
+	rows, err := s.store.ListDailySpend(m.ctx(ctx), from, to)
+	if err != nil || m.Admin {
+		return rows, err
+	}
+	own := rows[:0]
+	for _, d := range rows {
+		if d.UserID == m.UserID {
+			own = append(own, d)
+		}
+	}
+	return own, nil
+}

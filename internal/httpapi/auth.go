@@ -72,12 +72,19 @@ func remoteHost(r *http.Request) string {
 // left was written by the client and proves nothing). A malformed entry
 // stops the walk at the last address known to be real.
 func (s *Server) clientAddress(r *http.Request) string {
+	return ClientAddress(r, s.cfg.TrustedProxies)
+}
+
+// ClientAddress is clientAddress for a handler outside the API (the web
+// UI), so throttling and the audit log see the same address whichever
+// door a request came through.
+func ClientAddress(r *http.Request, proxies []netip.Prefix) string {
 	peer := remoteHost(r)
-	if len(s.cfg.TrustedProxies) == 0 {
+	if len(proxies) == 0 {
 		return peer
 	}
 	addr, err := netip.ParseAddr(peer)
-	if err != nil || !trusted(s.cfg.TrustedProxies, addr) {
+	if err != nil || !trusted(proxies, addr) {
 		return peer
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
@@ -87,7 +94,7 @@ func (s *Server) clientAddress(r *http.Request) string {
 			break
 		}
 		addr = hop.Unmap()
-		if !trusted(s.cfg.TrustedProxies, addr) {
+		if !trusted(proxies, addr) {
 			break
 		}
 	}

@@ -1,0 +1,194 @@
+package web
+
+import (
+	"cmp"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nodus-os/nodus/internal/gateway"
+)
+
+// dashboardDays is how many days the dashboard's charts cover.
+const dashboardDays = 14
+
+type dashboardPage struct {
+	pageBase
+	NoTenant    bool   // a super_admin: spend is per tenant
+	Unavailable string // why there is no spend to show, if the gateway is down
+	Empty       bool   // no request in the period
+	Days        int
+	Totals      dayTotals
+	Charts      []chart
+	Models      []modelTotals
+}
+
+type dayTotals struct {
+	Day      string
+	Requests int64
+	Tokens   int64
+	Micros   int64
+}
+
+type modelTotals struct {
+	Model    string
+	Requests int64
+	Tokens   int64
+	Cost     string
+}
+
+// chart is a bar chart drawn as SVG on the server: no chart library, no
+// script, and it prints.
+type chart struct {
+	ID      string
+	Title   string
+	Summary string // what the chart shows, for screen readers
+	Max     string // the top of the scale, as text
+	Width   int
+	Height  int
+	Base    float64 // the y of the baseline
+	Bars    []bar
+	Labels  []axisLabel
+}
+
+type bar struct {
+	X, Y, W, H float64
+	Title      string // the value, shown on hover and read by screen readers
+}
+
+type axisLabel struct {
+	X    float64
+	Text string
+}
+
+func (s *Server) handleDashboard() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := viewerFrom(r.Context())
+		p := dashboardPage{pageBase: s.base(r, v, "Dashboard"), Days: dashboardDays}
+		switch {
+		case v.tenantID() == "":
+			p.NoTenant = true
+		case s.deps.Gateway == nil:
+			p.Unavailable = "The gateway is not running: its migrations are not applied. Run `nodus migrate up`."
+		default:
+			now := s.clock().UTC()
+			from := now.AddDate(0, 0, -(dashboardDays - 1)).Format(time.DateOnly)
+			m := gateway.Manager{TenantID: v.tenantID(), UserID: v.user.ID, Admin: v.admin(), Entry: v.entry()}
+			rows, err := s.deps.Gateway.ListDailySpend(r.Context(), m, from, now.Format(time.DateOnly))
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			days, models := summarize(rows, now, dashboardDays)
+			for _, d := range days {
+				p.Totals.Requests += d.Requests
+				p.Totals.Tokens += d.Tokens
+				p.Totals.Micros += d.Micros
+			}
+			p.Empty = p.Totals.Requests == 0
+			p.Models = models
+			p.Charts = []chart{
+				barChart("requests", "Requests per day", days, func(d dayTotals) int64 { return d.Requests }, strconv.FormatInt),
+				barChart("tokens", "Tokens per day", days, func(d dayTotals) int64 { return d.Tokens }, strconv.FormatInt),
+				barChart("cost", "Cost per day (USD)", days, func(d dayTotals) int64 { return d.Micros },
+					func(n int64, _ int) string { return usd(n) }),
+			}
+		}
+		s.render(w, r, http.StatusOK, "dashboard", &p)
+	})
+}
+
+// summarize sums rollup rows by day (every day of the period, zeros
+// included, oldest first) and by model (the ten most used, by cost and
+// then requests).
+func summarize(rows []gateway.DailySpend, now time.Time, n int) ([]dayTotals, []modelTotals) {
+	days := make([]dayTotals, n)
+	index := map[string]int{}
+	for i := range days {
+		d := now.AddDate(0, 0, i-(n-1)).Format(time.DateOnly)
+		days[i].Day, index[d] = d, i
+	}
+	type sum struct {
+		requests, tokens, micros int64
+	}
+	byModel := map[string]*sum{}
+	for _, r := range rows {
+		tokens := r.PromptTokens + r.CompletionTokens
+		if i, ok := index[r.Day]; ok {
+			days[i].Requests += r.Requests
+			days[i].Tokens += tokens
+			days[i].Micros += r.CostMicros
+		}
+		m := byModel[r.Model]
+		if m == nil {
+			m = &sum{}
+			byModel[r.Model] = m
+		}
+		m.requests += r.Requests
+		m.tokens += tokens
+		m.micros += r.CostMicros
+	}
+	var models []modelTotals
+	for name, m := range byModel {
+		models = append(models, modelTotals{Model: name, Requests: m.requests, Tokens: m.tokens, Cost: usd(m.micros)})
+	}
+	slices.SortFunc(models, func(a, b modelTotals) int {
+		return cmp.Or(cmp.Compare(byModel[b.Model].micros, byModel[a.Model].micros), cmp.Compare(b.Requests, a.Requests),
+			cmp.Compare(a.Model, b.Model))
+	})
+	if len(models) > 10 {
+		models = models[:10]
+	}
+	return days, models
+}
+
+// Chart geometry, in SVG user units; the SVG scales to its container.
+const (
+	chartWidth  = 600
+	chartHeight = 180
+	chartTop    = 10
+	chartBottom = 30 // room for the date labels
+)
+
+func barChart(id, title string, days []dayTotals, value func(dayTotals) int64, format func(int64, int) string) chart {
+	c := chart{ID: id, Title: title, Width: chartWidth, Height: chartHeight, Base: chartHeight - chartBottom}
+	var top, total int64
+	for _, d := range days {
+		top = max(top, value(d))
+		total += value(d)
+	}
+	c.Max = format(top, 10)
+	c.Summary = fmt.Sprintf("%s, %s to %s: %s in all, at most %s in a day.", title, days[0].Day, days[len(days)-1].Day,
+		format(total, 10), c.Max)
+	slot := float64(chartWidth) / float64(len(days))
+	span := c.Base - chartTop
+	for i, d := range days {
+		h := 0.0
+		if top > 0 {
+			h = span * float64(value(d)) / float64(top)
+		}
+		// A day with some activity is at least a sliver high, so it does
+		// not look like a day with none.
+		if value(d) > 0 && h < 2 {
+			h = 2
+		}
+		c.Bars = append(c.Bars, bar{X: float64(i)*slot + slot*0.15, W: slot * 0.7, Y: c.Base - h, H: h,
+			Title: d.Day + ": " + format(value(d), 10)})
+		// Every third day, counted back from today so today is labelled.
+		if (len(days)-1-i)%3 == 0 {
+			c.Labels = append(c.Labels, axisLabel{X: float64(i)*slot + slot/2, Text: d.Day[5:]})
+		}
+	}
+	return c
+}
+
+// usd formats micro-dollars as dollars, with cents and more digits for
+// amounts under a cent (model calls are often cheaper than that).
+func usd(micros int64) string {
+	if micros != 0 && micros < 10_000 && micros > -10_000 {
+		return "$" + strconv.FormatFloat(float64(micros)/1e6, 'f', 6, 64)
+	}
+	return "$" + strconv.FormatFloat(float64(micros)/1e6, 'f', 2, 64)
+}
