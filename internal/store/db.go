@@ -55,8 +55,9 @@ type DB struct {
 	url         string
 	poolTimeout time.Duration
 
-	write *sql.DB // SQLite: one connection
-	read  *sql.DB // SQLite: query_only connections
+	write *sql.DB    // SQLite: one connection
+	stmts *stmtCache // SQLite: the writer's prepared statements
+	read  *sql.DB    // SQLite: query_only connections
 	pool  *pgxpool.Pool
 
 	// SQLite checkpoints the WAL in the background, off the commit path:
@@ -235,7 +236,8 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 	ckpt.SetMaxOpenConns(1)
 	ckpt.SetMaxIdleConns(1)
 
-	db := &DB{dialect: SQLite, url: cfg.URL, poolTimeout: cfg.PoolTimeout, write: write, read: read, ckpt: ckpt,
+	db := &DB{dialect: SQLite, url: cfg.URL, poolTimeout: cfg.PoolTimeout, write: write, stmts: newStmtCache(write),
+		read: read, ckpt: ckpt,
 		postings: newPostingCache(cfg.SearchCache), vectors: newVectorCache(cfg.VectorCache, cfg.ExactVectors)}
 	var mode string
 	if err := write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
@@ -300,7 +302,7 @@ func (db *DB) Close() error {
 		db.stopCkpt()
 		<-db.ckptDone
 	}
-	return errors.Join(db.read.Close(), db.write.Close(), db.ckpt.Close())
+	return errors.Join(db.stmts.close(), db.read.Close(), db.write.Close(), db.ckpt.Close())
 }
 
 // Ping checks that the database answers. On SQLite it also takes the write
@@ -335,6 +337,11 @@ func (db *DB) Write(ctx context.Context, fn func(*Tx) error) error {
 	err := db.sqliteTx(ctx, db.write, fn)
 	if err == nil {
 		db.commits.Add(1)
+	}
+	if db.stmts.pending() {
+		// The connection is back in the pool: prepare what the
+		// transaction ran for the next ones.
+		db.stmts.prepareWanted(context.WithoutCancel(ctx))
 	}
 	return err
 }
@@ -378,7 +385,11 @@ func (db *DB) sqliteTx(ctx context.Context, pool *sql.DB, fn func(*Tx) error) (e
 	if err != nil {
 		return mapError(err)
 	}
-	return runTx(&Tx{dialect: SQLite, sqlTx: sqlTx}, fn, sqlTx.Rollback, sqlTx.Commit)
+	tx := &Tx{dialect: SQLite, sqlTx: sqlTx}
+	if pool == db.write {
+		tx.stmts = db.stmts
+	}
+	return runTx(tx, fn, sqlTx.Rollback, sqlTx.Commit)
 }
 
 func (db *DB) pgTx(ctx context.Context, opts pgx.TxOptions, fn func(*Tx) error) error {

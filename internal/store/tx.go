@@ -19,8 +19,21 @@ const TimeFormat = "2006-01-02T15:04:05.000000Z"
 // errors to nodus error codes.
 type Tx struct {
 	dialect Dialect
-	sqlTx   *sql.Tx // SQLite
-	pgTx    pgx.Tx  // PostgreSQL
+	sqlTx   *sql.Tx    // SQLite
+	stmts   *stmtCache // SQLite's writer: its prepared statements
+	pgTx    pgx.Tx     // PostgreSQL
+}
+
+// sqliteStmt returns query's prepared statement in the transaction, or
+// nil to run it unprepared.
+func (tx *Tx) sqliteStmt(ctx context.Context, query string) *sql.Stmt {
+	if tx.stmts == nil {
+		return nil
+	}
+	if st := tx.stmts.lookup(query); st != nil {
+		return tx.sqlTx.StmtContext(ctx, st)
+	}
+	return nil
 }
 
 // Dialect reports the engine the transaction runs on.
@@ -44,7 +57,13 @@ func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (int64, error
 		}
 		return tag.RowsAffected(), nil
 	}
-	res, err := tx.sqlTx.ExecContext(ctx, query, sqliteArgs(args)...)
+	var res sql.Result
+	var err error
+	if st := tx.sqliteStmt(ctx, query); st != nil {
+		res, err = st.ExecContext(ctx, sqliteArgs(args)...)
+	} else {
+		res, err = tx.sqlTx.ExecContext(ctx, query, sqliteArgs(args)...)
+	}
 	if err != nil {
 		return 0, mapError(err)
 	}
@@ -61,7 +80,13 @@ func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*Rows, erro
 		}
 		return &Rows{pg: rows}, nil
 	}
-	rows, err := tx.sqlTx.QueryContext(ctx, query, sqliteArgs(args)...)
+	var rows *sql.Rows
+	var err error
+	if st := tx.sqliteStmt(ctx, query); st != nil {
+		rows, err = st.QueryContext(ctx, sqliteArgs(args)...)
+	} else {
+		rows, err = tx.sqlTx.QueryContext(ctx, query, sqliteArgs(args)...)
+	}
 	if err != nil {
 		return nil, mapError(err)
 	}
@@ -73,6 +98,9 @@ func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*Rows, erro
 func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) *Row {
 	if tx.dialect == Postgres {
 		return &Row{pg: tx.pgTx.QueryRow(ctx, Postgres.Rebind(query), args...)}
+	}
+	if st := tx.sqliteStmt(ctx, query); st != nil {
+		return &Row{sql: st.QueryRowContext(ctx, sqliteArgs(args)...)}
 	}
 	return &Row{sql: tx.sqlTx.QueryRowContext(ctx, query, sqliteArgs(args)...)}
 }

@@ -1,0 +1,86 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+)
+
+// TestStmtCache: the SQLite writer prepares a data statement after the
+// transaction that first ran it and reuses it after; DDL is never cached,
+// a statement that cannot be prepared outside its transaction is run
+// unprepared from then on, and results are the same either way.
+func TestStmtCache(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Config{URL: "sqlite:" + filepath.Join(t.TempDir(), "s.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	write := func(fn func(*Tx) error) {
+		t.Helper()
+		if err := db.Write(ctx, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(func(tx *Tx) error {
+		_, err := tx.Exec(ctx, `CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)`)
+		return err
+	})
+	const insert = `INSERT INTO kv (k, v) VALUES (?, ?)`
+	const sum = `SELECT COALESCE(SUM(v), 0) FROM kv WHERE k <> ?`
+	for i := range 3 {
+		write(func(tx *Tx) error {
+			if _, err := tx.Exec(ctx, insert, string(rune('a'+i)), i+1); err != nil {
+				return err
+			}
+			var got int
+			if err := tx.QueryRow(ctx, sum, "").Scan(&got); err != nil {
+				return err
+			}
+			if want := (i + 1) * (i + 2) / 2; got != want {
+				t.Fatalf("round %d: sum %d, want %d", i, got, want)
+			}
+			return nil
+		})
+	}
+	db.stmts.mu.Lock()
+	_, ins := db.stmts.stmts[insert]
+	_, sel := db.stmts.stmts[sum]
+	ddl := len(db.stmts.stmts)
+	db.stmts.mu.Unlock()
+	if !ins || !sel || ddl != 2 {
+		t.Fatalf("cached: insert %v, select %v, %d statements (the DDL must not be)", ins, sel, ddl)
+	}
+
+	// A table that lives only inside one transaction.
+	const scratch = `INSERT INTO scratch (x) VALUES (1)`
+	write(func(tx *Tx) error {
+		for _, q := range []string{`CREATE TABLE scratch (x INTEGER)`, scratch, `DROP TABLE scratch`} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	db.stmts.mu.Lock()
+	failed := db.stmts.failed[scratch]
+	db.stmts.mu.Unlock()
+	if !failed {
+		t.Fatal("a statement that cannot be prepared outside its transaction was not set aside")
+	}
+	if st := db.stmts.lookup(scratch); st != nil || db.stmts.pending() {
+		t.Fatal("a failed statement is looked up or wanted again")
+	}
+
+	// Reads through the read pool never touch the cache; closing empties it.
+	if err := db.Read(ctx, func(tx *Tx) error {
+		var n int
+		return tx.QueryRow(ctx, `SELECT COUNT(*) FROM kv`).Scan(&n)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if db.stmts.pending() {
+		t.Fatal("a read was noted for the writer's cache")
+	}
+}
