@@ -54,6 +54,11 @@ type Config struct {
 	// rows; 0 keeps them. Daily rollups are kept either way.
 	SpendRetentionDays int
 
+	// TraceGatewayCalls is which gateway calls become generations in
+	// tracing: "all", "traced" (only calls inside a caller's trace: a
+	// traceparent or a chat turn) or "none".
+	TraceGatewayCalls string
+
 	AdminEmail    string
 	AdminPassword string
 
@@ -148,6 +153,14 @@ func settings() []setting {
 
 		{"job-workers", "NODUS_JOB_WORKERS", "10", "background jobs run at once", intSetting(1, 10000, func(c *Config, n int) { c.JobWorkers = n })},
 		{"gateway-spend-retention-days", "NODUS_GATEWAY_SPEND_RETENTION_DAYS", "0", "days the gateway keeps per-request spend rows (0: forever; daily totals are always kept)", intSetting(0, 100000, func(c *Config, n int) { c.SpendRetentionDays = n })},
+		{"trace-gateway-calls", "NODUS_TRACE_GATEWAY_CALLS", "all", "which gateway calls are recorded as generations in tracing: all, traced (only those inside a caller's trace: a traceparent or a chat turn) or none; recording costs about as much CPU as the call itself", func(c *Config, v string) error {
+			switch v {
+			case "all", "traced", "none":
+				c.TraceGatewayCalls = v
+				return nil
+			}
+			return fmt.Errorf("must be all, traced or none, not %q", v)
+		}},
 		{"job-poll-interval", "NODUS_JOB_POLL_INTERVAL", "1s", "how often an idle SQLite job queue looks for work", durationSetting(func(c *Config, d time.Duration) { c.JobPollInterval = d })},
 
 		{"admin-email", "NODUS_ADMIN_EMAIL", "admin@localhost", "email of the first super_admin, created when there are no users", func(c *Config, v string) error { c.AdminEmail = v; return nil }},
@@ -364,6 +377,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Int("job_workers", c.JobWorkers),
 		slog.Int("gateway_spend_retention_days", c.SpendRetentionDays),
+		slog.String("trace_gateway_calls", c.TraceGatewayCalls),
 		slog.Duration("job_poll_interval", c.JobPollInterval),
 		slog.String("admin_email", c.AdminEmail),
 		slog.Bool("admin_password_set", c.AdminPassword != ""),

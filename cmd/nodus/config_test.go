@@ -56,6 +56,7 @@ func TestConfigDefaults(t *testing.T) {
 		ShutdownTimeout:    30 * time.Second,
 		JobWorkers:         10,
 		JobPollInterval:    time.Second,
+		TraceGatewayCalls:  "all",
 		AdminEmail:         "admin@localhost",
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -158,6 +159,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"debug address not loopback", nil, map[string]string{"NODUS_DEBUG_ADDR": "0.0.0.0:6060"}, []string{"NODUS_DEBUG_ADDR"}},
 		{"debug address without port", nil, map[string]string{"NODUS_DEBUG_ADDR": "localhost"}, []string{"NODUS_DEBUG_ADDR"}},
 		{"spend retention negative", nil, map[string]string{"NODUS_GATEWAY_SPEND_RETENTION_DAYS": "-1"}, []string{"NODUS_GATEWAY_SPEND_RETENTION_DAYS"}},
+		{"trace gateway calls unknown", nil, map[string]string{"NODUS_TRACE_GATEWAY_CALLS": "some"}, []string{"NODUS_TRACE_GATEWAY_CALLS"}},
 		{"database URL scheme", nil, map[string]string{"DATABASE_URL": "mysql://x"}, []string{"DATABASE_URL"}},
 		{"database URL flag", []string{"--database-url", "mysql://x"}, nil, []string{"--database-url", "DATABASE_URL"}},
 		{"database URL with a password", nil, map[string]string{"DATABASE_URL": "mysql://nodus:s3cret@db/nodus"}, []string{"DATABASE_URL"}},

@@ -207,9 +207,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// The gateway: its own database, provider keys through vault handles,
 	// every upstream call through egress, every call a generation in
 	// tracing.
-	gatewayService, err := gateway.NewService(gateway.Config{Store: dbs.DB(store.SetGateway), Secrets: vaultKeys{vaultService},
-		Egress: egressService, Audit: auditor, Logger: logger, Metrics: reg,
-		Calls: tracewire.GatewayCalls{Recorder: recorder}})
+	gwCfg := gateway.Config{Store: dbs.DB(store.SetGateway), Secrets: vaultKeys{vaultService},
+		Egress: egressService, Audit: auditor, Logger: logger, Metrics: reg}
+	if cfg.TraceGatewayCalls != "none" {
+		gwCfg.Calls = tracewire.GatewayCalls{Recorder: recorder, OnlyTraced: cfg.TraceGatewayCalls == "traced"}
+	}
+	gatewayService, err := gateway.NewService(gwCfg)
 	if err != nil {
 		return err
 	}

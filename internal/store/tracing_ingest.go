@@ -103,12 +103,14 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 	var skipped []string
 	live := make([]tracing.Event, 0, len(events))
 	for _, ev := range events {
-		if !fresh[ev.ID] {
-			skipped = append(skipped, ev.ID)
-			continue
+		if ev.ID != "" {
+			if !fresh[ev.ID] {
+				skipped = append(skipped, ev.ID)
+				continue
+			}
+			// A repeat later in the batch is a duplicate of this one.
+			delete(fresh, ev.ID)
 		}
-		// A repeat later in the batch is a duplicate of this one.
-		delete(fresh, ev.ID)
 		if ev.Trace == nil && ev.Observation == nil && ev.Score == nil {
 			return nil, nodus.Errorf(nodus.EINTERNAL, "tracing event %s has no body", ev.ID)
 		}
@@ -196,7 +198,9 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 func recordEnvelopes(ctx context.Context, tx *Tx, tenantID string, events []tracing.Event, now time.Time) (map[string]bool, error) {
 	ids := make([]string, 0, len(events))
 	for _, ev := range events {
-		ids = append(ids, ev.ID)
+		if ev.ID != "" { // Nodus's own events: nothing retries them
+			ids = append(ids, ev.ID)
+		}
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)

@@ -541,3 +541,32 @@ func TestTracingTraceSummaryBackfill(t *testing.T) {
 		upTo(math.MaxInt)
 	})
 }
+
+// TestTracingIngestOwnEvents: Nodus's own events carry no envelope id;
+// each is applied, none is remembered for deduplication, and a batch may
+// mix them with envelopes that are.
+func TestTracingIngestOwnEvents(t *testing.T) {
+	storetest.RunMigrated(t, store.SetTracing, func(t *testing.T, db *store.DB) {
+		a := newTenantScope()
+		at := time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC)
+		first, second := "first", "second"
+		own := func(name *string) tracing.Event {
+			return tracing.Event{Timestamp: at, Trace: &tracing.TracePatch{ID: "own-1", Timestamp: &at, Name: name}}
+		}
+		if skipped := ingest(t, db, a, own(&first), own(&second),
+			tracing.Event{ID: "env-1", Timestamp: at, Trace: &tracing.TracePatch{ID: "sdk-1", Timestamp: &at}}); len(skipped) != 0 {
+			t.Fatalf("skipped %v", skipped)
+		}
+		tr, err := db.FindTrace(a.ctx, "own-1")
+		if err != nil || tr.Name != "second" {
+			t.Fatalf("own trace %+v %v: both events apply, in order", tr, err)
+		}
+		if skipped := ingest(t, db, a, own(&first),
+			tracing.Event{ID: "env-1", Timestamp: at, Trace: &tracing.TracePatch{ID: "sdk-1", Name: &first}}); len(skipped) != 1 || skipped[0] != "env-1" {
+			t.Fatalf("skipped %v, want the repeated envelope only", skipped)
+		}
+		if tr, _ := db.FindTrace(a.ctx, "own-1"); tr.Name != "first" {
+			t.Fatalf("an own event was deduplicated: %+v", tr)
+		}
+	})
+}

@@ -143,7 +143,7 @@ type Key struct {
 // Event is one ingestion event ready for the store: its envelope id and
 // exactly one of its patches.
 type Event struct {
-	ID          string // the envelope id, for deduplication
+	ID          string // the envelope id, for deduplication; "" for Nodus's own events, which nothing retries
 	Timestamp   time.Time
 	Trace       *TracePatch
 	Observation *ObservationPatch

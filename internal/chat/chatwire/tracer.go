@@ -30,7 +30,7 @@ func TurnEvents(t chat.TurnTrace) []tracing.Event {
 	traceID := t.TraceID
 	var events []tracing.Event
 	add := func(ev tracing.Event) {
-		ev.ID, ev.Timestamp = tracewire.NewID(), t.Turn.Began
+		ev.Timestamp = t.Turn.Began // no envelope id: nothing retries it
 		events = append(events, ev)
 	}
 	if t.OwnTrace {

@@ -26,12 +26,23 @@ const MaxPayloadBytes = 256 << 10
 // chat turn) nests under the caller's span; any other call is a trace of
 // its own, named after the kind of call, for the key's user. Payloads are
 // encoded in the recorder's goroutine, off the request path.
-type GatewayCalls struct{ Recorder *tracing.Recorder }
+//
+// With OnlyTraced set, a call is recorded only inside a caller's trace:
+// recording costs about as much CPU as the gateway's own work on a call,
+// which an operator serving thousands of calls a second may not want to
+// pay for calls nobody traces.
+type GatewayCalls struct {
+	Recorder   *tracing.Recorder
+	OnlyTraced bool
+}
 
 var _ gateway.CallObserver = GatewayCalls{}
 
 // ObserveCall hands the call to the recorder; it does not wait.
 func (g GatewayCalls) ObserveCall(c gateway.CallRecord) {
+	if g.OnlyTraced && !ValidTraceID(c.Log.TraceID) {
+		return
+	}
 	g.Recorder.RecordLater(c.Log.TenantID, func() []tracing.Event { return Events(c) })
 }
 
@@ -46,7 +57,7 @@ func Events(c gateway.CallRecord) []tracing.Event {
 	input, output := callInput(c), callOutput(c)
 	var events []tracing.Event
 	add := func(ev tracing.Event) {
-		ev.ID, ev.Timestamp = NewID(), l.StartedAt
+		ev.Timestamp = l.StartedAt // no envelope id: nothing retries it
 		events = append(events, ev)
 	}
 	if own {
@@ -59,8 +70,10 @@ func Events(c gateway.CallRecord) []tracing.Event {
 		if l.KeyID != "" {
 			meta["key_id"] = l.KeyID
 		}
+		// The payloads are the generation's; the trace does not store them
+		// a second time.
 		add(tracing.Event{Trace: &tracing.TracePatch{ID: traceID, Timestamp: &l.StartedAt, Name: &name, UserID: &user,
-			Tags: []string{"nodus", "gateway"}, Input: input, Output: output, Metadata: jsonOf(meta)}})
+			Tags: []string{"nodus", "gateway"}, Metadata: jsonOf(meta)}})
 	}
 	typ, name := tracing.TypeGeneration, l.CallType
 	if l.CallType == "embedding" {

@@ -1,12 +1,16 @@
 package tracewire_test
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/gateway"
+	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/store"
+	"github.com/nodus-os/nodus/internal/store/storetest"
 	"github.com/nodus-os/nodus/internal/tracing"
 	"github.com/nodus-os/nodus/internal/tracing/tracewire"
 )
@@ -81,6 +85,34 @@ func TestEvents(t *testing.T) {
 		}
 		if err := json.Unmarshal(g.Input, &note); err != nil || !note.Truncated || note.Bytes <= tracewire.MaxPayloadBytes {
 			t.Fatalf("a huge prompt kept as %.80s", g.Input)
+		}
+	})
+}
+
+// TestOnlyTraced: with OnlyTraced a call outside a caller's trace is not
+// recorded, and one inside is.
+func TestOnlyTraced(t *testing.T) {
+	storetest.RunMigrated(t, store.SetTracing, func(t *testing.T, db *store.DB) {
+		svc, err := tracing.NewService(tracing.Config{Store: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := svc.NewRecorder()
+		ctx, stop := context.WithCancel(context.Background())
+		go rec.Run(ctx)
+		tenant := nodus.NewID()
+		at := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+		calls := tracewire.GatewayCalls{Recorder: rec, OnlyTraced: true}
+		log := gateway.SpendLog{RequestID: "req-1", TenantID: tenant, CallType: "chat", Model: "m", StartedAt: at,
+			EndedAt: at, Status: gateway.StatusSuccess, StatusCode: 200}
+		calls.ObserveCall(gateway.CallRecord{Log: log})
+		log.RequestID, log.TraceID = "req-2", "4bf92f3577b34da6a3ce929d0e0e4736"
+		calls.ObserveCall(gateway.CallRecord{Log: log})
+		stop()
+		rec.Wait()
+		traces, _, err := svc.ListTraces(context.Background(), tenant, tracing.TraceFilter{}, "", 10)
+		if err != nil || len(traces) != 1 || traces[0].ID != log.TraceID {
+			t.Fatalf("traces %+v %v: want only the caller's", traces, err)
 		}
 	})
 }
