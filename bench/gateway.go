@@ -43,6 +43,7 @@ type gatewayOptions struct {
 	noRate        bool
 	jsonOut       bool
 	quick         bool
+	traceCalls    string
 }
 
 func parseGatewayFlags(args []string, stderr io.Writer) (gatewayOptions, error) {
@@ -68,6 +69,7 @@ func parseGatewayFlags(args []string, stderr io.Writer) (gatewayOptions, error) 
 	fs.BoolVar(&o.noRate, "no-rate", false, "skip the max-rate search")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the results as JSON instead of tables")
 	fs.BoolVar(&o.quick, "quick", false, "a short run: 1.2 s cells in 2 rounds, 0.5 s rate steps, 2 bisection steps")
+	fs.StringVar(&o.traceCalls, "trace-gateway-calls", "all", "nodus's NODUS_TRACE_GATEWAY_CALLS: all, traced or none (the bench's calls carry no traceparent)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -238,7 +240,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	up := gatewaytest.NewUpstream(gatewaytest.Script{APIKey: benchUpstreamKey, DisableRecording: true})
 	defer up.Close()
 	fmt.Fprintln(stderr, "starting nodus and the bare proxy…")
-	nodus, err := startChild(ctx, bin, filepath.Join(tmp, "data"), benchAdminPass)
+	nodus, err := startChild(ctx, bin, filepath.Join(tmp, "data"), benchAdminPass, o.traceCalls)
 	if err != nil {
 		return err
 	}

@@ -78,7 +78,7 @@ func childEnv(vars map[string]string) []string {
 
 // startChild runs bin serve on a free loopback port with dataDir and waits
 // for /ready.
-func startChild(ctx context.Context, bin, dataDir, adminPassword string) (*child, error) {
+func startChild(ctx context.Context, bin, dataDir, adminPassword, traceCalls string) (*child, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -92,10 +92,11 @@ func startChild(ctx context.Context, bin, dataDir, adminPassword string) (*child
 	defer f.Close()
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = childEnv(map[string]string{
-		"NODUS_ADDR":           addr,
-		"NODUS_DATA_DIR":       dataDir,
-		"NODUS_LOG_LEVEL":      "warn",
-		"NODUS_ADMIN_PASSWORD": adminPassword,
+		"NODUS_ADDR":                addr,
+		"NODUS_DATA_DIR":            dataDir,
+		"NODUS_LOG_LEVEL":           "warn",
+		"NODUS_ADMIN_PASSWORD":      adminPassword,
+		"NODUS_TRACE_GATEWAY_CALLS": traceCalls,
 	})
 	cmd.Stdout, cmd.Stderr = f, f
 	// Its own process group: a Ctrl-C in the terminal reaches the bench,
