@@ -28,6 +28,7 @@ import (
 	"github.com/nodus-os/nodus/internal/jobs"
 	"github.com/nodus-os/nodus/internal/keyring"
 	"github.com/nodus-os/nodus/internal/knowledge"
+	"github.com/nodus-os/nodus/internal/mail"
 	"github.com/nodus-os/nodus/internal/memory"
 	"github.com/nodus-os/nodus/internal/memory/memorywire"
 	"github.com/nodus-os/nodus/internal/metrics"
@@ -159,6 +160,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	// Email (the settings' test email; notifications later) is sent over
+	// connections egress opens, checked against the tenant's policy.
+	mailer, err := mail.NewSender(mail.Options{Dial: egressService.Dial})
+	if err != nil {
+		return err
+	}
+	settingsService.UseMailer(mailer)
 
 	// Expired machine-identity tokens are refused anyway; this keeps
 	// their table small. Every replica may run it: it only deletes.

@@ -507,7 +507,10 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"PATCH /api/v1/menu-items/{id}": {{body: map[string]any{"label": "hijacked", "parent_id": ""}}},
 		"GET /api/v1/settings":          {{query: "tenant_id=" + w.b.ID}},
 		"PATCH /api/v1/settings":        {{query: "tenant_id=" + w.b.ID, body: map[string]any{"branding": map[string]any{"product_name": "hijacked"}}}},
-		"GET /api/v1/egress/policy":     {{query: "tenant_id=" + w.b.ID}},
+		// A valid address, so only B's scope can refuse it: 404 before
+		// B's settings are read or anything is sent.
+		"POST /api/v1/settings/email/test": {{query: "tenant_id=" + w.b.ID, body: map[string]any{"to": "x@example.test"}}},
+		"GET /api/v1/egress/policy":        {{query: "tenant_id=" + w.b.ID}},
 		"PUT /api/v1/egress/policy": {{query: "tenant_id=" + w.b.ID,
 			body: map[string]any{"mode": "report", "rules": []map[string]any{{"host": "evil.example.test"}}}}},
 		"POST /api/v1/egress/check": {{query: "tenant_id=" + w.b.ID, body: map[string]any{"url": "https://b.example.test/"}}},

@@ -157,7 +157,7 @@ func TestWebAdminPages(t *testing.T) {
 		// without the session's token or from another origin.
 		for _, path := range []string{"/admin/tenants", "/admin/tenants/" + w.tenantA + "/active", "/admin/tenant", "/admin/users",
 			"/admin/users/" + w.aUserID + "/role", "/admin/users/" + w.aUserID + "/active", "/admin/menus", "/admin/menus/" + nodus.NewID(),
-			"/admin/menus/" + nodus.NewID() + "/delete", "/admin/settings/branding", "/admin/settings/email", "/vault/environments",
+			"/admin/menus/" + nodus.NewID() + "/delete", "/admin/settings/branding", "/admin/settings/email", "/admin/settings/email/test", "/vault/environments",
 			"/vault/secrets", "/vault/secret/delete", "/vault/reveal", "/egress"} {
 			form := url.Values{"role": {"viewer"}, "active": {"false"}, "name": {"csrf-test"}, "product_name": {"Forged"},
 				"env": {"prod"}, "path": {"/db"}, "key": {"PASSWORD"}, "value": {"x"}, "mode": {"report"}, "host": {"evil.test"}}

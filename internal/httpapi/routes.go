@@ -93,6 +93,7 @@ func (s *Server) routes() []route {
 
 		{pattern: "GET /api/v1/settings", handler: s.handleGetSettings(), action: identity.ActionReadSettings},
 		{pattern: "PATCH /api/v1/settings", handler: s.handlePatchSettings(), action: identity.ActionManageSetting, maxBody: 16 << 10},
+		{pattern: "POST /api/v1/settings/email/test", handler: s.handleTestEmail(), action: identity.ActionManageSetting, maxBody: 4 << 10, timeout: time.Minute},
 
 		{pattern: "GET /api/v1/egress/policy", handler: s.handleGetEgressPolicy(), action: identity.ActionReadEgress},
 		{pattern: "PUT /api/v1/egress/policy", handler: s.handlePutEgressPolicy(), action: identity.ActionManageEgress, maxBody: 128 << 10},

@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/identity"
+	"github.com/nodus-os/nodus/internal/mail"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
 
@@ -71,5 +73,45 @@ func (s *Server) handlePatchSettings() http.Handler {
 			return
 		}
 		s.writeJSON(w, r, http.StatusOK, eff)
+	})
+}
+
+// handleTestEmail sends a test email with the same settings GET reads:
+// {"to": "someone@example.com"} answers {"sent": true}. A mail server
+// that fails (unreachable, TLS, authentication, recipient refused) is a
+// 502 whose message says which; egress's refusal is a 403, a bad address
+// or missing settings a 400, and more than a few a minute a 429.
+func (s *Server) handleTestEmail() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		target, err := settingsTarget(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		var body struct {
+			To string `json:"to"`
+		}
+		if err := decodeJSON(r, &body); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		c := callerFrom(r.Context())
+		client := clientOf(r)
+		actor := audit.Entry{ActorKind: actorKind(c), ActorID: c.principal.User.ID, Address: client.Address, UserAgent: client.UserAgent}
+		if err := s.deps.Settings.SendTestEmail(r.Context(), actor, target, body.To); err != nil {
+			var me *mail.Error
+			if errors.As(err, &me) && me.Upstream() {
+				// Not Nodus's failure but the mail server's: a bad
+				// gateway, which the code table (for Nodus's own
+				// unavailability) would call a 503.
+				s.deps.Logger.WarnContext(r.Context(), "test email failed", "request_id", RequestID(r.Context()), "kind", string(me.Kind))
+				s.writeJSON(w, r, http.StatusBadGateway, errorBody{Error: errorDetail{Code: "upstream_error",
+					Message: nodus.ErrorMessage(err), RequestID: RequestID(r.Context())}})
+				return
+			}
+			s.writeError(w, r, err)
+			return
+		}
+		s.writeJSON(w, r, http.StatusOK, map[string]bool{"sent": true})
 	})
 }

@@ -26,6 +26,11 @@
 //     never redirected by someone who does not know it.
 //   - A password that does not open (another master key) stays sealed:
 //     EmailConfig fails with EUNAVAILABLE and returns no password.
+//   - A test email (SendTestEmail) is sent with the same effective
+//     settings, through the Mailer given to UseMailer (egress-dialled in
+//     Nodus), at most 5 a minute per owner in this process, and every
+//     attempt past the scope and the address checks is audited as
+//     settings.email_test with its result, never the password.
 //   - Tenancy is the store's: a tenant's settings are read and written
 //     under the context's scope, so another tenant's id is not found.
 //     Platform values need the all-tenants scope to write.

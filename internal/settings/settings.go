@@ -129,6 +129,10 @@ type Service struct {
 	box   Sealer
 	audit Auditor
 	clock nodus.Clock
+	// mailer and tests are set by UseMailer; without them no test email
+	// is sent.
+	mailer Mailer
+	tests  *windowLimiter
 }
 
 // NewService returns the settings service. A nil clock is the system clock.

@@ -39,6 +39,7 @@ func (s *Server) adminRoutes() []route {
 		{pattern: "GET /admin/settings", handler: s.handleSettings(), action: identity.ActionManageSetting},
 		{pattern: "POST /admin/settings/branding", handler: s.handleSaveBranding(), action: identity.ActionManageSetting},
 		{pattern: "POST /admin/settings/email", handler: s.handleSaveEmail(), action: identity.ActionManageSetting},
+		{pattern: "POST /admin/settings/email/test", handler: s.handleTestEmail(), action: identity.ActionManageSetting},
 
 		{pattern: "GET /admin/audit", handler: s.handleAudit(), action: identity.ActionReadAudit},
 

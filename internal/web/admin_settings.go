@@ -2,10 +2,12 @@ package web
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/nodus-os/nodus/internal/mail"
 	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/settings"
 )
@@ -25,6 +27,9 @@ type settingsPage struct {
 	BrandingError *formError
 	EmailError    *formError
 	Saved         string // which group was just saved
+	TestTo        string // the test email's address, kept after a failure
+	TestError     *formError
+	TestSent      bool // a test email was just accepted by the server
 }
 
 type brandingForm struct{ ProductName, LogoURL, PrimaryColor string }
@@ -76,7 +81,7 @@ func (s *Server) settingsPage(w http.ResponseWriter, r *http.Request, status int
 		return
 	}
 	p := settingsPage{pageBase: s.base(r, v, "Settings"), Settings: set, Platform: v.tenantID() == "", Owner: "the platform",
-		Saved: r.URL.Query().Get("saved")}
+		Saved: r.URL.Query().Get("saved"), TestSent: r.URL.Query().Get("tested") == "1"}
 	switch {
 	case v.tenant != nil:
 		p.Owner = v.tenant.Name
@@ -183,5 +188,32 @@ func (s *Server) handleSaveEmail() http.Handler {
 			return
 		}
 		http.Redirect(w, r, "/admin/settings?saved=email", http.StatusSeeOther)
+	})
+}
+
+// handleTestEmail sends a test email with the settings the page shows.
+// Success redirects (a reload does not send again); a failure shows the
+// classified reason beside the form: what the server said, or why Nodus
+// did not connect.
+func (s *Server) handleTestEmail() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := viewerFrom(r.Context())
+		to := strings.TrimSpace(r.PostFormValue("to"))
+		err := s.deps.Settings.SendTestEmail(r.Context(), v.entry(), v.tenantID(), to)
+		if err == nil {
+			http.Redirect(w, r, "/admin/settings?tested=1#email-test", http.StatusSeeOther)
+			return
+		}
+		status, fe := statusOf(nodus.ErrorCode(err)), toFormError(err)
+		var me *mail.Error
+		switch code := nodus.ErrorCode(err); {
+		case errors.As(err, &me) && me.Upstream():
+			// The mail server failed, not this page: its reason is the
+			// point of the test.
+			status, fe = http.StatusBadGateway, &formError{Message: nodus.ErrorMessage(err)}
+		case code == nodus.ETIMEOUT || code == nodus.ERATELIMIT:
+			fe = &formError{Message: nodus.ErrorMessage(err)}
+		}
+		s.settingsPage(w, r, status, func(p *settingsPage) { p.TestTo, p.TestError = to, fe })
 	})
 }
