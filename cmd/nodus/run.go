@@ -36,6 +36,10 @@ Usage:
   nodus migrate down [N] [flags]   roll back the last N (default 1) migrations of one set (--set)
   nodus migrate status [flags]     list every migration of every database and its state
   nodus migrate version [flags]    print the current version of every migration set
+  nodus db provision --admin-url postgres://… [--prefix nodus] [--dry-run] [--rotate-passwords]
+                                   create the PostgreSQL roles and databases of the production layout
+  nodus db check [--admin-url URL] [flags]
+                                   compare the configured databases with that layout and the migrations
   nodus admin create-user --email E --username U --role R [--tenant ID] [--password-stdin]
                                    create a user (password generated and printed unless read from stdin)
   nodus admin reset-password LOGIN [--password-stdin]
@@ -51,6 +55,10 @@ Usage:
                                    import a LiteLLM-style model_list into a tenant's gateway
   nodus kb import --server URL --token TOKEN --kb ID [--workers 4] PATH...
                                    upload a folder's files or a .jsonl file's records to a knowledge base
+  nodus backup --out FILE [--include-keys]
+                                   archive every database, the blobs and (optionally) the master keys
+  nodus restore --in FILE [--force]
+                                   verify an archive and restore it into empty databases and data directory
   nodus eval retrieval [--database-url URL] DIR
                                    load a BEIR dataset into a scratch knowledge base and score its search
   nodus version                    print the version
@@ -71,6 +79,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return helpIsNotAnError(serve(ctx, rest, getenv, stdout, stderr))
 	case "migrate":
 		return helpIsNotAnError(migrate(ctx, rest, getenv, stdout, stderr))
+	case "db":
+		return helpIsNotAnError(dbCmd(ctx, rest, getenv, stdout, stderr))
 	case "admin":
 		return helpIsNotAnError(adminCmd(ctx, rest, getenv, stdin, stdout, stderr))
 	case "audit":
@@ -79,6 +89,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return helpIsNotAnError(vaultCmd(ctx, rest, getenv, stdout, stderr))
 	case "gateway":
 		return helpIsNotAnError(gatewayCmd(ctx, rest, getenv, stdout, stderr))
+	case "backup":
+		return helpIsNotAnError(backupCmd(ctx, rest, getenv, stdout, stderr))
+	case "restore":
+		return helpIsNotAnError(restoreCmd(ctx, rest, getenv, stdout, stderr))
 	case "eval":
 		return helpIsNotAnError(evalCmd(ctx, rest, stdout, stderr))
 	case "kb":

@@ -302,6 +302,16 @@ func (m *Migrator) Status(ctx context.Context) (MigrationStatus, error) {
 // together with its history row, so a failure leaves the database at the
 // last good version.
 func (m *Migrator) Up(ctx context.Context) ([]int, error) {
+	return m.UpTo(ctx, 0)
+}
+
+// UpTo is Up stopping after version: migrations numbered above it stay
+// pending. It lets a test build a database as an older release left it.
+// version 0 means every migration.
+func (m *Migrator) UpTo(ctx context.Context, version int) ([]int, error) {
+	if version < 0 {
+		return nil, nodus.Errorf(nodus.EINVALID, "version must not be negative")
+	}
 	// The history table exists after the first Up even when the set has no
 	// migrations yet, so every database Nodus manages is marked as such.
 	if err := m.db.Write(ctx, func(tx *Tx) error { return m.lock(ctx, tx) }); err != nil {
@@ -309,6 +319,9 @@ func (m *Migrator) Up(ctx context.Context) ([]int, error) {
 	}
 	var done []int
 	for _, mig := range m.migrations {
+		if version > 0 && mig.Version > version {
+			break
+		}
 		var ran bool
 		err := m.db.Write(ctx, func(tx *Tx) error {
 			if err := m.lock(ctx, tx); err != nil {

@@ -1,0 +1,677 @@
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/nodus-os/nodus/internal/jobs"
+	"github.com/nodus-os/nodus/internal/store"
+)
+
+// The production layout on PostgreSQL, after the seed's: one server, a
+// database per service, each owned by a login role of its own that reaches
+// no other database. main and auth share a database, as the seed's
+// backoffice and authentication share nodus_db (AUTH_DATABASE_URL defaults
+// to DATABASE_URL on PostgreSQL), and River's job queue lives in it too.
+// The gateway, tracing and the vault each get their own; the vault's role,
+// like the seed's infisical_service, reaches nothing else.
+//
+// Extensions: the seed installs uuid-ossp and pg_trgm for LiteLLM and
+// Langfuse. Nodus's migrations (and River's) use neither, nor any other:
+// ids are made in Go and full-text search is Nodus's own index. So provision
+// installs none and check requires none.
+type layoutDatabase struct {
+	name string   // suffix of the database and role names: <prefix>_<name>
+	sets []string // migration sets it holds
+	envs []string // the variables that name its URL
+}
+
+func productionLayout() []layoutDatabase {
+	return []layoutDatabase{
+		{"main", []string{store.SetMain, store.SetAuth, jobs.SetName}, []string{"DATABASE_URL", "AUTH_DATABASE_URL"}},
+		{"gateway", []string{store.SetGateway}, []string{"GATEWAY_DATABASE_URL"}},
+		{"tracing", []string{store.SetTracing}, []string{"TRACING_DATABASE_URL"}},
+		{"vault", []string{store.SetVault}, []string{"VAULT_DATABASE_URL"}},
+	}
+}
+
+// adminURLEnv lets the admin URL, which holds a superuser's password, stay
+// out of the process list.
+const adminURLEnv = "NODUS_ADMIN_DATABASE_URL"
+
+// dbCmd runs `nodus db provision | check`.
+func dbCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errUsage{"db needs a subcommand: provision or check"}
+	}
+	switch args[0] {
+	case "provision":
+		return dbProvision(ctx, args[1:], getenv, stdout, stderr)
+	case "check":
+		return dbCheck(ctx, args[1:], getenv, stdout, stderr)
+	default:
+		return errUsage{fmt.Sprintf("unknown db subcommand %q", args[0])}
+	}
+}
+
+// prefixPattern keeps names plain: they are quoted in SQL anyway, but a
+// lower-case name needs no quoting in psql or in pg_hba.conf either.
+var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+// maxIdentifier is PostgreSQL's NAMEDATALEN-1: longer names are truncated
+// silently, which would make two of ours collide.
+const maxIdentifier = 63
+
+func checkPrefix(prefix string) error {
+	if !prefixPattern.MatchString(prefix) {
+		return errUsage{fmt.Sprintf("--prefix %q: use lower-case letters, digits and underscores, starting with a letter or underscore", prefix)}
+	}
+	for _, l := range productionLayout() {
+		if len(prefix)+1+len(l.name) > maxIdentifier {
+			return errUsage{fmt.Sprintf("--prefix %q is too long: %s_%s exceeds PostgreSQL's %d-byte names", prefix, prefix, l.name, maxIdentifier)}
+		}
+	}
+	return nil
+}
+
+func quoteIdent(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// step is one statement of a provisioning plan; shown is what is printed,
+// the statement with any password verifier left out.
+type step struct {
+	sql, shown string
+}
+
+// roleState is what provisioning needs to know of an existing role.
+type roleState struct {
+	exists                                                  bool
+	login, super, createDB, createRole, replication, bypass bool
+}
+
+func (r roleState) leastPrivilege() bool {
+	return r.login && !r.super && !r.createDB && !r.createRole && !r.replication && !r.bypass
+}
+
+// roleAttributes are the attributes every Nodus role has: it logs in and
+// can do nothing beyond what it owns. NOBYPASSRLS keeps row-level security
+// in force for it.
+const roleAttributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+
+func readRole(ctx context.Context, conn *pgx.Conn, name string) (roleState, error) {
+	r := roleState{exists: true}
+	err := conn.QueryRow(ctx, `SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls
+		FROM pg_catalog.pg_roles WHERE rolname = $1`, name).
+		Scan(&r.login, &r.super, &r.createDB, &r.createRole, &r.replication, &r.bypass)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return roleState{}, nil
+	}
+	return r, err
+}
+
+// databaseState is what provisioning and check need to know of a database.
+type databaseState struct {
+	exists bool
+	owner  string
+	// public lists the privileges granted to PUBLIC; a database without an
+	// ACL has the default, CONNECT and TEMPORARY for everyone.
+	public []string
+}
+
+func readDatabase(ctx context.Context, conn *pgx.Conn, name string) (databaseState, error) {
+	d := databaseState{exists: true}
+	err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_get_userbyid(d.datdba),
+			ARRAY(SELECT a.privilege_type FROM pg_catalog.aclexplode(coalesce(d.datacl, pg_catalog.acldefault('d', d.datdba))) a
+				WHERE a.grantee = 0 ORDER BY 1)
+		FROM pg_catalog.pg_database d WHERE d.datname = $1`, name).Scan(&d.owner, &d.public)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return databaseState{}, nil
+	}
+	return d, err
+}
+
+// connectors returns the login roles, other than superusers (who connect
+// anywhere) and except, that may connect to database db, directly, through
+// PUBLIC or through a role they inherit from.
+func connectors(ctx context.Context, conn *pgx.Conn, db, except string) ([]string, error) {
+	rows, err := conn.Query(ctx, `SELECT r.rolname FROM pg_catalog.pg_roles r
+		WHERE r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> $2
+		AND pg_catalog.has_database_privilege(r.oid, (SELECT oid FROM pg_catalog.pg_database WHERE datname = $1), 'CONNECT')
+		ORDER BY 1`, db, except)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+func hasConnect(ctx context.Context, conn *pgx.Conn, role, db string) (bool, error) {
+	var ok bool
+	err := conn.QueryRow(ctx, "SELECT pg_catalog.has_database_privilege($1, $2, 'CONNECT')", role, db).Scan(&ok)
+	return ok, err
+}
+
+// newPassword returns 32 random URL-safe characters (192 bits), which need
+// no escaping in a database URL.
+func newPassword() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// scramVerifier computes PostgreSQL's SCRAM-SHA-256 verifier for password
+// (RFC 5802, 4096 iterations as PostgreSQL uses), so the password itself
+// never reaches the server, where statement logging could record it.
+func scramVerifier(password string) (string, error) {
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt)
+	return scramVerifierSalted(password, salt)
+}
+
+func scramVerifierSalted(password string, salt []byte) (string, error) {
+	const iterations = 4096
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
+	if err != nil {
+		return "", err
+	}
+	mac := func(key []byte, msg string) []byte {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(msg))
+		return h.Sum(nil)
+	}
+	stored := sha256.Sum256(mac(salted, "Client Key"))
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(stored[:]), b64(mac(salted, "Server Key"))), nil
+}
+
+// plan compares the server with the layout for prefix and returns the
+// statements that bring it there, and the new password of each role it
+// creates or rotates.
+func plan(ctx context.Context, conn *pgx.Conn, prefix string, rotate bool) ([]step, map[string]string, error) {
+	var steps []step
+	passwords := map[string]string{}
+	var roles []string
+	for _, l := range productionLayout() {
+		roles = append(roles, prefix+"_"+l.name)
+	}
+	for _, l := range productionLayout() {
+		name := prefix + "_" + l.name
+		role, db := quoteIdent(name), quoteIdent(name)
+
+		r, err := readRole(ctx, conn, name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read role %s: %w", name, err)
+		}
+		if !r.exists || rotate {
+			pw := newPassword()
+			verifier, err := scramVerifier(pw)
+			if err != nil {
+				return nil, nil, err
+			}
+			passwords[name] = pw
+			verb := "CREATE ROLE " + role + " " + roleAttributes
+			if r.exists {
+				verb = "ALTER ROLE " + role
+			}
+			steps = append(steps, step{
+				sql:   verb + " PASSWORD " + quoteLiteral(verifier),
+				shown: verb + " PASSWORD '<SCRAM-SHA-256 verifier of a new random password>'",
+			})
+		}
+		if r.exists && !r.leastPrivilege() {
+			s := "ALTER ROLE " + role + " " + roleAttributes
+			steps = append(steps, step{s, s})
+		}
+
+		d, err := readDatabase(ctx, conn, name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read database %s: %w", name, err)
+		}
+		if !d.exists {
+			// template0 and UTF8, so the database does not inherit whatever
+			// was added to template1 and stores any text.
+			s := "CREATE DATABASE " + db + " OWNER " + role + " ENCODING 'UTF8' TEMPLATE template0"
+			steps = append(steps, step{s, s})
+			d.public = []string{"CONNECT", "TEMPORARY"}
+		} else if d.owner != name {
+			s := "ALTER DATABASE " + db + " OWNER TO " + role
+			steps = append(steps, step{s, s})
+		}
+		if len(d.public) > 0 {
+			s := "REVOKE ALL ON DATABASE " + db + " FROM PUBLIC"
+			steps = append(steps, step{s, s})
+		}
+		if d.exists {
+			// Grants to the layout's other roles, and a CONNECT revoked
+			// from the owner itself, are undone; grants to roles outside
+			// the layout are the operator's and left alone (check lists
+			// them).
+			for _, other := range roles {
+				if other == name {
+					continue
+				}
+				if or, err := readRole(ctx, conn, other); err != nil || !or.exists {
+					if err != nil {
+						return nil, nil, err
+					}
+					continue
+				}
+				var explicit bool
+				if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database d,
+						pg_catalog.aclexplode(d.datacl) a WHERE d.datname = $1
+						AND a.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2))`,
+					name, other).Scan(&explicit); err != nil {
+					return nil, nil, err
+				}
+				if explicit {
+					s := "REVOKE ALL ON DATABASE " + db + " FROM " + quoteIdent(other)
+					steps = append(steps, step{s, s})
+				}
+			}
+			if r.exists && d.owner == name {
+				ok, err := hasConnect(ctx, conn, name, name)
+				if err != nil {
+					return nil, nil, err
+				}
+				if !ok {
+					s := "GRANT CONNECT, TEMPORARY ON DATABASE " + db + " TO " + role
+					steps = append(steps, step{s, s})
+				}
+			}
+		}
+	}
+	return steps, passwords, nil
+}
+
+// dbProvision runs `nodus db provision`.
+func dbProvision(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("db provision", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	adminURL := fs.String("admin-url", "", "PostgreSQL URL of a role that may create roles and databases (or env "+adminURLEnv+")")
+	prefix := fs.String("prefix", "nodus", "prefix of the role and database names: PREFIX_main, PREFIX_gateway, PREFIX_tracing, PREFIX_vault")
+	dryRun := fs.Bool("dry-run", false, "print the SQL without running it")
+	rotate := fs.Bool("rotate-passwords", false, "give every role a new password, printed once")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: nodus db provision --admin-url postgres://… [--prefix nodus] [--dry-run] [--rotate-passwords]\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return errUsage{fmt.Sprintf("db provision: unexpected arguments %q", pos)}
+	}
+	if *adminURL == "" {
+		*adminURL = getenv(adminURLEnv)
+	}
+	if *adminURL == "" {
+		return errUsage{"db provision needs --admin-url postgres://… (or " + adminURLEnv + ")"}
+	}
+	if d, err := store.ParseDialect(*adminURL); err != nil || d != store.Postgres {
+		return errUsage{"db provision sets up PostgreSQL; SQLite needs none (each module's file is created at start)"}
+	}
+	if err := checkPrefix(*prefix); err != nil {
+		return err
+	}
+
+	conn, err := pgx.Connect(ctx, *adminURL)
+	if err != nil {
+		return fmt.Errorf("db provision: connect as admin to %s: %w", store.Redact(*adminURL), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	steps, passwords, err := plan(ctx, conn, *prefix, *rotate)
+	if err != nil {
+		return fmt.Errorf("db provision: %w", err)
+	}
+	if len(steps) == 0 {
+		fmt.Fprintln(stdout, "nothing to do: the roles and databases are in place")
+	}
+	if *dryRun {
+		fmt.Fprintln(stdout, "-- dry run: nothing was executed")
+	}
+	for _, s := range steps {
+		fmt.Fprintln(stdout, s.shown+";")
+		if *dryRun {
+			continue
+		}
+		// One statement at a time and outside a transaction: CREATE
+		// DATABASE cannot run in one. A failure part way leaves a state
+		// that the next run, comparing again, completes.
+		if _, err := conn.Exec(ctx, s.sql); err != nil {
+			return fmt.Errorf("db provision: %s: %w", s.shown, err)
+		}
+	}
+	if *dryRun {
+		return nil
+	}
+	return printURLs(stdout, *adminURL, *prefix, passwords)
+}
+
+// printURLs prints the variables to configure: the admin URL's server and
+// options with each role's name, password (when it was just set) and
+// database.
+func printURLs(w io.Writer, adminURL, prefix string, passwords map[string]string) error {
+	base, err := url.Parse(adminURL)
+	if err != nil {
+		return fmt.Errorf("db provision: parse admin URL: %w", err)
+	}
+	q := base.Query()
+	for k := range q {
+		// The admin's own credentials and database stay out of the URLs.
+		if k == "user" || k == "dbname" || strings.Contains(strings.ToLower(k), "password") {
+			q.Del(k)
+		}
+	}
+	fmt.Fprintln(w, "\n# Configure Nodus with:")
+	unchanged := false
+	for _, l := range productionLayout() {
+		name := prefix + "_" + l.name
+		u := url.URL{Scheme: base.Scheme, Host: base.Host, Path: "/" + name, RawQuery: q.Encode()}
+		if pw, ok := passwords[name]; ok {
+			u.User = url.UserPassword(name, pw)
+		} else {
+			u.User = url.User(name)
+			unchanged = true
+		}
+		for _, env := range l.envs {
+			fmt.Fprintf(w, "%s=%s\n", env, u.String())
+		}
+	}
+	if len(passwords) > 0 {
+		fmt.Fprintln(w, "# The passwords above are shown this once: keep them in your secret manager.")
+	}
+	if unchanged {
+		fmt.Fprintln(w, "# A URL without a password is a role that kept its own; --rotate-passwords sets new ones.")
+	}
+	return nil
+}
+
+// dbCheck runs `nodus db check`: it compares the configured deployment with
+// the production layout and prints every difference; any makes it fail.
+func dbCheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("db check", "db check [--admin-url URL] [flags]", stderr)
+	adminURL := fs.String("admin-url", "", "PostgreSQL URL of an admin role, to read grants even where a configured role cannot connect (or env "+adminURLEnv+")")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return errUsage{fmt.Sprintf("db check: unexpected arguments %q", pos)}
+	}
+	cfg, err := parseConfig(fs, getenv)
+	if err != nil {
+		return err
+	}
+	if *adminURL == "" {
+		*adminURL = getenv(adminURLEnv)
+	}
+	if *adminURL != "" {
+		if d, err := store.ParseDialect(*adminURL); err != nil || d != store.Postgres {
+			return errUsage{"db check: --admin-url must be a postgres:// URL"}
+		}
+	}
+
+	var diffs []string
+	report := func(format string, a ...any) { diffs = append(diffs, fmt.Sprintf(format, a...)) }
+	checkMigrations(ctx, cfg, report)
+	checkLayout(ctx, cfg.DatabaseURLs(), *adminURL, stdout, report)
+
+	for _, d := range diffs {
+		fmt.Fprintln(stdout, "DIFF "+d)
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("db check: %d difference(s) from the layout", len(diffs))
+	}
+	fmt.Fprintln(stdout, "ok: the deployment matches the layout")
+	return nil
+}
+
+// checkMigrations reports every set whose applied versions differ from
+// this binary's: pending, unknown (applied by a newer Nodus) or modified.
+func checkMigrations(ctx context.Context, cfg Config, report func(string, ...any)) {
+	urls := cfg.DatabaseURLs()
+	opened := map[string]*store.DB{}
+	defer func() {
+		for _, db := range opened {
+			if db != nil { // nil: it failed to open, reported once
+				db.Close()
+			}
+		}
+	}()
+	open := func(set string) *store.DB {
+		u := urls[set]
+		if db, ok := opened[u]; ok {
+			return db
+		}
+		db, err := store.Open(ctx, cfg.StoreConfig(u))
+		if err != nil {
+			report("%s: cannot open %s: %v", set, store.Redact(u), err)
+			db = nil
+		}
+		opened[u] = db
+		return db
+	}
+	var sets []store.MigrationSet
+	for _, set := range store.MigrationSets() {
+		db := open(set)
+		if db == nil {
+			continue
+		}
+		m, err := store.NewMigrator(set, db)
+		if err != nil {
+			report("%s: %v", set, err)
+			continue
+		}
+		sets = append(sets, m)
+	}
+	// River's queue lives in the main database, as `nodus serve` puts it.
+	if db := open(store.SetMain); db != nil {
+		q, err := jobs.NewMigrations(db)
+		if err != nil {
+			report("%s: %v", jobs.SetName, err)
+		} else {
+			sets = append(sets, q)
+		}
+	}
+	for _, s := range sets {
+		st, err := s.Status(ctx)
+		if err != nil {
+			report("%s: migration status: %v", s.Name(), err)
+			continue
+		}
+		byState := map[string][]int{}
+		for _, v := range st.Versions {
+			byState[v.State] = append(byState[v.State], v.Version)
+		}
+		if v := byState[store.StatePending]; len(v) > 0 {
+			report("%s: migrations %v pending (run `nodus migrate up`)", s.Name(), v)
+		}
+		if v := byState[store.StateUnknown]; len(v) > 0 {
+			report("%s: migrations %v were applied by a newer Nodus than this binary", s.Name(), v)
+		}
+		if v := byState[store.StateModified]; len(v) > 0 {
+			report("%s: migrations %v changed since they were applied", s.Name(), v)
+		}
+	}
+}
+
+// target is where one configured URL leads.
+type target struct {
+	server, database, user string
+}
+
+func parseTarget(rawURL string) (target, error) {
+	c, err := pgconn.ParseConfig(rawURL)
+	if err != nil {
+		return target{}, err
+	}
+	return target{server: net.JoinHostPort(c.Host, fmt.Sprint(c.Port)), database: c.Database, user: c.User}, nil
+}
+
+// checkLayout reports how the PostgreSQL databases of urls differ from the
+// production layout. SQLite sets have no roles or grants to check.
+func checkLayout(ctx context.Context, urls map[string]string, adminURL string, stdout io.Writer, report func(string, ...any)) {
+	type placed struct {
+		layoutDatabase
+		target
+		url string
+	}
+	var dbs []placed
+	var sqlite []string
+	for _, l := range productionLayout() {
+		first := l.sets[0]
+		if d, _ := store.ParseDialect(urls[first]); d != store.Postgres {
+			sqlite = append(sqlite, l.name)
+			continue
+		}
+		t, err := parseTarget(urls[first])
+		if err != nil {
+			report("%s: database URL: %v", first, err)
+			continue
+		}
+		for _, set := range l.sets[1:] {
+			u, ok := urls[set]
+			if !ok {
+				continue // jobs has no URL of its own: it is main's
+			}
+			if ts, err := parseTarget(u); err != nil || ts != t {
+				report("%s and %s use different databases or roles; the layout keeps them in one database", first, set)
+			}
+		}
+		for _, p := range dbs {
+			if p.server == t.server && p.database == t.database {
+				report("%s shares database %q with %s; the layout gives it a database of its own", l.name, t.database, p.name)
+			}
+			if p.user == t.user {
+				report("%s and %s both connect as role %q; the layout gives each database a role of its own", p.name, l.name, t.user)
+			}
+		}
+		dbs = append(dbs, placed{l, t, urls[first]})
+	}
+	if len(sqlite) > 0 {
+		fmt.Fprintf(stdout, "%s on SQLite: roles, owners and grants apply to PostgreSQL only; migration versions checked\n",
+			strings.Join(sqlite, ", "))
+	}
+	if len(dbs) == 0 {
+		return
+	}
+
+	var admin *pgx.Conn
+	var adminServer string
+	if adminURL != "" {
+		t, err := parseTarget(adminURL)
+		if err != nil {
+			report("admin URL: %v", err)
+		} else if admin, err = pgx.Connect(ctx, adminURL); err != nil {
+			report("cannot connect with the admin URL %s: %v", store.Redact(adminURL), err)
+			admin = nil
+		} else {
+			adminServer = t.server
+			defer admin.Close(context.WithoutCancel(ctx))
+		}
+	}
+	for _, p := range dbs {
+		// The catalogs read here are cluster-wide, so any connection to the
+		// server will do: the admin's when given (it reads them even when
+		// the role's own CONNECT is gone), else the role's own.
+		conn := admin
+		if admin == nil || adminServer != p.server {
+			c, err := pgx.Connect(ctx, p.url)
+			if err != nil {
+				report("%s: cannot connect as %q to %q: %v", p.name, p.user, p.database, err)
+				continue
+			}
+			defer c.Close(context.WithoutCancel(ctx))
+			conn = c
+		}
+		var others []string
+		for _, o := range dbs {
+			if o.name != p.name && o.server == p.server && o.user != p.user {
+				others = append(others, o.user)
+			}
+		}
+		if err := checkDatabase(ctx, conn, p.name, p.target, others, report); err != nil {
+			report("%s: reading the catalog: %v", p.name, err)
+		}
+	}
+}
+
+// checkDatabase reports how one database and its role differ from the
+// layout: a least-privilege login role owning the database, which only it
+// (and superusers) may connect to.
+func checkDatabase(ctx context.Context, conn *pgx.Conn, name string, t target, others []string, report func(string, ...any)) error {
+	r, err := readRole(ctx, conn, t.user)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !r.exists:
+		report("%s: role %q does not exist", name, t.user)
+	case !r.leastPrivilege():
+		var extra []string
+		for flag, on := range map[string]bool{"SUPERUSER": r.super, "CREATEDB": r.createDB, "CREATEROLE": r.createRole,
+			"REPLICATION": r.replication, "BYPASSRLS": r.bypass, "NOLOGIN": !r.login} {
+			if on {
+				extra = append(extra, flag)
+			}
+		}
+		slices.Sort(extra)
+		report("%s: role %q has %s; the layout's roles are %s", name, t.user, strings.Join(extra, ", "), roleAttributes)
+	}
+	d, err := readDatabase(ctx, conn, t.database)
+	if err != nil {
+		return err
+	}
+	if !d.exists {
+		report("%s: database %q does not exist", name, t.database)
+		return nil
+	}
+	if d.owner != t.user {
+		report("%s: database %q is owned by %q, not by its role %q", name, t.database, d.owner, t.user)
+	}
+	if r.exists {
+		ok, err := hasConnect(ctx, conn, t.user, t.database)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			report("%s: role %q may not connect to its database %q", name, t.user, t.database)
+		}
+	}
+	if len(d.public) > 0 {
+		report("%s: PUBLIC has %s on database %q: every role may connect (REVOKE ALL ON DATABASE %s FROM PUBLIC)",
+			name, strings.Join(d.public, ", "), t.database, quoteIdent(t.database))
+	}
+	who, err := connectors(ctx, conn, t.database, t.user)
+	if err != nil {
+		return err
+	}
+	for _, role := range who {
+		// With PUBLIC's grant every role may connect, reported once
+		// above; the other Nodus roles are named all the same, since they
+		// are the isolation the layout is about.
+		if len(d.public) > 0 && !slices.Contains(others, role) {
+			continue
+		}
+		report("%s: role %q may connect to database %q; only its owner %q should", name, role, t.database, t.user)
+	}
+	return nil
+}
