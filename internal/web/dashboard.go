@@ -3,12 +3,14 @@ package web
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/gateway"
+	"github.com/nodus-os/nodus/internal/tracing"
 )
 
 // dashboardDays is how many days the dashboard's charts cover.
@@ -23,6 +25,17 @@ type dashboardPage struct {
 	Totals      dayTotals
 	Charts      []chart
 	Models      []modelTotals
+	Chatbots    []chatbotTotals
+}
+
+// chatbotTotals is a chatbot's share of the period's model calls, from
+// tracing's rollups.
+type chatbotTotals struct {
+	ID, Name string
+	Requests int64
+	Tokens   int64
+	Cost     string
+	P95      string // latency, "" when no call has ended
 }
 
 type dayTotals struct {
@@ -59,8 +72,9 @@ type bar struct {
 }
 
 type axisLabel struct {
-	X    float64
-	Text string
+	X      float64
+	Text   string
+	Anchor string // SVG text-anchor: the last label ends at the edge rather than overflow it
 }
 
 func (s *Server) handleDashboard() http.Handler {
@@ -95,9 +109,59 @@ func (s *Server) handleDashboard() http.Handler {
 				barChart("cost", "Cost per day (USD)", days, func(d dayTotals) int64 { return d.Micros },
 					func(n int64, _ int) string { return usd(n) }),
 			}
+			if s.deps.Tracing != nil {
+				if err := s.tracedFigures(r, v, now, days, &p); err != nil {
+					s.fail(w, r, err)
+					return
+				}
+			}
 		}
 		s.render(w, r, http.StatusOK, "dashboard", &p)
 	})
+}
+
+// tracedFigures adds what tracing's rollups know and the spend log does
+// not: latency per day and the busiest chatbots. The rollups are rebuilt
+// every minute, so the latest calls may not show yet.
+func (s *Server) tracedFigures(r *http.Request, v *viewer, now time.Time, days []dayTotals, p *dashboardPage) error {
+	from := now.AddDate(0, 0, -(dashboardDays - 1))
+	byDay, err := s.deps.Tracing.Aggregates(r.Context(), v.tenantID(), tracing.AggregateQuery{From: from, To: now,
+		GroupBy: []string{tracing.GroupDay}, Limit: dashboardDays})
+	if err != nil {
+		return err
+	}
+	p95 := map[string]int64{}
+	for _, a := range byDay.Rows {
+		if a.LatencyP95Ms != nil {
+			p95[a.Day.Format(time.DateOnly)] = int64(math.Round(*a.LatencyP95Ms))
+		}
+	}
+	p.Charts = append(p.Charts, barChart("latency", "Latency per day (p95, ms)", days,
+		func(d dayTotals) int64 { return p95[d.Day] }, strconv.FormatInt))
+	byBot, err := s.deps.Tracing.Aggregates(r.Context(), v.tenantID(), tracing.AggregateQuery{From: from, To: now,
+		GroupBy: []string{tracing.GroupChatbot}, OrderBy: tracing.OrderRequests, Limit: 11})
+	if err != nil {
+		return err
+	}
+	a, aerr := s.chatActor(v)
+	for _, row := range byBot.Rows {
+		if row.ChatbotID == "" || len(p.Chatbots) == 10 {
+			continue // calls of no chatbot (the API's keys)
+		}
+		t := chatbotTotals{ID: row.ChatbotID, Name: row.ChatbotID, Requests: row.Requests, Tokens: row.TotalTokens,
+			Cost: usd(int64(math.Round(row.Cost * 1e6)))}
+		if row.LatencyP95Ms != nil {
+			t.P95 = strconv.FormatInt(int64(math.Round(*row.LatencyP95Ms)), 10) + " ms"
+		}
+		if aerr == nil {
+			// A chatbot deleted since keeps its id as its name.
+			if b, err := s.deps.Chat.GetChatbot(r.Context(), a, row.ChatbotID); err == nil {
+				t.Name = b.Name
+			}
+		}
+		p.Chatbots = append(p.Chatbots, t)
+	}
+	return nil
 }
 
 // summarize sums rollup rows by day (every day of the period, zeros
@@ -178,7 +242,11 @@ func barChart(id, title string, days []dayTotals, value func(dayTotals) int64, f
 			Title: d.Day + ": " + format(value(d), 10)})
 		// Every third day, counted back from today so today is labelled.
 		if (len(days)-1-i)%3 == 0 {
-			c.Labels = append(c.Labels, axisLabel{X: float64(i)*slot + slot/2, Text: d.Day[5:]})
+			l := axisLabel{X: float64(i)*slot + slot/2, Text: d.Day[5:], Anchor: "middle"}
+			if i == len(days)-1 {
+				l.X, l.Anchor = float64(i+1)*slot, "end"
+			}
+			c.Labels = append(c.Labels, l)
 		}
 	}
 	return c
