@@ -1088,10 +1088,15 @@ func (c pgConn) env() []string {
 	if c.password != "" {
 		env = append(env, "PGPASSWORD="+c.password)
 	}
+	// Row-level security forces every tenant table's policies on the role
+	// (internal/store/migrations/*/postgres/*_row_level_security): the
+	// all-tenants setting lets the tools see and write every tenant's rows,
+	// as the store's all-tenants scope does.
+	opts := "-c nodus.all_tenants=on"
 	if c.schema != "" {
-		env = append(env, "PGOPTIONS=-c search_path="+c.schema)
+		opts = "-c search_path=" + c.schema + " " + opts
 	}
-	return env
+	return append(env, "PGOPTIONS="+opts)
 }
 
 // pgTool finds pg_dump or pg_restore: the newest /usr/lib/postgresql/N/bin
@@ -1133,7 +1138,10 @@ func pgDump(ctx context.Context, c pgConn, dst string) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"--format=custom", "--file=" + dst}
+	// pg_dump turns row security off and fails on a table whose policies
+	// would filter its rows, unless the role bypasses them; Nodus's roles
+	// do not. With it on, nodus.all_tenants (see env) admits every row.
+	args := []string{"--format=custom", "--file=" + dst, "--enable-row-security"}
 	if c.schema != "" {
 		args = append(args, "--schema="+c.schema)
 	}

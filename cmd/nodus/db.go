@@ -445,7 +445,9 @@ func dbCheck(ctx context.Context, args []string, getenv func(string) string, std
 }
 
 // checkMigrations reports every set whose applied versions differ from
-// this binary's: pending, unknown (applied by a newer Nodus) or modified.
+// this binary's: pending, unknown (applied by a newer Nodus) or modified;
+// and, on each PostgreSQL database, the tenant tables that row-level
+// security does not guard (see checkRowLevelSecurity).
 func checkMigrations(ctx context.Context, cfg Config, report func(string, ...any)) {
 	urls := cfg.DatabaseURLs()
 	opened := map[string]*store.DB{}
@@ -511,6 +513,61 @@ func checkMigrations(ctx context.Context, cfg Config, report func(string, ...any
 			report("%s: migrations %v changed since they were applied", s.Name(), v)
 		}
 	}
+	checked := map[*store.DB]bool{}
+	for _, set := range store.MigrationSets() {
+		db := open(set)
+		if db == nil || db.Dialect() != store.Postgres || checked[db] {
+			continue
+		}
+		checked[db] = true
+		if err := checkRowLevelSecurity(ctx, db, set, report); err != nil {
+			report("%s: reading row-level security: %v", set, err)
+		}
+	}
+}
+
+// checkRowLevelSecurity reports every table of db's schemas that has a
+// tenant_id column but not row-level security both enabled and forced, or
+// no policy: the database's wall behind the store's tenant filter (the
+// row_level_security migrations). Without FORCE the tables' owner, the
+// role Nodus connects as, would pass every policy. label names db in the
+// report.
+func checkRowLevelSecurity(ctx context.Context, db *store.DB, label string, report func(string, ...any)) error {
+	return db.Read(ctx, func(tx *store.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT n.nspname, c.relname, c.relrowsecurity, c.relforcerowsecurity,
+				EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid)
+			FROM pg_catalog.pg_class c
+			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+			JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+			WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false))
+			ORDER BY n.nspname, c.relname`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var schema, table string
+			var enabled, forced, policy bool
+			if err := rows.Scan(&schema, &table, &enabled, &forced, &policy); err != nil {
+				return err
+			}
+			var missing []string
+			if !enabled {
+				missing = append(missing, "row-level security enabled")
+			}
+			if !forced {
+				missing = append(missing, "forced")
+			}
+			if !policy {
+				missing = append(missing, "a policy")
+			}
+			if len(missing) > 0 {
+				report("%s: table %s.%s has a tenant_id but not %s (run `nodus migrate up`)",
+					label, schema, table, strings.Join(missing, ", "))
+			}
+		}
+		return rows.Err()
+	})
 }
 
 // target is where one configured URL leads.

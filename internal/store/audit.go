@@ -30,6 +30,7 @@ const auditColumns = `id, seq, created_at, COALESCE(tenant_id, ''), actor_id, ac
 // gaps or forks under concurrent appenders. Time is stored truncated to the
 // microsecond. It is not tenant scoped: e names its tenant.
 func (db *DB) AppendAudit(ctx context.Context, e *audit.Entry) error {
+	ctx = crossTenant(ctx)
 	changes, err := audit.MarshalChanges(e.Changes)
 	if err != nil {
 		return nodus.WrapError(err, nodus.EINVALID, "audit changes cannot be encoded as JSON")
@@ -147,6 +148,7 @@ func (db *DB) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Entry, str
 // verification. It reads in batches, each in its own transaction, and calls
 // fn outside them; the log only grows, so the batches join up.
 func (db *DB) WalkAudit(ctx context.Context, fn func(audit.Entry) error) error {
+	ctx = crossTenant(ctx)
 	var after int64
 	for {
 		var batch []audit.Entry

@@ -234,8 +234,8 @@ func TestAuditAppendOnly(t *testing.T) {
 			refused = append(refused, "TRUNCATE audit_log")
 		}
 		for _, q := range refused {
-			err := db.Write(ctx, func(tx *store.Tx) error {
-				_, err := tx.Exec(ctx, q)
+			err := db.Write(platformCtx, func(tx *store.Tx) error {
+				_, err := tx.Exec(platformCtx, q)
 				return err
 			})
 			if err == nil {
@@ -512,8 +512,8 @@ func TestAuditChangesRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		var stored string
-		if err := db.Read(ctx, func(tx *store.Tx) error {
-			return tx.QueryRow(ctx, "SELECT changes FROM audit_log WHERE seq = 1").Scan(&stored)
+		if err := db.Read(platformCtx, func(tx *store.Tx) error {
+			return tx.QueryRow(platformCtx, "SELECT changes FROM audit_log WHERE seq = 1").Scan(&stored)
 		}); err != nil {
 			t.Fatal(err)
 		}

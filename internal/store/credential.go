@@ -21,6 +21,7 @@ const principalColumns = `u.id, u.tenant_id, u.email, u.username, u.full_name, u
 
 // CreateSession stores a new session.
 func (db *DB) CreateSession(ctx context.Context, s *identity.Session) error {
+	ctx = crossTenant(ctx)
 	return db.Write(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO sessions (id_hash, user_id, tenant_id, csrf_token, created_at, last_seen_at,
 			expires_at, address, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -32,6 +33,7 @@ func (db *DB) CreateSession(ctx context.Context, s *identity.Session) error {
 // FindSession returns the session whose id hashes to idHash, with its
 // principal, or ENOTFOUND. Expiry is the caller's decision.
 func (db *DB) FindSession(ctx context.Context, idHash string) (*identity.Session, *identity.Principal, error) {
+	ctx = crossTenant(ctx)
 	var s identity.Session
 	var p identity.Principal
 	err := db.Read(ctx, func(tx *Tx) error {
@@ -56,6 +58,7 @@ func (db *DB) FindSession(ctx context.Context, idHash string) (*identity.Session
 
 // TouchSession records that a session was used at at.
 func (db *DB) TouchSession(ctx context.Context, idHash string, at time.Time) error {
+	ctx = crossTenant(ctx)
 	return db.Write(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?`, at, idHash)
 		return err
@@ -65,6 +68,7 @@ func (db *DB) TouchSession(ctx context.Context, idHash string, at time.Time) err
 // DeleteSession ends one session (logout). Ending one that is already gone
 // is not an error.
 func (db *DB) DeleteSession(ctx context.Context, idHash string) error {
+	ctx = crossTenant(ctx)
 	return db.Write(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(ctx, `DELETE FROM sessions WHERE id_hash = ?`, idHash)
 		return err
@@ -90,6 +94,7 @@ func (db *DB) DeleteUserSessions(ctx context.Context, userID, keep string) (int6
 
 // DeleteExpiredSessions removes sessions past their absolute expiry.
 func (db *DB) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error) {
+	ctx = crossTenant(ctx)
 	var n int64
 	err := db.Write(ctx, func(tx *Tx) error {
 		var err error
@@ -132,6 +137,7 @@ func (db *DB) CreateToken(ctx context.Context, k *identity.Token) error {
 // FindTokenByHash returns the token whose secret hashes to hash, with its
 // principal, or ENOTFOUND. Expiry and revocation are the caller's decision.
 func (db *DB) FindTokenByHash(ctx context.Context, hash string) (*identity.Token, *identity.Principal, error) {
+	ctx = crossTenant(ctx)
 	var k identity.Token
 	var p identity.Principal
 	err := db.Read(ctx, func(tx *Tx) error {
@@ -199,6 +205,7 @@ func (db *DB) RevokeToken(ctx context.Context, userID, tokenID string, at time.T
 
 // TouchToken records that a token was used at at.
 func (db *DB) TouchToken(ctx context.Context, tokenID string, at time.Time) error {
+	ctx = crossTenant(ctx)
 	return db.Write(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE api_tokens SET last_used_at = ? WHERE id = ?`, at, tokenID)
 		return err

@@ -17,10 +17,15 @@ import (
 
 var ctx = context.Background()
 
+// platformCtx is for a test's own SQL that inspects or tampers with tenant
+// rows directly: with row-level security in force (storetest.RLSEnv) an
+// unscoped transaction would see none of them.
+var platformCtx = nodus.WithAllTenants(ctx)
+
 func mustExec(t *testing.T, db *store.DB, query string, args ...any) {
 	t.Helper()
-	err := db.Write(ctx, func(tx *store.Tx) error {
-		_, err := tx.Exec(ctx, query, args...)
+	err := db.Write(platformCtx, func(tx *store.Tx) error {
+		_, err := tx.Exec(platformCtx, query, args...)
 		return err
 	})
 	if err != nil {

@@ -345,6 +345,7 @@ func (db *DB) FindKey(ctx context.Context, id string) (gateway.Key, error) {
 // within its grace period is for the caller to check against
 // PreviousValidUntil.
 func (db *DB) FindKeyByHash(ctx context.Context, hash []byte) (gateway.Key, error) {
+	ctx = crossTenant(ctx)
 	var k gateway.Key
 	if len(hash) == 0 {
 		return k, nodus.Errorf(nodus.ENOTFOUND, "key not found")
@@ -410,6 +411,7 @@ func (db *DB) DeleteKey(ctx context.Context, id string) error {
 // the gateway batches touches of every tenant's keys. A touch never moves
 // last use backwards, so batches may arrive out of order.
 func (db *DB) TouchKeys(ctx context.Context, at time.Time, ids []string) error {
+	ctx = crossTenant(ctx)
 	if len(ids) == 0 {
 		return nil
 	}
@@ -488,6 +490,7 @@ func (db *DB) ListBudgets(ctx context.Context) ([]gateway.Budget, error) {
 // ListAllBudgets returns every tenant's budgets. It needs no scope: the
 // gateway loads them all at start.
 func (db *DB) ListAllBudgets(ctx context.Context) ([]gateway.Budget, error) {
+	ctx = crossTenant(ctx)
 	return listAll(ctx, db, `SELECT `+budgetColumns+` FROM gateway_budgets ORDER BY tenant_id, scope, subject_id, id`,
 		nil, scanBudget)
 }

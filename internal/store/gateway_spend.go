@@ -120,6 +120,7 @@ func scanSpendLog(row interface{ Scan(...any) error }, l *gateway.SpendLog) erro
 // key order, so concurrent batches on PostgreSQL lock rows in one order
 // and cannot deadlock.
 func (db *DB) WriteSpend(ctx context.Context, logs []gateway.SpendLog, budgets []gateway.BudgetSpend) error {
+	ctx = crossTenant(ctx)
 	if len(logs) == 0 && len(budgets) == 0 {
 		return nil
 	}

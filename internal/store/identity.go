@@ -229,6 +229,7 @@ func (db *DB) FindUser(ctx context.Context, id string) (*identity.User, error) {
 // signing in comes before any scope exists, which is why this is the one
 // unscoped read of users by name. It returns ENOTFOUND when there is none.
 func (db *DB) FindAccountByLogin(ctx context.Context, login string) (*identity.Principal, error) {
+	ctx = crossTenant(ctx)
 	var p identity.Principal
 	err := db.Read(ctx, func(tx *Tx) error {
 		return scanWithPrincipal(tx.QueryRow(ctx, `SELECT `+principalColumns+`
@@ -319,6 +320,7 @@ func (db *DB) SetPasswordHash(ctx context.Context, userID, hash string, at time.
 // RecordLogin sets a user's last_login_at. Like FindAccountByLogin it runs
 // before a scope exists, on the id that sign-in just verified.
 func (db *DB) RecordLogin(ctx context.Context, userID string, at time.Time) error {
+	ctx = crossTenant(ctx)
 	return db.Write(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE users SET last_login_at = ? WHERE id = ?`, at, userID)
 		return err

@@ -78,8 +78,8 @@ func chunkSet(set string, n int) []knowledge.Chunk {
 func countRows(t *testing.T, db *store.DB, table, tenantID string) int {
 	t.Helper()
 	var n int
-	if err := db.Read(ctx, func(tx *store.Tx) error {
-		return tx.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE tenant_id = ?`, tenantID).Scan(&n)
+	if err := db.Read(platformCtx, func(tx *store.Tx) error {
+		return tx.QueryRow(platformCtx, `SELECT count(*) FROM `+table+` WHERE tenant_id = ?`, tenantID).Scan(&n)
 	}); err != nil {
 		t.Fatal(err)
 	}

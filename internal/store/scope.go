@@ -22,6 +22,14 @@ func scopeCond(ctx context.Context, col string) (string, []any, error) {
 	return col + " = ?", []any{id}, nil
 }
 
+// crossTenant returns ctx with the all-tenants scope. It is for the few
+// store methods that take no scope by design, whose SQL itself names the
+// rows: sign-in lookups by login or secret hash (they are how a request
+// gets its scope), the audit chain (one sequence across tenants) and the
+// gateway's batched spend and key touches. On PostgreSQL, row-level
+// security would otherwise show them no tenant row at all; see setScope.
+func crossTenant(ctx context.Context) context.Context { return nodus.WithAllTenants(ctx) }
+
 // requireAllTenants fails unless ctx has the all-tenants scope: for
 // platform-level writes such as creating a tenant.
 func requireAllTenants(ctx context.Context) error {

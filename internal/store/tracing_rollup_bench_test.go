@@ -45,7 +45,7 @@ func BenchmarkTracingAggregates(b *testing.B) {
 				width := len(row("", 0))
 				for d := range days {
 					day := tracing.DayOf(last.AddDate(0, 0, -d))
-					if err := db.Write(ctx, func(tx *store.Tx) error {
+					if err := db.Write(platformCtx, func(tx *store.Tx) error {
 						for start := 0; start < perDay; start += 200 {
 							var args []any
 							var values []string
@@ -53,7 +53,7 @@ func BenchmarkTracingAggregates(b *testing.B) {
 								args = append(args, row(day, i)...)
 								values = append(values, "("+strings.TrimSuffix(strings.Repeat("?, ", width), ", ")+")")
 							}
-							if _, err := tx.Exec(ctx, `INSERT INTO `+table+` VALUES `+strings.Join(values, ", "), args...); err != nil {
+							if _, err := tx.Exec(platformCtx, `INSERT INTO `+table+` VALUES `+strings.Join(values, ", "), args...); err != nil {
 								return err
 							}
 						}
@@ -161,7 +161,7 @@ func BenchmarkTracingRollupDay(b *testing.B) {
 			}
 			day := tracing.DayOf(rollupDay0)
 			for b.Loop() {
-				if err := store.RebuildRollupDay(db, context.Background(), s.id, day, "any"); err != nil {
+				if err := store.RebuildRollupDay(db, nodus.WithAllTenants(context.Background()), s.id, day, "any"); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -204,7 +204,7 @@ func BenchmarkTracingRollupMark(b *testing.B) {
 			}
 			b.Run("mark", func(b *testing.B) {
 				for b.Loop() {
-					if err := store.MarkRollupsOfBatch(ctx, db, s.id, traces, obs); err != nil {
+					if err := store.MarkRollupsOfBatch(s.ctx, db, s.id, traces, obs); err != nil {
 						b.Fatal(err)
 					}
 				}

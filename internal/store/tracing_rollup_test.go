@@ -293,7 +293,7 @@ func TestTracingRollups(t *testing.T) {
 		ingest(t, db, a, tracing.Event{ID: "upd-3", Timestamp: g.start, Observation: &tracing.ObservationPatch{ID: g.id,
 			TraceID: g.trace, Level: strp(tracing.LevelDefault)}})
 		specsA[4].failed = false
-		if err := store.RebuildRollupDay(db, context.Background(), a.id, tracing.DayOf(g.start), "an older token"); err != nil {
+		if err := store.RebuildRollupDay(db, nodus.WithAllTenants(context.Background()), a.id, tracing.DayOf(g.start), "an older token"); err != nil {
 			t.Fatal(err)
 		}
 		if got := countRows(t, db, "trace_rollup_dirty", a.id); got != 1 {

@@ -185,6 +185,7 @@ func (db *DB) DeleteVaultMachine(ctx context.Context, id string) (vault.Machine,
 // FindVaultMachineByClientID returns the machine identity with clientID,
 // of any tenant: the sign-in lookup of a machine login.
 func (db *DB) FindVaultMachineByClientID(ctx context.Context, clientID string) (vault.Machine, error) {
+	ctx = crossTenant(ctx)
 	var m vault.Machine
 	err := db.Read(ctx, func(tx *Tx) error {
 		return scanMachine(tx.QueryRow(ctx, `SELECT `+machineColumns+` FROM vault_machines WHERE client_id = ?`, clientID), &m)
@@ -226,6 +227,7 @@ func (db *DB) CreateVaultMachineToken(ctx context.Context, t vault.MachineToken)
 // FindVaultMachineToken returns the access token with hash and its
 // identity, of any tenant: the sign-in lookup of a machine's request.
 func (db *DB) FindVaultMachineToken(ctx context.Context, hash string) (vault.MachineToken, vault.Machine, error) {
+	ctx = crossTenant(ctx)
 	var t vault.MachineToken
 	var m vault.Machine
 	err := db.Read(ctx, func(tx *Tx) error {

@@ -106,19 +106,63 @@ func ServerURL(t testing.TB) string {
 	return u
 }
 
+// RLSEnv, set to 1, makes PostgresURL connect as RLSRole rather than as
+// the test server's user: the test server's user is usually a superuser,
+// which bypasses row-level security, so only this way do the tests prove
+// that the store works with the policies in force, as production's
+// least-privilege roles see them.
+const RLSEnv = "NODUS_TEST_POSTGRES_RLS"
+
+// RLSRole is the role PostgresAppURL connects as: a login role that is
+// neither superuser nor BYPASSRLS, and owns the schema it is given, as a
+// production role owns its database. The tables' FORCE ROW LEVEL SECURITY
+// holds their owner to the policies.
+const RLSRole = "nodus_test_app"
+
 // PostgresURL creates a schema with a random name on the test server and
 // returns a URL whose search_path points at it. The schema is dropped when
-// the test ends.
+// the test ends. Under NODUS_TEST_POSTGRES_RLS=1 it is PostgresAppURL.
 func PostgresURL(t testing.TB) string {
+	t.Helper()
+	if os.Getenv(RLSEnv) == "1" {
+		return PostgresAppURL(t)
+	}
+	return postgresSchema(t, "")
+}
+
+// PostgresAppURL is PostgresURL connecting as RLSRole, which owns the
+// schema: row-level security applies to everything done through the URL.
+func PostgresAppURL(t testing.TB) string {
+	t.Helper()
+	server := ServerURL(t)
+	// Roles are cluster-wide and test binaries run in parallel: create it
+	// once, and let a concurrent creator win.
+	exec(t, server, `DO $$ BEGIN
+		CREATE ROLE `+RLSRole+` LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+	EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+	END $$`)
+	return postgresSchema(t, RLSRole)
+}
+
+// postgresSchema creates the schema, owned by owner when it is not "",
+// and returns a URL to it as owner (or as the server's user).
+func postgresSchema(t testing.TB, owner string) string {
 	t.Helper()
 	server := ServerURL(t)
 	schema := "test_" + randomHex(8)
-	exec(t, server, "CREATE SCHEMA "+schema)
+	create := "CREATE SCHEMA " + schema
+	if owner != "" {
+		create += " AUTHORIZATION " + owner
+	}
+	exec(t, server, create)
 	t.Cleanup(func() { exec(t, server, "DROP SCHEMA "+schema+" CASCADE") })
 
 	u, err := url.Parse(server)
 	if err != nil {
 		t.Fatalf("parse %s: %v", PostgresEnv, err)
+	}
+	if owner != "" {
+		u.User = url.User(owner) // the test server trusts local connections
 	}
 	q := u.Query()
 	q.Set("search_path", schema)

@@ -1,0 +1,17 @@
+DROP POLICY nodus_platform_read ON menu_items;
+DROP POLICY nodus_platform_read ON settings;
+DROP POLICY nodus_tenant_scope ON users;
+ALTER TABLE users NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE users DISABLE ROW LEVEL SECURITY;
+DROP POLICY nodus_tenant_scope ON sessions;
+ALTER TABLE sessions NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE sessions DISABLE ROW LEVEL SECURITY;
+DROP POLICY nodus_tenant_scope ON api_tokens;
+ALTER TABLE api_tokens NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE api_tokens DISABLE ROW LEVEL SECURITY;
+DROP POLICY nodus_tenant_scope ON menu_items;
+ALTER TABLE menu_items NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE menu_items DISABLE ROW LEVEL SECURITY;
+DROP POLICY nodus_tenant_scope ON settings;
+ALTER TABLE settings NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE settings DISABLE ROW LEVEL SECURITY;

@@ -1,0 +1,2 @@
+-- No-op: see the up migration.
+SELECT 1;
