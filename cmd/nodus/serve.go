@@ -33,6 +33,8 @@ import (
 	"github.com/nodus-os/nodus/internal/memory/memorywire"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/notify"
+	"github.com/nodus-os/nodus/internal/notify/notifywire"
 	// Aliased: package main has a func named settings (config.go).
 	settingsvc "github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/store"
@@ -114,6 +116,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	notifyBox, err := ring.Sealer("notify")
+	if err != nil {
+		return err
+	}
 
 	dbs, err := store.OpenDatabases(ctx, cfg.DatabaseURLs(), cfg.StoreConfig)
 	if err != nil {
@@ -135,8 +141,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// The vault keeps secrets in its own database and handles in the main
 	// one. A missing or wrong master key leaves it sealed (its calls
 	// answer unavailable); the rest of Nodus serves anyway.
+	// Notifications are built once egress is (below); the vault, built
+	// first, tells them of rotated secrets through this variable.
+	var notifyService *notify.Service
 	vaultService, err := vault.NewService(vault.Config{Store: dbs.DB(store.SetVault), Handles: dbs.DB(store.SetMain),
-		Keyring: ring, Audit: auditor, TenantActive: tenantActive(ids)})
+		Keyring: ring, Audit: auditor, TenantActive: tenantActive(ids),
+		SecretRotated: func(ctx context.Context, tenantID string, at vault.Location, version int, by string) {
+			if notifyService != nil {
+				notifywire.SecretRotated(notifyService, logger)(ctx, tenantID, at, version, by)
+			}
+		}})
 	if err != nil {
 		return err
 	}
@@ -167,6 +181,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	settingsService.UseMailer(mailer)
+
+	// Notifications: in-app, email with the tenant's settings, and
+	// webhooks through egress; their email and webhook jobs are queued
+	// with the event, on the queue built below.
+	var queue *jobs.Queue
+	notifyService, err = notify.NewService(notify.Config{
+		Store:     notifywire.Store{DB: dbs.DB(store.SetMain), Queue: func() *jobs.Queue { return queue }},
+		Directory: notifywire.Directory{Identity: ids}, Mailer: notifywire.Mailer{Settings: settingsService, Sender: mailer},
+		Egress: egressService, Sealer: notifyBox, Audit: auditor, Logger: logger})
+	if err != nil {
+		return err
+	}
+	ids.AddTenantPurger(notifyService.PurgeTenant)
 
 	// Expired machine-identity tokens are refused anyway; this keeps
 	// their table small. Every replica may run it: it only deletes.
@@ -216,7 +243,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// every upstream call through egress, every call a generation in
 	// tracing.
 	gwCfg := gateway.Config{Store: dbs.DB(store.SetGateway), Secrets: vaultKeys{vaultService},
-		Egress: egressService, Audit: auditor, Logger: logger, Metrics: reg}
+		Egress: egressService, Audit: auditor, Logger: logger, Metrics: reg,
+		BudgetAlerts: notifywire.BudgetAlerts(notifyService, logger)}
 	if cfg.TraceGatewayCalls != "none" {
 		gwCfg.Calls = tracewire.GatewayCalls{Recorder: recorder, OnlyTraced: cfg.TraceGatewayCalls == "traced"}
 	}
@@ -254,7 +282,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// where River's tables are. The queue is built below, after the
 	// workers that need knowledgeService; uploads only arrive once the
 	// server listens, by which time it is set.
-	var queue *jobs.Queue
 	enqueue := func(ctx context.Context, tenantID, documentID string) error {
 		return dbs.DB(store.SetMain).Write(ctx, func(tx *store.Tx) error {
 			_, err := queue.InsertTx(ctx, tx, jobs.IngestArgs{TenantID: tenantID, DocumentID: documentID}, nil)
@@ -270,7 +297,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		})
 	}
 	knowledgeService, err := knowledge.NewService(knowledge.Config{Store: dbs.DB(store.SetMain), Blobs: blobs, Audit: auditor,
-		Logger: logger, Enqueue: enqueue, Egress: egressService, Embedder: embedder})
+		Logger: logger, Enqueue: enqueue, Egress: egressService, Embedder: embedder,
+		Notify: notifywire.Documents(notifyService, logger)})
 	if err != nil {
 		return err
 	}
@@ -323,6 +351,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	jobs.AddIngest(workers, jobs.IngestFunc(func(ctx context.Context, tenantID, documentID string) error {
 		return knowledgeService.Ingest(ctx, tenantID, documentID, knowledge.IngestOptions{})
 	}))
+	// A failure a retry cannot fix (the webhook was deleted, the tenant
+	// has no email settings) cancels the job instead of retrying it.
+	permanent := func(err error) error {
+		if errors.Is(err, notify.ErrPermanent) {
+			logger.Info("notification job ended", "err", err)
+			return river.JobCancel(err)
+		}
+		return err
+	}
+	jobs.AddNotify(workers, func(ctx context.Context, a jobs.NotifyEmailArgs) error {
+		return permanent(notifyService.SendEmail(ctx, a.TenantID, a.NotificationID))
+	}, func(ctx context.Context, a jobs.WebhookArgs, attempt int) error {
+		return permanent(notifyService.Deliver(ctx, a.TenantID, a.WebhookID, a.EventID, attempt))
+	})
 	periodic := []*river.PeriodicJob{jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval),
 		jobs.AddTracingRetention(workers, tracingService, tracingRetentionInterval, nil),
 		jobs.AddTracingRollup(workers, tracingService, tracingRollupInterval),
@@ -360,6 +402,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Chat:         chatService,
 		Memory:       memoryService,
 		Tracing:      tracingService,
+		Notify:       notifyService,
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout,
 		TrustedProxies: cfg.TrustedProxies})
 	// The browser UI over the same services, at the paths it serves;

@@ -131,6 +131,14 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 			"key": "PASSWORD", "allowed_hosts": []string{name + ".example.test"}, "purpose": "test.db"}, 201, nil)
 		orgAdmin.must("POST", "/api/v1/vault/grants", map[string]any{"subject_type": "role", "subject": "user",
 			"environment": "prod", "path_prefix": "/db", "permission": "read"}, 201, nil)
+		// A secret written twice is rotated: a notification for the
+		// org_admin. Then a webhook (after, so nothing is posted to it).
+		for _, v := range []string{"v1", "v2"} {
+			orgAdmin.must("PUT", "/api/v1/vault/secret", map[string]any{"environment": "prod", "path": "/api",
+				"key": "TOKEN", "value": name + "-token-" + v}, 200, nil)
+		}
+		orgAdmin.must("POST", "/api/v1/webhooks", map[string]any{"url": "https://" + name + ".example.test/hooks",
+			"kinds": []string{"secret.rotated", "budget.exhausted"}}, 201, nil)
 		// A machine identity, with a grant of its own.
 		var machine struct{ Machine struct{ ID string } }
 		orgAdmin.must("POST", "/api/v1/vault/machines", map[string]any{"name": name + "-deployer"}, 201, &machine)
@@ -278,6 +286,14 @@ func (w *tenancy) ids(tenant string) map[string]string {
 		t.Fatalf("%s has no machine identity", tenant)
 	}
 	out["machines"] = machines.Machines[0].ID
+	var notes struct{ Notifications []struct{ ID string } }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/notifications", nil, 200, &notes)
+	var hooks struct{ Webhooks []struct{ ID string } }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/webhooks", nil, 200, &hooks)
+	if len(notes.Notifications) == 0 || len(hooks.Webhooks) == 0 {
+		t.Fatalf("%s has no notification or webhook", tenant)
+	}
+	out["notifications"], out["webhooks"] = notes.Notifications[0].ID, hooks.Webhooks[0].ID
 	var deps struct{ Deployments []struct{ ID string } }
 	w.members[tenant+"-admin"].must("GET", "/api/v1/gateway/deployments", nil, 200, &deps)
 	var keys struct{ Keys []struct{ ID string } }
@@ -385,7 +401,8 @@ func (w *tenancy) snapshot(t *testing.T) string {
 		"/api/v1/gateway/prices?tenant_id=" + w.b.ID,
 		"/api/v1/traces?tenant_id=" + w.b.ID, "/api/v1/traces/b-trace?tenant_id=" + w.b.ID,
 		"/api/v1/tracing/keys?tenant_id=" + w.b.ID, "/api/v1/tracing/sessions?tenant_id=" + w.b.ID,
-		"/api/v1/tracing/sessions/b-session?tenant_id=" + w.b.ID, "/api/v1/tracing/users?tenant_id=" + w.b.ID} {
+		"/api/v1/tracing/sessions/b-session?tenant_id=" + w.b.ID, "/api/v1/tracing/users?tenant_id=" + w.b.ID,
+		"/api/v1/webhooks?tenant_id=" + w.b.ID} {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
@@ -437,6 +454,14 @@ func (w *tenancy) snapshot(t *testing.T) string {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
+		}
+		buf.Write(b)
+	}
+	// B's org_admin's own notifications, read state and preferences.
+	for _, path := range []string{"/api/v1/notifications", "/api/v1/notifications/preferences"} {
+		status, b := w.members["b-admin"].do("GET", path, nil)
+		if status != 200 || len(b) < 50 {
+			t.Fatalf("snapshot GET %s as B's org_admin: %d %s", path, status, b)
 		}
 		buf.Write(b)
 	}
@@ -598,6 +623,15 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"GET /api/v1/tracing/sessions":             {query: onB},
 		"GET /api/v1/tracing/sessions/{id}":        {query: onB},
 		"GET /api/v1/tracing/users":                {query: onB},
+		// Notifications are the caller's own: B's tenant named is not
+		// found; B's notification by id is not found either.
+		"GET /api/v1/notifications":             {query: onB + "&unread=true"},
+		"GET /api/v1/notifications/count":       {query: onB},
+		"POST /api/v1/notifications/read-all":   {query: onB},
+		"GET /api/v1/notifications/preferences": {query: onB},
+		"PUT /api/v1/notifications/preferences": {query: onB, body: map[string]any{"email": map[string]bool{"secret.rotated": true}}},
+		"GET /api/v1/webhooks":                  {query: onB},
+		"POST /api/v1/webhooks":                 {query: onB, body: map[string]any{"url": "https://evil.example.test/", "kinds": []string{"secret.rotated"}}},
 	} {
 		foreign[pattern] = append(foreign[pattern], in)
 	}
@@ -649,6 +683,11 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 	foreign["POST /api/v1/chatbots"] = append(foreign["POST /api/v1/chatbots"], input{body: map[string]any{
 		"name": "intruder", "model_name": "nodus/extractive", "knowledge_bases": []string{b["knowledge-bases"]}}})
 	foreign["GET /api/v1/conversations"] = append(foreign["GET /api/v1/conversations"], input{query: onB})
+	// B's notification and webhooks by id, alone and naming B's tenant.
+	for _, pattern := range []string{"POST /api/v1/notifications/{id}/read", "DELETE /api/v1/webhooks/{id}",
+		"GET /api/v1/webhooks/{id}/deliveries"} {
+		foreign[pattern] = []input{{}, {query: onB}}
+	}
 	// B's price override named in A's tenant is A's to delete, and A has none.
 	foreign["DELETE /api/v1/gateway/prices/{model...}"] = []input{{}, {query: onB}}
 	// A grant in A's own vault naming B's machine identity.

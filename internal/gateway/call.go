@@ -208,6 +208,15 @@ func (s *Service) finish(ctx context.Context, a *admission, d *Deployment, usage
 	}
 	tokens := l.PromptTokens + l.CompletionTokens
 	a.hold.Settle(l.CostMicros)
+	if s.alerts != nil {
+		// Bounded, and past the client's cancellation: the crossing
+		// happened whether or not the client stayed.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		for _, alert := range a.hold.Alerts() {
+			s.alerts(actx, alert)
+		}
+		cancel()
+	}
 	a.release(tokens)
 	if d != nil && tokens > 0 {
 		s.router.AddTokens(d.ID, tokens)

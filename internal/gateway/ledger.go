@@ -147,6 +147,43 @@ type Hold struct {
 	ids    []string
 	buf    [3]string // backs ids for the usual key, user and tenant budgets
 	done   atomic.Bool
+	// alerts are the thresholds Settle took budgets across.
+	alerts []BudgetAlert
+}
+
+// BudgetWarnPercent is the share of a budget's maximum at which its
+// owners are warned; at 100% it is exhausted.
+const BudgetWarnPercent = 80
+
+// BudgetAlert is a budget whose settled spend crossed BudgetWarnPercent or
+// 100% of its maximum. Spend only grows within a period, so a threshold
+// is crossed once per period (PeriodEnd, zero for a budget that never
+// resets) in a process; replicas may each see it, so a receiver keys it
+// by budget, period and percent.
+type BudgetAlert struct {
+	BudgetID    string
+	TenantID    string
+	Scope       string
+	SubjectID   string
+	Percent     int // BudgetWarnPercent or 100
+	SpendMicros int64
+	MaxMicros   int64
+	PeriodEnd   time.Time
+}
+
+// crossed returns the highest threshold spend crossed going from before
+// to after of max, or 0.
+func crossed(before, after, max int64) int {
+	if max <= 0 {
+		return 0
+	}
+	for _, pct := range []int64{100, BudgetWarnPercent} {
+		at := max * pct / 100
+		if before < at && after >= at {
+			return int(pct)
+		}
+	}
+	return 0
 }
 
 // rolloverTask is a rollover to persist once the lock is released.
@@ -287,8 +324,21 @@ func (h *Hold) Settle(actual int64) {
 		// A budget removed and put back while the call ran never held
 		// this reservation; do not let it go negative.
 		e.reserved = max(e.reserved-h.micros, 0)
+		before := e.b.Spend
 		e.b.Spend += actual
+		if pct := crossed(before, e.b.Spend, e.b.MaxMicros); pct > 0 {
+			h.alerts = append(h.alerts, BudgetAlert{BudgetID: e.b.ID, TenantID: e.b.TenantID, Scope: e.b.Scope,
+				SubjectID: e.b.SubjectID, Percent: pct, SpendMicros: e.b.Spend, MaxMicros: e.b.MaxMicros, PeriodEnd: e.resetAt})
+		}
 	}
+}
+
+// Alerts returns the thresholds the hold's Settle took budgets across.
+func (h *Hold) Alerts() []BudgetAlert {
+	if h == nil {
+		return nil
+	}
+	return h.alerts
 }
 
 // Release ends the hold without cost: the call never reached an upstream.

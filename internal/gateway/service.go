@@ -59,6 +59,11 @@ type Config struct {
 	DefaultMaxOutput int64
 	// Calls, when set, is told of every finished call (LLM tracing).
 	Calls CallObserver
+	// BudgetAlerts, when set, is told when a call's settled cost takes a
+	// budget across 80% of its maximum or to its maximum: once per
+	// threshold and period, however many calls follow (notifications).
+	// It runs at the end of that call, so it must not block for long.
+	BudgetAlerts func(ctx context.Context, a BudgetAlert)
 }
 
 // Service is the gateway: it authenticates virtual keys, applies model
@@ -76,6 +81,7 @@ type Service struct {
 	providers map[string]Provider
 	catalogue map[string]Price
 	calls     CallObserver
+	alerts    func(ctx context.Context, a BudgetAlert)
 
 	router  *Router
 	limiter *Limiter
@@ -140,7 +146,7 @@ func NewService(cfg Config) (*Service, error) {
 	s := &Service{
 		store: cfg.Store, secrets: cfg.Secrets, egress: cfg.Egress, audit: cfg.Audit,
 		log: cfg.Logger, now: cfg.Now, ttl: cfg.ConfigTTL, maxOutput: cfg.DefaultMaxOutput,
-		catalogue: Catalogue(), calls: cfg.Calls,
+		catalogue: Catalogue(), calls: cfg.Calls, alerts: cfg.BudgetAlerts,
 		tenants:  map[string]*tenantEntry{},
 		keys:     map[string]*keyEntry{},
 		budgetID: map[budgetRef]string{},

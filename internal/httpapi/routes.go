@@ -200,6 +200,17 @@ func (s *Server) routes() []route {
 		{pattern: "DELETE /api/v1/conversations/{id}", handler: s.handleDeleteConversation(), action: identity.ActionWriteContent},
 		{pattern: "PUT /api/v1/messages/{id}/feedback", handler: s.handleSetFeedback(), action: identity.ActionWriteContent, maxBody: 8 << 10},
 		{pattern: "DELETE /api/v1/messages/{id}/feedback", handler: s.handleClearFeedback(), action: identity.ActionWriteContent},
+		// The caller's own notifications, and the tenant's webhooks.
+		{pattern: "GET /api/v1/notifications", handler: s.handleListNotifications(), action: identity.ActionReadSelf},
+		{pattern: "GET /api/v1/notifications/count", handler: s.handleCountNotifications(), action: identity.ActionReadSelf, quiet: true},
+		{pattern: "POST /api/v1/notifications/{id}/read", handler: s.handleReadNotification(), action: identity.ActionUpdateSelf, maxBody: 1 << 10},
+		{pattern: "POST /api/v1/notifications/read-all", handler: s.handleReadAllNotifications(), action: identity.ActionUpdateSelf, maxBody: 1 << 10},
+		{pattern: "GET /api/v1/notifications/preferences", handler: s.handleGetNotificationPrefs(), action: identity.ActionReadSelf},
+		{pattern: "PUT /api/v1/notifications/preferences", handler: s.handlePutNotificationPrefs(), action: identity.ActionUpdateSelf, maxBody: 4 << 10},
+		{pattern: "GET /api/v1/webhooks", handler: s.handleListWebhooks(), action: identity.ActionManageSetting},
+		{pattern: "POST /api/v1/webhooks", handler: s.handleCreateWebhook(), action: identity.ActionManageSetting, maxBody: 8 << 10},
+		{pattern: "DELETE /api/v1/webhooks/{id}", handler: s.handleDeleteWebhook(), action: identity.ActionManageSetting},
+		{pattern: "GET /api/v1/webhooks/{id}/deliveries", handler: s.handleListWebhookDeliveries(), action: identity.ActionManageSetting},
 		// LLM tracing: Langfuse's ingestion, authenticated inside by a
 		// tenant's key pair (public here only in that it takes no session
 		// or token), the key pairs, and the query API.

@@ -18,6 +18,7 @@ import (
 	"github.com/nodus-os/nodus/internal/knowledge"
 	"github.com/nodus-os/nodus/internal/memory"
 	"github.com/nodus-os/nodus/internal/metrics"
+	"github.com/nodus-os/nodus/internal/notify"
 	"github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/tracing"
 	"github.com/nodus-os/nodus/internal/vault"
@@ -91,6 +92,9 @@ type Deps struct {
 	// Tracing serves Langfuse's ingestion and the traces' query API; nil
 	// answers their routes 503.
 	Tracing *tracing.Service
+	// Notify serves notifications and webhooks; nil answers their routes
+	// 503.
+	Notify *notify.Service
 }
 
 // AuditLog records security-relevant actions and lists them.

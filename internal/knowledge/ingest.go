@@ -166,7 +166,7 @@ func (s *Service) run(ctx context.Context, d Document) (int, error) {
 	// Indexing stores the chunks, their full-text index and the completed
 	// state in one transaction: a search never sees half a document, and
 	// a crash leaves the document processing with its old chunks.
-	_, err = s.store.IndexChunks(ctx, d.ID, chunks, func(d *Document) error {
+	done, err := s.store.IndexChunks(ctx, d.ID, chunks, func(d *Document) error {
 		if d.Status != StatusProcessing {
 			return errTakenOver
 		}
@@ -176,6 +176,9 @@ func (s *Service) run(ctx context.Context, d Document) (int, error) {
 	})
 	if err != nil && !errors.Is(err, errTakenOver) {
 		err = stageError{StageIndexing, internalError(err, StageIndexing)}
+	}
+	if err == nil && s.notify != nil {
+		s.notify(ctx, done)
 	}
 	return len(chunks), err
 }
@@ -275,7 +278,7 @@ func (s *Service) fail(ctx context.Context, id string, cause error) string {
 	defer cancel()
 	var stage string
 	var at stageError
-	_, err := s.store.UpdateDocumentState(ctx, id, func(d *Document) error {
+	failed, err := s.store.UpdateDocumentState(ctx, id, func(d *Document) error {
 		if errors.As(cause, &at) {
 			d.Stage = at.stage
 		}
@@ -288,6 +291,9 @@ func (s *Service) fail(ctx context.Context, id string, cause error) string {
 	})
 	if err != nil && !errors.Is(err, errTakenOver) {
 		s.log.ErrorContext(ctx, "recording a document's failure", "document", id, "error", err)
+	}
+	if err == nil && s.notify != nil {
+		s.notify(ctx, failed)
 	}
 	return stage
 }

@@ -45,6 +45,11 @@ type Config struct {
 	// EmbedBatch is how many texts one embeddings call carries;
 	// DefaultEmbedBatch if 0.
 	EmbedBatch int
+	// Notify is told of a document whose ingestion ended, completed or
+	// failed (its Status says which), so its uploader can hear of it;
+	// nil tells no one. It must not block for long: it runs in the
+	// ingestion job.
+	Notify func(ctx context.Context, d Document)
 }
 
 // Egress is where a tenant's outbound HTTP clients come from.
@@ -67,6 +72,7 @@ type Service struct {
 	egress     Egress
 	embedder   Embedder
 	embedBatch int
+	notify     func(ctx context.Context, d Document)
 }
 
 // NewService builds the service; a store and a blob store are required.
@@ -96,7 +102,7 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		store: cfg.Store, blobs: cfg.Blobs, audit: cfg.Audit, log: cfg.Logger, now: cfg.Now, limits: cfg.Limits,
-		count: cfg.Count, staleAfter: cfg.StaleAfter, enqueue: cfg.Enqueue, egress: cfg.Egress,
+		count: cfg.Count, staleAfter: cfg.StaleAfter, enqueue: cfg.Enqueue, egress: cfg.Egress, notify: cfg.Notify,
 		embedder: cfg.Embedder, embedBatch: cfg.EmbedBatch,
 	}, nil
 }

@@ -436,6 +436,9 @@ func (s *Service) WriteSecret(ctx context.Context, p Principal, in WriteInput) (
 	if err := s.record(ctx, e); err != nil {
 		return nil, err
 	}
+	if s.rotated != nil && sec.Version > 1 {
+		s.rotated(ctx, tenantID, in.Location, sec.Version, p.UserID)
+	}
 	return &sec, nil
 }
 

@@ -48,6 +48,10 @@ type Config struct {
 	// DefaultHandleCacheTTL, a negative value keeps nothing, so every
 	// resolve is an audited read.
 	HandleCacheTTL time.Duration
+	// SecretRotated, when set, is told of each new version of an existing
+	// secret (not the first write) with its location, new version and
+	// writer (notifications). Never the value.
+	SecretRotated func(ctx context.Context, tenantID string, at Location, version int, by string)
 }
 
 // Service is the vault: secrets, their versions and values, environments,
@@ -69,6 +73,9 @@ type Service struct {
 	// (handleTenantActive).
 	activeMu    sync.Mutex
 	activeUntil map[string]time.Time
+
+	// rotated is Config.SecretRotated.
+	rotated func(ctx context.Context, tenantID string, at Location, version int, by string)
 
 	// sealed is nil once Unseal succeeded, else why the vault is sealed.
 	sealed atomic.Pointer[string]
@@ -93,7 +100,7 @@ func NewService(c Config) (*Service, error) {
 	}
 	s := &Service{store: c.Store, handles: c.Handles, audit: c.Audit, clock: c.Clock,
 		keys: newKeyCache(c.CacheSize), resolved: newHandleCache(c.HandleCacheTTL, handleCacheSize, handleCacheBytes), touchEvery: c.TouchInterval,
-		throttle: newLoginThrottle(MachineLoginFailures, MachineLoginWindow), tenantIsActive: c.TenantActive}
+		throttle: newLoginThrottle(MachineLoginFailures, MachineLoginWindow), tenantIsActive: c.TenantActive, rotated: c.SecretRotated}
 	reason := "it has not been opened yet"
 	if c.Keyring == nil {
 		reason = "no master key is loaded"
