@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"math"
 	"net/http"
 	"net/url"
@@ -193,17 +194,23 @@ func (s *Server) handleCreateDeployment() http.Handler {
 }
 
 func (s *Server) handleDeleteDeployment() http.Handler {
+	return s.gatewayDelete(identity.ActionManageGateway, "/gateway/models", s.deps.Gateway.DeleteDeployment)
+}
+
+// gatewayDelete removes the gateway object of the path's id as the viewer
+// (a deployment, a key, a budget), then shows its list again.
+func (s *Server) gatewayDelete(action identity.Action, list string,
+	remove func(context.Context, gateway.Manager, string) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := viewerFrom(r.Context())
-		m, err := s.gatewayManager(v, identity.ActionManageGateway)
+		m, err := s.gatewayManager(viewerFrom(r.Context()), action)
 		if err == nil {
-			err = s.deps.Gateway.DeleteDeployment(r.Context(), m, r.PathValue("id"))
+			err = remove(r.Context(), m, r.PathValue("id"))
 		}
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		http.Redirect(w, r, "/gateway/models", http.StatusSeeOther)
+		http.Redirect(w, r, list, http.StatusSeeOther)
 	})
 }
 
@@ -326,18 +333,7 @@ func (s *Server) handleKeyStatus() http.Handler {
 }
 
 func (s *Server) handleDeleteKey() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := viewerFrom(r.Context())
-		m, err := s.gatewayManager(v, identity.ActionUseGateway)
-		if err == nil {
-			err = s.deps.Gateway.DeleteKey(r.Context(), m, r.PathValue("id"))
-		}
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		http.Redirect(w, r, "/gateway/keys", http.StatusSeeOther)
-	})
+	return s.gatewayDelete(identity.ActionUseGateway, "/gateway/keys", s.deps.Gateway.DeleteKey)
 }
 
 // ---- Budgets ------------------------------------------------------------
@@ -431,18 +427,7 @@ func (s *Server) handlePutBudget() http.Handler {
 }
 
 func (s *Server) handleDeleteBudget() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := viewerFrom(r.Context())
-		m, err := s.gatewayManager(v, identity.ActionManageGateway)
-		if err == nil {
-			err = s.deps.Gateway.DeleteBudget(r.Context(), m, r.PathValue("id"))
-		}
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		http.Redirect(w, r, "/gateway/budgets", http.StatusSeeOther)
-	})
+	return s.gatewayDelete(identity.ActionManageGateway, "/gateway/budgets", s.deps.Gateway.DeleteBudget)
 }
 
 // ---- Spend --------------------------------------------------------------
