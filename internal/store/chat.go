@@ -3,12 +3,10 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"hash/fnv"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/chat"
@@ -392,25 +390,6 @@ func (db *DB) FindConversation(ctx context.Context, id string) (chat.Conversatio
 	})
 }
 
-// encodeConversationCursor and decodeConversationCursor make the position
-// after a conversation, its (updated_at, id), opaque to clients.
-func encodeConversationCursor(c chat.Conversation) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(c.UpdatedAt.UTC().Format(TimeFormat) + " " + c.ID))
-}
-
-func decodeConversationCursor(s string) (time.Time, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return time.Time{}, "", errBadCursor
-	}
-	at, id, ok := strings.Cut(string(b), " ")
-	t, err := time.Parse(TimeFormat, at)
-	if !ok || err != nil || !nodus.ValidID(id) {
-		return time.Time{}, "", errBadCursor
-	}
-	return t, id, nil
-}
-
 // ListConversations returns a page of the conversations in scope that f
 // selects, newest first by (updated_at, id), and the next page's cursor.
 func (db *DB) ListConversations(ctx context.Context, f chat.ConversationFilter, cursor string, limit int) ([]chat.Conversation, string, error) {
@@ -432,7 +411,7 @@ func (db *DB) ListConversations(ctx context.Context, f chat.ConversationFilter, 
 		args = append(args, *f.Archived)
 	}
 	if cursor != "" {
-		at, id, err := decodeConversationCursor(cursor)
+		at, id, err := decodeTimeCursor(cursor, nodus.ValidID)
 		if err != nil {
 			return nil, "", err
 		}
@@ -446,7 +425,7 @@ func (db *DB) ListConversations(ctx context.Context, f chat.ConversationFilter, 
 		return page, "", err
 	}
 	// The order is by time first, so the cursor carries the time too.
-	return page, encodeConversationCursor(page[len(page)-1]), nil
+	return page, encodeTimeCursor(page[len(page)-1].UpdatedAt, page[len(page)-1].ID), nil
 }
 
 // UpdateConversation reads a conversation in scope under a lock, applies

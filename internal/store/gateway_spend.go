@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"math/big"
 	"slices"
@@ -315,22 +314,7 @@ func addBudgetSpend(ctx context.Context, tx *Tx, incs []gateway.BudgetSpend) err
 
 // The spend cursor is the (started_at, request_id) of the last row of a
 // page, which is unique and the order of the listing.
-func encodeSpendCursor(l gateway.SpendLog) string {
-	return l.StartedAt.UTC().Format(TimeFormat) + " " + l.RequestID
-}
-
-func decodeSpendCursor(c string) (time.Time, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return time.Time{}, "", errBadCursor
-	}
-	at, id, ok := strings.Cut(string(b), " ")
-	t, err := time.Parse(TimeFormat, at)
-	if !ok || err != nil || id == "" {
-		return time.Time{}, "", errBadCursor
-	}
-	return t, id, nil
-}
+func encodeSpendCursor(l gateway.SpendLog) string { return timeKey(l.StartedAt, l.RequestID) }
 
 // ListSpend returns a page of the spend logs in scope, newest first, with
 // the filter's conditions.
@@ -356,7 +340,7 @@ func (db *DB) ListSpend(ctx context.Context, f gateway.SpendFilter, cursor strin
 		}
 	}
 	if cursor != "" {
-		at, id, err := decodeSpendCursor(cursor)
+		at, id, err := decodeTimeCursor(cursor, anyID)
 		if err != nil {
 			return nil, "", err
 		}

@@ -3,10 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"errors"
-	"strings"
-	"time"
 
 	"github.com/nodus-os/nodus/internal/memory"
 	"github.com/nodus-os/nodus/internal/nodus"
@@ -153,25 +150,6 @@ func (db *DB) FindMemoryByHash(ctx context.Context, appName, userID, hash string
 	return m, err
 }
 
-// encodeMemoryCursor and decodeMemoryCursor make the position after a
-// memory, its (updated_at, id), opaque to clients.
-func encodeMemoryCursor(m memory.Memory) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(m.UpdatedAt.UTC().Format(TimeFormat) + " " + m.ID))
-}
-
-func decodeMemoryCursor(s string) (time.Time, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return time.Time{}, "", errBadCursor
-	}
-	at, id, ok := strings.Cut(string(b), " ")
-	t, err := time.Parse(TimeFormat, at)
-	if !ok || err != nil || !nodus.ValidID(id) {
-		return time.Time{}, "", errBadCursor
-	}
-	return t, id, nil
-}
-
 // ListMemories returns a page of the user's memories of the app in scope,
 // newest first by (updated_at, id), and the next page's cursor.
 func (db *DB) ListMemories(ctx context.Context, appName, userID, cursor string, limit int) ([]memory.Memory, string, error) {
@@ -182,7 +160,7 @@ func (db *DB) ListMemories(ctx context.Context, appName, userID, cursor string, 
 	q := `SELECT ` + memoryColumns + ` FROM adk_conversation_memory WHERE ` + cond + ` AND app_name = ? AND user_id = ?`
 	args = append(args, appName, userID)
 	if cursor != "" {
-		at, id, err := decodeMemoryCursor(cursor)
+		at, id, err := decodeTimeCursor(cursor, nodus.ValidID)
 		if err != nil {
 			return nil, "", err
 		}
@@ -195,7 +173,7 @@ func (db *DB) ListMemories(ctx context.Context, appName, userID, cursor string, 
 	if err != nil || next == "" {
 		return page, "", err
 	}
-	return page, encodeMemoryCursor(page[len(page)-1]), nil
+	return page, encodeTimeCursor(page[len(page)-1].UpdatedAt, page[len(page)-1].ID), nil
 }
 
 // LoadMemories returns the user's newest limit memories of the app in

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"encoding/base64"
+	"strings"
+	"time"
 
 	"github.com/nodus-os/nodus/internal/nodus"
 )
@@ -66,6 +68,36 @@ func encodeCursor(lastID string) string {
 }
 
 var errBadCursor = nodus.Errorf(nodus.EINVALID, "invalid cursor")
+
+// timeKey is the position of a row listed newest first by (time, id):
+// fixed-width times, so keys of one list compare as their rows sort.
+func timeKey(at time.Time, id string) string {
+	return at.UTC().Format(TimeFormat) + " " + id
+}
+
+// encodeTimeCursor makes a timeKey opaque to clients.
+func encodeTimeCursor(at time.Time, id string) string {
+	return encodeCursor(timeKey(at, id))
+}
+
+// decodeTimeCursor reads a cursor of encodeTimeCursor (or of listPage
+// over timeKey), refusing one whose id validID refuses.
+func decodeTimeCursor(c string, validID func(string) bool) (time.Time, string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return time.Time{}, "", errBadCursor
+	}
+	at, id, ok := strings.Cut(string(b), " ")
+	t, err := time.Parse(TimeFormat, at)
+	if !ok || err != nil || !validID(id) {
+		return time.Time{}, "", errBadCursor
+	}
+	return t, id, nil
+}
+
+// anyID accepts any id but the empty one: client-chosen ids (traces,
+// request ids) are not UUIDs.
+func anyID(id string) bool { return id != "" }
 
 func decodeCursor(c string) (string, error) {
 	if c == "" {

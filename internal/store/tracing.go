@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -127,25 +126,6 @@ func (db *DB) FindObservation(ctx context.Context, id string) (tracing.Observati
 	return o, err
 }
 
-// encodeTraceCursor and decodeTraceCursor make the position after a
-// trace, its (timestamp, id), opaque to clients.
-func encodeTraceCursor(t tracing.Trace) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(t.Timestamp.UTC().Format(TimeFormat) + " " + t.ID))
-}
-
-func decodeTraceCursor(s string) (time.Time, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return time.Time{}, "", errBadCursor
-	}
-	at, id, ok := strings.Cut(string(b), " ")
-	t, err := time.Parse(TimeFormat, at)
-	if !ok || err != nil || id == "" {
-		return time.Time{}, "", errBadCursor
-	}
-	return t, id, nil
-}
-
 // ListTraces returns a page of traces in scope matching f, newest first
 // by (timestamp, id), and the next page's cursor.
 func (db *DB) ListTraces(ctx context.Context, f tracing.TraceFilter, cursor string, limit int) ([]tracing.Trace, string, error) {
@@ -197,7 +177,7 @@ func (db *DB) ListTraces(ctx context.Context, f tracing.TraceFilter, cursor stri
 		add(`total_cost <= ?`, *f.MaxCost)
 	}
 	if cursor != "" {
-		at, id, err := decodeTraceCursor(cursor)
+		at, id, err := decodeTimeCursor(cursor, anyID)
 		if err != nil {
 			return nil, "", err
 		}
@@ -208,7 +188,7 @@ func (db *DB) ListTraces(ctx context.Context, f tracing.TraceFilter, cursor stri
 	if err != nil || next == "" {
 		return page, "", err
 	}
-	return page, encodeTraceCursor(page[len(page)-1]), nil
+	return page, encodeTimeCursor(page[len(page)-1].Timestamp, page[len(page)-1].ID), nil
 }
 
 // levelsFrom lists the levels at least as severe as level, nil for a

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"errors"
 	"maps"
 	"slices"
@@ -116,17 +115,6 @@ func settleTraceGroups(ctx context.Context, tx *Tx, tenantID string, sessions, u
 	return nil
 }
 
-// encodeSeenCursor and decodeSeenCursor make the position after a
-// session or user, its (last seen, id), opaque to clients. The time has
-// no space, so the id after the first one may hold any.
-func encodeSeenCursor(last time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(last.UTC().Format(TimeFormat) + " " + id))
-}
-
-func decodeSeenCursor(s string) (time.Time, string, error) {
-	return decodeTraceCursor(s)
-}
-
 // seenRow is a row of trace_sessions or trace_users.
 type seenRow struct {
 	id          string
@@ -143,7 +131,7 @@ func listSeen(ctx context.Context, tx *Tx, table, col, cond string, args []any, 
 	q := `SELECT ` + col + `, first_seen, last_seen FROM ` + table + ` WHERE ` + cond
 	args = slices.Clone(args)
 	if cursor != "" {
-		at, id, err := decodeSeenCursor(cursor)
+		at, id, err := decodeTimeCursor(cursor, anyID)
 		if err != nil {
 			return nil, "", err
 		}
@@ -170,7 +158,7 @@ func listSeen(ctx context.Context, tx *Tx, table, col, cond string, args []any, 
 		return out, "", nil
 	}
 	out = out[:limit]
-	return out, encodeSeenCursor(out[limit-1].last, out[limit-1].id), nil
+	return out, encodeTimeCursor(out[limit-1].last, out[limit-1].id), nil
 }
 
 // groupTotals counts the traces of each of a page's sessions or users
