@@ -58,6 +58,10 @@ type Config struct {
 	// tracing: "all", "traced" (only calls inside a caller's trace: a
 	// traceparent or a chat turn) or "none".
 	TraceGatewayCalls string
+	// GatewayShared is whether the gateway shares budgets and rate limits
+	// with other replicas through its database: auto (when that database
+	// is PostgreSQL), on or off.
+	GatewayShared string
 
 	AdminEmail    string
 	AdminPassword string
@@ -160,6 +164,14 @@ func settings() []setting {
 				return nil
 			}
 			return fmt.Errorf("must be all, traced or none, not %q", v)
+		}},
+		{"gateway-shared-limits", "NODUS_GATEWAY_SHARED_LIMITS", "auto", "whether replicas share budgets and key rate limits through the gateway database, so several `nodus serve` on one PostgreSQL never overspend: auto (on with PostgreSQL, off with SQLite), on or off (one replica only)", func(c *Config, v string) error {
+			switch v {
+			case "auto", "on", "off":
+				c.GatewayShared = v
+				return nil
+			}
+			return fmt.Errorf("must be auto, on or off, not %q", v)
 		}},
 		{"job-poll-interval", "NODUS_JOB_POLL_INTERVAL", "1s", "how often an idle SQLite job queue looks for work", durationSetting(func(c *Config, d time.Duration) { c.JobPollInterval = d })},
 
@@ -378,6 +390,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("job_workers", c.JobWorkers),
 		slog.Int("gateway_spend_retention_days", c.SpendRetentionDays),
 		slog.String("trace_gateway_calls", c.TraceGatewayCalls),
+		slog.String("gateway_shared_limits", c.GatewayShared),
 		slog.Duration("job_poll_interval", c.JobPollInterval),
 		slog.String("admin_email", c.AdminEmail),
 		slog.Bool("admin_password_set", c.AdminPassword != ""),

@@ -57,6 +57,7 @@ func TestConfigDefaults(t *testing.T) {
 		JobWorkers:         10,
 		JobPollInterval:    time.Second,
 		TraceGatewayCalls:  "all",
+		GatewayShared:      "auto",
 		AdminEmail:         "admin@localhost",
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -245,6 +245,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	gwCfg := gateway.Config{Store: dbs.DB(store.SetGateway), Secrets: vaultKeys{vaultService},
 		Egress: egressService, Audit: auditor, Logger: logger, Metrics: reg,
 		BudgetAlerts: notifywire.BudgetAlerts(notifyService, logger)}
+	if gwDB := dbs.DB(store.SetGateway); cfg.GatewayShared == "on" || cfg.GatewayShared == "auto" && gwDB.Dialect() == store.Postgres {
+		gwCfg.Quotas = gwDB
+	}
 	if cfg.TraceGatewayCalls != "none" {
 		gwCfg.Calls = tracewire.GatewayCalls{Recorder: recorder, OnlyTraced: cfg.TraceGatewayCalls == "traced"}
 	}

@@ -38,6 +38,11 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (*Key, error)
 			return nil, err
 		}
 		k = found
+		if s.quotas != nil {
+			if err := s.learnBudgets(ctx, k); err != nil {
+				return nil, err
+			}
+		}
 		s.mu.Lock()
 		s.keys[string(hash)] = &keyEntry{key: k, expire: now.Add(s.ttl)}
 		s.mu.Unlock()
@@ -72,4 +77,41 @@ func bearer(r *http.Request) string {
 		return ""
 	}
 	return r.Header.Get("X-Api-Key")
+}
+
+// learnBudgets loads the budgets of a key just read from the store (its
+// own, its user's, its tenant's) that this replica does not know yet:
+// with replicas, a key and its budget may have been created through
+// another one a moment ago, and the call must not wait for the next
+// reload to be bound by them.
+func (s *Service) learnBudgets(ctx context.Context, k Key) error {
+	tctx := nodus.WithTenant(ctx, k.TenantID)
+	refs := []budgetRef{{k.TenantID, BudgetKey, k.ID}, {k.TenantID, BudgetTenant, ""}}
+	if k.UserID != "" {
+		refs = append(refs, budgetRef{k.TenantID, BudgetUser, k.UserID})
+	}
+	for _, ref := range refs {
+		s.mu.Lock()
+		_, known := s.budgetID[ref]
+		s.mu.Unlock()
+		if known {
+			continue
+		}
+		b, err := s.store.FindBudget(tctx, ref.scope, ref.subject)
+		if nodus.ErrorCode(err) == nodus.ENOTFOUND {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !s.ledger.Has(b.ID) {
+			if err := s.ledger.Put(b); err != nil {
+				return err
+			}
+		}
+		s.mu.Lock()
+		s.budgetID[ref] = b.ID
+		s.mu.Unlock()
+	}
+	return nil
 }

@@ -225,6 +225,8 @@ func (s *Service) finish(ctx context.Context, a *admission, d *Deployment, usage
 	// billing, and a cancelled request is billed for what it used.
 	if err := s.spend.Add(context.WithoutCancel(ctx), *l, a.hold.BudgetIDs()); err != nil {
 		s.log.Error("gateway: spend log dropped", "request_id", l.RequestID, "err", err)
+		// Never to be stored: shared budgets must not wait for it.
+		s.ledger.dropUnwritten(a.hold.BudgetIDs(), l.CostMicros)
 	}
 	s.m.observe(l, now.Sub(a.start))
 	if s.calls != nil {

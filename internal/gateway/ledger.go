@@ -3,6 +3,7 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -57,6 +58,11 @@ type Ledger struct {
 
 	mu      sync.Mutex
 	budgets map[string]*ledgerEntry
+	// q, when set, shares every budget with the other replicas on the
+	// same store (quota.go); dropped are budgets removed while this
+	// replica held a claim on them, whose claims the next sync hands back.
+	q       *quotas
+	dropped map[string]bool
 }
 
 // ledgerEntry is one budget and the micro-dollars currently held on it.
@@ -65,6 +71,16 @@ type ledgerEntry struct {
 	period   time.Duration
 	resetAt  time.Time // zero when the budget never resets
 	reserved int64
+
+	// With replicas sharing the budget (Ledger.q set): granted is the part
+	// of the budget this replica has claimed, stored what its claim row in
+	// the store says (≥ granted), unwritten the cost settled here and not
+	// yet in the store's spend, and lastUse when a call last reserved.
+	granted, stored, unwritten int64
+	lastUse                    time.Time
+	// putAt is when Put last set the budget here, so that a Refresh from a
+	// read that started earlier does not undo it.
+	putAt time.Time
 }
 
 // NewLedger returns an empty ledger reading time from now. reset persists a
@@ -107,11 +123,78 @@ func (l *Ledger) Load(budgets []Budget) error {
 	defer l.mu.Unlock()
 	for id, e := range entries {
 		if old := l.budgets[id]; old != nil {
-			e.reserved = old.reserved
+			e.carry(old)
 		}
 	}
+	l.dropGone(entries)
 	l.budgets = entries
 	return nil
+}
+
+// Refresh replaces every budget with the store's, for replicas that
+// share budgets: another replica may have created, changed or removed one,
+// and the store's spend holds what every replica has written. The spend
+// this replica settled and has not yet written is added back, and open
+// reservations and claims are kept. A period this replica already rolled
+// over and the store has not yet is left rolled over.
+//
+// readAt is when the read of budgets started: a budget Put here since
+// then is kept as Put, since the read may predate it.
+func (l *Ledger) Refresh(budgets []Budget, readAt time.Time) error {
+	entries := make(map[string]*ledgerEntry, len(budgets))
+	for _, b := range budgets {
+		e, err := newLedgerEntry(b)
+		if err != nil {
+			return fmt.Errorf("ledger: refresh: %w", err)
+		}
+		entries[b.ID] = e
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, old := range l.budgets {
+		if !old.putAt.Before(readAt) {
+			entries[id] = old
+		}
+	}
+	for id, e := range entries {
+		old := l.budgets[id]
+		if old == nil || old == e {
+			continue
+		}
+		e.carry(old)
+		if e.period > 0 && old.period == e.period && old.resetAt.After(e.resetAt) {
+			e.resetAt, e.b.Spend = old.resetAt, 0
+		}
+		e.b.Spend += e.unwritten
+	}
+	l.dropGone(entries)
+	l.budgets = entries
+	return nil
+}
+
+// carry keeps what belongs to this process across a reload: reservations
+// of running calls and, when budgets are shared, claims and unwritten
+// spend.
+func (e *ledgerEntry) carry(old *ledgerEntry) {
+	e.reserved = old.reserved
+	e.granted, e.stored, e.unwritten, e.lastUse = old.granted, old.stored, old.unwritten, old.lastUse
+}
+
+// dropGone notes the budgets about to disappear that hold a claim row, so
+// the next sync hands it back. l.mu must be held.
+func (l *Ledger) dropGone(next map[string]*ledgerEntry) {
+	for id, e := range l.budgets {
+		if next[id] == nil && e.stored > 0 {
+			l.markDropped(id)
+		}
+	}
+}
+
+func (l *Ledger) markDropped(id string) {
+	if l.dropped == nil {
+		l.dropped = map[string]bool{}
+	}
+	l.dropped[id] = true
 }
 
 // Put adds or replaces one budget, keeping the reservations open on it.
@@ -125,16 +208,27 @@ func (l *Ledger) Put(b Budget) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if old := l.budgets[b.ID]; old != nil {
-		e.reserved = old.reserved
+		e.carry(old)
 	}
+	e.putAt = l.now()
 	l.budgets[b.ID] = e
 	return nil
+}
+
+// Has reports whether the ledger holds budget id.
+func (l *Ledger) Has(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.budgets[id] != nil
 }
 
 // Remove drops a budget; holds on it settle into nothing.
 func (l *Ledger) Remove(id string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if e := l.budgets[id]; e != nil && e.stored > 0 {
+		l.markDropped(id)
+	}
 	delete(l.budgets, id)
 }
 
@@ -204,12 +298,34 @@ func (l *Ledger) Reserve(ctx context.Context, ids []string, micros int64) (*Hold
 	if micros < 0 {
 		return nil, nodus.Errorf(nodus.EINVALID, "ledger: negative reservation %d", micros)
 	}
+	for attempt := 1; ; attempt++ {
+		h, short, err := l.tryReserve(ctx, ids, micros)
+		if err != nil || len(short) == 0 {
+			return h, err
+		}
+		// Shared budgets: this replica's claim is too small for the call.
+		// Claim more and try again; a second shortfall means calls on this
+		// replica took the room meanwhile, and a third is a refusal.
+		if attempt == 3 {
+			return nil, l.refusal(short[0])
+		}
+		if err := l.claim(ctx, short, micros); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// tryReserve is one attempt of Reserve. When budgets are shared and the
+// call fits every budget but not this replica's claim on some, it reserves
+// nothing and returns those budgets.
+func (l *Ledger) tryReserve(ctx context.Context, ids []string, micros int64) (*Hold, []string, error) {
 	now := l.now()
 	h := &Hold{ledger: l, micros: micros}
 	h.ids = h.buf[:0]
 	var taskBuf [3]rolloverTask
 	tasks := taskBuf[:0]
 	var refused *ledgerEntry
+	var short []string
 
 	l.mu.Lock()
 	for _, id := range ids {
@@ -224,22 +340,90 @@ func (l *Ledger) Reserve(ctx context.Context, ids []string, micros int64) (*Hold
 		if !e.fits(micros) && freesLater(e, refused) {
 			refused = e
 		}
+		if l.q != nil && e.shortfall(micros) > 0 {
+			short = append(short, id)
+		}
 	}
 	var err error
-	if refused == nil {
-		for _, id := range h.ids {
-			l.budgets[id].reserved += micros
-		}
-	} else {
+	switch {
+	case refused != nil:
 		err = refused.exhausted(now)
+	case l.q != nil && len(h.ids) > 0 && !l.q.trusted(now):
+		err = errCoordination(errors.New("claims not renewed"))
+	case len(short) > 0:
+	default:
+		for _, id := range h.ids {
+			e := l.budgets[id]
+			e.reserved += micros
+			e.lastUse = now
+		}
 	}
 	l.mu.Unlock()
 
 	l.persist(ctx, tasks)
-	if err != nil {
-		return nil, err
+	if err != nil || len(short) > 0 {
+		return nil, short, err
 	}
-	return h, nil
+	return h, nil, nil
+}
+
+// shortfall is how much more claim the budget needs for a call of micros
+// on this replica; 0 when the claim covers it.
+func (e *ledgerEntry) shortfall(micros int64) int64 {
+	return max(e.reserved+e.unwritten+micros-e.granted, 0)
+}
+
+// claim grows this replica's claims on the budgets in ids enough for a
+// call of micros, in one store transaction.
+func (l *Ledger) claim(ctx context.Context, ids []string, micros int64) error {
+	var claims []QuotaClaim
+	var claimed []string
+	err := l.q.claim(ctx, func() []QuotaClaim {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, id := range ids {
+			e := l.budgets[id]
+			if e == nil {
+				continue
+			}
+			// Another call may have claimed for this budget meanwhile.
+			if need := e.shortfall(micros); need > 0 {
+				claims = append(claims, QuotaClaim{Quota: quotaBudget + id, BudgetID: id, Held: e.granted, Need: need, ExtraShare: claimExtraShare})
+				claimed = append(claimed, id)
+			}
+		}
+		return claims
+	}, func(grown []int64) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for i, id := range claimed {
+			if e := l.budgets[id]; e != nil {
+				e.granted += grown[i]
+				e.stored = claims[i].Held + grown[i]
+			} else {
+				l.markDropped(id) // removed meanwhile: hand the row back
+			}
+		}
+	})
+	if i := exhaustedIndex(err); i >= 0 {
+		return l.refusal(claimed[i])
+	}
+	if err != nil {
+		return errCoordination(err)
+	}
+	return nil
+}
+
+// refusal is the error for a call the replicas' claims on budget id cannot
+// cover: the budget is exhausted as far as this replica can see.
+func (l *Ledger) refusal(id string) error {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.budgets[id]; e != nil {
+		return e.exhausted(now)
+	}
+	return &BudgetError{BudgetID: id}
 }
 
 // persist records rollovers outside the lock, so a slow store delays only
@@ -324,6 +508,9 @@ func (h *Hold) Settle(actual int64) {
 		// A budget removed and put back while the call ran never held
 		// this reservation; do not let it go negative.
 		e.reserved = max(e.reserved-h.micros, 0)
+		if l.q != nil {
+			e.unwritten += actual
+		}
 		before := e.b.Spend
 		e.b.Spend += actual
 		if pct := crossed(before, e.b.Spend, e.b.MaxMicros); pct > 0 {
@@ -351,6 +538,76 @@ func (h *Hold) BudgetIDs() []string {
 		return nil
 	}
 	return h.ids
+}
+
+// Written is told, when budgets are shared, of the spend the spend writer
+// has stored (or given up on) for each budget: it now counts in the
+// store's spend instead of this replica's claim, so the claim shrinks by
+// as much and the next sync lowers its row.
+func (l *Ledger) Written(incs []BudgetSpend) {
+	if l.q == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, inc := range incs {
+		e := l.budgets[inc.BudgetID]
+		if e == nil {
+			continue
+		}
+		e.unwritten = max(e.unwritten-inc.Micros, 0)
+		e.granted = max(e.granted-inc.Micros, 0)
+	}
+}
+
+// dropUnwritten forgets cost settled on budgets ids that the spend writer
+// refused and will never store.
+func (l *Ledger) dropUnwritten(ids []string, micros int64) {
+	if l.q == nil || micros <= 0 {
+		return
+	}
+	incs := make([]BudgetSpend, len(ids))
+	for i, id := range ids {
+		incs[i] = BudgetSpend{BudgetID: id, Micros: micros}
+	}
+	l.Written(incs)
+}
+
+// trimClaims lowers the claims of budgets unused since idleSince to what
+// is in use, and reports every claim whose row differs from memory.
+func (l *Ledger) trimClaims(_, idleSince time.Time, lower map[string]int64) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id := range l.dropped {
+		if l.budgets[id] == nil {
+			lower[quotaBudget+id] = 0
+		}
+	}
+	clear(l.dropped)
+	held := 0
+	for id, e := range l.budgets {
+		if inUse := e.reserved + e.unwritten; e.granted > inUse && e.lastUse.Before(idleSince) {
+			e.granted = inUse
+		}
+		if e.stored != e.granted {
+			lower[quotaBudget+id] = e.granted
+			e.stored = e.granted
+		}
+		if e.stored > 0 {
+			held++
+		}
+	}
+	return held
+}
+
+// forgetClaims drops every claim: they expired in the store.
+func (l *Ledger) forgetClaims() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.budgets {
+		e.granted, e.stored = 0, 0
+	}
+	clear(l.dropped)
 }
 
 // Remaining returns what the budget has left of its maximum after settled

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -302,6 +304,9 @@ type Limits struct {
 // Memory is bounded by Sweep, which the owner calls periodically.
 type Limiter struct {
 	entries sync.Map // key id → *limitEntry
+	// q, when set, shares every key's limits with the other replicas on
+	// the same store (quota.go).
+	q *quotas
 }
 
 // limitEntry is one key's windows and in-flight count.
@@ -311,6 +316,27 @@ type limitEntry struct {
 	tpm      *TokenWindow
 	parallel int
 	dead     bool // removed by Sweep: an Acquire holding a stale pointer must look again
+
+	// With replicas sharing limits (Limiter.q set), per limit (rpm, tpm,
+	// parallel): granted is this replica's claim on the key's limit,
+	// stored what its row in the store says; lastUse is the last admission.
+	granted, stored [3]int64
+	lastUse         time.Time
+}
+
+// The limits a replica claims a share of, as indexes of limitEntry.granted.
+const (
+	limRPM = iota
+	limTPM
+	limParallel
+)
+
+var limitNames = [3]string{LimitRPM, LimitTPM, LimitParallel}
+var limitQuotas = [3]string{quotaRPM, quotaTPM, quotaParallel}
+
+// capacities returns each limit's capacity, 0 for none.
+func (l Limits) capacities() [3]int64 {
+	return [3]int64{l.RPM, l.TPM, int64(l.MaxParallel)}
 }
 
 // NewLimiter returns an empty limiter.
@@ -331,21 +357,164 @@ func (l *Limiter) Acquire(keyID string, limits Limits, now time.Time, estTokens 
 		return noRelease, 0, nil
 	}
 	estTokens = max(estTokens, 0)
-	for {
+	for attempt := 1; ; {
 		e := l.entry(keyID)
 		e.mu.Lock()
 		if e.dead {
 			e.mu.Unlock()
 			continue
 		}
-		err := e.take(limits, now, estTokens)
+		lerr := e.check(limits, now, estTokens)
+		var short [3]int64
+		if lerr == nil && l.q != nil {
+			if !l.q.trusted(now) {
+				e.mu.Unlock()
+				return noRelease, time.Second, errCoordination(errors.New("claims not renewed"))
+			}
+			short = e.shortfall(limits, now, estTokens)
+		}
+		if lerr == nil && short == ([3]int64{}) {
+			e.record(now, estTokens)
+			e.lastUse = now
+		}
 		tpm := e.tpm
 		e.mu.Unlock()
-		if err != nil {
-			return noRelease, err.RetryAfter, err
+		if lerr != nil {
+			return noRelease, lerr.RetryAfter, lerr
 		}
-		return releaseFunc(e, tpm, now, estTokens), 0, nil
+		if short == ([3]int64{}) {
+			return releaseFunc(e, tpm, now, estTokens), 0, nil
+		}
+		// Shared limits: this replica's claims are too small for the call.
+		if attempt == 3 {
+			return noRelease, claimEvery, &LimitError{Limit: limitNames[firstShort(short)], RetryAfter: claimEvery}
+		}
+		attempt++
+		if err := l.claim(e, keyID, limits, now, estTokens); err != nil {
+			var le *LimitError
+			if errors.As(err, &le) {
+				return noRelease, le.RetryAfter, err
+			}
+			return noRelease, time.Second, err
+		}
 	}
+}
+
+func firstShort(short [3]int64) int {
+	for i, n := range short {
+		if n > 0 {
+			return i
+		}
+	}
+	return 0
+}
+
+// shortfall is, per limit, how much more claim the key needs on this
+// replica to admit a call of est tokens; all zero when its claims cover it.
+func (e *limitEntry) shortfall(limits Limits, now time.Time, est int64) [3]int64 {
+	inUse := e.withCall(now, est)
+	var short [3]int64
+	for i, c := range limits.capacities() {
+		if c > 0 {
+			short[i] = max(inUse[i]-e.granted[i], 0)
+		}
+	}
+	return short
+}
+
+// inUse is what the key uses of each limit on this replica now.
+func (e *limitEntry) inUse(now time.Time, out *[3]int64) {
+	out[limParallel] = int64(e.parallel)
+	if e.rpm != nil {
+		out[limRPM] = e.rpm.Count(now)
+	}
+	if e.tpm != nil {
+		out[limTPM] = e.tpm.Count(now)
+	}
+}
+
+// withCall is what the key would use of each limit with one more call of
+// est tokens.
+func (e *limitEntry) withCall(now time.Time, est int64) [3]int64 {
+	var u [3]int64
+	e.inUse(now, &u)
+	u[limParallel]++
+	u[limRPM]++
+	u[limTPM] += est
+	return u
+}
+
+// claim grows the key's claims enough for a call of est tokens.
+func (l *Limiter) claim(e *limitEntry, keyID string, limits Limits, now time.Time, est int64) error {
+	var claims []QuotaClaim
+	var which []int
+	err := l.q.claim(context.Background(), func() []QuotaClaim {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		inUse := e.withCall(now, est)
+		for i, c := range limits.capacities() {
+			if c <= 0 {
+				continue
+			}
+			if need := inUse[i] - e.granted[i]; need > 0 {
+				claims = append(claims, QuotaClaim{Quota: limitQuotas[i] + keyID, Capacity: c, Held: e.granted[i], Need: need, ExtraShare: claimExtraShare})
+				which = append(which, i)
+			}
+		}
+		return claims
+	}, func(grown []int64) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for j, i := range which {
+			e.granted[i] += grown[j]
+			e.stored[i] = claims[j].Held + grown[j]
+		}
+	})
+	if j := exhaustedIndex(err); j >= 0 {
+		return &LimitError{Limit: limitNames[which[j]], RetryAfter: claimEvery}
+	}
+	if err != nil {
+		return errCoordination(err)
+	}
+	return nil
+}
+
+// trimClaims lowers the claims of keys unused since idleSince to what is
+// in use and reports every claim whose row differs from memory.
+func (l *Limiter) trimClaims(now, idleSince time.Time, lower map[string]int64) int {
+	held := 0
+	l.entries.Range(func(k, v any) bool {
+		e := v.(*limitEntry)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		var inUse [3]int64
+		e.inUse(now, &inUse)
+		for i := range e.granted {
+			if e.granted[i] > inUse[i] && e.lastUse.Before(idleSince) {
+				e.granted[i] = inUse[i]
+			}
+			if e.stored[i] != e.granted[i] {
+				lower[limitQuotas[i]+k.(string)] = e.granted[i]
+				e.stored[i] = e.granted[i]
+			}
+			if e.stored[i] > 0 {
+				held++
+			}
+		}
+		return true
+	})
+	return held
+}
+
+// forgetClaims drops every claim: they expired in the store.
+func (l *Limiter) forgetClaims() {
+	l.entries.Range(func(_, v any) bool {
+		e := v.(*limitEntry)
+		e.mu.Lock()
+		e.granted, e.stored = [3]int64{}, [3]int64{}
+		e.mu.Unlock()
+		return true
+	})
 }
 
 func (l *Limiter) entry(keyID string) *limitEntry {
@@ -356,8 +525,9 @@ func (l *Limiter) entry(keyID string) *limitEntry {
 	return v.(*limitEntry)
 }
 
-// take checks every limit first and records only when all pass.
-func (e *limitEntry) take(limits Limits, now time.Time, est int64) *LimitError {
+// check configures the key's windows for limits and tells whether a call
+// of est tokens passes every limit, recording nothing.
+func (e *limitEntry) check(limits Limits, now time.Time, est int64) *LimitError {
 	e.configure(limits)
 	var refused string
 	var wait time.Duration
@@ -377,6 +547,11 @@ func (e *limitEntry) take(limits Limits, now time.Time, est int64) *LimitError {
 	if refused != "" {
 		return &LimitError{Limit: refused, RetryAfter: wait}
 	}
+	return nil
+}
+
+// record counts an admitted call against every limit.
+func (e *limitEntry) record(now time.Time, est int64) {
 	e.parallel++
 	if e.rpm != nil {
 		e.rpm.record(now, 1)
@@ -384,7 +559,6 @@ func (e *limitEntry) take(limits Limits, now time.Time, est int64) *LimitError {
 	if e.tpm != nil {
 		e.tpm.Add(now, est)
 	}
-	return nil
 }
 
 // configure follows a key's limits as they are edited: a window appears when
@@ -437,7 +611,8 @@ func (l *Limiter) Sweep(now time.Time) int {
 	l.entries.Range(func(k, v any) bool {
 		e := v.(*limitEntry)
 		e.mu.Lock()
-		if e.parallel == 0 && (e.rpm == nil || e.rpm.Count(now) == 0) && (e.tpm == nil || e.tpm.Count(now) == 0) {
+		if e.parallel == 0 && (e.rpm == nil || e.rpm.Count(now) == 0) && (e.tpm == nil || e.tpm.Count(now) == 0) &&
+			e.stored == [3]int64{} {
 			e.dead = true
 			l.entries.CompareAndDelete(k, v)
 			dropped++

@@ -94,6 +94,9 @@ type secOptions struct {
 	budgets func(w *secWorld) []gateway.Budget
 	// keys are created before the budgets, so a budget can name them.
 	keys int
+	// shared makes the service share budgets and limits through the
+	// store, as replicas do (quota.go).
+	shared bool
 }
 
 // secWorld is a gateway over a real store and egress client, with two
@@ -114,6 +117,21 @@ type secWorld struct {
 	keys    []string // secrets of opts.keys keys, in order
 	keyIDs  []string
 	nextReq atomic.Int64
+	opts    secOptions
+}
+
+// config is the service configuration of the world, with its own metrics.
+func (w *secWorld) config(reg *metrics.Registry) gateway.Config {
+	cfg := gateway.Config{Store: w.db, Secrets: secSecrets{}, Egress: w.eg, Audit: w.audit,
+		Logger: slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Metrics: reg,
+		Spend: gateway.SpendWriterOptions{FlushEvery: 10 * time.Millisecond},
+		// The first eligible deployment is always picked, and backoffs
+		// are zero unless an upstream's Retry-After says otherwise.
+		Router: gateway.RouterOptions{IntN: func(int) int { return 0 }}}
+	if w.opts.shared {
+		cfg.Quotas = w.db
+	}
+	return cfg
 }
 
 func newSecWorld(t *testing.T, db *store.DB, opts secOptions) *secWorld {
@@ -137,13 +155,8 @@ func newSecWorld(t *testing.T, db *store.DB, opts secOptions) *secWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w.svc, err = gateway.NewService(gateway.Config{Store: db, Secrets: secSecrets{}, Egress: w.eg, Audit: w.audit,
-		Logger: logger, Metrics: w.reg,
-		Spend: gateway.SpendWriterOptions{FlushEvery: 10 * time.Millisecond},
-		// The first eligible deployment is always picked, and backoffs
-		// are zero unless an upstream's Retry-After says otherwise.
-		Router: gateway.RouterOptions{IntN: func(int) int { return 0 }}})
+	w.opts = opts
+	w.svc, err = gateway.NewService(w.config(w.reg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/audit"
@@ -64,6 +65,10 @@ type Config struct {
 	// threshold and period, however many calls follow (notifications).
 	// It runs at the end of that call, so it must not block for long.
 	BudgetAlerts func(ctx context.Context, a BudgetAlert)
+	// Quotas, when set, shares every budget and every key's rate limits
+	// with the other replicas on the same store (quota.go). Without it
+	// they are this process's alone, which is right for one replica.
+	Quotas QuotaStore
 }
 
 // Service is the gateway: it authenticates virtual keys, applies model
@@ -86,6 +91,8 @@ type Service struct {
 	router  *Router
 	limiter *Limiter
 	ledger  *Ledger
+	quotas  *quotas // nil when budgets and limits are not shared
+	started atomic.Bool
 	spend   *SpendWriter
 	m       *gatewayMetrics
 
@@ -168,6 +175,11 @@ func NewService(cfg Config) (*Service, error) {
 		spendOpts.Logger = cfg.Logger
 	}
 	s.m.hookSpend(&spendOpts)
+	if cfg.Quotas != nil {
+		s.quotas = newQuotas(cfg.Quotas, cfg.Now, cfg.Logger)
+		s.ledger.q, s.limiter.q = s.quotas, s.quotas
+		spendOpts.OnBudgets, spendOpts.Guard = s.ledger.Written, &s.quotas.spendMu
+	}
 	s.spend = NewSpendWriter(cfg.Store, spendOpts)
 	return s, nil
 }
@@ -188,7 +200,70 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.spend.Start()
+	s.started.Store(true)
 	go s.sweep(ctx)
+	if s.quotas != nil {
+		go s.coordinate(ctx)
+	}
+	return nil
+}
+
+// budgetsEvery is how often replicas sharing budgets read them all back:
+// a budget created, changed or removed through another replica applies
+// here within that time.
+const budgetsEvery = 2 * time.Second
+
+// coordinate renews this replica's claims and hands back unused parts
+// every claimEvery, and reloads the budgets every budgetsEvery.
+func (s *Service) coordinate(ctx context.Context) {
+	t := time.NewTicker(claimEvery)
+	defer t.Stop()
+	lastLoad := s.now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.now().Sub(lastLoad) >= budgetsEvery {
+			lastLoad = s.now()
+			if err := s.reloadBudgets(ctx); err != nil {
+				s.log.Warn("gateway: reload shared budgets", "err", err)
+			}
+		}
+		s.quotas.sync(ctx, s.ledger, s.limiter)
+	}
+}
+
+// reloadBudgets reads every budget back from the store into the ledger
+// and the scope index.
+func (s *Service) reloadBudgets(ctx context.Context) error {
+	// Under spendMu, so no spend is both in the store's figures and still
+	// unwritten here.
+	s.quotas.spendMu.Lock()
+	readAt := s.now()
+	budgets, err := s.store.ListAllBudgets(nodus.WithAllTenants(ctx))
+	if err == nil {
+		err = s.ledger.Refresh(budgets, readAt)
+	}
+	s.quotas.spendMu.Unlock()
+	if err != nil {
+		return err
+	}
+	ids := make(map[budgetRef]string, len(budgets))
+	for _, b := range s.ledger.Snapshot() {
+		ids[budgetRef{b.TenantID, b.Scope, b.SubjectID}] = b.ID
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A budget created here after the snapshot is in the ledger and in
+	// the old index only.
+	for ref, id := range s.budgetID {
+		if _, ok := ids[ref]; !ok && s.ledger.Has(id) {
+			ids[ref] = id
+		}
+	}
+	s.budgetID = ids
 	return nil
 }
 
@@ -257,7 +332,16 @@ func (s *Service) Close(ctx context.Context) error {
 	s.closed = true
 	s.mu.Unlock()
 	s.writeKeyUse(ctx)
-	return s.spend.Close(ctx)
+	err := s.spend.Close(ctx)
+	if s.quotas != nil && s.started.Load() {
+		// Spend is written: hand this replica's part of every budget and
+		// limit back rather than leave it claimed until it expires, which
+		// is what happens when this fails.
+		if rerr := s.quotas.release(ctx, s.ledger, s.limiter); rerr != nil {
+			s.log.Warn("gateway: hand back shared claims at shutdown; they expire within a minute", "err", rerr)
+		}
+	}
+	return err
 }
 
 // FlushKeyUse writes the keys' last use noted so far (tests, shutdown).

@@ -48,6 +48,15 @@ type SpendWriterOptions struct {
 	// OnDrop, if set, is called with the number of rows lost: refused by
 	// Add, discarded as invalid, or left unwritten when Close gave up.
 	OnDrop func(n int)
+	// OnBudgets, if set, is told of each batch's budget increments once
+	// they are stored or the batch is discarded (the increments are then
+	// lost for good), before Flush sees the batch handled. It must not
+	// keep the slice.
+	OnBudgets func(incs []BudgetSpend)
+	// Guard, if set, is held around each write attempt and its OnBudgets
+	// call, so a reader holding it sees the store and OnBudgets's
+	// receiver agree.
+	Guard sync.Locker
 }
 
 // ErrSpendWriterClosed is returned by Add after Close.
@@ -332,7 +341,7 @@ func (w *SpendWriter) writeBatch(logs []SpendLog, budgetIDs [][]string) (written
 	incs := w.sumBudgets(logs, budgetIDs)
 	delay := w.opts.RetryMin
 	for attempt := 1; ; attempt++ {
-		err := w.write(logs, incs)
+		err := w.guardedWrite(logs, incs)
 		switch {
 		case err == nil:
 			return true, true
@@ -344,6 +353,7 @@ func (w *SpendWriter) writeBatch(logs []SpendLog, budgetIDs [][]string) (written
 			if w.opts.OnDrop != nil {
 				w.opts.OnDrop(len(logs))
 			}
+			w.budgetsDone(incs)
 			return false, true
 		}
 		w.log.Warn("gateway: spend batch write failed; retrying", "rows", len(logs), "attempt", attempt,
@@ -356,6 +366,26 @@ func (w *SpendWriter) writeBatch(logs []SpendLog, budgetIDs [][]string) (written
 			return false, false
 		}
 		delay = min(2*delay, w.opts.RetryMax)
+	}
+}
+
+// guardedWrite is one write attempt and, when it succeeds, OnBudgets,
+// under Guard.
+func (w *SpendWriter) guardedWrite(logs []SpendLog, incs []BudgetSpend) error {
+	if w.opts.Guard != nil {
+		w.opts.Guard.Lock()
+		defer w.opts.Guard.Unlock()
+	}
+	err := w.write(logs, incs)
+	if err == nil {
+		w.budgetsDone(incs)
+	}
+	return err
+}
+
+func (w *SpendWriter) budgetsDone(incs []BudgetSpend) {
+	if w.opts.OnBudgets != nil && len(incs) > 0 {
+		w.opts.OnBudgets(incs)
 	}
 }
 
