@@ -200,6 +200,24 @@ if [[ -z $(find_chromium) ]]; then
 	fi
 fi
 
+# --- espeak-ng -----------------------------------------------------------------
+# The recordings tests (internal/recordings, cmd/nodus/recordings_test.go)
+# make real speech with espeak-ng. As root it is installed from the
+# distribution when missing; otherwise those tests skip, except under
+# CI=true, where they fail. Keep in sync with .ci/run.
+if ! command -v espeak-ng >/dev/null 2>&1; then
+	if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
+		log "espeak-ng: not installed; installing it with apt-get (for the recordings tests)"
+		export DEBIAN_FRONTEND=noninteractive
+		{ apt-get update && apt-get install -y --no-install-recommends espeak-ng; } >&2 ||
+			die "espeak-ng: apt-get install espeak-ng failed"
+	elif [[ ${CI:-} == true ]]; then
+		die "espeak-ng: not installed and CI=true; install it (apt-get install espeak-ng)"
+	else
+		log "WARNING: espeak-ng: not installed; the recordings tests will be SKIPPED. Install it (apt-get install espeak-ng)."
+	fi
+fi
+
 # --- go test -----------------------------------------------------------------
 # Verbose output goes to a file; the terminal gets everything except the
 # per-test RUN/PASS chatter, then a count of the PostgreSQL subtests, so a

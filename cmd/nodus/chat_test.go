@@ -442,15 +442,21 @@ func TestChatMemory(t *testing.T) {
 			second.Metadata.Memories[0] != "My favourite colour is teal." {
 			t.Fatalf("second turn %+v", second)
 		}
-		req, _ := w.fake.LastRequest()
-		if !strings.Contains(string(req.Body), "- My favourite colour is teal.") {
-			t.Fatalf("the prompt does not recall the memory: %s", req.Body)
+		// The answer's request, not the memory job's that may follow it.
+		var prompt string
+		for _, req := range w.fake.Requests() {
+			if strings.Contains(string(req.Body), "What colour do I like?") && !strings.Contains(string(req.Body), "lasting facts") {
+				prompt = string(req.Body)
+			}
+		}
+		if !strings.Contains(prompt, "- My favourite colour is teal.") {
+			t.Fatalf("the prompt does not recall the memory: %s", prompt)
 		}
 
 		// Bob, of the same tenant and chatbot, recalls nothing of Ann's.
 		var bobs turn
 		w.do(t, bob, "POST", chatPath, map[string]any{"message": "What colour do I like?", "stream": false}, 200, &bobs)
-		req, _ = w.fake.LastRequest()
+		req, _ := w.fake.LastRequest()
 		if len(bobs.Metadata.Memories) != 0 || strings.Contains(string(req.Body), "teal") {
 			t.Fatalf("Bob recalls Ann's memory: %+v %s", bobs, req.Body)
 		}

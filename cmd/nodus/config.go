@@ -40,7 +40,9 @@ type Config struct {
 	LogLevel  slog.Level
 	LogFormat string
 
-	MaxBodyBytes      int64
+	MaxBodyBytes int64
+	// RecordingMaxBytes bounds an uploaded audio recording.
+	RecordingMaxBytes int64
 	RequestTimeout    time.Duration
 	TrustedProxies    []netip.Prefix
 	ReadHeaderTimeout time.Duration
@@ -129,6 +131,14 @@ func settings() []setting {
 				return fmt.Errorf("must be a positive number of bytes")
 			}
 			c.MaxBodyBytes = n
+			return nil
+		}},
+		{"recording-max-bytes", "NODUS_RECORDING_MAX_BYTES", "104857600", "largest audio recording an upload accepts (413 beyond)", func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1 || n > 8<<30 {
+				return fmt.Errorf("must be a number of bytes from 1 to 8 GiB")
+			}
+			c.RecordingMaxBytes = n
 			return nil
 		}},
 		{"trusted-proxies", "NODUS_TRUSTED_PROXIES", "", "reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For gives the client address for throttling and audit; empty: the peer's address", func(c *Config, v string) error {
@@ -382,6 +392,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.Int64("recording_max_bytes", c.RecordingMaxBytes),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Any("trusted_proxies", c.TrustedProxies),
 		slog.Duration("read_header_timeout", c.ReadHeaderTimeout),

@@ -50,6 +50,7 @@ func TestConfigDefaults(t *testing.T) {
 		LogLevel:           slog.LevelInfo,
 		LogFormat:          "text",
 		MaxBodyBytes:       1 << 20,
+		RecordingMaxBytes:  100 << 20,
 		RequestTimeout:     30 * time.Second,
 		ReadHeaderTimeout:  10 * time.Second,
 		IdleTimeout:        120 * time.Second,

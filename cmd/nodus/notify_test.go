@@ -278,7 +278,60 @@ func TestNotificationsEndToEnd(t *testing.T) {
 			t.Errorf("G's unread after H's attempts = %d", count.Unread)
 		}
 
-		// G's org_admin reads it; deleting a webhook drops its log.
+		// In the browser: the header counts it on every page, the
+		// notifications page lists it unread, and opening it marks it
+		// read and goes to what it is about.
+		b := newBrowser(t, w.in.base)
+		csrf := b.signIn("g-admin", canaryOrgPassword)
+		for _, page := range []string{"/", "/knowledge", "/gateway/keys"} {
+			if _, body, _ := b.get(page); !strings.Contains(body, `<span class="count" aria-label="1 unread">1</span>`) {
+				t.Errorf("%s: no unread count in the header", page)
+			}
+		}
+		_, page, _ := b.get("/notifications")
+		assertInert(t, "notifications", page)
+		if !strings.Contains(page, `id="n-`+list.Notifications[0].ID+`" class="unread"`) || !strings.Contains(page, "is exhausted") {
+			t.Errorf("the notifications page does not list it unread:\n%s", page)
+		}
+		if resp, body := b.post("/notifications/"+list.Notifications[0].ID+"/read", url.Values{"open": {"1"}}, w.in.base); resp.StatusCode != 403 {
+			t.Errorf("a form without the CSRF token: %d %s", resp.StatusCode, body)
+		}
+		resp, _ := b.post("/notifications/"+list.Notifications[0].ID+"/read", url.Values{"csrf": {csrf}, "open": {"1"}}, w.in.base)
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/gateway/budgets" {
+			t.Errorf("open: %d %v", resp.StatusCode, resp.Header)
+		}
+		if _, body, _ := b.get("/"); strings.Contains(body, `class="count"`) || !strings.Contains(body, `href="/notifications"`) {
+			t.Error("the header still counts a read notification")
+		}
+		// The preferences form sets every kind: only those checked.
+		if resp, _ := b.post("/notifications/preferences", url.Values{"csrf": {csrf}, "email": {"key.expiring", "egress.denied"}}, w.in.base); resp.StatusCode != http.StatusSeeOther {
+			t.Errorf("save preferences: %d", resp.StatusCode)
+		}
+		w.do(t, w.orgAdmin, "GET", "/api/v1/notifications/preferences", nil, 200, &prefs)
+		if !prefs.Email["key.expiring"] || !prefs.Email["egress.denied"] || prefs.Email["budget.exhausted"] {
+			t.Errorf("preferences after the form = %v", prefs.Email)
+		}
+		// Webhooks: created in the page with its secret shown once; the
+		// delivery log of one; a user has no such page.
+		resp, page = b.post("/admin/webhooks", url.Values{"csrf": {csrf}, "url": {good.URL + "/ui"}, "kinds": {"egress.denied"}}, w.in.base)
+		if resp.StatusCode != http.StatusCreated || !strings.Contains(page, `readonly value="whsec_`) {
+			t.Errorf("create a webhook in the page: %d", resp.StatusCode)
+		}
+		_, page, _ = b.get("/admin/webhooks")
+		if strings.Contains(page, "whsec_") || !strings.Contains(page, good.URL+"/ui") {
+			t.Error("the webhooks page shows a secret or misses the new webhook")
+		}
+		if resp, page, _ := b.get("/admin/webhooks/" + goodHook.Webhook.ID); resp.StatusCode != 200 || !strings.Contains(page, "Delivered") {
+			t.Errorf("the delivery log: %d", resp.StatusCode)
+		}
+		ub := newBrowser(t, w.in.base)
+		ub.signIn("g-user", canaryOrgPassword)
+		if resp, _, _ := ub.get("/admin/webhooks"); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("a user opens the webhooks page: %d", resp.StatusCode)
+		}
+
+		// G's org_admin reads it again through the API (no change);
+		// deleting a webhook drops its log.
 		w.do(t, w.orgAdmin, "POST", "/api/v1/notifications/"+list.Notifications[0].ID+"/read", nil, 204, nil)
 		w.do(t, w.orgAdmin, "GET", "/api/v1/notifications/count", nil, 200, &count)
 		if count.Unread != 0 {

@@ -34,6 +34,9 @@ func TestDeleteTenantPurgesEverything(t *testing.T) {
 				"allowed_hosts": []string{"api.example.com"}, "purpose": "test.key"}, 201, nil)
 			admin.must("PUT", "/api/v1/egress/policy?tenant_id="+id, map[string]any{"mode": "enforce",
 				"rules": []map[string]any{{"host": "api.example.com"}}}, 200, nil)
+			if status, b := uploadAudio(t, admin, name, name+".wav", silentWAV(0.5), "?tenant_id="+id); status != 201 {
+				t.Fatalf("upload a recording: %d %s", status, b)
+			}
 		}
 
 		ctx := context.Background()
@@ -85,7 +88,7 @@ func TestDeleteTenantPurgesEverything(t *testing.T) {
 			table string
 		}{{vaultDB, "vault_secrets"}, {vaultDB, "vault_data_keys"}, {mainDB, "secret_handles"},
 			{mainDB, "egress_rules"}, {mainDB, "tenant_egress_policies"},
-			{mainDB, "knowledge_bases"}, {mainDB, "documents"}, {mainDB, "kb_chunks"}}
+			{mainDB, "knowledge_bases"}, {mainDB, "documents"}, {mainDB, "kb_chunks"}, {mainDB, "recordings"}}
 		for _, tb := range tables {
 			if n := count(tb.db, tb.table, tenants["Doomed"]); n == 0 {
 				t.Fatalf("%s holds nothing of the tenant before the deletion: the test checks nothing", tb.table)

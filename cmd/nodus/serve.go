@@ -33,13 +33,19 @@ import (
 	"github.com/nodus-os/nodus/internal/memory/memorywire"
 	"github.com/nodus-os/nodus/internal/metrics"
 	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/notebook"
+	"github.com/nodus-os/nodus/internal/notebook/notebookwire"
 	"github.com/nodus-os/nodus/internal/notify"
 	"github.com/nodus-os/nodus/internal/notify/notifywire"
+	"github.com/nodus-os/nodus/internal/recordings"
+	"github.com/nodus-os/nodus/internal/recordings/recordingswire"
 	// Aliased: package main has a func named settings (config.go).
 	settingsvc "github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/store"
 	"github.com/nodus-os/nodus/internal/tracing"
 	"github.com/nodus-os/nodus/internal/tracing/tracewire"
+	// Aliased: package main has a const named usage (run.go).
+	usagesvc "github.com/nodus-os/nodus/internal/usage"
 	"github.com/nodus-os/nodus/internal/vault"
 	"github.com/nodus-os/nodus/internal/web"
 )
@@ -59,6 +65,14 @@ const requeueInterval = time.Minute
 // spendRetentionInterval is how often spend rows past their retention
 // (NODUS_GATEWAY_SPEND_RETENTION_DAYS) are deleted.
 const spendRetentionInterval = time.Hour
+
+// usageRollupInterval is how often yesterday's and today's usage metrics
+// are recomputed: how far the dashboard's usage lags.
+const usageRollupInterval = 5 * time.Minute
+
+// keyExpiryInterval is how often gateway keys expiring soon are looked
+// for (each is notified once).
+const keyExpiryInterval = time.Hour
 
 // tracingRetentionInterval is how often traces past their tenant's
 // retention are deleted.
@@ -170,7 +184,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	dbs.RegisterMetrics(reg)
 	// Every outbound connection goes through egress: the policies live in
 	// the main database, beside the audit log its refusals go to.
-	egressService, err := egress.NewService(dbs.DB(store.SetMain), egress.Options{Logger: logger, Metrics: reg, Audit: auditor})
+	// A tenant's refused requests are notified to its admins (once per
+	// host and hour), by the notifications built below.
+	egressService, err := egress.NewService(dbs.DB(store.SetMain), egress.Options{Logger: logger, Metrics: reg, Audit: auditor,
+		Denied: notifywire.EgressDenials(func() *notify.Service { return notifyService }, logger, time.Now)})
 	if err != nil {
 		return err
 	}
@@ -347,6 +364,53 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	ids.AddTenantPurger(chatService.PurgeTenant)
 
+	// Usage metrics per day, tenant, chatbot, user and model, rebuilt from
+	// the main database's chats and documents and the gateway's spend.
+	usageCfg := usagesvc.Config{Store: dbs.DB(store.SetMain), Logger: logger}
+	if gatewayAdmin != nil {
+		usageCfg.Gateway = dbs.DB(store.SetGateway)
+	}
+	usageService, err := usagesvc.NewService(usageCfg)
+	if err != nil {
+		return err
+	}
+	ids.AddTenantPurger(usageService.PurgeTenant)
+
+	// Recordings are transcribed and summarised through the gateway in
+	// process, as their uploader, with the tenant's models from the
+	// settings; a speech model set there resumes those waiting for one.
+	recCfg := recordings.Config{Store: recordingswire.Store{DB: dbs.DB(store.SetMain), Queue: func() *jobs.Queue { return queue }},
+		Blobs: blobs, Settings: recordingswire.Settings{Service: settingsService},
+		Knowledge: recordingswire.Knowledge{Service: knowledgeService}, Notify: recordingswire.Notify(notifyService, logger),
+		Logger: logger, MaxBytes: cfg.RecordingMaxBytes}
+	if gatewayAdmin != nil {
+		recCfg.Transcriber, recCfg.Models = recordingswire.Gateway{Service: gatewayAdmin}, recordingswire.Gateway{Service: gatewayAdmin}
+	}
+	recordingService, err := recordings.NewService(recCfg)
+	if err != nil {
+		return err
+	}
+	ids.AddTenantPurger(recordingService.PurgeTenant)
+	settingsService.OnUpdate(recordingService.ResumeTenant)
+
+	// Notebooks (Llibreta): sources read from the knowledge bases, the web
+	// through egress, recordings and pasted text; chats and summaries through the
+	// gateway in process, with the notebook's or the tenant's model. Each
+	// source's summary job is queued with it. A recording source is the
+	// transcript of one of the user's own recordings.
+	nbCfg := notebook.Config{Store: notebookwire.Store{DB: dbs.DB(store.SetMain), Queue: func() *jobs.Queue { return queue }},
+		Documents: notebookwire.Documents{DB: dbs.DB(store.SetMain)}, Users: notebookwire.Users{Identity: ids},
+		Web: egressService, Defaults: notebookwire.Defaults{Settings: settingsService}, Audit: auditor, Logger: logger,
+		Recordings: notebookwire.Recordings{Service: recordingService}}
+	if gatewayAdmin != nil {
+		nbCfg.Models = notebookwire.Models{Service: gatewayAdmin}
+	}
+	notebookService, err := notebook.NewService(nbCfg)
+	if err != nil {
+		return err
+	}
+	ids.AddTenantPurger(notebookService.PurgeTenant)
+
 	workers := river.NewWorkers()
 	jobs.AddMemory(workers, func(ctx context.Context, args jobs.MemoryArgs) error {
 		return memorywire.Write(ctx, chatService, memoryService, chat.RememberRequest(args))
@@ -363,6 +427,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		return err
 	}
+	jobs.AddNotebook(workers, func(ctx context.Context, a jobs.NotebookSummaryArgs) error {
+		return notebookService.Summarize(ctx, a.TenantID, a.NotebookID, a.SourceID)
+	})
 	jobs.AddNotify(workers, func(ctx context.Context, a jobs.NotifyEmailArgs) error {
 		return permanent(notifyService.SendEmail(ctx, a.TenantID, a.NotificationID))
 	}, func(ctx context.Context, a jobs.WebhookArgs, attempt int) error {
@@ -371,7 +438,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	periodic := []*river.PeriodicJob{jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval),
 		jobs.AddTracingRetention(workers, tracingService, tracingRetentionInterval, nil),
 		jobs.AddTracingRollup(workers, tracingService, tracingRollupInterval),
-		jobs.AddRequeue(workers, knowledgeService, requeueInterval)}
+		jobs.AddUsageRollup(workers, usageService, usageRollupInterval),
+		jobs.AddRequeue(workers, knowledgeService, requeueInterval),
+		jobs.AddRecordings(workers, recordingService.Process, recordingService.ResumeStalled, requeueInterval)}
+	if gatewayAdmin != nil {
+		// Owners and admins hear of keys expiring within a week, once per
+		// key and expiry.
+		periodic = append(periodic, jobs.AddKeyExpiry(workers, notifywire.KeyExpiry{Keys: dbs.DB(store.SetGateway),
+			Notify: notifyService, Logger: logger}, keyExpiryInterval))
+	}
 	if cfg.SpendRetentionDays > 0 && gatewayAdmin != nil {
 		periodic = append(periodic, jobs.AddSpendRetention(workers, gatewayService,
 			time.Duration(cfg.SpendRetentionDays)*24*time.Hour, spendRetentionInterval, nil))
@@ -406,14 +481,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Memory:       memoryService,
 		Tracing:      tracingService,
 		Notify:       notifyService,
+		Usage:        usageService,
+		Recordings:   recordingService,
+		Notebooks:    notebookService,
 	}, httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: cfg.RequestTimeout,
 		TrustedProxies: cfg.TrustedProxies})
 	// The browser UI over the same services, at the paths it serves;
 	// everything else (the API, the gateway, probes) goes to the API.
 	ui, err := web.New(web.Deps{Logger: logger, Identity: ids, Menus: menus, Settings: settingsService,
 		Knowledge: knowledgeService, Chat: chatService, Gateway: gatewayAdmin,
-		Tracing: tracingService, Memory: memoryService,
-		Audit: auditor, Vault: vaultService, Egress: egressService}, web.Config{RequestTimeout: cfg.RequestTimeout, TrustedProxies: cfg.TrustedProxies})
+		Tracing: tracingService, Memory: memoryService, Notify: notifyService, Recordings: recordingService, Usage: usageService,
+		Audit: auditor, Vault: vaultService, Egress: egressService, Notebooks: notebookService}, web.Config{RequestTimeout: cfg.RequestTimeout, TrustedProxies: cfg.TrustedProxies})
 	if err != nil {
 		return err
 	}

@@ -139,6 +139,11 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 		}
 		orgAdmin.must("POST", "/api/v1/webhooks", map[string]any{"url": "https://" + name + ".example.test/hooks",
 			"kinds": []string{"secret.rotated", "budget.exhausted"}}, 201, nil)
+		// A recording, left waiting for a speech model (none is set).
+		if status, b := uploadAudio(t, orgAdmin, name+"-recording", name+".wav", silentWAV(1)); status != 201 {
+			t.Fatalf("upload a recording for %s: %d %s", name, status, b)
+		}
+		waitRecordingsSettled(t, orgAdmin)
 		// A machine identity, with a grant of its own.
 		var machine struct{ Machine struct{ ID string } }
 		orgAdmin.must("POST", "/api/v1/vault/machines", map[string]any{"name": name + "-deployer"}, 201, &machine)
@@ -199,6 +204,54 @@ func newTenancy(t *testing.T, databaseURL string) *tenancy {
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("the chat turn of %s left no trace", name)
+			}
+		}
+		// A notebook of the tenant's user, shared with its viewer: a source,
+		// a card and a chat answer.
+		nbUser := w.members[name+"-user"]
+		var nb struct{ Notebook struct{ ID string } }
+		nbUser.must("POST", "/api/v1/notebooks", map[string]any{"name": name + "-notebook"}, 201, &nb)
+		nbBase := "/api/v1/notebooks/" + nb.Notebook.ID
+		var nbSrc struct{ Source struct{ ID string } }
+		nbUser.must("POST", nbBase+"/sources", map[string]any{"kind": "text", "title": name + "-source",
+			"text": "Tenant " + name + " keeps its notes here."}, 201, &nbSrc)
+		// Its summary is written in the background: wait for it, so the
+		// snapshots of B compare settled rows.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			var src struct{ Source struct{ Status string } }
+			nbUser.must("GET", nbBase+"/sources/"+nbSrc.Source.ID, nil, 200, &src)
+			if src.Source.Status == "ready" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the source of %s's notebook was never summarised", name)
+			}
+		}
+		nbUser.must("POST", nbBase+"/cards", map[string]any{"title": name + "-card", "content": "A *note*."}, 201, nil)
+		nbUser.must("PUT", nbBase+"/shares/"+w.members[name+"-viewer"].user.ID, map[string]any{"permission": "read"}, 200, nil)
+		var nbChat struct{ Chat struct{ ID string } }
+		nbUser.must("POST", nbBase+"/chats", map[string]any{}, 201, &nbChat)
+		nbUser.must("POST", nbBase+"/chats/"+nbChat.Chat.ID+"/messages", map[string]any{"message": "What does tenant " + name + " keep?"}, 200, nil)
+		// The gateway traces the answer's call in the background: wait for
+		// it too.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			var traces struct {
+				Traces []struct {
+					Name   string
+					UserID string `json:"user_id"`
+				}
+			}
+			orgAdmin.must("GET", "/api/v1/traces", nil, 200, &traces)
+			if slices.ContainsFunc(traces.Traces, func(tr struct {
+				Name   string
+				UserID string `json:"user_id"`
+			}) bool {
+				return tr.Name == "gateway chat" && tr.UserID == nbUser.user.ID
+			}) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the notebook chat of %s left no trace", name)
 			}
 		}
 		// An agent session of the tenant's user, with an event and state in
@@ -294,6 +347,12 @@ func (w *tenancy) ids(tenant string) map[string]string {
 		t.Fatalf("%s has no notification or webhook", tenant)
 	}
 	out["notifications"], out["webhooks"] = notes.Notifications[0].ID, hooks.Webhooks[0].ID
+	var recs struct{ Recordings []struct{ ID string } }
+	w.members[tenant+"-admin"].must("GET", "/api/v1/recordings", nil, 200, &recs)
+	if len(recs.Recordings) == 0 {
+		t.Fatalf("%s has no recording", tenant)
+	}
+	out["recordings"] = recs.Recordings[0].ID
 	var deps struct{ Deployments []struct{ ID string } }
 	w.members[tenant+"-admin"].must("GET", "/api/v1/gateway/deployments", nil, 200, &deps)
 	var keys struct{ Keys []struct{ ID string } }
@@ -352,6 +411,32 @@ func (w *tenancy) ids(tenant string) map[string]string {
 	out["sessions"] = tenant + "-session"
 	// Agent sessions are named by app, user and session (newTenancy's).
 	out["agent-user"], out["agent-session"] = w.members[tenant+"-user"].user.ID, "s1"
+	// The notebook of the tenant's user, and what is in it.
+	nbUser := w.members[tenant+"-user"]
+	var nbs struct{ Notebooks []struct{ ID string } }
+	nbUser.must("GET", "/api/v1/notebooks", nil, 200, &nbs)
+	if len(nbs.Notebooks) == 0 {
+		t.Fatalf("%s has no notebook", tenant)
+	}
+	nbBase := "/api/v1/notebooks/" + nbs.Notebooks[0].ID
+	var srcs struct{ Sources []struct{ ID string } }
+	nbUser.must("GET", nbBase+"/sources", nil, 200, &srcs)
+	var cards struct{ Cards []struct{ ID string } }
+	nbUser.must("GET", nbBase+"/cards", nil, 200, &cards)
+	var chats struct{ Chats []struct{ ID string } }
+	nbUser.must("GET", nbBase+"/chats", nil, 200, &chats)
+	if len(srcs.Sources) == 0 || len(cards.Cards) == 0 || len(chats.Chats) == 0 {
+		t.Fatalf("%s's notebook has no source, card or chat", tenant)
+	}
+	var nbChat struct{ Messages []struct{ ID, Role string } }
+	nbUser.must("GET", nbBase+"/chats/"+chats.Chats[0].ID, nil, 200, &nbChat)
+	for _, m := range nbChat.Messages {
+		if m.Role == "assistant" {
+			out["notebook-message"] = m.ID
+		}
+	}
+	out["notebooks"], out["notebook-source"], out["notebook-card"] = nbs.Notebooks[0].ID, srcs.Sources[0].ID, cards.Cards[0].ID
+	out["notebook-chat"], out["notebook-member"] = chats.Chats[0].ID, w.members[tenant+"-viewer"].user.ID
 	return out
 }
 
@@ -367,6 +452,9 @@ func fillPath(t *testing.T, path string, ids map[string]string) string {
 	if before, after, ok := strings.Cut(path, "/tracing/keys/{id}"); ok {
 		return before + "/tracing/keys/" + ids["tracing-keys"] + after
 	}
+	// A notebook's routes name what is in it too: those first.
+	path = strings.NewReplacer("{source}", ids["notebook-source"], "{card}", ids["notebook-card"], "{chat}", ids["notebook-chat"],
+		"{message}", ids["notebook-message"], "{member}", ids["notebook-member"]).Replace(path)
 	// A document's routes name its knowledge base too: {doc} first.
 	if before, after, ok := strings.Cut(path, "/documents/{doc}"); ok {
 		path = before + "/documents/" + ids["documents"] + after
@@ -402,7 +490,7 @@ func (w *tenancy) snapshot(t *testing.T) string {
 		"/api/v1/traces?tenant_id=" + w.b.ID, "/api/v1/traces/b-trace?tenant_id=" + w.b.ID,
 		"/api/v1/tracing/keys?tenant_id=" + w.b.ID, "/api/v1/tracing/sessions?tenant_id=" + w.b.ID,
 		"/api/v1/tracing/sessions/b-session?tenant_id=" + w.b.ID, "/api/v1/tracing/users?tenant_id=" + w.b.ID,
-		"/api/v1/webhooks?tenant_id=" + w.b.ID} {
+		"/api/v1/webhooks?tenant_id=" + w.b.ID, "/api/v1/recordings?tenant_id=" + w.b.ID} {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
@@ -440,6 +528,20 @@ func (w *tenancy) snapshot(t *testing.T) string {
 		status, b := w.admin.do("GET", path, nil)
 		if status != 200 || len(b) < 50 {
 			t.Fatalf("snapshot GET %s: %d %s", path, status, b)
+		}
+		buf.Write(b)
+	}
+	// B's notebook, as its owner sees it.
+	var nbs struct{ Notebooks []struct{ ID string } }
+	w.members["b-user"].must("GET", "/api/v1/notebooks", nil, 200, &nbs)
+	if len(nbs.Notebooks) == 0 {
+		t.Fatal("snapshot: B has no notebook")
+	}
+	nbB := "/api/v1/notebooks/" + nbs.Notebooks[0].ID
+	for _, path := range []string{"/api/v1/notebooks", nbB, nbB + "/shares", nbB + "/sources", nbB + "/cards", nbB + "/chats"} {
+		status, b := w.members["b-user"].do("GET", path, nil)
+		if status != 200 || len(b) < 50 {
+			t.Fatalf("snapshot GET %s as B's user: %d %s", path, status, b)
 		}
 		buf.Write(b)
 	}
@@ -618,6 +720,7 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"GET /api/v1/tracing/settings":             {query: onB},
 		"PUT /api/v1/tracing/settings":             {query: onB, body: map[string]any{"retention_days": 1}},
 		"GET /api/v1/tracing/metrics":              {query: onB + "&from=2026-01-01&to=2026-01-31&group_by=model"},
+		"GET /api/v1/metrics/usage":                {query: onB + "&from=2026-01-01&to=2026-01-31&group_by=user&format=csv"},
 		"GET /api/v1/traces":                       {query: onB},
 		"POST /api/v1/scores":                      {body: map[string]any{"trace_id": b["traces"], "name": "hijack", "value": 0}},
 		"GET /api/v1/tracing/sessions":             {query: onB},
@@ -632,6 +735,12 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"PUT /api/v1/notifications/preferences": {query: onB, body: map[string]any{"email": map[string]bool{"secret.rotated": true}}},
 		"GET /api/v1/webhooks":                  {query: onB},
 		"POST /api/v1/webhooks":                 {query: onB, body: map[string]any{"url": "https://evil.example.test/", "kinds": []string{"secret.rotated"}}},
+		"GET /api/v1/notebooks":                 {query: onB},
+		"POST /api/v1/notebooks":                {query: onB, body: map[string]any{"name": "intruder"}},
+		// Recordings: B's by id (in the path), or B's tenant named.
+		"GET /api/v1/recordings":                 {query: onB},
+		"PATCH /api/v1/recordings/{id}":          {body: map[string]any{"title": "hijacked"}},
+		"POST /api/v1/recordings/{id}/knowledge": {body: map[string]any{"knowledge_base_id": b["knowledge-bases"]}},
 	} {
 		foreign[pattern] = append(foreign[pattern], in)
 	}
@@ -688,6 +797,8 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 		"GET /api/v1/webhooks/{id}/deliveries"} {
 		foreign[pattern] = []input{{}, {query: onB}}
 	}
+	// An upload into B's tenant: 404 before the body (not even multipart).
+	foreign["POST /api/v1/recordings"] = []input{{query: onB}}
 	// B's price override named in A's tenant is A's to delete, and A has none.
 	foreign["DELETE /api/v1/gateway/prices/{model...}"] = []input{{}, {query: onB}}
 	// A grant in A's own vault naming B's machine identity.
@@ -744,6 +855,18 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 			}
 		}
 	}
+	// B's ids inside the bodies of A's own notebook: B's document as a
+	// source, B's user as a share, B's chat answer saved as a card.
+	var own struct{ Notebook struct{ ID string } }
+	attacker.must("POST", "/api/v1/notebooks", map[string]any{"name": "attacker's"}, 201, &own)
+	ownBase := "/api/v1/notebooks/" + own.Notebook.ID
+	attacker.must("POST", ownBase+"/sources", map[string]any{"kind": "document", "document_id": b["documents"]}, 404, nil)
+	attacker.must("PUT", ownBase+"/shares/"+b["notebook-member"], map[string]any{"permission": "write"}, 404, nil)
+	attacker.must("POST", ownBase+"/cards/reorder", map[string]any{"card_ids": []string{b["notebook-card"]}}, 400, nil)
+	var ownChat struct{ Chat struct{ ID string } }
+	attacker.must("POST", ownBase+"/chats", map[string]any{}, 201, &ownChat)
+	attacker.must("POST", ownBase+"/chats/"+ownChat.Chat.ID+"/messages/"+b["notebook-message"]+"/card", map[string]any{}, 404, nil)
+	attacker.must("DELETE", ownBase, nil, 204, nil)
 	if after := w.snapshot(t); after != before {
 		t.Errorf("B's rows changed:\nbefore %s\nafter  %s", before, after)
 	}

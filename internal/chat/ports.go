@@ -47,6 +47,10 @@ type Passage struct {
 	Score           float64
 	Snippet         string // HTML: escaped, matches in <mark>
 	Text            string
+	// RecordingID, Start and End place a passage of a recording's
+	// transcript in its audio (seconds); "" and nil for other documents.
+	RecordingID string
+	Start, End  *float64
 }
 
 // Searcher searches a tenant's knowledge bases. Its errors are

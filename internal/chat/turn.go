@@ -46,6 +46,11 @@ type Source struct {
 	Snippet         string  `json:"snippet"` // HTML: escaped, matches in <mark>
 	Content         string  `json:"content"`
 	Cited           bool    `json:"cited"` // the answer refers to it as [n]
+	// A passage of a recording's transcript: the recording and the
+	// seconds of its audio the passage was heard at.
+	RecordingID string   `json:"recording_id,omitempty"`
+	Start       *float64 `json:"start,omitempty"`
+	End         *float64 `json:"end,omitempty"`
 }
 
 // MessageMetadata is an assistant message's metadata, stored as JSON.
@@ -354,7 +359,7 @@ func (s *Service) retrieve(ctx context.Context, a Actor, bot Chatbot, question s
 				h := hits[rank]
 				out = append(out, Source{N: len(out) + 1, KnowledgeBaseID: h.KnowledgeBaseID, DocumentID: h.DocumentID,
 					DocumentName: h.DocumentName, ChunkID: h.ChunkID, Position: h.Position, Score: h.Score,
-					Snippet: h.Snippet, Content: h.Text})
+					Snippet: h.Snippet, Content: h.Text, RecordingID: h.RecordingID, Start: h.Start, End: h.End})
 				added = true
 			}
 		}

@@ -70,6 +70,21 @@ type Options struct {
 	Timeout               time.Duration // a whole request, body included (http.Client.Timeout): 10m
 	MaxRedirects          int           // redirects one request follows: 5
 	CacheTTL              time.Duration // how long another replica's change may take to apply here: 30s
+
+	// Denied, when set, hears of every refusal of a tenant's request (not
+	// the platform's own), after it is audited. It runs on the request's
+	// goroutine: it must be quick, and rate-limit what it does with a
+	// loop of refusals (notifywire.EgressDenials does).
+	Denied func(ctx context.Context, d Denial)
+}
+
+// Denial is a refused outbound request, as Options.Denied hears of it.
+type Denial struct {
+	TenantID string
+	Target   string // host:port, never a path or query
+	Reason   Reason
+	Detail   string
+	Mode     Mode
 }
 
 // Service decides, and enforces, where Nodus may connect.
@@ -584,6 +599,9 @@ func (s *Service) refuse(ctx context.Context, tenantID string, mode Mode, to str
 		slog.String("target", to), slog.String("reason", string(r)), slog.String("mode", string(mode)),
 		slog.String("detail", detail))
 	s.record(ctx, "egress.denied", tenantID, to, r, mode)
+	if s.opts.Denied != nil && tenantID != "" {
+		s.opts.Denied(ctx, Denial{TenantID: tenantID, Target: to, Reason: r, Detail: detail, Mode: mode})
+	}
 	return denied(&DeniedError{Reason: r, Target: to, Detail: detail})
 }
 

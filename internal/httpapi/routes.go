@@ -200,6 +200,35 @@ func (s *Server) routes() []route {
 		{pattern: "DELETE /api/v1/conversations/{id}", handler: s.handleDeleteConversation(), action: identity.ActionWriteContent},
 		{pattern: "PUT /api/v1/messages/{id}/feedback", handler: s.handleSetFeedback(), action: identity.ActionWriteContent, maxBody: 8 << 10},
 		{pattern: "DELETE /api/v1/messages/{id}/feedback", handler: s.handleClearFeedback(), action: identity.ActionWriteContent},
+		// Notebooks (Llibreta): the caller's own and those shared with
+		// them; the notebook service checks the share (notebooks.go).
+		{pattern: "GET /api/v1/notebooks", handler: s.handleListNotebooks(), action: identity.ActionReadContent},
+		{pattern: "POST /api/v1/notebooks", handler: s.handleCreateNotebook(), action: identity.ActionWriteContent, maxBody: notebookMaxBody},
+		{pattern: "GET /api/v1/notebooks/{id}", handler: s.handleGetNotebook(), action: identity.ActionReadContent},
+		{pattern: "PATCH /api/v1/notebooks/{id}", handler: s.handleUpdateNotebook(), action: identity.ActionWriteContent, maxBody: notebookMaxBody},
+		{pattern: "DELETE /api/v1/notebooks/{id}", handler: s.handleDeleteNotebook(), action: identity.ActionWriteContent},
+		{pattern: "GET /api/v1/notebooks/{id}/shares", handler: s.handleListNotebookShares(), action: identity.ActionReadContent},
+		{pattern: "PUT /api/v1/notebooks/{id}/shares/{member}", handler: s.handlePutNotebookShare(), action: identity.ActionWriteContent, maxBody: 1 << 10},
+		{pattern: "DELETE /api/v1/notebooks/{id}/shares/{member}", handler: s.handleDeleteNotebookShare(), action: identity.ActionWriteContent},
+		{pattern: "GET /api/v1/notebooks/{id}/sources", handler: s.handleListNotebookSources(), action: identity.ActionReadContent},
+		{pattern: "POST /api/v1/notebooks/{id}/sources", handler: s.handleAddNotebookSource(), action: identity.ActionWriteContent,
+			maxBody: notebookSourceMaxBody, timeout: notebookSourceTimeout},
+		{pattern: "GET /api/v1/notebooks/{id}/sources/{source}", handler: s.handleGetNotebookSource(), action: identity.ActionReadContent},
+		{pattern: "PATCH /api/v1/notebooks/{id}/sources/{source}", handler: s.handleUpdateNotebookSource(), action: identity.ActionWriteContent, maxBody: 4 << 10},
+		{pattern: "DELETE /api/v1/notebooks/{id}/sources/{source}", handler: s.handleDeleteNotebookSource(), action: identity.ActionWriteContent},
+		{pattern: "GET /api/v1/notebooks/{id}/cards", handler: s.handleListNotebookCards(), action: identity.ActionReadContent},
+		{pattern: "POST /api/v1/notebooks/{id}/cards", handler: s.handleCreateNotebookCard(), action: identity.ActionWriteContent, maxBody: notebookCardMaxBody},
+		{pattern: "POST /api/v1/notebooks/{id}/cards/reorder", handler: s.handleReorderNotebookCards(), action: identity.ActionWriteContent, maxBody: 64 << 10},
+		{pattern: "PATCH /api/v1/notebooks/{id}/cards/{card}", handler: s.handleUpdateNotebookCard(), action: identity.ActionWriteContent, maxBody: notebookCardMaxBody},
+		{pattern: "DELETE /api/v1/notebooks/{id}/cards/{card}", handler: s.handleDeleteNotebookCard(), action: identity.ActionWriteContent},
+		{pattern: "GET /api/v1/notebooks/{id}/chats", handler: s.handleListNotebookChats(), action: identity.ActionReadContent},
+		{pattern: "POST /api/v1/notebooks/{id}/chats", handler: s.handleCreateNotebookChat(), action: identity.ActionWriteContent, maxBody: 4 << 10},
+		{pattern: "GET /api/v1/notebooks/{id}/chats/{chat}", handler: s.handleGetNotebookChat(), action: identity.ActionReadContent},
+		{pattern: "DELETE /api/v1/notebooks/{id}/chats/{chat}", handler: s.handleDeleteNotebookChat(), action: identity.ActionWriteContent},
+		{pattern: "POST /api/v1/notebooks/{id}/chats/{chat}/messages", handler: s.handleAskNotebook(), action: identity.ActionWriteContent,
+			maxBody: notebookAskMaxBody, timeout: notebookAskTimeout},
+		{pattern: "POST /api/v1/notebooks/{id}/chats/{chat}/messages/{message}/card", handler: s.handleSaveNotebookAnswer(),
+			action: identity.ActionWriteContent, maxBody: 4 << 10},
 		// The caller's own notifications, and the tenant's webhooks.
 		{pattern: "GET /api/v1/notifications", handler: s.handleListNotifications(), action: identity.ActionReadSelf},
 		{pattern: "GET /api/v1/notifications/count", handler: s.handleCountNotifications(), action: identity.ActionReadSelf, quiet: true},
@@ -211,6 +240,18 @@ func (s *Server) routes() []route {
 		{pattern: "POST /api/v1/webhooks", handler: s.handleCreateWebhook(), action: identity.ActionManageSetting, maxBody: 8 << 10},
 		{pattern: "DELETE /api/v1/webhooks/{id}", handler: s.handleDeleteWebhook(), action: identity.ActionManageSetting},
 		{pattern: "GET /api/v1/webhooks/{id}/deliveries", handler: s.handleListWebhookDeliveries(), action: identity.ActionManageSetting},
+		// Audio recordings: a user's own, every one of the tenant's for
+		// its admins; adding a transcript to a knowledge base manages it.
+		{pattern: "POST /api/v1/recordings", handler: s.handleCreateRecording(), action: identity.ActionWriteContent,
+			maxBody: s.recordingMaxBytes() + recordingEnvelope, timeout: 10 * time.Minute},
+		{pattern: "GET /api/v1/recordings", handler: s.handleListRecordings(), action: identity.ActionReadContent},
+		{pattern: "GET /api/v1/recordings/{id}", handler: s.handleGetRecording(), action: identity.ActionReadContent},
+		{pattern: "PATCH /api/v1/recordings/{id}", handler: s.handleUpdateRecording(), action: identity.ActionWriteContent, maxBody: 4 << 10},
+		{pattern: "DELETE /api/v1/recordings/{id}", handler: s.handleDeleteRecording(), action: identity.ActionWriteContent},
+		{pattern: "GET /api/v1/recordings/{id}/audio", handler: s.handleRecordingAudio(), action: identity.ActionReadContent,
+			timeout: 30 * time.Minute},
+		{pattern: "POST /api/v1/recordings/{id}/retry", handler: s.handleRetryRecording(), action: identity.ActionWriteContent, maxBody: 1 << 10},
+		{pattern: "POST /api/v1/recordings/{id}/knowledge", handler: s.handleRecordingToKnowledge(), action: identity.ActionManageKnowledge, maxBody: 4 << 10},
 		// LLM tracing: Langfuse's ingestion, authenticated inside by a
 		// tenant's key pair (public here only in that it takes no session
 		// or token), the key pairs, and the query API.
@@ -223,6 +264,8 @@ func (s *Server) routes() []route {
 		{pattern: "GET /api/v1/tracing/settings", handler: s.handleGetTracingSettings(), action: identity.ActionReadTracing},
 		{pattern: "PUT /api/v1/tracing/settings", handler: s.handleSetTracingSettings(), action: identity.ActionManageTracing, maxBody: 4 << 10},
 		{pattern: "GET /api/v1/tracing/metrics", handler: s.handleTracingMetrics(), action: identity.ActionReadTracing},
+		// Usage metrics per day, chatbot, user and model (JSON or CSV).
+		{pattern: "GET /api/v1/metrics/usage", handler: s.handleUsageMetrics(), action: identity.ActionReadUsage},
 		{pattern: "GET /api/v1/traces", handler: s.handleListTraces(), action: identity.ActionReadTracing},
 		{pattern: "GET /api/v1/traces/{id}", handler: s.handleGetTrace(), action: identity.ActionReadTracing},
 		{pattern: "POST /api/v1/scores", handler: s.handleCreateScore(), action: identity.ActionWriteTracing, maxBody: 80 << 10},

@@ -18,9 +18,12 @@ import (
 	"github.com/nodus-os/nodus/internal/knowledge"
 	"github.com/nodus-os/nodus/internal/memory"
 	"github.com/nodus-os/nodus/internal/metrics"
+	"github.com/nodus-os/nodus/internal/notebook"
 	"github.com/nodus-os/nodus/internal/notify"
+	"github.com/nodus-os/nodus/internal/recordings"
 	"github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/tracing"
+	"github.com/nodus-os/nodus/internal/usage"
 	"github.com/nodus-os/nodus/internal/vault"
 )
 
@@ -95,6 +98,14 @@ type Deps struct {
 	// Notify serves notifications and webhooks; nil answers their routes
 	// 503.
 	Notify *notify.Service
+	// Usage serves the usage metrics; nil answers their route 503.
+	Usage *usage.Service
+	// Recordings serves audio recordings and their transcripts; nil
+	// answers their routes 503.
+	Recordings *recordings.Service
+	// Notebooks serves notebooks, their sources, cards and chats; nil
+	// answers their routes 503.
+	Notebooks *notebook.Service
 }
 
 // AuditLog records security-relevant actions and lists them.

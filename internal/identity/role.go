@@ -88,6 +88,9 @@ const (
 	ActionManageTracing Action = "tracing.manage"
 )
 
+// Usage metrics' action: per user and chatbot, so for admins.
+const ActionReadUsage Action = "usage.read"
+
 // permissions is the permission table: which role may do which action.
 // A role not listed for an action may not do it.
 func permissions() map[Action][]Role {
@@ -125,6 +128,8 @@ func permissions() map[Action][]Role {
 		ActionReadTracing:   all,
 		ActionWriteTracing:  {RoleSuperAdmin, RoleOrgAdmin, RoleUser},
 		ActionManageTracing: admins,
+
+		ActionReadUsage: admins,
 	}
 }
 

@@ -15,16 +15,25 @@ import (
 type Kind string
 
 const (
-	KindDocumentProcessed Kind = "document.processed"
-	KindDocumentFailed    Kind = "document.failed"
-	KindBudgetWarning     Kind = "budget.warning" // a budget reached 80% of its maximum
-	KindBudgetExhausted   Kind = "budget.exhausted"
-	KindSecretRotated     Kind = "secret.rotated"
+	KindDocumentProcessed    Kind = "document.processed"
+	KindDocumentFailed       Kind = "document.failed"
+	KindBudgetWarning        Kind = "budget.warning" // a budget reached 80% of its maximum
+	KindBudgetExhausted      Kind = "budget.exhausted"
+	KindSecretRotated        Kind = "secret.rotated"
+	KindKeyExpiring          Kind = "key.expiring"  // a gateway virtual key expires within KeyExpiryWarning
+	KindEgressDenied         Kind = "egress.denied" // an outbound request of the tenant was refused by its policy
+	KindRecordingTranscribed Kind = "recording.transcribed"
+	KindRecordingFailed      Kind = "recording.failed"
 )
+
+// KeyExpiryWarning is how long before a gateway key expires its owner and
+// the tenant's admins hear of it.
+const KeyExpiryWarning = 7 * 24 * time.Hour
 
 // Kinds lists every kind, in the order the API shows them.
 func Kinds() []Kind {
-	return []Kind{KindDocumentProcessed, KindDocumentFailed, KindBudgetWarning, KindBudgetExhausted, KindSecretRotated}
+	return []Kind{KindDocumentProcessed, KindDocumentFailed, KindBudgetWarning, KindBudgetExhausted, KindSecretRotated,
+		KindKeyExpiring, KindEgressDenied, KindRecordingTranscribed, KindRecordingFailed}
 }
 
 // Valid reports whether k is one of Kinds.

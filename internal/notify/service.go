@@ -213,6 +213,29 @@ func (s *Service) ListNotifications(ctx context.Context, tenantID, userID string
 	return s.store.ListNotifications(ctx, userID, f)
 }
 
+// OpenNotification marks one of the user's notifications read and returns
+// it, for the UI's link to what it is about; another user's is not found.
+func (s *Service) OpenNotification(ctx context.Context, tenantID, userID, id string) (Notification, error) {
+	ctx, err := inScope(ctx, tenantID)
+	if err != nil {
+		return Notification{}, err
+	}
+	if !nodus.ValidID(id) {
+		return Notification{}, nodus.Errorf(nodus.ENOTFOUND, "notification %s not found", id)
+	}
+	n, err := s.store.FindNotification(ctx, id)
+	if err != nil {
+		return Notification{}, err
+	}
+	if n.UserID != userID {
+		return Notification{}, nodus.Errorf(nodus.ENOTFOUND, "notification %s not found", id)
+	}
+	if err := s.store.MarkNotificationRead(ctx, userID, id, s.now()); err != nil {
+		return Notification{}, err
+	}
+	return n, nil
+}
+
 // UnreadCount is how many of the user's notifications are unread.
 func (s *Service) UnreadCount(ctx context.Context, tenantID, userID string) (int, error) {
 	ctx, err := inScope(ctx, tenantID)

@@ -23,12 +23,16 @@ const (
 	KeyFrom         = "email.from"
 	KeySecurity     = "email.security"
 	KeySMTPPassword = "email.smtp_password"
+	KeySpeechModel  = "recordings.speech_model"
+	KeySummaryModel = "recordings.summary_model"
 )
 
 // Groups of fields, as the API nests them.
 const (
 	GroupBranding = "branding"
 	GroupEmail    = "email"
+	// GroupRecordings names the gateway models recordings use.
+	GroupRecordings = "recordings"
 )
 
 // Email security modes.
@@ -90,6 +94,10 @@ var fields = []field{
 		}
 		return ""
 	})},
+	// A gateway model name: the gateway refuses one it does not route
+	// when a recording is processed, and the recording says so.
+	{key: KeySpeechModel, def: "", parse: stringField(checkModelName)},
+	{key: KeySummaryModel, def: "", parse: stringField(checkModelName)},
 	{key: KeySMTPPassword, secret: true, parse: stringField(func(s string) string {
 		switch {
 		case s == "":
@@ -116,6 +124,15 @@ var fieldByKey = func() map[string]field {
 }()
 
 var colorPattern = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
+
+// checkModelName accepts a gateway model name: printable, without
+// spaces, at most 200 bytes ("" for none).
+func checkModelName(s string) string {
+	if len(s) > 200 || hasControl(s) || strings.ContainsAny(s, " \t") {
+		return "must be a model name of at most 200 bytes, without spaces or control characters"
+	}
+	return ""
+}
 
 // stringField parses a JSON string and checks it with check, which returns
 // "" when the value is fine.

@@ -54,7 +54,15 @@ type Settings struct {
 	TenantID string   `json:"tenant_id,omitempty"`
 	Branding Branding `json:"branding"`
 	// Email is nil for callers that may not manage settings.
-	Email *Email `json:"email,omitempty"`
+	Email      *Email     `json:"email,omitempty"`
+	Recordings Recordings `json:"recordings"`
+}
+
+// Recordings names the gateway models that transcribe and summarise
+// recordings; "" for none (recordings wait for a speech model).
+type Recordings struct {
+	SpeechModel  Value[string] `json:"speech_model"`
+	SummaryModel Value[string] `json:"summary_model"`
 }
 
 // EmailConfig is what a mail sender needs, password included. It exists
@@ -129,6 +137,8 @@ type Service struct {
 	box   Sealer
 	audit Auditor
 	clock nodus.Clock
+	// updated are told of every successful update (OnUpdate).
+	updated []func(ctx context.Context, tenantID string)
 	// mailer and tests are set by UseMailer; without them no test email
 	// is sent.
 	mailer Mailer
@@ -158,6 +168,7 @@ func (s *Service) Effective(ctx context.Context, tenantID string, withEmail bool
 			LogoURL:      r.str(KeyLogoURL),
 			PrimaryColor: r.str(KeyPrimaryColor),
 		},
+		Recordings: Recordings{SpeechModel: r.str(KeySpeechModel), SummaryModel: r.str(KeySummaryModel)},
 	}
 	if withEmail {
 		out.Email = &Email{
@@ -195,6 +206,16 @@ func (s *Service) EmailConfig(ctx context.Context, tenantID string) (EmailConfig
 		c.Password = pw
 	}
 	return c, nil
+}
+
+// RecordingModels returns the effective speech and summary models of
+// tenantID ("" for none).
+func (s *Service) RecordingModels(ctx context.Context, tenantID string) (speech, summary string, err error) {
+	r, err := s.resolve(ctx, tenantID)
+	if err != nil {
+		return "", "", err
+	}
+	return r.values[KeySpeechModel].(string), r.values[KeySummaryModel].(string), nil
 }
 
 // resolved holds each field's effective value and source, and the row of
@@ -322,7 +343,17 @@ func (s *Service) Update(ctx context.Context, tenantID string, patch map[string]
 	if err := s.audit.Record(ctx, actor.About(tenantID, "setting.update", "settings", target, changes)); err != nil {
 		return nil, err
 	}
+	for _, fn := range s.updated {
+		fn(ctx, tenantID)
+	}
 	return s.Effective(ctx, tenantID, true)
+}
+
+// OnUpdate registers fn to hear of each successful update of a tenant's
+// settings ("" for the platform's): recordings waiting for a speech model
+// resume at once. It is for wiring at start, before requests arrive.
+func (s *Service) OnUpdate(fn func(ctx context.Context, tenantID string)) {
+	s.updated = append(s.updated, fn)
 }
 
 // checkRedirect refuses an update that would send an owner's stored SMTP
@@ -443,7 +474,7 @@ func parsePatch(patch map[string]json.RawMessage) (map[string]any, []string, err
 	set, bad := map[string]any{}, map[string]string{}
 	var remove []string
 	for group, raw := range patch {
-		if group != GroupBranding && group != GroupEmail {
+		if group != GroupBranding && group != GroupEmail && group != GroupRecordings {
 			bad[group] = "unknown field"
 			continue
 		}

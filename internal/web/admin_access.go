@@ -43,6 +43,11 @@ func (s *Server) adminRoutes() []route {
 
 		{pattern: "GET /admin/audit", handler: s.handleAudit(), action: identity.ActionReadAudit},
 
+		{pattern: "GET /admin/webhooks", handler: s.handleWebhooks(), action: identity.ActionManageSetting},
+		{pattern: "POST /admin/webhooks", handler: s.handleCreateWebhook(), action: identity.ActionManageSetting},
+		{pattern: "GET /admin/webhooks/{id}", handler: s.handleWebhooks(), action: identity.ActionManageSetting},
+		{pattern: "POST /admin/webhooks/{id}/delete", handler: s.handleDeleteWebhook(), action: identity.ActionManageSetting},
+
 		{pattern: "GET /vault", handler: s.handleVault(), action: identity.ActionReadVault},
 		{pattern: "POST /vault/environments", handler: s.handleCreateEnvironment(), action: identity.ActionManageVault},
 		{pattern: "POST /vault/secrets", handler: s.handleWriteSecret(), action: identity.ActionWriteVault},
@@ -142,6 +147,7 @@ func (s *Server) handleAdminIndex() http.Handler {
 		{adminSection{"/admin/menus", "Menus", "The navigation and which roles see each item."}, identity.ActionManageMenus},
 		{adminSection{"/admin/settings", "Settings", "Branding and the outgoing mail server."}, identity.ActionManageSetting},
 		{adminSection{"/admin/audit", "Audit log", "Who did what, and when."}, identity.ActionReadAudit},
+		{adminSection{"/admin/webhooks", "Webhooks", "Signed posts of the organisation's events to your endpoints, with their delivery logs."}, identity.ActionManageSetting},
 		{adminSection{"/vault", "Vault", "Environments, folders and secrets."}, identity.ActionReadVault},
 		{adminSection{"/egress", "Egress", "Which outside hosts Nodus may call for the organisation."}, identity.ActionReadEgress},
 	}

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/gateway"
+	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/tracing"
+	"github.com/nodus-os/nodus/internal/usage"
 )
 
 // dashboardDays is how many days the dashboard's charts cover.
@@ -26,6 +29,24 @@ type dashboardPage struct {
 	Charts      []chart
 	Models      []modelTotals
 	Chatbots    []chatbotTotals
+	// Usage is the usage metrics' section, for administrators.
+	Usage *usageSection
+}
+
+// usageSection is the period's usage metrics (usage_daily) by chatbot and
+// by user, with a CSV of every row.
+type usageSection struct {
+	Totals    usage.Row
+	ByChatbot []usageLine
+	ByUser    []usageLine
+	CSV       string
+}
+
+// usageLine is one chatbot's or user's usage, named for people.
+type usageLine struct {
+	ID, Name string
+	usage.Row
+	Cost string
 }
 
 // chatbotTotals is a chatbot's share of the period's model calls, from
@@ -109,6 +130,12 @@ func (s *Server) handleDashboard() http.Handler {
 				barChart("cost", "Cost per day (USD)", days, func(d dayTotals) int64 { return d.Micros },
 					func(n int64, _ int) string { return usd(n) }),
 			}
+			if s.deps.Usage != nil && s.perms.Allows(v.user.Role, identity.ActionReadUsage) {
+				if p.Usage, err = s.usageFigures(r, v, now); err != nil {
+					s.fail(w, r, err)
+					return
+				}
+			}
 			if s.deps.Tracing != nil {
 				if err := s.tracedFigures(r, v, now, days, &p); err != nil {
 					s.fail(w, r, err)
@@ -162,6 +189,62 @@ func (s *Server) tracedFigures(r *http.Request, v *viewer, now time.Time, days [
 		p.Chatbots = append(p.Chatbots, t)
 	}
 	return nil
+}
+
+// usageFigures reads the period's usage metrics by chatbot and by user
+// (the ten largest of each, by cost, requests and then turns), through
+// the service the API's /api/v1/metrics/usage reads.
+func (s *Server) usageFigures(r *http.Request, v *viewer, now time.Time) (*usageSection, error) {
+	from, to := now.AddDate(0, 0, -(dashboardDays-1)).Format(usage.DayFormat), now.Format(usage.DayFormat)
+	sec := &usageSection{CSV: "/api/v1/metrics/usage?" + url.Values{"from": {from}, "to": {to},
+		"group_by": {"day,chatbot,user,model"}, "format": {"csv"}}.Encode()}
+	names := map[string]string{}
+	if a, err := s.chatActor(v); err == nil {
+		bots, _, err := s.deps.Chat.ListChatbots(r.Context(), a, "", 200)
+		if err != nil {
+			s.deps.Logger.WarnContext(r.Context(), "web: list chatbots for usage", "err", err)
+		}
+		for _, b := range bots {
+			names[b.ID] = b.Name
+		}
+	}
+	lines := func(group string) ([]usageLine, error) {
+		res, err := s.deps.Usage.Usage(r.Context(), v.tenantID(), usage.Query{From: from, To: to, GroupBy: []string{group}})
+		if err != nil {
+			return nil, err
+		}
+		sec.Totals = res.Totals
+		out := make([]usageLine, 0, len(res.Rows))
+		for _, row := range res.Rows {
+			l := usageLine{Row: row, Cost: usd(row.CostMicros)}
+			switch group {
+			case usage.GroupChatbot:
+				l.ID, l.Name = row.ChatbotID, cmp.Or(names[row.ChatbotID], row.ChatbotID)
+				if row.ChatbotID == "" {
+					l.Name = "Outside chats (API keys, embeddings)"
+				}
+			case usage.GroupUser:
+				l.ID, l.Name = row.UserID, cmp.Or(row.UserID, "No user (Nodus itself)")
+			}
+			out = append(out, l)
+		}
+		slices.SortFunc(out, func(a, b usageLine) int {
+			return cmp.Or(cmp.Compare(b.CostMicros, a.CostMicros), cmp.Compare(b.Requests, a.Requests),
+				cmp.Compare(b.ChatTurns, a.ChatTurns), cmp.Compare(a.Name, b.Name))
+		})
+		if len(out) > 10 {
+			out = out[:10]
+		}
+		return out, nil
+	}
+	var err error
+	if sec.ByChatbot, err = lines(usage.GroupChatbot); err != nil {
+		return nil, err
+	}
+	if sec.ByUser, err = lines(usage.GroupUser); err != nil {
+		return nil, err
+	}
+	return sec, nil
 }
 
 // summarize sums rollup rows by day (every day of the period, zeros

@@ -17,6 +17,7 @@ import (
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/knowledge"
 	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/recordings"
 )
 
 // pageBase is what the layout of every page needs.
@@ -31,6 +32,10 @@ type pageBase struct {
 	// Picker is the tenant picker of a super_admin (admin_tenants.go);
 	// nil for everyone else.
 	Picker *tenantPicker
+	// Notify shows the header's link to the notifications, with Unread
+	// of them unread; false without a tenant or the service.
+	Notify bool
+	Unread int
 }
 
 // navItem is a menu item the UI can open.
@@ -74,6 +79,16 @@ func (s *Server) base(r *http.Request, v *viewer, title string) pageBase {
 		s.deps.Logger.WarnContext(ctx, "web: menu", "err", err)
 	}
 	b.Nav = s.nav(r, menu)
+	if s.deps.Notify != nil && v.tenantID() != "" {
+		// One indexed count per page (notifications_unread); a failure
+		// leaves the link without a number.
+		b.Notify = true
+		if n, err := s.deps.Notify.UnreadCount(ctx, v.tenantID(), v.user.ID); err != nil {
+			s.deps.Logger.WarnContext(ctx, "web: unread notifications", "err", err)
+		} else {
+			b.Unread = n
+		}
+	}
 	if set, err := s.deps.Settings.Effective(ctx, v.tenantID(), false); err != nil {
 		s.deps.Logger.WarnContext(ctx, "web: branding", "err", err)
 	} else {
@@ -172,6 +187,14 @@ func parsePages(a *assets) (map[string]*template.Template, error) {
 		"date":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") },
 		"bytes":    humanBytes,
 		"pct":      func(n int) string { return strconv.Itoa(n) + "%" },
+		"badge":    unreadBadge,
+		"clock":    recordings.Clock,
+		"deref": func(f *float64) float64 {
+			if f == nil {
+				return 0
+			}
+			return *f
+		},
 		"row": func(kb string, d knowledge.Document, edit bool, csrf string) documentRow {
 			return documentRow{BaseID: kb, Doc: d, CanEdit: edit, CSRF: csrf}
 		},

@@ -19,8 +19,12 @@ import (
 	"github.com/nodus-os/nodus/internal/knowledge"
 	"github.com/nodus-os/nodus/internal/memory"
 	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/notebook"
+	"github.com/nodus-os/nodus/internal/notify"
+	"github.com/nodus-os/nodus/internal/recordings"
 	"github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/tracing"
+	"github.com/nodus-os/nodus/internal/usage"
 	"github.com/nodus-os/nodus/internal/vault"
 )
 
@@ -49,6 +53,15 @@ type Deps struct {
 	// Tracing and Memory serve the traces and memories pages.
 	Tracing *tracing.Service
 	Memory  *memory.Service
+	// Notify serves the notifications pages, the header's unread count
+	// and the webhooks administration.
+	Notify *notify.Service
+	// Notebooks serves the notebook pages.
+	Notebooks *notebook.Service
+	// Usage gives administrators the dashboard's usage section.
+	Usage *usage.Service
+	// Recordings serves the recordings pages.
+	Recordings *recordings.Service
 }
 
 // Config holds the UI's limits.
@@ -166,6 +179,37 @@ func (s *Server) routes() []route {
 		{pattern: "GET /agents/memories", handler: s.handleMemories()},
 		{pattern: "POST /agents/memories/{id}", handler: s.handleUpdateMemory()},
 		{pattern: "POST /agents/memories/{id}/delete", handler: s.handleDeleteMemory()},
+
+		// Recordings: the list (uploads go to the API from the page's
+		// script), a recording's page and its forms.
+		{pattern: "GET /recordings", handler: s.handleRecordings()},
+		{pattern: "GET /recordings/{id}", handler: s.handleRecording()},
+		{pattern: "POST /recordings/{id}/title", handler: s.handleRenameRecording()},
+		{pattern: "POST /recordings/{id}/retry", handler: s.handleRetryRecording()},
+		{pattern: "POST /recordings/{id}/delete", handler: s.handleDeleteRecording()},
+		{pattern: "POST /recordings/{id}/knowledge", handler: s.handleRecordingToKnowledge()},
+
+		// Notebooks: the viewer's own and those shared with them.
+		{pattern: "GET /notebooks", handler: s.handleNotebooks()},
+		{pattern: "POST /notebooks", handler: s.handleCreateNotebook()},
+		{pattern: "GET /notebooks/{id}", handler: s.handleNotebook()},
+		{pattern: "POST /notebooks/{id}/update", handler: s.handleNotebookUpdate()},
+		{pattern: "POST /notebooks/{id}/delete", handler: s.handleNotebookDelete()},
+		{pattern: "POST /notebooks/{id}/sources", handler: s.handleNotebookAddSource()},
+		{pattern: "POST /notebooks/{id}/sources/{source}", handler: s.handleNotebookSource()},
+		{pattern: "POST /notebooks/{id}/sources/{source}/delete", handler: s.handleNotebookDeleteSource()},
+		{pattern: "POST /notebooks/{id}/cards", handler: s.handleNotebookCreateCard()},
+		{pattern: "POST /notebooks/{id}/cards/{card}", handler: s.handleNotebookCard()},
+		{pattern: "POST /notebooks/{id}/cards/{card}/move", handler: s.handleNotebookMoveCard()},
+		{pattern: "POST /notebooks/{id}/cards/{card}/delete", handler: s.handleNotebookDeleteCard()},
+		{pattern: "POST /notebooks/{id}/ask", handler: s.handleNotebookAsk()},
+		{pattern: "POST /notebooks/{id}/chats/{chat}/m/{msg}/card", handler: s.handleNotebookSaveAnswer()},
+
+		// The viewer's own notifications and email opt-ins.
+		{pattern: "GET /notifications", handler: s.handleNotifications()},
+		{pattern: "POST /notifications/{id}/read", handler: s.handleOpenNotification()},
+		{pattern: "POST /notifications/read-all", handler: s.handleReadAllNotifications()},
+		{pattern: "POST /notifications/preferences", handler: s.handleSaveNotificationPrefs()},
 	}, s.adminRoutes()...)
 }
 
@@ -193,7 +237,8 @@ func Mount(ui *Server, api http.Handler) http.Handler {
 // contentSecurityPolicy allows the page's own scripts, styles, fetches
 // and forms only: no inline script or style, no framing, no <base>.
 // Images may come from https: for a tenant's logo URL.
-const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; " +
+// media-src: a recording's page plays its audio from the API.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; media-src 'self'; " +
 	"connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // ServeHTTP sets the security headers of every answer, logs it and hands

@@ -146,6 +146,18 @@ func TestPagesRenderStoredXSSInert(t *testing.T) {
 	for name, data := range modulePages(base) {
 		pages[name] = data
 	}
+	// The notifications and webhooks pages, from notifications_test.go.
+	for name, data := range notifyPages(base) {
+		pages[name] = data
+	}
+	// The notebook pages, from notebooks_test.go.
+	for name, data := range notebookPages(base) {
+		pages[name] = data
+	}
+	// The recordings pages, from recordings_test.go.
+	for name, data := range recordingPages(base) {
+		pages[name] = data
+	}
 	// The administration pages, from admin_test.go.
 	for name, data := range adminPages(base) {
 		pages[name] = data

@@ -5,10 +5,13 @@ package chatwire
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/nodus-os/nodus/internal/chat"
 	"github.com/nodus-os/nodus/internal/gateway"
 	"github.com/nodus-os/nodus/internal/knowledge"
+	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/recordings"
 )
 
 // Knowledge is a chat.Searcher over the knowledge service.
@@ -25,11 +28,50 @@ func (k Knowledge) Search(ctx context.Context, r chat.SearchRequest) ([]chat.Pas
 		return nil, err
 	}
 	out := make([]chat.Passage, len(res.Hits))
+	timelines := map[string]*transcript{}
 	for i, h := range res.Hits {
 		out[i] = chat.Passage{KnowledgeBaseID: h.KnowledgeBaseID, DocumentID: h.DocumentID, DocumentName: h.DocumentName,
 			ChunkID: h.ID, Position: h.Index, Score: h.Score, Snippet: h.Snippet, Text: h.Text}
+		tr, ok := timelines[h.DocumentID]
+		if !ok {
+			if tr, err = k.transcript(ctx, r, h.KnowledgeBaseID, h.DocumentID); err != nil {
+				return nil, err
+			}
+			timelines[h.DocumentID] = tr
+		}
+		if tr == nil {
+			continue
+		}
+		if start, end, ok := recordings.Span(tr.timeline, h.Start, h.End); ok {
+			out[i].RecordingID, out[i].Start, out[i].End = tr.recordingID, &start, &end
+		}
 	}
 	return out, nil
+}
+
+// transcript is the timeline of a document made from a recording's
+// transcript (recordings.TranscriptDocument).
+type transcript struct {
+	recordingID string
+	timeline    []recordings.TimelineEntry
+}
+
+// transcript reads a document's timeline metadata: nil for a document
+// that is not a transcript (or whose metadata is not a timeline).
+func (k Knowledge) transcript(ctx context.Context, r chat.SearchRequest, kbID, docID string) (*transcript, error) {
+	d, err := k.Service.GetDocument(ctx, knowledge.Manager{TenantID: r.TenantID, UserID: r.UserID}, kbID, docID)
+	if nodus.ErrorCode(err) == nodus.ENOTFOUND {
+		return nil, nil // deleted since the search
+	}
+	if err != nil {
+		return nil, err
+	}
+	var tr transcript
+	if json.Unmarshal(d.Metadata[recordings.MetaRecordingID], &tr.recordingID) != nil || !nodus.ValidID(tr.recordingID) ||
+		json.Unmarshal(d.Metadata[recordings.MetaTimeline], &tr.timeline) != nil {
+		return nil, nil
+	}
+	return &tr, nil
 }
 
 // DocumentsIndexing counts a knowledge base's documents not searchable yet.

@@ -299,3 +299,89 @@
     });
   });
 })();
+
+// Recordings (recordings.go): the upload form posts to the API with a
+// progress line, then reloads the list; a recording's page seeks its
+// player to a segment clicked (or to #t=SECONDS, a chat citation's link)
+// and highlights the segment playing.
+(function () {
+  "use strict";
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = meta ? meta.content : "";
+  var form = document.getElementById("rec-upload");
+  if (form) {
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var file = form.querySelector("input[type=file]").files[0];
+      var progress = document.getElementById("rec-progress");
+      if (!file) return;
+      if (file.size > Number(form.dataset.max)) {
+        progress.textContent = "The file is larger than the upload limit.";
+        progress.className = "error";
+        return;
+      }
+      var body = new FormData();
+      body.append("title", form.querySelector("input[name=title]").value);
+      body.append("file", file, file.name);
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", "/api/v1/recordings");
+      xhr.setRequestHeader("X-CSRF-Token", csrf);
+      xhr.upload.addEventListener("progress", function (ev) {
+        if (ev.lengthComputable) progress.textContent = "Uploading: " + Math.round(100 * ev.loaded / ev.total) + "%";
+      });
+      xhr.addEventListener("load", function () {
+        if (xhr.status === 201) {
+          window.location.assign("/recordings/" + encodeURIComponent(JSON.parse(xhr.responseText).recording.id));
+          return;
+        }
+        var msg = "The upload failed (" + xhr.status + ").";
+        try { msg = JSON.parse(xhr.responseText).error.message; } catch (err) { /* keep the status */ }
+        progress.textContent = msg;
+        progress.className = "error";
+      });
+      xhr.addEventListener("error", function () {
+        progress.textContent = "The upload failed: the server could not be reached.";
+        progress.className = "error";
+      });
+      xhr.send(body);
+    });
+  }
+
+  var player = document.getElementById("player");
+  var list = document.getElementById("segments");
+  if (!player) return;
+  var items = list ? Array.prototype.slice.call(list.querySelectorAll("li[data-start]")) : [];
+  function seek(t) {
+    if (!isFinite(t) || t < 0) return;
+    player.currentTime = t;
+  }
+  var m = /^#t=([0-9]+(?:\.[0-9]+)?)/.exec(window.location.hash);
+  if (m) {
+    var at = Number(m[1]);
+    if (player.readyState >= 1) seek(at);
+    else player.addEventListener("loadedmetadata", function () { seek(at); }, { once: true });
+  }
+  if (list) {
+    list.addEventListener("click", function (ev) {
+      var b = ev.target.closest ? ev.target.closest("button.seek") : null;
+      if (!b) return;
+      seek(Number(b.parentNode.dataset.start));
+      player.play();
+    });
+  }
+  var current = null;
+  player.addEventListener("timeupdate", function () {
+    var t = player.currentTime, found = null;
+    for (var i = 0; i < items.length; i++) {
+      if (t >= Number(items[i].dataset.start) && t < Number(items[i].dataset.end)) { found = items[i]; break; }
+    }
+    if (found === current) return;
+    if (current) { current.classList.remove("playing"); current.removeAttribute("aria-current"); }
+    if (found) {
+      found.classList.add("playing");
+      found.setAttribute("aria-current", "true");
+      if (found.scrollIntoView) found.scrollIntoView({ block: "nearest" });
+    }
+    current = found;
+  });
+})();

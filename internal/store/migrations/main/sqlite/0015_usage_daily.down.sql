@@ -1,0 +1,4 @@
+DROP INDEX documents_processed;
+DROP INDEX conversations_created;
+DROP INDEX messages_created;
+DROP TABLE usage_daily;
