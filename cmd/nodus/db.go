@@ -25,12 +25,17 @@ import (
 )
 
 // The production layout on PostgreSQL, after the seed's: one server, a
-// database per service, each owned by a login role of its own that reaches
-// no other database. main and auth share a database, as the seed's
-// backoffice and authentication share nodus_db (AUTH_DATABASE_URL defaults
-// to DATABASE_URL on PostgreSQL), and River's job queue lives in it too.
-// The gateway, tracing and the vault each get their own; the vault's role,
-// like the seed's infisical_service, reaches nothing else.
+// database per service, each with two login roles of its own that reach no
+// other database: its owner, <prefix>_<name>, which owns the database and
+// its tables and which only `nodus migrate up` uses, and its runtime role,
+// <prefix>_<name>_app, which `nodus serve` connects as, with rows to read
+// and write and nothing else: not the owner, so row-level security binds
+// it without relying on FORCE (SECURITY.md check 5). main and auth share
+// a database, as the seed's backoffice and authentication share nodus_db
+// (AUTH_DATABASE_URL defaults to DATABASE_URL on PostgreSQL), and River's
+// job queue lives in it too. The gateway, tracing and the vault each get
+// their own; the vault's roles, like the seed's infisical_service, reach
+// nothing else.
 //
 // Extensions: the seed installs uuid-ossp and pg_trgm for LiteLLM and
 // Langfuse. Nodus's migrations (and River's) use neither, nor any other:
@@ -41,6 +46,15 @@ type layoutDatabase struct {
 	sets []string // migration sets it holds
 	envs []string // the variables that name its URL
 }
+
+// appSuffix ends the runtime role's name.
+const appSuffix = "_app"
+
+// owner is the name of the database and of the role that owns it.
+func (l layoutDatabase) owner(prefix string) string { return prefix + "_" + l.name }
+
+// app is the name of the runtime role.
+func (l layoutDatabase) app(prefix string) string { return l.owner(prefix) + appSuffix }
 
 func productionLayout() []layoutDatabase {
 	return []layoutDatabase{
@@ -83,8 +97,8 @@ func checkPrefix(prefix string) error {
 		return errUsage{fmt.Sprintf("--prefix %q: use lower-case letters, digits and underscores, starting with a letter or underscore", prefix)}
 	}
 	for _, l := range productionLayout() {
-		if len(prefix)+1+len(l.name) > maxIdentifier {
-			return errUsage{fmt.Sprintf("--prefix %q is too long: %s_%s exceeds PostgreSQL's %d-byte names", prefix, prefix, l.name, maxIdentifier)}
+		if len(l.app(prefix)) > maxIdentifier {
+			return errUsage{fmt.Sprintf("--prefix %q is too long: %s exceeds PostgreSQL's %d-byte names", prefix, l.app(prefix), maxIdentifier)}
 		}
 	}
 	return nil
@@ -95,9 +109,11 @@ func quoteIdent(name string) string { return pgx.Identifier{name}.Sanitize() }
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // step is one statement of a provisioning plan; shown is what is printed,
-// the statement with any password verifier left out.
+// the statement with any password verifier left out. database names the
+// database it runs in; "" is the admin URL's.
 type step struct {
 	sql, shown string
+	database   string
 }
 
 // roleState is what provisioning needs to know of an existing role.
@@ -150,21 +166,15 @@ func readDatabase(ctx context.Context, conn *pgx.Conn, name string) (databaseSta
 // connectors returns the login roles, other than superusers (who connect
 // anywhere) and except, that may connect to database db, directly, through
 // PUBLIC or through a role they inherit from.
-func connectors(ctx context.Context, conn *pgx.Conn, db, except string) ([]string, error) {
+func connectors(ctx context.Context, conn *pgx.Conn, db string, except []string) ([]string, error) {
 	rows, err := conn.Query(ctx, `SELECT r.rolname FROM pg_catalog.pg_roles r
-		WHERE r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> $2
+		WHERE r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> ALL ($2)
 		AND pg_catalog.has_database_privilege(r.oid, (SELECT oid FROM pg_catalog.pg_database WHERE datname = $1), 'CONNECT')
 		ORDER BY 1`, db, except)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
-}
-
-func hasConnect(ctx context.Context, conn *pgx.Conn, role, db string) (bool, error) {
-	var ok bool
-	err := conn.QueryRow(ctx, "SELECT pg_catalog.has_database_privilege($1, $2, 'CONNECT')", role, db).Scan(&ok)
-	return ok, err
 }
 
 // newPassword returns 32 random URL-safe characters (192 bits), which need
@@ -202,43 +212,53 @@ func scramVerifierSalted(password string, salt []byte) (string, error) {
 
 // plan compares the server with the layout for prefix and returns the
 // statements that bring it there, and the new password of each role it
-// creates or rotates.
-func plan(ctx context.Context, conn *pgx.Conn, prefix string, rotate bool) ([]step, map[string]string, error) {
-	var steps []step
+// creates or rotates. The statements on roles and databases come first
+// and run on the admin's connection; those on a database's schema and
+// tables follow, grouped by database (step.database), and run on a
+// connection to it (connect). A database that does not exist yet is
+// planned as CREATE DATABASE will leave it.
+func plan(ctx context.Context, conn *pgx.Conn, connect func(ctx context.Context, database string) (*pgx.Conn, error),
+	prefix string, rotate bool) ([]step, map[string]string, error) {
+	var cluster, inDatabases []step
+	add := func(s string) { cluster = append(cluster, step{sql: s, shown: s}) }
 	passwords := map[string]string{}
 	var roles []string
 	for _, l := range productionLayout() {
-		roles = append(roles, prefix+"_"+l.name)
+		roles = append(roles, l.owner(prefix), l.app(prefix))
 	}
 	for _, l := range productionLayout() {
-		name := prefix + "_" + l.name
-		role, db := quoteIdent(name), quoteIdent(name)
-
-		r, err := readRole(ctx, conn, name)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read role %s: %w", name, err)
-		}
-		if !r.exists || rotate {
-			pw := newPassword()
-			verifier, err := scramVerifier(pw)
+		owner, app := l.owner(prefix), l.app(prefix)
+		exists := map[string]bool{}
+		for _, name := range []string{owner, app} {
+			r, err := readRole(ctx, conn, name)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, fmt.Errorf("read role %s: %w", name, err)
 			}
-			passwords[name] = pw
-			verb := "CREATE ROLE " + role + " " + roleAttributes
-			if r.exists {
-				verb = "ALTER ROLE " + role
+			exists[name] = r.exists
+			role := quoteIdent(name)
+			if !r.exists || rotate {
+				pw := newPassword()
+				verifier, err := scramVerifier(pw)
+				if err != nil {
+					return nil, nil, err
+				}
+				passwords[name] = pw
+				verb := "CREATE ROLE " + role + " " + roleAttributes
+				if r.exists {
+					verb = "ALTER ROLE " + role
+				}
+				cluster = append(cluster, step{
+					sql:   verb + " PASSWORD " + quoteLiteral(verifier),
+					shown: verb + " PASSWORD '<SCRAM-SHA-256 verifier of a new random password>'",
+				})
 			}
-			steps = append(steps, step{
-				sql:   verb + " PASSWORD " + quoteLiteral(verifier),
-				shown: verb + " PASSWORD '<SCRAM-SHA-256 verifier of a new random password>'",
-			})
-		}
-		if r.exists && !r.leastPrivilege() {
-			s := "ALTER ROLE " + role + " " + roleAttributes
-			steps = append(steps, step{s, s})
+			if r.exists && !r.leastPrivilege() {
+				add("ALTER ROLE " + role + " " + roleAttributes)
+			}
 		}
 
+		name := owner // the database is named as its owner
+		db := quoteIdent(name)
 		d, err := readDatabase(ctx, conn, name)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read database %s: %w", name, err)
@@ -246,30 +266,20 @@ func plan(ctx context.Context, conn *pgx.Conn, prefix string, rotate bool) ([]st
 		if !d.exists {
 			// template0 and UTF8, so the database does not inherit whatever
 			// was added to template1 and stores any text.
-			s := "CREATE DATABASE " + db + " OWNER " + role + " ENCODING 'UTF8' TEMPLATE template0"
-			steps = append(steps, step{s, s})
+			add("CREATE DATABASE " + db + " OWNER " + quoteIdent(owner) + " ENCODING 'UTF8' TEMPLATE template0")
 			d.public = []string{"CONNECT", "TEMPORARY"}
-		} else if d.owner != name {
-			s := "ALTER DATABASE " + db + " OWNER TO " + role
-			steps = append(steps, step{s, s})
+		} else if d.owner != owner {
+			add("ALTER DATABASE " + db + " OWNER TO " + quoteIdent(owner))
 		}
 		if len(d.public) > 0 {
-			s := "REVOKE ALL ON DATABASE " + db + " FROM PUBLIC"
-			steps = append(steps, step{s, s})
+			add("REVOKE ALL ON DATABASE " + db + " FROM PUBLIC")
 		}
 		if d.exists {
-			// Grants to the layout's other roles, and a CONNECT revoked
-			// from the owner itself, are undone; grants to roles outside
-			// the layout are the operator's and left alone (check lists
-			// them).
+			// Grants to the layout's other roles are undone; grants to roles
+			// outside the layout are the operator's and left alone (check
+			// lists them).
 			for _, other := range roles {
-				if other == name {
-					continue
-				}
-				if or, err := readRole(ctx, conn, other); err != nil || !or.exists {
-					if err != nil {
-						return nil, nil, err
-					}
+				if other == owner || other == app {
 					continue
 				}
 				var explicit bool
@@ -280,24 +290,141 @@ func plan(ctx context.Context, conn *pgx.Conn, prefix string, rotate bool) ([]st
 					return nil, nil, err
 				}
 				if explicit {
-					s := "REVOKE ALL ON DATABASE " + db + " FROM " + quoteIdent(other)
-					steps = append(steps, step{s, s})
-				}
-			}
-			if r.exists && d.owner == name {
-				ok, err := hasConnect(ctx, conn, name, name)
-				if err != nil {
-					return nil, nil, err
-				}
-				if !ok {
-					s := "GRANT CONNECT, TEMPORARY ON DATABASE " + db + " TO " + role
-					steps = append(steps, step{s, s})
+					add("REVOKE ALL ON DATABASE " + db + " FROM " + quoteIdent(other))
 				}
 			}
 		}
+		// The owner and the runtime role connect, and may create temporary
+		// tables; nothing else on the database.
+		for _, role := range []string{owner, app} {
+			ok := false
+			if d.exists && exists[role] && (role == app || d.owner == owner) {
+				if err := conn.QueryRow(ctx, `SELECT pg_catalog.has_database_privilege($1, $2, 'CONNECT')
+						AND pg_catalog.has_database_privilege($1, $2, 'TEMPORARY')`, role, name).Scan(&ok); err != nil {
+					return nil, nil, err
+				}
+			} else if role == owner {
+				ok = true // a new or re-owned database's owner has both
+			}
+			if !ok {
+				add("GRANT CONNECT, TEMPORARY ON DATABASE " + db + " TO " + quoteIdent(role))
+			}
+		}
+
+		s := freshSchema()
+		if d.exists {
+			c, err := connect(ctx, name)
+			if err != nil {
+				return nil, nil, fmt.Errorf("connect as admin to database %s: %w", name, err)
+			}
+			s, err = readSchema(ctx, c, owner, app, exists[owner] && exists[app])
+			c.Close(context.WithoutCancel(ctx))
+			if err != nil {
+				return nil, nil, fmt.Errorf("database %s: %w", name, err)
+			}
+		}
+		for _, sql := range s.steps(owner, app) {
+			inDatabases = append(inDatabases, step{sql: sql, shown: sql, database: name})
+		}
 	}
-	return steps, passwords, nil
+	return append(cluster, inDatabases...), passwords, nil
 }
+
+// schemaState is what provisioning needs to know of a database's public
+// schema, where the migrations create every table, and of the runtime
+// role's privileges in it.
+type schemaState struct {
+	owner         string // of the schema: pg_database_owner from PostgreSQL 15 on
+	publicCreate  bool   // PUBLIC may create in it (the default before 15)
+	appCreate     bool   // the runtime role was granted CREATE on it
+	appUsage      bool
+	tablesMissing int  // tables on which the runtime role lacks some DML
+	seqsMissing   int  // sequences it may not use
+	defaultTables bool // the owner's new tables grant it DML
+	defaultSeqs   bool // the owner's new sequences grant it USAGE, SELECT
+}
+
+// freshSchema is the state of a database CREATE DATABASE … TEMPLATE
+// template0 makes, from PostgreSQL 15 on; before 15 public belonged to the
+// bootstrap superuser and PUBLIC could create in it, which readSchema sees
+// once the database exists.
+func freshSchema() schemaState {
+	return schemaState{owner: "pg_database_owner", appUsage: true}
+}
+
+func readSchema(ctx context.Context, conn *pgx.Conn, owner, app string, rolesExist bool) (schemaState, error) {
+	var s schemaState
+	err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_get_userbyid(n.nspowner),
+			EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
+				WHERE a.grantee = 0 AND a.privilege_type = 'CREATE')
+		FROM pg_catalog.pg_namespace n WHERE n.nspname = 'public'`).Scan(&s.owner, &s.publicCreate)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, errors.New("schema public does not exist; the migrations create their tables there")
+	}
+	if err != nil || !rolesExist {
+		return s, err
+	}
+	err = conn.QueryRow(ctx, `SELECT
+			EXISTS (SELECT 1 FROM pg_catalog.aclexplode(n.nspacl) a WHERE a.grantee = r.oid AND a.privilege_type = 'CREATE'),
+			pg_catalog.has_schema_privilege(r.oid, n.oid, 'USAGE'),
+			(SELECT count(*) FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
+				AND NOT (pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT') AND pg_catalog.has_table_privilege(r.oid, c.oid, 'INSERT')
+					AND pg_catalog.has_table_privilege(r.oid, c.oid, 'UPDATE') AND pg_catalog.has_table_privilege(r.oid, c.oid, 'DELETE'))),
+			(SELECT count(*) FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'S'
+				-- CASE: the planner may test the privilege before relkind.
+				AND CASE WHEN c.relkind = 'S' THEN NOT (pg_catalog.has_sequence_privilege(r.oid, c.oid, 'USAGE')
+					AND pg_catalog.has_sequence_privilege(r.oid, c.oid, 'SELECT')) END),
+			(SELECT count(DISTINCT a.privilege_type) FROM pg_catalog.pg_default_acl d, pg_catalog.aclexplode(d.defaclacl) a
+				WHERE d.defaclrole = o.oid AND d.defaclnamespace = n.oid AND d.defaclobjtype = 'r' AND a.grantee = r.oid
+				AND a.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')) = 4,
+			(SELECT count(DISTINCT a.privilege_type) FROM pg_catalog.pg_default_acl d, pg_catalog.aclexplode(d.defaclacl) a
+				WHERE d.defaclrole = o.oid AND d.defaclnamespace = n.oid AND d.defaclobjtype = 'S' AND a.grantee = r.oid
+				AND a.privilege_type IN ('USAGE', 'SELECT')) = 2
+		FROM pg_catalog.pg_namespace n, pg_catalog.pg_roles r, pg_catalog.pg_roles o
+		WHERE n.nspname = 'public' AND r.rolname = $1 AND o.rolname = $2`, app, owner).
+		Scan(&s.appCreate, &s.appUsage, &s.tablesMissing, &s.seqsMissing, &s.defaultTables, &s.defaultSeqs)
+	return s, err
+}
+
+// steps returns the statements that give the owner the schema and the
+// runtime role DML on every table and sequence, present and future (those
+// the owner's migrations create), and nothing more.
+func (s schemaState) steps(owner, app string) []string {
+	o, a := quoteIdent(owner), quoteIdent(app)
+	var out []string
+	if s.owner != "pg_database_owner" && s.owner != owner {
+		out = append(out, "ALTER SCHEMA public OWNER TO "+o)
+	}
+	if s.publicCreate {
+		out = append(out, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+	}
+	if s.appCreate {
+		out = append(out, "REVOKE CREATE ON SCHEMA public FROM "+a)
+	}
+	if !s.appUsage {
+		out = append(out, "GRANT USAGE ON SCHEMA public TO "+a)
+	}
+	if s.tablesMissing > 0 {
+		out = append(out, "GRANT "+appTablePrivileges+" ON ALL TABLES IN SCHEMA public TO "+a)
+	}
+	if s.seqsMissing > 0 {
+		out = append(out, "GRANT "+appSequencePrivileges+" ON ALL SEQUENCES IN SCHEMA public TO "+a)
+	}
+	if !s.defaultTables {
+		out = append(out, "ALTER DEFAULT PRIVILEGES FOR ROLE "+o+" IN SCHEMA public GRANT "+appTablePrivileges+" ON TABLES TO "+a)
+	}
+	if !s.defaultSeqs {
+		out = append(out, "ALTER DEFAULT PRIVILEGES FOR ROLE "+o+" IN SCHEMA public GRANT "+appSequencePrivileges+" ON SEQUENCES TO "+a)
+	}
+	return out
+}
+
+// The runtime role's privileges: rows, not schema. River's queue needs no
+// more (its tables are the owner's, created by `nodus migrate up`).
+const (
+	appTablePrivileges    = "SELECT, INSERT, UPDATE, DELETE"
+	appSequencePrivileges = "USAGE, SELECT"
+)
 
 // dbProvision runs `nodus db provision`.
 func dbProvision(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -306,7 +433,7 @@ func dbProvision(ctx context.Context, args []string, getenv func(string) string,
 	adminURL := fs.String("admin-url", "", "PostgreSQL URL of a role that may create roles and databases (or env "+adminURLEnv+")")
 	prefix := fs.String("prefix", "nodus", "prefix of the role and database names: PREFIX_main, PREFIX_gateway, PREFIX_tracing, PREFIX_vault")
 	dryRun := fs.Bool("dry-run", false, "print the SQL without running it")
-	rotate := fs.Bool("rotate-passwords", false, "give every role a new password, printed once")
+	rotate := fs.Bool("rotate-passwords", false, "give every role (owners and runtime roles) a new password, printed once")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: nodus db provision --admin-url postgres://… [--prefix nodus] [--dry-run] [--rotate-passwords]\n\n")
 		fs.PrintDefaults()
@@ -330,24 +457,56 @@ func dbProvision(ctx context.Context, args []string, getenv func(string) string,
 	if err := checkPrefix(*prefix); err != nil {
 		return err
 	}
+	adminCfg, err := pgx.ParseConfig(*adminURL)
+	if err != nil {
+		return fmt.Errorf("db provision: admin URL %s: %w", store.Redact(*adminURL), err)
+	}
 
-	conn, err := pgx.Connect(ctx, *adminURL)
+	conn, err := pgx.ConnectConfig(ctx, adminCfg)
 	if err != nil {
 		return fmt.Errorf("db provision: connect as admin to %s: %w", store.Redact(*adminURL), err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	// connect opens a connection as the admin to another database of the
+	// server: grants on tables and default privileges are per database.
+	connect := func(ctx context.Context, database string) (*pgx.Conn, error) {
+		c := adminCfg.Copy()
+		c.Database = database
+		return pgx.ConnectConfig(ctx, c)
+	}
 
-	steps, passwords, err := plan(ctx, conn, *prefix, *rotate)
+	steps, passwords, err := plan(ctx, conn, connect, *prefix, *rotate)
 	if err != nil {
 		return fmt.Errorf("db provision: %w", err)
 	}
 	if len(steps) == 0 {
-		fmt.Fprintln(stdout, "nothing to do: the roles and databases are in place")
+		fmt.Fprintln(stdout, "nothing to do: the roles, databases and grants are in place")
 	}
 	if *dryRun {
 		fmt.Fprintln(stdout, "-- dry run: nothing was executed")
 	}
+	on, in := conn, ""
+	defer func() {
+		if on != conn {
+			on.Close(context.WithoutCancel(ctx))
+		}
+	}()
 	for _, s := range steps {
+		if s.database != in {
+			// psql's meta-command, so the printed plan runs as it is.
+			fmt.Fprintln(stdout, `\connect `+quoteIdent(s.database))
+			if !*dryRun {
+				c, err := connect(ctx, s.database)
+				if err != nil {
+					return fmt.Errorf("db provision: connect as admin to database %s: %w", s.database, err)
+				}
+				if on != conn {
+					on.Close(context.WithoutCancel(ctx))
+				}
+				on = c
+			}
+			in = s.database
+		}
 		fmt.Fprintln(stdout, s.shown+";")
 		if *dryRun {
 			continue
@@ -355,7 +514,7 @@ func dbProvision(ctx context.Context, args []string, getenv func(string) string,
 		// One statement at a time and outside a transaction: CREATE
 		// DATABASE cannot run in one. A failure part way leaves a state
 		// that the next run, comparing again, completes.
-		if _, err := conn.Exec(ctx, s.sql); err != nil {
+		if _, err := on.Exec(ctx, s.sql); err != nil {
 			return fmt.Errorf("db provision: %s: %w", s.shown, err)
 		}
 	}
@@ -365,9 +524,10 @@ func dbProvision(ctx context.Context, args []string, getenv func(string) string,
 	return printURLs(stdout, *adminURL, *prefix, passwords)
 }
 
-// printURLs prints the variables to configure: the admin URL's server and
-// options with each role's name, password (when it was just set) and
-// database.
+// printURLs prints the variables to configure, in two blocks: the owners'
+// URLs, for `nodus migrate up` only, and the runtime roles' URLs, for
+// `nodus serve`. Each is the admin URL's server and options with the
+// role's name, password (when it was just set) and database.
 func printURLs(w io.Writer, adminURL, prefix string, passwords map[string]string) error {
 	base, err := url.Parse(adminURL)
 	if err != nil {
@@ -380,19 +540,31 @@ func printURLs(w io.Writer, adminURL, prefix string, passwords map[string]string
 			q.Del(k)
 		}
 	}
-	fmt.Fprintln(w, "\n# Configure Nodus with:")
 	unchanged := false
-	for _, l := range productionLayout() {
-		name := prefix + "_" + l.name
-		u := url.URL{Scheme: base.Scheme, Host: base.Host, Path: "/" + name, RawQuery: q.Encode()}
-		if pw, ok := passwords[name]; ok {
-			u.User = url.UserPassword(name, pw)
+	urlOf := func(role, database string) string {
+		u := url.URL{Scheme: base.Scheme, Host: base.Host, Path: "/" + database, RawQuery: q.Encode()}
+		if pw, ok := passwords[role]; ok {
+			u.User = url.UserPassword(role, pw)
 		} else {
-			u.User = url.User(name)
+			u.User = url.User(role)
 			unchanged = true
 		}
+		return u.String()
+	}
+	fmt.Fprintln(w, "\n# 1. Migrations: the owners' URLs, for `nodus migrate up` only (at install and at each upgrade).")
+	fmt.Fprintln(w, "#    Never give them to `nodus serve`: an owner may change the schema.")
+	for _, l := range productionLayout() {
 		for _, env := range l.envs {
-			fmt.Fprintf(w, "%s=%s\n", env, u.String())
+			fmt.Fprintf(w, "%s='%s' \\\n", env, urlOf(l.owner(prefix), l.owner(prefix)))
+		}
+	}
+	fmt.Fprintln(w, "  nodus migrate up")
+	fmt.Fprintln(w, "\n# 2. Serving: the runtime roles' URLs (…"+appSuffix+": rows only, bound by row-level security).")
+	fmt.Fprintln(w, "#    Configure `nodus serve` with these, and with migrations left to step 1:")
+	fmt.Fprintln(w, "NODUS_AUTO_MIGRATE=false")
+	for _, l := range productionLayout() {
+		for _, env := range l.envs {
+			fmt.Fprintf(w, "%s=%s\n", env, urlOf(l.app(prefix), l.owner(prefix)))
 		}
 	}
 	if len(passwords) > 0 {
@@ -631,49 +803,56 @@ func checkLayout(ctx context.Context, urls map[string]string, adminURL string, s
 		return
 	}
 
-	var admin *pgx.Conn
+	var adminCfg *pgx.ConnConfig
 	var adminServer string
 	if adminURL != "" {
 		t, err := parseTarget(adminURL)
+		if err == nil {
+			adminCfg, err = pgx.ParseConfig(adminURL)
+		}
 		if err != nil {
 			report("admin URL: %v", err)
-		} else if admin, err = pgx.Connect(ctx, adminURL); err != nil {
-			report("cannot connect with the admin URL %s: %v", store.Redact(adminURL), err)
-			admin = nil
-		} else {
-			adminServer = t.server
-			defer admin.Close(context.WithoutCancel(ctx))
+			adminCfg = nil
 		}
+		adminServer = t.server
 	}
 	for _, p := range dbs {
-		// The catalogs read here are cluster-wide, so any connection to the
-		// server will do: the admin's when given (it reads them even when
-		// the role's own CONNECT is gone), else the role's own.
-		conn := admin
-		if admin == nil || adminServer != p.server {
-			c, err := pgx.Connect(ctx, p.url)
-			if err != nil {
-				report("%s: cannot connect as %q to %q: %v", p.name, p.user, p.database, err)
+		// Ownership and grants on tables are in each database's own
+		// catalog: connect to it, as the admin when given (it reads them
+		// even when the role's own CONNECT is gone), else as the role.
+		var conn *pgx.Conn
+		var err error
+		if adminCfg != nil && adminServer == p.server {
+			c := adminCfg.Copy()
+			c.Database = p.database
+			if conn, err = pgx.ConnectConfig(ctx, c); err != nil {
+				report("%s: cannot connect with the admin URL to %q: %v", p.name, p.database, err)
 				continue
 			}
-			defer c.Close(context.WithoutCancel(ctx))
-			conn = c
+		} else if conn, err = pgx.Connect(ctx, p.url); err != nil {
+			report("%s: cannot connect as %q to %q: %v", p.name, p.user, p.database, err)
+			continue
 		}
 		var others []string
 		for _, o := range dbs {
 			if o.name != p.name && o.server == p.server && o.user != p.user {
-				others = append(others, o.user)
+				// The other databases' runtime roles and their owners.
+				others = append(others, o.user, strings.TrimSuffix(o.user, appSuffix))
 			}
 		}
 		if err := checkDatabase(ctx, conn, p.name, p.target, others, report); err != nil {
 			report("%s: reading the catalog: %v", p.name, err)
 		}
+		conn.Close(context.WithoutCancel(ctx))
 	}
 }
 
-// checkDatabase reports how one database and its role differ from the
-// layout: a least-privilege login role owning the database, which only it
-// (and superusers) may connect to.
+// checkDatabase reports how one database and the role Nodus is configured
+// to serve as differ from the layout: a least-privilege login role that
+// owns neither the database nor any table, reads and writes every table
+// and sequence of schema public, creates nothing there, and shares the
+// database with its owner alone (and superusers). conn is connected to the
+// database.
 func checkDatabase(ctx context.Context, conn *pgx.Conn, name string, t target, others []string, report func(string, ...any)) error {
 	r, err := readRole(ctx, conn, t.user)
 	if err != nil {
@@ -701,23 +880,87 @@ func checkDatabase(ctx context.Context, conn *pgx.Conn, name string, t target, o
 		report("%s: database %q does not exist", name, t.database)
 		return nil
 	}
-	if d.owner != t.user {
-		report("%s: database %q is owned by %q, not by its role %q", name, t.database, d.owner, t.user)
+	// The owner of a database configured with its owner's URL (the
+	// one-role layout) is the role named without the runtime suffix.
+	owner := d.owner
+	if d.owner == t.user {
+		report("%s: Nodus is configured to serve as %q, the owner of database %q (the one-role layout): "+
+			"the runtime role must not own the database or its tables (SECURITY.md check 5). "+
+			"Run `nodus db provision` again, keep these owner URLs for `nodus migrate up`, "+
+			"and configure `nodus serve` with the %s URLs it prints and NODUS_AUTO_MIGRATE=false",
+			name, t.user, t.database, appSuffix)
 	}
-	if r.exists {
-		ok, err := hasConnect(ctx, conn, t.user, t.database)
-		if err != nil {
+	if !r.exists {
+		return nil
+	}
+	var tables []string
+	if err := conn.QueryRow(ctx, `SELECT ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c
+			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'S', 'v', 'm')
+			AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1) ORDER BY 1)`, t.user).Scan(&tables); err != nil {
+		return err
+	}
+	if len(tables) > 0 && d.owner != t.user {
+		report("%s: role %q owns %s in database %q; the runtime role owns nothing (SECURITY.md check 5): "+
+			"ALTER TABLE … OWNER TO %s", name, t.user, listSome(tables), t.database, quoteIdent(d.owner))
+	}
+
+	var connect, schemaCreate bool
+	var noDML, noUsage []string
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.has_database_privilege($1, $2, 'CONNECT'),
+			pg_catalog.has_schema_privilege($1, 'public', 'CREATE'),
+			ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+				WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+				AND NOT (pg_catalog.has_table_privilege($1, c.oid, 'SELECT') AND pg_catalog.has_table_privilege($1, c.oid, 'INSERT')
+					AND pg_catalog.has_table_privilege($1, c.oid, 'UPDATE') AND pg_catalog.has_table_privilege($1, c.oid, 'DELETE'))
+				ORDER BY 1),
+			ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+				WHERE n.nspname = 'public' AND c.relkind = 'S'
+				-- CASE: the planner may test the privilege before relkind.
+				AND CASE WHEN c.relkind = 'S' THEN NOT pg_catalog.has_sequence_privilege($1, c.oid, 'USAGE') END
+				ORDER BY 1)`, t.user, t.database).Scan(&connect, &schemaCreate, &noDML, &noUsage); err != nil {
+		return err
+	}
+	if !connect {
+		report("%s: role %q may not connect to its database %q", name, t.user, t.database)
+	}
+	if schemaCreate && d.owner != t.user {
+		report("%s: role %q may create in schema public of %q; only the owner %q should (REVOKE CREATE ON SCHEMA public FROM …)",
+			name, t.user, t.database, d.owner)
+	}
+	if len(noDML) > 0 {
+		report("%s: role %q lacks SELECT, INSERT, UPDATE or DELETE on %s (run `nodus db provision`)", name, t.user, listSome(noDML))
+	}
+	if len(noUsage) > 0 {
+		report("%s: role %q lacks USAGE on sequence %s (run `nodus db provision`)", name, t.user, listSome(noUsage))
+	}
+	if d.owner != t.user {
+		// Tables the next migration creates: the owner's default privileges
+		// must grant them to the runtime role.
+		var defaults bool
+		if err := conn.QueryRow(ctx, `SELECT count(DISTINCT a.privilege_type) = 4 FROM pg_catalog.pg_default_acl da,
+				pg_catalog.aclexplode(da.defaclacl) a
+			WHERE da.defaclrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)
+			AND da.defaclnamespace = 'public'::regnamespace AND da.defaclobjtype = 'r'
+			AND a.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1)
+			AND a.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')`, t.user, d.owner).Scan(&defaults); err != nil {
 			return err
 		}
-		if !ok {
-			report("%s: role %q may not connect to its database %q", name, t.user, t.database)
+		if !defaults {
+			report("%s: tables %q creates will not be granted to %q (no default privileges; run `nodus db provision`)",
+				name, d.owner, t.user)
 		}
 	}
 	if len(d.public) > 0 {
 		report("%s: PUBLIC has %s on database %q: every role may connect (REVOKE ALL ON DATABASE %s FROM PUBLIC)",
 			name, strings.Join(d.public, ", "), t.database, quoteIdent(t.database))
 	}
-	who, err := connectors(ctx, conn, t.database, t.user)
+	runtime := t.user
+	if owner == t.user {
+		runtime = owner + appSuffix
+	}
+	allowed := []string{owner, runtime}
+	who, err := connectors(ctx, conn, t.database, allowed)
 	if err != nil {
 		return err
 	}
@@ -728,7 +971,28 @@ func checkDatabase(ctx context.Context, conn *pgx.Conn, name string, t target, o
 		if len(d.public) > 0 && !slices.Contains(others, role) {
 			continue
 		}
-		report("%s: role %q may connect to database %q; only its owner %q should", name, role, t.database, t.user)
+		report("%s: role %q may connect to database %q; only its owner %q and runtime role %q should",
+			name, role, t.database, owner, runtime)
 	}
 	return nil
+}
+
+// listSome names up to five of names, and how many more there are.
+func listSome(names []string) string {
+	const most = 5
+	if len(names) <= most {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:most], ", "), len(names)-most)
+}
+
+// migrateError explains a migration refused for want of privileges: in
+// the production layout the runtime role may not create tables, by design.
+func migrateError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		return fmt.Errorf("the role cannot create tables: run `nodus migrate up` with the owner URLs that `nodus db provision` printed, "+
+			"and serve with NODUS_AUTO_MIGRATE=false: %w", err)
+	}
+	return err
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"net/url"
 	"strings"
 	"testing"
@@ -45,9 +46,10 @@ func provisionPrefix(t *testing.T, admin *pgx.Conn) string {
 			}
 		}
 		for _, l := range productionLayout() {
-			name := quoteIdent(prefix + "_" + l.name)
-			if _, err := admin.Exec(ctx, "DROP ROLE IF EXISTS "+name); err != nil {
-				t.Errorf("drop role %s: %v", name, err)
+			for _, name := range []string{l.app(prefix), l.owner(prefix)} {
+				if _, err := admin.Exec(ctx, "DROP ROLE IF EXISTS "+quoteIdent(name)); err != nil {
+					t.Errorf("drop role %s: %v", name, err)
+				}
 			}
 		}
 	})
@@ -64,15 +66,37 @@ func adminConn(t *testing.T, adminURL string) *pgx.Conn {
 	return conn
 }
 
-// printedURLs reads the VAR=URL lines provision prints.
-func printedURLs(out string) map[string]string {
-	vars := map[string]string{}
-	for _, line := range strings.Split(out, "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok && strings.HasSuffix(k, "DATABASE_URL") && !strings.Contains(k, " ") {
-			vars[k] = v
+// printedURLs reads the VAR=URL lines provision prints: the owners', in
+// the `nodus migrate up` command, and the runtime roles', for serve.
+func printedURLs(out string) (owners, apps map[string]string) {
+	parse := func(block string) map[string]string {
+		vars := map[string]string{}
+		for _, line := range strings.Split(block, "\n") {
+			line = strings.TrimSuffix(line, " \\")
+			if k, v, ok := strings.Cut(line, "="); ok && strings.HasSuffix(k, "DATABASE_URL") && !strings.Contains(k, " ") {
+				vars[k] = strings.Trim(v, "'")
+			}
 		}
+		return vars
 	}
-	return vars
+	migrate, serve, _ := strings.Cut(out, "  nodus migrate up\n")
+	return parse(migrate), parse(serve)
+}
+
+// adminConnTo connects as the admin to database.
+func adminConnTo(t *testing.T, adminURL, database string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database = database
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
 
 // layoutState is what provisioning may change on the server: each role's
@@ -113,6 +137,7 @@ func TestDBProvisionAndCheck(t *testing.T) {
 	admin := adminConn(t, adminURL)
 	prefix := provisionPrefix(t, admin)
 	before := layoutState(t, admin, prefix)
+	q := quoteIdent
 
 	// --dry-run prints the plan and executes none of it.
 	out, err := nodusRun(t, nil, "db", "provision", "--admin-url", adminURL, "--prefix", prefix, "--dry-run")
@@ -121,14 +146,20 @@ func TestDBProvisionAndCheck(t *testing.T) {
 	}
 	for _, want := range []string{
 		`CREATE ROLE "` + prefix + `_vault" LOGIN`,
+		`CREATE ROLE "` + prefix + `_vault_app" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS`,
 		`CREATE DATABASE "` + prefix + `_vault" OWNER "` + prefix + `_vault"`,
 		`REVOKE ALL ON DATABASE "` + prefix + `_main" FROM PUBLIC`,
+		`GRANT CONNECT, TEMPORARY ON DATABASE "` + prefix + `_vault" TO "` + prefix + `_vault_app";`,
+		`\connect "` + prefix + `_main"`,
+		`ALTER DEFAULT PRIVILEGES FOR ROLE "` + prefix + `_main" IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "` + prefix + `_main_app";`,
+		`ALTER DEFAULT PRIVILEGES FOR ROLE "` + prefix + `_main" IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "` + prefix + `_main_app";`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("dry run does not print %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, "SCRAM-SHA-256$") || len(printedURLs(out)) > 0 {
+	owners, apps := printedURLs(out)
+	if strings.Contains(out, "SCRAM-SHA-256$") || len(owners)+len(apps) > 0 {
 		t.Fatalf("dry run shows a password verifier or URLs:\n%s", out)
 	}
 	if after := layoutState(t, admin, prefix); after != before {
@@ -139,18 +170,26 @@ func TestDBProvisionAndCheck(t *testing.T) {
 	if err != nil {
 		t.Fatalf("provision: %v\n%s", err, out)
 	}
-	vars := printedURLs(out)
+	owners, apps = printedURLs(out)
 	for _, env := range []string{"DATABASE_URL", "AUTH_DATABASE_URL", "GATEWAY_DATABASE_URL", "TRACING_DATABASE_URL", "VAULT_DATABASE_URL"} {
-		u, err := url.Parse(vars[env])
-		if err != nil || u.User == nil {
-			t.Fatalf("provision printed no URL with credentials for %s:\n%s", env, out)
-		}
-		if pw, _ := u.User.Password(); len(pw) < 32 {
-			t.Fatalf("%s has a weak or no password: %q", env, pw)
+		for block, vars := range map[string]map[string]string{"owner": owners, "runtime": apps} {
+			u, err := url.Parse(vars[env])
+			if err != nil || u.User == nil {
+				t.Fatalf("provision printed no %s URL with credentials for %s:\n%s", block, env, out)
+			}
+			if pw, _ := u.User.Password(); len(pw) < 32 {
+				t.Fatalf("%s %s has a weak or no password: %q", block, env, pw)
+			}
+			if isApp := strings.HasSuffix(u.User.Username(), "_app"); isApp != (block == "runtime") {
+				t.Fatalf("the %s URL of %s connects as %s", block, env, u.User.Username())
+			}
 		}
 	}
-	if vars["DATABASE_URL"] != vars["AUTH_DATABASE_URL"] {
-		t.Fatalf("main and auth should share a database: %s, %s", vars["DATABASE_URL"], vars["AUTH_DATABASE_URL"])
+	if owners["DATABASE_URL"] != owners["AUTH_DATABASE_URL"] || apps["DATABASE_URL"] != apps["AUTH_DATABASE_URL"] {
+		t.Fatalf("main and auth should share a database:\n%s", out)
+	}
+	if !strings.Contains(out, "NODUS_AUTO_MIGRATE=false") {
+		t.Fatalf("the serve block does not turn auto-migration off:\n%s", out)
 	}
 	provisioned := layoutState(t, admin, prefix)
 
@@ -163,49 +202,79 @@ func TestDBProvisionAndCheck(t *testing.T) {
 	if again := layoutState(t, admin, prefix); again != provisioned {
 		t.Fatalf("second provision changed the server:\n%s\n%s", provisioned, again)
 	}
-	if u := printedURLs(out)["VAULT_DATABASE_URL"]; strings.Contains(u, ":"+"//"+prefix+"_vault:") {
-		t.Fatalf("second provision printed a password it does not know: %s", u)
+	if _, a := printedURLs(out); strings.Contains(a["VAULT_DATABASE_URL"], ":"+"//"+prefix+"_vault_app:") {
+		t.Fatalf("second provision printed a password it does not know: %s", a["VAULT_DATABASE_URL"])
 	}
 
+	vars := maps.Clone(apps)
 	vars["NODUS_DATA_DIR"] = t.TempDir()
+	owners["NODUS_DATA_DIR"] = vars["NODUS_DATA_DIR"]
 	if out, err := nodusRun(t, vars, "db", "check"); err == nil || !strings.Contains(out, "pending") {
 		t.Fatalf("check before migrating should report pending migrations: %v\n%s", err, out)
 	}
-	if out, err := nodusRun(t, vars, "migrate", "up"); err != nil {
-		t.Fatalf("migrate up with the printed URLs: %v\n%s", err, out)
+	if out, err := nodusRun(t, owners, "migrate", "up"); err != nil {
+		t.Fatalf("migrate up with the printed owner URLs: %v\n%s", err, out)
 	}
 	if out, err := nodusRun(t, vars, "db", "check"); err != nil || !strings.Contains(out, "ok: the deployment matches the layout") {
 		t.Fatalf("check after provision and migrate: %v\n%s", err, out)
 	}
+	// Provision after the migrations finds the tables granted already
+	// (default privileges did it).
+	if out, err := nodusRun(t, nil, "db", "provision", "--admin-url", adminURL, "--prefix", prefix); err != nil || !strings.Contains(out, "nothing to do") {
+		t.Fatalf("provision after migrate up: %v\n%s", err, out)
+	}
 
-	// The vault is walled off both ways, by a real connection attempt.
-	for _, c := range []struct{ from, to string }{
-		{"DATABASE_URL", "VAULT_DATABASE_URL"},
-		{"VAULT_DATABASE_URL", "DATABASE_URL"},
-		{"VAULT_DATABASE_URL", "GATEWAY_DATABASE_URL"},
+	// The vault is walled off both ways, for owners and runtime roles, by a
+	// real connection attempt.
+	for _, c := range []struct {
+		from     map[string]string
+		env, dst string
+	}{
+		{apps, "DATABASE_URL", "VAULT_DATABASE_URL"},
+		{owners, "DATABASE_URL", "VAULT_DATABASE_URL"},
+		{apps, "GATEWAY_DATABASE_URL", "VAULT_DATABASE_URL"},
+		{apps, "VAULT_DATABASE_URL", "DATABASE_URL"},
+		{owners, "VAULT_DATABASE_URL", "DATABASE_URL"},
+		{apps, "VAULT_DATABASE_URL", "GATEWAY_DATABASE_URL"},
 	} {
-		conn, err := pgx.Connect(ctx, withUser(t, vars[c.from], vars[c.to]))
+		conn, err := pgx.Connect(ctx, withUser(t, c.from[c.env], apps[c.dst]))
 		if err == nil {
 			conn.Close(ctx)
-			t.Fatalf("the role of %s connected to the database of %s", c.from, c.to)
+			t.Fatalf("the role of %s connected to the database of %s", c.from[c.env], c.dst)
 		}
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
-			t.Fatalf("the role of %s connecting to the database of %s: %v; want permission denied (42501)", c.from, c.to, err)
+			t.Fatalf("the role of %s connecting to the database of %s: %v; want permission denied (42501)", c.env, c.dst, err)
 		}
 	}
 
 	// Seeded differences: the vault opened to everyone, a role given
-	// CREATEDB, a set rolled back. Check reports each one.
+	// CREATEDB, a set rolled back, the runtime role given CREATE on the
+	// schema and deprived of DELETE, a table given to it. Check reports
+	// each one.
 	for _, sql := range []string{
-		"GRANT CONNECT ON DATABASE " + quoteIdent(prefix+"_vault") + " TO PUBLIC",
-		"ALTER ROLE " + quoteIdent(prefix+"_gateway") + " CREATEDB",
+		"GRANT CONNECT ON DATABASE " + q(prefix+"_vault") + " TO PUBLIC",
+		"ALTER ROLE " + q(prefix+"_gateway_app") + " CREATEDB",
 	} {
 		if _, err := admin.Exec(ctx, sql); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if out, err := nodusRun(t, vars, "migrate", "down", "1", "--set", "tracing"); err != nil {
+	mainDB := adminConnTo(t, adminURL, prefix+"_main")
+	gatewayDB := adminConnTo(t, adminURL, prefix+"_gateway")
+	for _, c := range []struct {
+		conn *pgx.Conn
+		sql  string
+	}{
+		{mainDB, "GRANT CREATE ON SCHEMA public TO " + q(prefix+"_main_app")},
+		{mainDB, "REVOKE DELETE ON schema_migrations FROM " + q(prefix+"_main_app")},
+		{gatewayDB, "ALTER TABLE schema_migrations OWNER TO " + q(prefix+"_gateway_app")},
+	} {
+		if _, err := c.conn.Exec(ctx, c.sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := nodusRun(t, owners, "migrate", "down", "1", "--set", "tracing"); err != nil {
 		t.Fatalf("migrate down: %v\n%s", err, out)
 	}
 	out, err = nodusRun(t, vars, "db", "check")
@@ -214,8 +283,12 @@ func TestDBProvisionAndCheck(t *testing.T) {
 	}
 	for _, want := range []string{
 		`vault: PUBLIC has CONNECT`,
+		`vault: role "` + prefix + `_main_app" may connect to database "` + prefix + `_vault"`,
 		`vault: role "` + prefix + `_main" may connect to database "` + prefix + `_vault"`,
-		`gateway: role "` + prefix + `_gateway" has CREATEDB`,
+		`gateway: role "` + prefix + `_gateway_app" has CREATEDB`,
+		`gateway: role "` + prefix + `_gateway_app" owns schema_migrations in database "` + prefix + `_gateway"`,
+		`main: role "` + prefix + `_main_app" may create in schema public`,
+		`main: role "` + prefix + `_main_app" lacks SELECT, INSERT, UPDATE or DELETE on schema_migrations`,
 		`tracing: migrations [7] pending`,
 		// Rolling back tracing's row_level_security migration left its
 		// tenant tables unguarded.
@@ -225,18 +298,23 @@ func TestDBProvisionAndCheck(t *testing.T) {
 			t.Errorf("check does not report %q:\n%s", want, out)
 		}
 	}
-	if _, err := nodusRun(t, vars, "migrate", "up"); err != nil {
+	// Table ownership is the migrations' business, not provision's: the
+	// operator gives it back.
+	if _, err := gatewayDB.Exec(ctx, "ALTER TABLE schema_migrations OWNER TO "+q(prefix+"_gateway")); err != nil {
 		t.Fatal(err)
+	}
+	if out, err := nodusRun(t, owners, "migrate", "up"); err != nil {
+		t.Fatalf("migrate up: %v\n%s", err, out)
 	}
 
 	// A role that lost CONNECT to its own database cannot tell check
 	// anything; with --admin-url, check reads why.
-	if _, err := admin.Exec(ctx, "REVOKE CONNECT ON DATABASE "+quoteIdent(prefix+"_tracing")+" FROM "+quoteIdent(prefix+"_tracing")); err != nil {
+	if _, err := admin.Exec(ctx, "REVOKE CONNECT ON DATABASE "+q(prefix+"_tracing")+" FROM "+q(prefix+"_tracing_app")); err != nil {
 		t.Fatal(err)
 	}
 	out, err = nodusRun(t, vars, "db", "check", "--admin-url", adminURL)
-	if err == nil || !strings.Contains(out, `tracing: role "`+prefix+`_tracing" may not connect to its database`) {
-		t.Fatalf("check --admin-url after revoking the owner's CONNECT: %v\n%s", err, out)
+	if err == nil || !strings.Contains(out, `tracing: role "`+prefix+`_tracing_app" may not connect to its database`) {
+		t.Fatalf("check --admin-url after revoking the runtime role's CONNECT: %v\n%s", err, out)
 	}
 
 	// Provision repairs every drift it owns, keeping the passwords.
@@ -259,7 +337,7 @@ func TestDBProvisionAndCheck(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rotate: %v\n%s", err, out)
 	}
-	rotated := printedURLs(out)
+	rotatedOwners, rotatedApps := printedURLs(out)
 	verifiers := func() map[string]string {
 		rows, err := admin.Query(ctx, "SELECT rolname, rolpassword FROM pg_authid WHERE rolname LIKE $1", prefix+"\\_%")
 		if err != nil {
@@ -279,7 +357,7 @@ func TestDBProvisionAndCheck(t *testing.T) {
 		return out
 	}
 	after := verifiers()
-	if len(after) != 4 {
+	if len(after) != 8 {
 		t.Fatalf("roles after rotation: %v", after)
 	}
 	for role, v := range after {
@@ -288,14 +366,16 @@ func TestDBProvisionAndCheck(t *testing.T) {
 		}
 	}
 	for _, env := range []string{"DATABASE_URL", "GATEWAY_DATABASE_URL", "TRACING_DATABASE_URL", "VAULT_DATABASE_URL"} {
-		if rotated[env] == vars[env] {
-			t.Fatalf("%s unchanged after --rotate-passwords", env)
+		for _, c := range [][2]string{{owners[env], rotatedOwners[env]}, {apps[env], rotatedApps[env]}} {
+			if c[0] == c[1] {
+				t.Fatalf("%s unchanged after --rotate-passwords", env)
+			}
+			conn, err := pgx.Connect(ctx, c[1])
+			if err != nil {
+				t.Fatalf("the new URL of %s: %v", env, err)
+			}
+			conn.Close(ctx)
 		}
-		conn, err := pgx.Connect(ctx, rotated[env])
-		if err != nil {
-			t.Fatalf("the new URL of %s: %v", env, err)
-		}
-		conn.Close(ctx)
 	}
 }
 

@@ -56,7 +56,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		for _, s := range sets {
 			applied, err := s.Up(ctx)
 			if err != nil {
-				return err
+				return migrateError(err)
 			}
 			fmt.Fprintf(stdout, "%-8s %s\n", s.Name(), describeApplied("applied", applied))
 		}

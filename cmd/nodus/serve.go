@@ -629,7 +629,7 @@ func migrateUp(ctx context.Context, sets []store.MigrationSet, logger *slog.Logg
 	for _, s := range sets {
 		applied, err := s.Up(ctx)
 		if err != nil {
-			return err
+			return migrateError(err)
 		}
 		if len(applied) > 0 {
 			logger.Info("migrations applied", "set", s.Name(), "versions", applied)

@@ -73,6 +73,15 @@ func New(db *store.DB, workers *river.Workers, cfg Config, logger *slog.Logger, 
 		rc.FetchCooldown = min(cfg.PollInterval, river.FetchCooldownDefault)
 		err = bind(q, riversqlite.New(db.WritePool()), rc, (*store.Tx).SQLTx)
 	case store.Postgres:
+		if !ownsJobTables(db) {
+			// River's daily maintenance reindexes its job table's indexes
+			// (REINDEX … CONCURRENTLY), which PostgreSQL allows only the
+			// owner: a runtime role that does not own the tables (nodus db
+			// provision's _app roles) would fail every night. The owner's
+			// scheduled REINDEX does that job (docs/operations.md).
+			rc.ReindexerSchedule = river.NeverSchedule()
+			logger.Info("jobs: the database role does not own the job tables; River's nightly reindex is left to the owner")
+		}
 		err = bind(q, riverpgxv5.New(db.PgxPool()), rc, func(tx *store.Tx) pgx.Tx { return tx.PgxTx() })
 	default:
 		err = fmt.Errorf("jobs: unsupported dialect %s", db.Dialect())
@@ -188,4 +197,16 @@ func registerDepth(reg *metrics.Registry, db *store.DB, logger *slog.Logger) {
 		}
 		return out
 	})
+}
+
+// ownsJobTables reports whether the connected role owns (or is a member
+// of the owner of) River's job table; true when the table does not exist
+// yet, since this role's migrations will then create it.
+func ownsJobTables(db *store.DB) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var owns bool
+	err := db.PgxPool().QueryRow(ctx, `SELECT COALESCE((SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE')
+		FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass('river_job')), true)`).Scan(&owns)
+	return err != nil || owns
 }
