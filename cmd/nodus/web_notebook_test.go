@@ -24,8 +24,13 @@ var (
 func TestWebNotebook(t *testing.T) {
 	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
 		w := newGatewayFreeWorld(t, databaseURL)
+		var otherUser, foreignUser struct{ User struct{ ID string } }
 		w.do(t, w.orgAdmin, "POST", "/api/v1/users", map[string]any{"email": "other@example.test", "username": "other",
-			"role": "user", "password": canaryOrgPassword}, 201, nil)
+			"role": "user", "password": canaryOrgPassword}, 201, &otherUser)
+		var foreign struct{ Tenant struct{ ID string } }
+		w.do(t, w.admin, "POST", "/api/v1/tenants", map[string]any{"name": "Tenant H", "max_users": 10}, 201, &foreign)
+		w.do(t, w.admin, "POST", "/api/v1/users", map[string]any{"email": "h-user@example.test", "username": "h-user",
+			"role": "user", "tenant_id": foreign.Tenant.ID, "password": canaryOrgPassword}, 201, &foreignUser)
 		b := newBrowser(t, w.in.base)
 		csrf := b.signIn("g-admin", canaryOrgPassword)
 		post := func(path string, form url.Values) string {
@@ -100,6 +105,112 @@ func TestWebNotebook(t *testing.T) {
 		}
 		if _, list, _ := other.get("/notebooks"); strings.Contains(list, m[1]) {
 			t.Error("another user lists the notebook")
+		}
+
+		// Sharing: the owner shares it with that user for reading through
+		// the page's form; they read it but are offered no write form.
+		otherID := otherUser.User.ID
+		page = b.pageOK(base)
+		if !strings.Contains(page, `<option value="`+otherID+`">other</option>`) || strings.Contains(page, foreignUser.User.ID) {
+			t.Fatalf("the share form does not offer the tenant's users only:\n%s", page)
+		}
+		if loc := post(base+"/shares", url.Values{"user_id": {otherID}, "permission": {"read"}}); loc != base+"#sharing" {
+			t.Errorf("sharing redirects to %q", loc)
+		}
+		page = b.pageOK(base)
+		if !strings.Contains(page, `action="`+base+`/shares/`+otherID+`"`) || !strings.Contains(page, `<option value="read" selected>`) {
+			t.Fatalf("the owner's page does not list the member:\n%s", page)
+		}
+		// otherPost posts a form as the other user, with their token.
+		otherPost := func(path string, form url.Values) (int, string) {
+			t.Helper()
+			form.Set("csrf", otherCSRF)
+			resp, body := other.post(path, form, w.in.base)
+			if resp.StatusCode == http.StatusSeeOther {
+				return resp.StatusCode, resp.Header.Get("Location")
+			}
+			return resp.StatusCode, body
+		}
+		page = other.pageOK(base)
+		if !strings.Contains(page, "for reading.") || !strings.Contains(page, `action="`+base+`/leave"`) {
+			t.Errorf("the reader's page lacks their access or the leave form:\n%s", page)
+		}
+		for _, unwanted := range []string{`action="` + base + `/cards"`, `action="` + base + `/sources"`, `/shares`,
+			`name="pinned"`, `action="` + base + `/update"`} {
+			if strings.Contains(page, unwanted) {
+				t.Errorf("the reader's page offers %s", unwanted)
+			}
+		}
+		if _, list, _ := other.get("/notebooks"); !strings.Contains(list, m[1]) {
+			t.Error("the reader does not list the notebook")
+		}
+		if code, _ := otherPost(base+"/cards", url.Values{"title": {"x"}}); code != http.StatusForbidden {
+			t.Errorf("a reader's card: %d", code)
+		}
+		if code, _ := otherPost(base+"/shares", url.Values{"user_id": {otherID}, "permission": {"write"}}); code != http.StatusForbidden {
+			t.Errorf("a reader sharing: %d", code)
+		}
+		// Switched to write, they add a card.
+		post(base+"/shares/"+otherID, url.Values{"permission": {"write"}})
+		page = other.pageOK(base)
+		if !strings.Contains(page, `action="`+base+`/cards"`) || strings.Contains(page, `/shares`) {
+			t.Errorf("the writer's page lacks the card form or offers sharing:\n%s", page)
+		}
+		if code, body := otherPost(base+"/cards", url.Values{"title": {"From other"}, "content": {"written by a member"}}); code != http.StatusSeeOther {
+			t.Fatalf("a writer's card: %d %s", code, body)
+		}
+		if page = b.pageOK(base); !strings.Contains(page, "written by a member") || !strings.Contains(page, `<option value="write" selected>`) {
+			t.Errorf("the owner does not see the member's card or write access:\n%s", page)
+		}
+		// Wrong choices are readable errors, not failures.
+		for _, tc := range []struct {
+			name string
+			form url.Values
+			want string
+		}{
+			{"another tenant's user", url.Values{"user_id": {foreignUser.User.ID}, "permission": {"read"}}, "not an active member of your organisation"},
+			{"an unknown user", url.Values{"user_id": {"00000000-0000-4000-8000-000000000000"}, "permission": {"read"}}, "not an active member of your organisation"},
+			{"no user", url.Values{"user_id": {""}, "permission": {"read"}}, "Choose a user"},
+			{"owner access", url.Values{"user_id": {otherID}, "permission": {"owner"}}, "Choose read or write"},
+		} {
+			resp, body := b.post(base+"/shares", url.Values{"csrf": {csrf}, "user_id": tc.form["user_id"], "permission": tc.form["permission"]}, w.in.base)
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, tc.want) {
+				t.Errorf("sharing with %s: %d, want 400 with %q", tc.name, resp.StatusCode, tc.want)
+			}
+		}
+		// CSRF: no token, or another origin, removes no one.
+		for _, tc := range []struct {
+			form   url.Values
+			origin string
+		}{{url.Values{}, w.in.base}, {url.Values{"csrf": {csrf}}, "https://evil.example.test"}} {
+			for _, path := range []string{base + "/shares/" + otherID + "/delete", base + "/shares"} {
+				if resp, _ := b.post(path, tc.form, tc.origin); resp.StatusCode != http.StatusForbidden {
+					t.Errorf("POST %s without CSRF or from %s: %d", path, tc.origin, resp.StatusCode)
+				}
+			}
+		}
+		if resp, _ := other.post(base+"/leave", url.Values{}, w.in.base); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("leaving without CSRF: %d", resp.StatusCode)
+		}
+		other.pageOK(base)
+		// Removed, the notebook is not found for them.
+		post(base+"/shares/"+otherID+"/delete", url.Values{})
+		if resp, _, _ := other.get(base); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("a removed member's GET: %d", resp.StatusCode)
+		}
+		if code, _ := otherPost(base+"/cards", url.Values{"title": {"x"}}); code != http.StatusNotFound {
+			t.Errorf("a removed member's card: %d", code)
+		}
+		// Shared again, they leave it themselves.
+		post(base+"/shares", url.Values{"user_id": {otherID}, "permission": {"read"}})
+		if code, loc := otherPost(base+"/leave", url.Values{}); code != http.StatusSeeOther || loc != "/notebooks" {
+			t.Errorf("leaving: %d %s", code, loc)
+		}
+		if resp, _, _ := other.get(base); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("after leaving, GET: %d", resp.StatusCode)
+		}
+		if page = b.pageOK(base); strings.Contains(page, `/shares/`+otherID) {
+			t.Error("the owner still lists the member who left")
 		}
 	})
 }

@@ -1,10 +1,13 @@
 package web
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/nodus-os/nodus/internal/identity"
@@ -15,7 +18,8 @@ import (
 // This file serves the notebook pages (Llibreta): the viewer's notebooks
 // and those shared with them, and one notebook's sources, cards and chat.
 // Every form posts and redirects back; the notebook service checks the
-// viewer's share, as for the API.
+// viewer's share, as for the API. The owner shares the notebook with users
+// of the tenant from its page; a member may leave it.
 
 func (s *Server) notebookActor(v *viewer) (notebook.Actor, error) {
 	if s.deps.Notebooks == nil {
@@ -91,6 +95,33 @@ type notebookPage struct {
 	CanChat  bool
 	IsOwner  bool
 	Levels   []string
+	// Sharing: the members by name; for the owner, the tenant's other
+	// active users to add and the permissions a share may give.
+	Members    []notebookMember
+	Candidates []notebookMember
+	Perms      []string
+	Shared     bool // the viewer holds a share, which they may leave
+}
+
+// notebookMember is a user of the tenant as the sharing section shows
+// them: a member with their permission, or a user the owner may add.
+type notebookMember struct {
+	UserID     string
+	Name       string // full name, or "" when they gave none
+	Username   string // "" for a user no longer found
+	Permission string
+	Self       bool
+}
+
+// Label names the member for a person: their full name and username.
+func (m notebookMember) Label() string {
+	switch {
+	case m.Username == "":
+		return "user " + m.UserID
+	case m.Name == "":
+		return m.Username
+	}
+	return m.Name + " (" + m.Username + ")"
 }
 
 // cardItem is a card as the page shows it: its Markdown rendered.
@@ -147,9 +178,72 @@ func (s *Server) handleNotebook() http.Handler {
 				p.Messages = append(p.Messages, viewNotebookMessage(m))
 			}
 		}
+		if err := s.loadSharing(ctx, a, n, &p); err != nil {
+			return err
+		}
 		s.render(w, r, http.StatusOK, "notebook", &p)
 		return nil
 	})
+}
+
+// maxShareCandidates bounds the users the owner's share form lists.
+const maxShareCandidates = 1000
+
+// loadSharing fills the sharing section: the members by name and, for the
+// owner, the tenant's active users not yet members. Names come from
+// identity, scoped to the notebook's tenant, as the service's check does.
+func (s *Server) loadSharing(ctx context.Context, a notebook.Actor, n *notebook.Notebook, p *notebookPage) error {
+	shares, err := s.deps.Notebooks.ListShares(ctx, a, n.ID)
+	if err != nil {
+		return err
+	}
+	ctx = nodus.WithTenant(ctx, a.TenantID)
+	var users []identity.User
+	if p.IsOwner {
+		p.Perms = []string{notebook.PermRead, notebook.PermWrite}
+		for cursor := ""; len(users) < maxShareCandidates; {
+			page, next, err := s.deps.Identity.ListUsers(ctx, 200, cursor)
+			if err != nil {
+				return err
+			}
+			users = append(users, page...)
+			if cursor = next; next == "" {
+				break
+			}
+		}
+	}
+	byID := make(map[string]identity.User, len(users))
+	for _, u := range users {
+		byID[u.ID] = u
+	}
+	taken := map[string]bool{n.OwnerID: true}
+	for _, sh := range shares {
+		taken[sh.UserID] = true
+		u, ok := byID[sh.UserID]
+		if !ok {
+			found, err := s.deps.Identity.User(ctx, sh.UserID)
+			switch {
+			case err == nil:
+				u = *found
+			case nodus.ErrorCode(err) != nodus.ENOTFOUND:
+				return err
+			}
+		}
+		p.Members = append(p.Members, notebookMember{UserID: sh.UserID, Name: u.FullName, Username: u.Username,
+			Permission: sh.Permission, Self: sh.UserID == a.UserID})
+		p.Shared = p.Shared || sh.UserID == a.UserID
+	}
+	for _, u := range users {
+		if u.IsActive && u.TenantID == a.TenantID && !taken[u.ID] {
+			p.Candidates = append(p.Candidates, notebookMember{UserID: u.ID, Name: u.FullName, Username: u.Username})
+		}
+	}
+	byLabel := func(x, y notebookMember) int {
+		return cmp.Compare(strings.ToLower(x.Label()), strings.ToLower(y.Label()))
+	}
+	slices.SortFunc(p.Members, byLabel)
+	slices.SortFunc(p.Candidates, byLabel)
+	return nil
 }
 
 func viewNotebookMessage(m notebook.Message) notebookMessage {
@@ -356,6 +450,68 @@ func (s *Server) handleNotebookSaveAnswer() http.Handler {
 			return err
 		}
 		back(w, r, id, url.Values{"chat": {r.PathValue("chat")}}, "card-"+c.ID)
+		return nil
+	})
+}
+
+// Sharing: the owner adds, changes and removes members; a member leaves.
+
+// handleNotebookShare shares the notebook with the user picked in the
+// form, or changes a member's permission (the path names them).
+func (s *Server) handleNotebookShare() http.Handler {
+	return s.notebookHandler(func(w http.ResponseWriter, r *http.Request, v *viewer, a notebook.Actor) error {
+		id, userID, perm := r.PathValue("id"), r.PathValue("member"), r.PostFormValue("permission")
+		if userID == "" {
+			userID = r.PostFormValue("user_id")
+		}
+		if perm != notebook.PermRead && perm != notebook.PermWrite {
+			return &nodus.Error{Code: nodus.EINVALID, Message: "Choose read or write access."}
+		}
+		if err := s.checkShareTarget(r.Context(), a.TenantID, userID); err != nil {
+			return err
+		}
+		if _, err := s.deps.Notebooks.Share(r.Context(), a, id, userID, perm); err != nil {
+			return err
+		}
+		back(w, r, id, nil, "sharing")
+		return nil
+	})
+}
+
+// checkShareTarget refuses, with a message a person can act on, a user
+// the service would refuse as not found: unknown, inactive or of another
+// tenant. A page would otherwise read that as a broken link.
+func (s *Server) checkShareTarget(ctx context.Context, tenantID, userID string) error {
+	if userID == "" {
+		return &nodus.Error{Code: nodus.EINVALID, Message: "Choose a user to share the notebook with."}
+	}
+	u, err := s.deps.Identity.User(nodus.WithTenant(ctx, tenantID), userID)
+	if nodus.ErrorCode(err) == nodus.ENOTFOUND || err == nil && (!u.IsActive || u.TenantID != tenantID) {
+		return &nodus.Error{Code: nodus.EINVALID,
+			Message: "That user is not an active member of your organisation: a notebook is shared only within it."}
+	}
+	return err
+}
+
+func (s *Server) handleNotebookUnshare() http.Handler {
+	return s.notebookHandler(func(w http.ResponseWriter, r *http.Request, v *viewer, a notebook.Actor) error {
+		id := r.PathValue("id")
+		if err := s.deps.Notebooks.Unshare(r.Context(), a, id, r.PathValue("member")); err != nil {
+			return err
+		}
+		back(w, r, id, nil, "sharing")
+		return nil
+	})
+}
+
+// handleNotebookLeave ends the viewer's own share: the notebook is then
+// gone from their list.
+func (s *Server) handleNotebookLeave() http.Handler {
+	return s.notebookHandler(func(w http.ResponseWriter, r *http.Request, v *viewer, a notebook.Actor) error {
+		if err := s.deps.Notebooks.Unshare(r.Context(), a, r.PathValue("id"), a.UserID); err != nil {
+			return err
+		}
+		http.Redirect(w, r, "/notebooks", http.StatusSeeOther)
 		return nil
 	})
 }

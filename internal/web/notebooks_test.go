@@ -32,6 +32,10 @@ func xssNotebook(base pageBase) *notebookPage {
 		}}
 	item := cardItem{Card: card, HTML: renderMarkdown(card.Content), First: true, Last: true}
 	p.Cards, p.Pinned = []cardItem{item}, []cardItem{item}
+	p.Perms = []string{notebook.PermRead, notebook.PermWrite}
+	p.Members = []notebookMember{{UserID: "u1", Name: xssName, Username: xssName, Permission: notebook.PermWrite},
+		{UserID: `u2"><script>alert(1)</script>`, Permission: notebook.PermRead}}
+	p.Candidates = []notebookMember{{UserID: "u3", Name: xssName, Username: "carol"}}
 	return p
 }
 
@@ -64,13 +68,52 @@ func TestNotebookPage(t *testing.T) {
 	if strings.Contains(writer, "javascript:alert") && strings.Contains(writer, `href="javascript:`) {
 		t.Error("a javascript: link was rendered")
 	}
+	// The owner's sharing section: members by escaped name, their access
+	// changed or removed, and the tenant's other users to add.
+	escaped := "&lt;img src=x onerror=alert(1)&gt;&lt;svg onload=alert(1)&gt;"
+	for _, want := range []string{`id="sharing"`, `action="/notebooks/n1/shares"`, `action="/notebooks/n1/shares/u1"`,
+		`action="/notebooks/n1/shares/u1/delete"`, `<option value="write" selected>`, `<option value="u3">` + escaped + " (carol)</option>",
+		escaped + " (" + escaped + ")", "user u2&#34;&gt;&lt;script&gt;", `name="user_id"`} {
+		if !strings.Contains(writer, want) {
+			t.Errorf("the owner's page lacks %s", want)
+		}
+	}
+	if strings.Contains(writer, `/leave"`) {
+		t.Error("the owner's page offers to leave the notebook")
+	}
 	p := xssNotebook(base)
 	p.CanEdit, p.CanChat, p.IsOwner = false, false, false
+	p.Notebook.Permission, p.Perms, p.Candidates = notebook.PermRead, nil, nil
+	p.Members[1].Self, p.Shared = true, true
 	reader := render(t, s, "notebook", p)
 	assertInertPage(t, "notebook (reader)", reader)
-	for _, unwanted := range []string{`/card"`, `/sources"`, `/delete"`, `/ask"`, `name="pinned"`} {
+	for _, unwanted := range []string{`/card"`, `/sources"`, `/delete"`, `/ask"`, `name="pinned"`, `/shares`, `name="user_id"`,
+		`name="permission"`} {
 		if strings.Contains(reader, unwanted) {
 			t.Errorf("the reader's page offers %s", unwanted)
+		}
+	}
+	for _, want := range []string{`action="/notebooks/n1/leave"`, "for reading.", escaped + " (" + escaped + ")", `<span class="tag">you</span>`} {
+		if !strings.Contains(reader, want) {
+			t.Errorf("the reader's page lacks %s", want)
+		}
+	}
+	if forms := strings.Count(reader, "<form"); strings.Count(reader, `name="csrf" value="tok"`) != forms {
+		t.Errorf("the reader's page: %d forms, %d CSRF tokens", forms, strings.Count(reader, `name="csrf" value="tok"`))
+	}
+}
+
+func TestNotebookMemberLabel(t *testing.T) {
+	for _, tc := range []struct {
+		m    notebookMember
+		want string
+	}{
+		{notebookMember{UserID: "u1", Name: "Ada Lovelace", Username: "ada"}, "Ada Lovelace (ada)"},
+		{notebookMember{UserID: "u1", Username: "ada"}, "ada"},
+		{notebookMember{UserID: "u1"}, "user u1"},
+	} {
+		if got := tc.m.Label(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.m, got, tc.want)
 		}
 	}
 }

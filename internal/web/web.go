@@ -204,6 +204,10 @@ func (s *Server) routes() []route {
 		{pattern: "POST /notebooks/{id}/cards/{card}/delete", handler: s.handleNotebookDeleteCard()},
 		{pattern: "POST /notebooks/{id}/ask", handler: s.handleNotebookAsk()},
 		{pattern: "POST /notebooks/{id}/chats/{chat}/m/{msg}/card", handler: s.handleNotebookSaveAnswer()},
+		{pattern: "POST /notebooks/{id}/shares", handler: s.handleNotebookShare()},
+		{pattern: "POST /notebooks/{id}/shares/{member}", handler: s.handleNotebookShare()},
+		{pattern: "POST /notebooks/{id}/shares/{member}/delete", handler: s.handleNotebookUnshare()},
+		{pattern: "POST /notebooks/{id}/leave", handler: s.handleNotebookLeave()},
 
 		// The viewer's own notifications and email opt-ins.
 		{pattern: "GET /notifications", handler: s.handleNotifications()},
