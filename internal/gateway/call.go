@@ -320,6 +320,33 @@ func (s *Service) Chat(ctx context.Context, c Caller, req *ChatRequest) (*ChatRe
 	return resp, info, nil
 }
 
+// Text is the content of the answer's first choice; "" when it has none.
+// In-process callers (chat, notebooks, memory, recordings) want only it.
+func (r *ChatResponse) Text() string {
+	if r == nil || len(r.Choices) == 0 || r.Choices[0].Message.Content == nil {
+		return ""
+	}
+	return *r.Choices[0].Message.Content
+}
+
+// ChatStreamText streams a chat completion for c and hands delta the first
+// choice's content as it arrives, with the usage asked for so the call is
+// billed exactly.
+func (s *Service) ChatStreamText(ctx context.Context, c Caller, req *ChatRequest, delta func(string) error) (*CallInfo, error) {
+	req.Stream = true
+	req.StreamOptions = &StreamOptions{IncludeUsage: true}
+	return s.ChatStream(ctx, c, req, func(ch *ChatChunk) error {
+		for _, choice := range ch.Choices {
+			if choice.Index == 0 && choice.Delta.Content != nil {
+				if err := delta(*choice.Delta.Content); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
 // ChatStream makes a streaming chat completion for c, passing each chunk
 // to emit. The usage chunk reaches emit only if the request asked for it
 // (stream_options.include_usage); the gateway always asks upstream, to

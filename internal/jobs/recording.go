@@ -14,6 +14,9 @@ import (
 type RecordingArgs struct {
 	TenantID    string `json:"tenant_id"`
 	RecordingID string `json:"recording_id"`
+	// Wake, when set, makes the job distinct from one already queued or
+	// running for the recording (see recordings.Store.QueueRecording).
+	Wake string `json:"wake,omitempty"`
 }
 
 // Kind names the job in the queue.

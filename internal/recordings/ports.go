@@ -30,8 +30,10 @@ type Store interface {
 	// StalledRecordings lists, across tenants, recordings pending, or
 	// transcribing or summarising without an update since before.
 	StalledRecordings(ctx context.Context, before time.Time, limit int) ([]Recording, error)
-	// QueueRecording queues a recording's processing again.
-	QueueRecording(ctx context.Context, tenantID, id string) error
+	// QueueRecording queues a recording's processing again. wake queues
+	// it even while an earlier job for it still runs: that job may have
+	// just found no speech model and be about to end.
+	QueueRecording(ctx context.Context, tenantID, id string, wake bool) error
 	// DeleteRecordingsTenant removes the scope tenant's recordings and
 	// returns their blob ids.
 	DeleteRecordingsTenant(ctx context.Context) ([]string, error)

@@ -13,6 +13,10 @@ import (
 // errSettled stops a run for a recording already completed or failed.
 var errSettled = errors.New("recording already settled")
 
+// errBusy stops a run that finds the recording transcribing or
+// summarising under another run that is not stale.
+var errBusy = errors.New("recording being processed by another run")
+
 // Process runs one recording of tenantID: transcription by the tenant's
 // speech model, then a summary and key points by its summary model when
 // it has one. It is the job's work, safe to run again: a completed or
@@ -64,7 +68,7 @@ func (s *Service) Process(ctx context.Context, tenantID, id string, final bool) 
 			return errSettled
 		case StatusTranscribing, StatusSummarising:
 			if s.now().Sub(r.UpdatedAt) < s.staleAfter {
-				return nodus.Errorf(nodus.ECONFLICT, "recording %s is being processed by another run", r.ID)
+				return errBusy
 			}
 		}
 		if r.Status != StatusSummarising || r.Text == "" {
@@ -74,7 +78,9 @@ func (s *Service) Process(ctx context.Context, tenantID, id string, final bool) 
 		r.Error, r.UpdatedAt = "", s.now().UTC()
 		return nil
 	})
-	if errors.Is(err, errSettled) {
+	if errors.Is(err, errSettled) || errors.Is(err, errBusy) {
+		// Done, or another run has it (a wake-up job beside the first);
+		// the sweep takes over a run that dies.
 		return nil
 	}
 	if err != nil {

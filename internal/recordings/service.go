@@ -350,7 +350,8 @@ func (s *Service) resume(ctx context.Context) (int, error) {
 				continue // still waiting: no job for it
 			}
 		}
-		if err := s.store.QueueRecording(nodus.WithTenant(ctx, r.TenantID), r.TenantID, r.ID); err != nil {
+		wake := r.Status == StatusPending && r.StatusDetail == DetailNoSpeechModel
+		if err := s.store.QueueRecording(nodus.WithTenant(ctx, r.TenantID), r.TenantID, r.ID, wake); err != nil {
 			return n, fmt.Errorf("recordings: queue %s: %w", r.ID, err)
 		}
 		n++

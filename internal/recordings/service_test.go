@@ -23,6 +23,7 @@ type dbStore struct {
 	*store.DB
 	mu     sync.Mutex
 	queued []string
+	woken  int // QueueRecording calls asking for a job beside a running one
 }
 
 func (s *dbStore) enqueue(_ context.Context, _ *store.Tx, tenantID, id string) error {
@@ -44,7 +45,12 @@ func (s *dbStore) UpdateRecording(ctx context.Context, id string, queue bool, fn
 	return s.DB.UpdateRecording(ctx, id, fn, q)
 }
 
-func (s *dbStore) QueueRecording(ctx context.Context, tenantID, id string) error {
+func (s *dbStore) QueueRecording(ctx context.Context, tenantID, id string, wake bool) error {
+	if wake {
+		s.mu.Lock()
+		s.woken++
+		s.mu.Unlock()
+	}
 	return s.DB.QueueRecording(ctx, tenantID, id, s.enqueue)
 }
 
@@ -176,8 +182,10 @@ func TestProcess(t *testing.T) {
 			t.Fatalf("resume without a model = %d, %v", n, err)
 		}
 		w.settings["tenant-a"] = recordings.ModelSettings{Speech: "whisper", Summary: "gpt"}
-		if n, err := w.svc.ResumeStalled(ctx); err != nil || n != 1 || len(w.st.queued) != 1 {
-			t.Fatalf("resume with a model = %d, %v, %v", n, err, w.st.queued)
+		// The job that found no model may still be ending: the new one
+		// must not be dropped as its duplicate.
+		if n, err := w.svc.ResumeStalled(ctx); err != nil || n != 1 || len(w.st.queued) != 1 || w.st.woken != 1 {
+			t.Fatalf("resume with a model = %d, %v, %v (woken %d)", n, err, w.st.queued, w.st.woken)
 		}
 
 		// A passing failure leaves it pending for the job to retry.

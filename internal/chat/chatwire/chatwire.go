@@ -112,28 +112,13 @@ func (m Models) Complete(ctx context.Context, r chat.ModelRequest) (string, *cha
 	if err != nil {
 		return "", call(info), gateway.NodusError(err, "model "+r.Model)
 	}
-	text := ""
-	if len(resp.Choices) > 0 && resp.Choices[0].Message.Content != nil {
-		text = *resp.Choices[0].Message.Content
-	}
-	return text, call(info), nil
+	return resp.Text(), call(info), nil
 }
 
 // Stream hands the first choice's content to delta as it arrives.
 func (m Models) Stream(ctx context.Context, r chat.ModelRequest, delta func(string) error) (*chat.ModelCall, error) {
 	caller, req := request(r)
-	req.Stream = true
-	req.StreamOptions = &gateway.StreamOptions{IncludeUsage: true}
-	info, err := m.Service.ChatStream(ctx, caller, req, func(ch *gateway.ChatChunk) error {
-		for _, c := range ch.Choices {
-			if c.Index == 0 && c.Delta.Content != nil {
-				if err := delta(*c.Delta.Content); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
+	info, err := m.Service.ChatStreamText(ctx, caller, req, delta)
 	if err != nil {
 		return call(info), gateway.NodusError(err, "model "+r.Model)
 	}

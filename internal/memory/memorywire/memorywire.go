@@ -35,10 +35,7 @@ func (m Models) Complete(ctx context.Context, r memory.ModelRequest) (string, er
 	if err != nil {
 		return "", gateway.NodusError(err, "model "+r.Model)
 	}
-	if len(resp.Choices) == 0 || resp.Choices[0].Message.Content == nil {
-		return "", nil
-	}
-	return *resp.Choices[0].Message.Content, nil
+	return resp.Text(), nil
 }
 
 // Embedder is a memory.Embedder over the gateway.

@@ -138,29 +138,14 @@ func (m Models) Complete(ctx context.Context, r notebook.ModelRequest) (string, 
 	if err != nil {
 		return "", call(info), gateway.NodusError(err, "model "+r.Model)
 	}
-	text := ""
-	if len(resp.Choices) > 0 && resp.Choices[0].Message.Content != nil {
-		text = *resp.Choices[0].Message.Content
-	}
-	return text, call(info), nil
+	return resp.Text(), call(info), nil
 }
 
 // Stream implements notebook.StreamModels: the first choice's content as
 // it arrives.
 func (m Models) Stream(ctx context.Context, r notebook.ModelRequest, delta func(string) error) (*notebook.ModelCall, error) {
 	caller, req := request(r)
-	req.Stream = true
-	req.StreamOptions = &gateway.StreamOptions{IncludeUsage: true}
-	info, err := m.Service.ChatStream(ctx, caller, req, func(ch *gateway.ChatChunk) error {
-		for _, c := range ch.Choices {
-			if c.Index == 0 && c.Delta.Content != nil {
-				if err := delta(*c.Delta.Content); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
+	info, err := m.Service.ChatStreamText(ctx, caller, req, delta)
 	if err != nil {
 		return call(info), gateway.NodusError(err, "model "+r.Model)
 	}

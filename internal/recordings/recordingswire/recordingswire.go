@@ -38,11 +38,15 @@ type Store struct {
 var _ recordings.Store = Store{}
 
 func (s Store) enqueue(ctx context.Context, tx *store.Tx, tenantID, id string) error {
+	return s.insert(ctx, tx, jobs.RecordingArgs{TenantID: tenantID, RecordingID: id})
+}
+
+func (s Store) insert(ctx context.Context, tx *store.Tx, args jobs.RecordingArgs) error {
 	q := s.Queue()
 	if q == nil {
 		return fmt.Errorf("recordingswire: the job queue is not built yet")
 	}
-	_, err := q.InsertTx(ctx, tx, jobs.RecordingArgs{TenantID: tenantID, RecordingID: id}, nil)
+	_, err := q.InsertTx(ctx, tx, args, nil)
 	return err
 }
 
@@ -81,8 +85,15 @@ func (s Store) StalledRecordings(ctx context.Context, before time.Time, limit in
 }
 
 // QueueRecording implements recordings.Store.
-func (s Store) QueueRecording(ctx context.Context, tenantID, id string) error {
-	return s.DB.QueueRecording(ctx, tenantID, id, s.enqueue)
+func (s Store) QueueRecording(ctx context.Context, tenantID, id string, wake bool) error {
+	if !wake {
+		return s.DB.QueueRecording(ctx, tenantID, id, s.enqueue)
+	}
+	// A job unique to this wake-up: the queue would otherwise drop it as
+	// a duplicate of the job still finishing.
+	return s.DB.QueueRecording(ctx, tenantID, id, func(ctx context.Context, tx *store.Tx, tenantID, id string) error {
+		return s.insert(ctx, tx, jobs.RecordingArgs{TenantID: tenantID, RecordingID: id, Wake: nodus.NewID()})
+	})
 }
 
 // DeleteRecordingsTenant implements recordings.Store.
@@ -159,10 +170,7 @@ func (g Gateway) Complete(ctx context.Context, r recordings.CompleteRequest) (st
 	if err != nil {
 		return "", gateway.NodusError(err, "summary model "+r.Model)
 	}
-	if len(resp.Choices) == 0 || resp.Choices[0].Message.Content == nil {
-		return "", nil
-	}
-	return *resp.Choices[0].Message.Content, nil
+	return resp.Text(), nil
 }
 
 // Settings reads the tenant's models from the settings service.
