@@ -71,6 +71,11 @@ const (
 // capacity left beyond it.
 const claimExtraShare = 4
 
+// claimTimeout bounds one store call of the coordination: every claim of
+// the replica waits on the one in flight, so a database that hangs must
+// fail calls (503) rather than hold them all.
+const claimTimeout = 5 * time.Second
+
 // QuotaClaim asks to grow one of the replica's claims.
 type QuotaClaim struct {
 	Quota string // quotaBudget + budget id, or quotaRPM/TPM/Parallel + key id
@@ -164,6 +169,8 @@ func (q *quotas) claim(ctx context.Context, build func() []QuotaClaim, apply fun
 	if len(claims) == 0 {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
 	now := q.now()
 	grown, err := q.store.ClaimQuotas(ctx, q.replica, claims, now, now.Add(ClaimTTL))
 	if err != nil {
@@ -190,6 +197,8 @@ type trimmer interface {
 func (q *quotas) sync(ctx context.Context, holders ...trimmer) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
 	now := q.now()
 	lower := map[string]int64{}
 	held := 0
@@ -218,6 +227,8 @@ func (q *quotas) sync(ctx context.Context, holders ...trimmer) {
 func (q *quotas) release(ctx context.Context, holders ...trimmer) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
 	for _, h := range holders {
 		h.forgetClaims()
 	}
