@@ -15,6 +15,7 @@ type gatewayMetrics struct {
 	ttft     *metrics.HistogramVec
 	overhead *metrics.HistogramVec // the gateway's own time per HTTP call, by endpoint
 	flushed  *metrics.CounterVec   // spend-log rows written, by result
+	claims   *metrics.CounterVec   // store calls growing a replica's claims, by result
 	dropped  *metrics.Counter
 }
 
@@ -31,6 +32,7 @@ func newGatewayMetrics(reg *metrics.Registry, s *Service) *gatewayMetrics {
 			"The gateway's own time in an HTTP call: from the request's arrival to its answer, less the time spent routing to and waiting on providers, by endpoint.",
 			overheadBuckets, "endpoint"),
 		flushed: reg.Counter("nodus_gateway_spend_rows_total", "Spend-log rows the writer tried to store, by result.", "result"),
+		claims:  reg.Counter("nodus_gateway_quota_claims_total", "Times this replica asked the store for a larger part of a shared budget or rate limit, by result (granted, refused: the budget or limit is used up, error: the store failed).", "result"),
 		dropped: reg.Counter("nodus_gateway_spend_rows_dropped_total", "Spend-log rows lost (buffer full past the deadline, or refused).").With(),
 	}
 	reg.GaugeFunc("nodus_gateway_budget_remaining_micro_dollars", "What each budget has left in its period, in micro-dollars.",

@@ -136,6 +136,9 @@ type quotas struct {
 	spendMu sync.Mutex
 	// renewed is when the claims were last known valid (UnixNano).
 	renewed atomic.Int64
+	// observe, when set, counts each store call growing claims by result:
+	// granted, refused or error (metrics).
+	observe func(result string)
 }
 
 func newQuotas(store QuotaStore, now func() time.Time, log *slog.Logger) *quotas {
@@ -173,6 +176,16 @@ func (q *quotas) claim(ctx context.Context, build func() []QuotaClaim, apply fun
 	defer cancel()
 	now := q.now()
 	grown, err := q.store.ClaimQuotas(ctx, q.replica, claims, now, now.Add(ClaimTTL))
+	if q.observe != nil {
+		switch {
+		case err == nil:
+			q.observe("granted")
+		case exhaustedIndex(err) >= 0:
+			q.observe("refused")
+		default:
+			q.observe("error")
+		}
+	}
 	if err != nil {
 		return err
 	}

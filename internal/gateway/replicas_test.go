@@ -143,6 +143,9 @@ func TestGatewayReplicasShareBudget(t *testing.T) {
 		if s := r.post(ctx, w.keys[0], chatBody("shared", false)).status; s != 429 {
 			t.Errorf("the other replica after the budget is spent: %d, want 429", s)
 		}
+		if granted, failed := claimsCounted(t, w.reg, "granted"), claimsCounted(t, w.reg, "error"); granted == 0 || failed != 0 {
+			t.Errorf("claims counted: %v granted, %v failed", granted, failed)
+		}
 	})
 }
 

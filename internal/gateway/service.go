@@ -177,6 +177,7 @@ func NewService(cfg Config) (*Service, error) {
 	s.m.hookSpend(&spendOpts)
 	if cfg.Quotas != nil {
 		s.quotas = newQuotas(cfg.Quotas, cfg.Now, cfg.Logger)
+		s.quotas.observe = func(result string) { s.m.claims.With(result).Inc() }
 		s.ledger.q, s.limiter.q = s.quotas, s.quotas
 		spendOpts.OnBudgets, spendOpts.Guard = s.ledger.Written, &s.quotas.spendMu
 	}

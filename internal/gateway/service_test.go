@@ -90,7 +90,11 @@ type world struct {
 	reg     *metrics.Registry
 }
 
-func newWorld(t testing.TB, db *store.DB) *world {
+func newWorld(t testing.TB, db *store.DB) *world { return newWorldWith(t, db, nil) }
+
+// newWorldWith is newWorld with edit applied to the service's
+// configuration first.
+func newWorldWith(t testing.TB, db *store.DB, edit func(*gateway.Config)) *world {
 	t.Helper()
 	ctx := context.Background()
 	m, err := store.NewMigrator(store.SetGateway, db)
@@ -110,8 +114,12 @@ func newWorld(t testing.TB, db *store.DB) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.svc, err = gateway.NewService(gateway.Config{Store: db, Secrets: w.secrets, Egress: eg, Metrics: w.reg,
-		Spend: gateway.SpendWriterOptions{FlushEvery: 10 * time.Millisecond}})
+	cfg := gateway.Config{Store: db, Secrets: w.secrets, Egress: eg, Metrics: w.reg,
+		Spend: gateway.SpendWriterOptions{FlushEvery: 10 * time.Millisecond}}
+	if edit != nil {
+		edit(&cfg)
+	}
+	w.svc, err = gateway.NewService(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
