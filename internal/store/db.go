@@ -209,7 +209,13 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 	// The writer never checkpoints (wal_autocheckpoint 0): a checkpoint on
 	// the commit that crosses the threshold would cost that one request
 	// milliseconds. checkpointLoop does it in the background instead.
-	write, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&"+pragmas+"&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
+	//
+	// Its page cache is larger than SQLite's 2 MB default (writeCacheKiB):
+	// a batch of a few hundred rows across a table and its indexes dirties
+	// more pages than that, which SQLite then spills to the WAL in the
+	// middle of the transaction and rewrites at commit.
+	write, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&"+pragmas+
+		fmt.Sprintf("&_pragma=wal_autocheckpoint(0)&_pragma=cache_size(-%d)&_txlock=immediate", writeCacheKiB))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -254,6 +260,13 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 	go db.checkpointLoop(cctx, checkpointEvery)
 	return db, nil
 }
+
+// writeCacheKiB is the page cache of each SQLite file's write connection,
+// in KiB. Pages are cached as they are touched, so an idle or small
+// database stays well below it. Recording gateway calls into tracing ran
+// about 20% faster with it than with SQLite's default 2 MB
+// (BenchmarkRecordGatewayCalls).
+const writeCacheKiB = 32 << 10
 
 // checkpointEvery is how often the background checkpoint looks for new
 // commits. At a few thousand commits a second the WAL then stays within a
