@@ -10,10 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/metrics"
-	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/store"
 	"github.com/nodus-os/nodus/internal/store/storetest"
 	"github.com/nodus-os/nodus/internal/tracing"
@@ -25,45 +23,9 @@ import (
 // with 404.
 func TestTracingMetricsRoute(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, db *store.DB) {
-		ctx := context.Background()
-		for _, set := range []string{store.SetAuth, store.SetMain, store.SetTracing} {
-			m, err := store.NewMigrator(set, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := m.Up(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-		clock := nodus.SystemClock{}
-		aud := audit.NewService(db, clock)
-		ids := identity.NewService(db, identity.NewHasher(identity.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 0),
-			identity.NewThrottle(20, 100, 15*time.Minute), aud, clock)
-		root, _, err := ids.Bootstrap(ctx, "root@example.test", "a long enough password")
-		if err != nil {
-			t.Fatal(err)
-		}
-		all := nodus.WithAllTenants(ctx)
-		var tenants [2]string
-		for i := range tenants {
-			tn := &identity.Tenant{Name: fmt.Sprintf("Tenant %d", i), IsActive: true}
-			if err := ids.CreateTenant(all, identity.Actor{User: root}, tn); err != nil {
-				t.Fatal(err)
-			}
-			tenants[i] = tn.ID
-		}
-		viewer := &identity.User{Email: "v@example.test", Username: "viewer", Role: identity.RoleViewer, TenantID: tenants[0], IsActive: true}
-		if err := ids.CreateUser(all, viewer, "a long enough password", audit.Entry{ActorKind: "system"}); err != nil {
-			t.Fatal(err)
-		}
-		token := func(u *identity.User) string {
-			_, secret, err := ids.CreateToken(all, u, "test", "", 0, identity.Client{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return secret
-		}
-		viewerToken, rootToken := token(viewer), token(root)
+		w := newTwoTenants(t, db, store.SetTracing)
+		ctx, ids, aud, tenants := context.Background(), w.ids, w.aud, w.tenants
+		viewerToken, rootToken := w.token(t, w.user(t, "viewer", identity.RoleViewer)), w.token(t, w.root)
 		now := time.Date(2026, 11, 5, 12, 0, 0, 0, time.UTC)
 		svc, err := tracing.NewService(tracing.Config{Store: db, Now: func() time.Time { return now }})
 		if err != nil {

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,10 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/metrics"
-	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/store"
 	"github.com/nodus-os/nodus/internal/store/storetest"
 	"github.com/nodus-os/nodus/internal/usage"
@@ -26,49 +23,11 @@ import (
 // super_admin names the tenant.
 func TestUsageMetricsRoute(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, db *store.DB) {
-		ctx := context.Background()
-		for _, set := range []string{store.SetAuth, store.SetMain} {
-			m, err := store.NewMigrator(set, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := m.Up(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-		clock := nodus.SystemClock{}
-		aud := audit.NewService(db, clock)
-		ids := identity.NewService(db, identity.NewHasher(identity.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, 0),
-			identity.NewThrottle(20, 100, 15*time.Minute), aud, clock)
-		root, _, err := ids.Bootstrap(ctx, "root@example.test", "a long enough password")
-		if err != nil {
-			t.Fatal(err)
-		}
-		all := nodus.WithAllTenants(ctx)
-		var tenants [2]string
-		for i := range tenants {
-			tn := &identity.Tenant{Name: fmt.Sprintf("Tenant %d", i), IsActive: true}
-			if err := ids.CreateTenant(all, identity.Actor{User: root}, tn); err != nil {
-				t.Fatal(err)
-			}
-			tenants[i] = tn.ID
-		}
-		user := func(name string, role identity.Role) string {
-			u := &identity.User{Email: name + "@example.test", Username: name, Role: role, TenantID: tenants[0], IsActive: true}
-			if err := ids.CreateUser(all, u, "a long enough password", audit.Entry{ActorKind: "system"}); err != nil {
-				t.Fatal(err)
-			}
-			_, secret, err := ids.CreateToken(all, u, "test", "", 0, identity.Client{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return secret
-		}
-		adminToken, memberToken := user("orgadmin", identity.RoleOrgAdmin), user("member", identity.RoleUser)
-		_, rootToken, err := ids.CreateToken(all, root, "test", "", 0, identity.Client{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		w := newTwoTenants(t, db)
+		ids, aud, all, tenants := w.ids, w.aud, w.all, w.tenants
+		adminToken := w.token(t, w.user(t, "orgadmin", identity.RoleOrgAdmin))
+		memberToken := w.token(t, w.user(t, "member", identity.RoleUser))
+		rootToken := w.token(t, w.root)
 		for _, d := range []string{"2026-11-01", "2026-11-02"} {
 			rows := []usage.Row{
 				{TenantID: tenants[0], Day: d, ChatbotID: "bot", UserID: "alice", Model: "=cmd()", Requests: 2, CostMicros: 1500, ChatTurns: 2},
