@@ -77,7 +77,7 @@ func TestGatewayQuick(t *testing.T) {
 			key := cell + " req/s"
 			rows[key] = true
 			rf := strings.Fields(rest)
-			if len(rf) < 4 {
+			if len(rf) < 6 {
 				t.Errorf("%s: too few columns: %q", key, line)
 				continue
 			}
@@ -88,6 +88,14 @@ func TestGatewayQuick(t *testing.T) {
 			}
 			if rf[3] != "0/0/0" {
 				t.Errorf("%s: requests failed: %q", key, line)
+			}
+			// Every call through nodus is recorded in tracing (the
+			// bench's default), and at this load none is dropped.
+			if n, err := strconv.Atoi(rf[4]); err != nil || n <= 0 {
+				t.Errorf("%s: calls traced %q: %v", key, rf[4], err)
+			}
+			if rf[5] != "0" {
+				t.Errorf("%s: trace drops %q", key, rf[5])
 			}
 			if strings.Count(line, "MiB") != 2 {
 				t.Errorf("%s: want nodus and bare RSS: %q", key, line)

@@ -135,6 +135,11 @@ type Cell struct {
 	OverBare        Gap           `json:"nodus_over_bare"` // through − bare
 	RSSAfter        int64         `json:"rss_after_bytes"`
 	BareRSSAfter    int64         `json:"bare_rss_after_bytes"`
+	// The gateway calls nodus's tracing recorder wrote as generations
+	// during the cell (and after it, draining its buffer), and those it
+	// dropped for a full buffer.
+	Traced     int64 `json:"traced"`
+	TraceDrops int64 `json:"trace_drops"`
 }
 
 // Stats summarises one side of a cell or rate step.
@@ -310,6 +315,10 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintf(stderr, "%s, %d clients, upstream latency %s…\n", sp.mode, sp.clients, sp.latency)
 		script(sp.latency)
+		written0, dropped0, err := nodus.drainRecorder()
+		if err != nil {
+			return err
+		}
 		sides := make([]side, len(targets))
 		per := o.duration / time.Duration(o.rounds)
 		for i := range o.rounds {
@@ -325,6 +334,11 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		c.BareAdds, c.NodusAdds, c.OverBare = gap(c.Bare, c.Direct), gap(c.Through, c.Direct), gap(c.Through, c.Bare)
 		c.RSSAfter, _ = nodus.rss()
 		c.BareRSSAfter, _ = bareProc.rss()
+		written, dropped, err := nodus.drainRecorder()
+		if err != nil {
+			return err
+		}
+		c.Traced, c.TraceDrops = written-written0, dropped-dropped0
 		r.Cells = append(r.Cells, c)
 		if sp.mode == "chat" {
 			r.MaxThroughput = max(r.MaxThroughput, c.Through.Rate)
@@ -435,9 +449,24 @@ func verdicts(r *Report) []Verdict {
 			out = append(out, latency("added p50 under 1 ms at 1,000 concurrent (non-streaming)", c, targetAdded1000))
 		}
 	}
+	// The throughput counts only if tracing kept up with it: calls whose
+	// generations were dropped were cheaper than a traced call.
+	var fastest Cell
+	for _, c := range r.Cells {
+		if c.Mode == "chat" && c.Through.Rate >= fastest.Through.Rate {
+			fastest = c
+		}
+	}
+	value := fmt.Sprintf("%.0f req/s", r.MaxThroughput)
+	switch {
+	case fastest.TraceDrops > 0:
+		value += fmt.Sprintf(" (but tracing dropped %d of its calls)", fastest.TraceDrops)
+	case fastest.Traced > 0:
+		value += " (every call traced)"
+	}
 	out = append(out, Verdict{Target: "at least 5,000 req/s through the gateway (highest closed-loop non-streaming throughput)",
-		Value: fmt.Sprintf("%.0f req/s", r.MaxThroughput), Bare: fmt.Sprintf("%.0f req/s", r.BareMaxThroughput),
-		Met: r.MaxThroughput >= targetGatewayRP, BareMet: r.BareMaxThroughput >= targetGatewayRP})
+		Value: value, Bare: fmt.Sprintf("%.0f req/s", r.BareMaxThroughput),
+		Met: r.MaxThroughput >= targetGatewayRP && fastest.TraceDrops == 0, BareMet: r.BareMaxThroughput >= targetGatewayRP})
 	return out
 }
 
@@ -471,10 +500,11 @@ func printReport(w io.Writer, r *Report, o gatewayOptions) {
 
 	fmt.Fprintln(w, "\nthroughput (requests completed per second of measuring window) and memory")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tclients\tupstream\tdirect req/s\tbare req/s\tnodus req/s\terrors d/b/n\tnodus RSS after\tbare RSS after\t")
+	fmt.Fprintln(tw, "mode\tclients\tupstream\tdirect req/s\tbare req/s\tnodus req/s\terrors d/b/n\tnodus calls traced\ttrace drops\tnodus RSS after\tbare RSS after\t")
 	for _, c := range r.Cells {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%d/%d/%d\t%s\t%s\t\n", c.Mode, cellClients(c), ms(c.UpstreamLatency),
-			c.Direct.Rate, c.Bare.Rate, c.Through.Rate, c.Direct.Errors, c.Bare.Errors, c.Through.Errors, mib(c.RSSAfter), mib(c.BareRSSAfter))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%d/%d/%d\t%d\t%d\t%s\t%s\t\n", c.Mode, cellClients(c), ms(c.UpstreamLatency),
+			c.Direct.Rate, c.Bare.Rate, c.Through.Rate, c.Direct.Errors, c.Bare.Errors, c.Through.Errors, c.Traced, c.TraceDrops,
+			mib(c.RSSAfter), mib(c.BareRSSAfter))
 	}
 	tw.Flush()
 

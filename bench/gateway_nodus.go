@@ -290,3 +290,58 @@ func (c *child) rss() (rss, peak int64) {
 	rss, peak, _ = memory(c.cmd.Process.Pid)
 	return rss, peak
 }
+
+// recorder reads nodus's tracing recorder counters from /metrics: the
+// records (one per gateway call) written to tracing, dropped for a full
+// buffer, and waiting.
+func (c *child) recorder() (written, dropped, queued int64, err error) {
+	resp, err := http.Get(c.base + "/metrics")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	found := 0
+	for line := range strings.Lines(string(body)) {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch name {
+		case "nodus_tracing_recorder_written_total":
+			dst = &written
+		case "nodus_tracing_recorder_dropped_total":
+			dst = &dropped
+		case "nodus_tracing_recorder_queued":
+			dst = &queued
+		default:
+			continue
+		}
+		f, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("/metrics: %s: %w", name, err)
+		}
+		*dst, found = int64(f), found+1
+	}
+	if found != 3 {
+		return 0, 0, 0, errors.New("/metrics has no tracing recorder counters")
+	}
+	return written, dropped, queued, nil
+}
+
+// drainRecorder waits (up to 30 s) until nodus's tracing recorder has
+// written what it buffered, and returns its counters then.
+func (c *child) drainRecorder() (written, dropped int64, err error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		written, dropped, queued, err := c.recorder()
+		if err != nil || queued == 0 || time.Now().After(deadline) {
+			return written, dropped, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

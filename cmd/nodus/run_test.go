@@ -202,6 +202,8 @@ func TestServeEndToEnd(t *testing.T) {
 			`nodus_http_requests_total{method="POST",route="unmatched",status="413"} 1`,
 			`nodus_db_connections_max{database="main",pool=`,
 			`nodus_jobs{state="available"} `,
+			"nodus_tracing_recorder_dropped_total 0\n",
+			"nodus_tracing_recorder_queued ",
 			"process_resident_memory_bytes ",
 		} {
 			if !strings.Contains(string(metrics), want) {

@@ -249,6 +249,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// recorder in the background; it flushes and stops before the
 	// databases close, after the gateway's last call.
 	recorder := tracingService.NewRecorder()
+	reg.CounterFunc("nodus_tracing_recorder_written_total", "Nodus's own tracing records (a gateway call, a chat turn's events) written to the tracing database.",
+		nil, func() []metrics.Sample { return []metrics.Sample{{Value: float64(recorder.Written())}} })
+	reg.CounterFunc("nodus_tracing_recorder_dropped_total", "Nodus's own tracing records dropped because the recorder's buffer was full (the tracing database far behind).",
+		nil, func() []metrics.Sample { return []metrics.Sample{{Value: float64(recorder.Dropped())}} })
+	reg.GaugeFunc("nodus_tracing_recorder_queued", "Nodus's own tracing records waiting in the recorder's buffer.",
+		nil, func() []metrics.Sample { return []metrics.Sample{{Value: float64(recorder.Queued())}} })
 	recordCtx, stopRecording := context.WithCancel(context.WithoutCancel(ctx))
 	go recorder.Run(recordCtx)
 	defer func() {

@@ -30,6 +30,7 @@ type Recorder struct {
 	now     func() time.Time
 	events  chan recorded
 	dropped atomic.Int64
+	written atomic.Int64
 	done    chan struct{}
 }
 
@@ -73,6 +74,13 @@ func (r *Recorder) RecordLater(tenantID string, build func() []Event) {
 // Dropped is how many events were dropped for a full buffer.
 func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
 
+// Written is how many handed-over events (or builders, counted as one)
+// have been written to the store.
+func (r *Recorder) Written() int64 { return r.written.Load() }
+
+// Queued is how many events (or builders) wait in the buffer.
+func (r *Recorder) Queued() int { return len(r.events) }
+
 // Run writes batches until ctx ends, then flushes what is buffered (with
 // its own deadline) and returns.
 func (r *Recorder) Run(ctx context.Context) {
@@ -101,6 +109,7 @@ func (r *Recorder) Wait() { <-r.done }
 // took.
 func (r *Recorder) flush(ctx context.Context) int {
 	byTenant := make(map[string][]Event)
+	taken := make(map[string]int)
 	n := 0
 take:
 	for n < recordBatch {
@@ -111,6 +120,7 @@ take:
 			} else {
 				byTenant[rec.tenantID] = append(byTenant[rec.tenantID], rec.event)
 			}
+			taken[rec.tenantID]++
 			n++
 		default:
 			break take
@@ -119,7 +129,9 @@ take:
 	for tenantID, events := range byTenant {
 		if _, err := r.store.IngestEvents(nodus.WithTenant(ctx, tenantID), events, r.now()); err != nil {
 			r.log.Warn("tracing: recording events", "tenant", tenantID, "events", len(events), "error", err)
+			continue
 		}
+		r.written.Add(int64(taken[tenantID]))
 	}
 	return n
 }

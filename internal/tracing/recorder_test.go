@@ -32,6 +32,9 @@ func TestRecorder(t *testing.T) {
 		}
 		stop()
 		rec.Wait()
+		if rec.Written() != 3 || rec.Queued() != 0 || rec.Dropped() != 0 {
+			t.Fatalf("written %d, queued %d, dropped %d; want 3, 0, 0", rec.Written(), rec.Queued(), rec.Dropped())
+		}
 		for tenant, want := range map[string]int{a: 2, b: 1} {
 			traces, _, err := svc.ListTraces(context.Background(), tenant, tracing.TraceFilter{}, "", 10)
 			if err != nil || len(traces) != want {
@@ -44,8 +47,8 @@ func TestRecorder(t *testing.T) {
 		for range 10005 {
 			full.Record(a, tracing.Event{ID: nodus.NewID(), Timestamp: at, Trace: &tracing.TracePatch{ID: "t3"}})
 		}
-		if full.Dropped() != 5 {
-			t.Fatalf("dropped %d events, want 5", full.Dropped())
+		if full.Dropped() != 5 || full.Queued() != 10000 || full.Written() != 0 {
+			t.Fatalf("dropped %d, queued %d, written %d; want 5, 10000, 0", full.Dropped(), full.Queued(), full.Written())
 		}
 	})
 }

@@ -199,9 +199,13 @@ func jsonOf(v any) json.RawMessage {
 	return b
 }
 
-// NewID is a W3C-shaped trace or observation id: 32 lowercase hex digits.
+// NewID is a W3C-shaped trace or observation id: 32 lowercase hex digits,
+// those of a UUIDv7. The time in its first twelve means the tracing
+// database's id indexes grow at their right edge as calls are recorded,
+// rather than dirtying a random page of each per call; its last 62 bits
+// stay random, so an id is still not guessable.
 func NewID() string {
-	u := uuid.New()
+	u := uuid.Must(uuid.NewV7())
 	return hex.EncodeToString(u[:])
 }
 

@@ -116,3 +116,19 @@ func TestOnlyTraced(t *testing.T) {
 		}
 	})
 }
+
+// TestNewIDOrdered: ids are W3C trace ids that sort in the order they were
+// made, so the tracing database's id indexes grow at their right edge.
+func TestNewIDOrdered(t *testing.T) {
+	prev := ""
+	for range 10000 {
+		id := tracewire.NewID()
+		if !tracewire.ValidTraceID(id) {
+			t.Fatalf("%q is not a trace id", id)
+		}
+		if id <= prev {
+			t.Fatalf("%q made after %q sorts before it", id, prev)
+		}
+		prev = id
+	}
+}
