@@ -573,6 +573,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if n > 0 {
 			logger.Info("vectors loaded for search", "vectors", n, "duration", time.Since(began).Round(time.Millisecond))
 		}
+		// Start-up is over. Migrations, templates and warming left
+		// garbage; give its pages back to the OS now rather than as the
+		// scavenger gets to them.
+		debug.FreeOSMemory()
 	}()
 
 	select {

@@ -34,9 +34,12 @@ type Recorder struct {
 	done    chan struct{}
 }
 
+// recorded is one entry of the buffer: an event, or a function that
+// builds events. The event is held by pointer so the buffer, allocated
+// whole, stays small (a third of a megabyte at 10,000 entries).
 type recorded struct {
 	tenantID string
-	event    Event
+	event    *Event
 	build    func() []Event // when set, the events, built at flush time
 }
 
@@ -48,11 +51,12 @@ func (s *Service) NewRecorder() *Recorder {
 }
 
 // Record hands events of a tenant to the recorder without waiting; when
-// the buffer is full they are dropped (Dropped counts them).
+// the buffer is full they are dropped (Dropped counts them). The recorder
+// keeps the slice's elements: the caller must not change them after.
 func (r *Recorder) Record(tenantID string, events ...Event) {
-	for _, ev := range events {
+	for i := range events {
 		select {
-		case r.events <- recorded{tenantID: tenantID, event: ev}:
+		case r.events <- recorded{tenantID: tenantID, event: &events[i]}:
 		default:
 			r.dropped.Add(1)
 		}
@@ -118,7 +122,7 @@ take:
 			if rec.build != nil {
 				byTenant[rec.tenantID] = append(byTenant[rec.tenantID], rec.build()...)
 			} else {
-				byTenant[rec.tenantID] = append(byTenant[rec.tenantID], rec.event)
+				byTenant[rec.tenantID] = append(byTenant[rec.tenantID], *rec.event)
 			}
 			taken[rec.tenantID]++
 			n++

@@ -34,7 +34,7 @@ func validateHandle(in HandleInput) ([]string, error) {
 		f.add("version", "0 (the newest) or a version number")
 	}
 	hosts := normalizeHosts(in.AllowedHosts, f)
-	if in.Purpose != "" && !purposePattern.MatchString(in.Purpose) {
+	if in.Purpose != "" && !validPurpose(in.Purpose) {
 		f.add("purpose", "lower-case letters, digits and _ . -, starting with a letter, at most 64")
 	}
 	if !validText(in.Label, MaxLabelBytes) {

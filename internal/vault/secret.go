@@ -225,7 +225,7 @@ func (s *Service) ListSecrets(ctx context.Context, p Principal, f SecretFilter) 
 	if !ValidPath(f.Path) {
 		fe.add("path", `"/" or "/a/b"`)
 	}
-	if f.Tag != "" && !tagPattern.MatchString(f.Tag) {
+	if f.Tag != "" && !validTag(f.Tag) {
 		fe.add("tag", "not a valid tag")
 	}
 	if err := fe.err("secret filter"); err != nil {

@@ -5,21 +5,72 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/nodus-os/nodus/internal/nodus"
 )
 
+// The shapes of names below are checked byte by byte: as regular
+// expressions their bounded repeats ({0,127}) compiled into about a
+// megabyte of program, held for the life of the process.
 var (
-	envPattern     = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
-	keyPattern     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-	segmentPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	tagPattern     = regexp.MustCompile(`^[a-z0-9][a-z0-9_.:/-]{0,63}$`)
-	purposePattern = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
-	labelPattern   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	lowerDigits  = newSet("a-z", "0-9")
+	envChars     = newSet("a-z", "0-9", "-")
+	keyFirst     = newSet("A-Z", "a-z", "_")
+	keyChars     = newSet("A-Z", "a-z", "0-9", "_")
+	segmentChars = newSet("A-Z", "a-z", "0-9", "._-")
+	tagChars     = newSet("a-z", "0-9", "_.:/-")
+	purposeFirst = newSet("a-z")
+	purposeChars = newSet("a-z", "0-9", "_.-")
 )
+
+// byteSet is a set of bytes.
+type byteSet [256]bool
+
+// newSet is the set of the bytes in parts: a part "x-y" is the range from
+// x to y, any other part its own bytes.
+func newSet(parts ...string) *byteSet {
+	var s byteSet
+	for _, p := range parts {
+		if len(p) == 3 && p[1] == '-' {
+			for c := int(p[0]); c <= int(p[2]); c++ {
+				s[c] = true
+			}
+			continue
+		}
+		for i := range len(p) {
+			s[p[i]] = true
+		}
+	}
+	return &s
+}
+
+// shaped reports whether s is a byte of first (when first is not nil),
+// then between min and max bytes of rest.
+func shaped(s string, first, rest *byteSet, min, max int) bool {
+	if first != nil {
+		if s == "" || !first[s[0]] {
+			return false
+		}
+		s = s[1:]
+	}
+	if len(s) < min || len(s) > max {
+		return false
+	}
+	for i := range len(s) {
+		if !rest[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// validLabel reports whether s is a DNS label in lower case: 1 to 63 of
+// a-z, 0-9 and -, not starting or ending with -.
+func validLabel(s string) bool {
+	return shaped(s, lowerDigits, envChars, 0, 62) && s[len(s)-1] != '-'
+}
 
 // fieldErrors collects validation messages by field; err returns them as
 // one EINVALID error, or nil.
@@ -40,10 +91,10 @@ func (f fieldErrors) err(what string) error {
 
 // ValidEnvironment reports whether slug is an environment slug:
 // [a-z0-9-]{1,32}.
-func ValidEnvironment(slug string) bool { return envPattern.MatchString(slug) }
+func ValidEnvironment(slug string) bool { return shaped(slug, nil, envChars, 1, 32) }
 
 // ValidKey reports whether key is a secret key: [A-Za-z_][A-Za-z0-9_]{0,127}.
-func ValidKey(key string) bool { return keyPattern.MatchString(key) }
+func ValidKey(key string) bool { return shaped(key, keyFirst, keyChars, 0, 127) }
 
 // ValidPath reports whether p is a folder path: "/" or "/a/b", at most
 // MaxPathDepth folders of [A-Za-z0-9._-], none "." or "..", no empty
@@ -60,7 +111,7 @@ func ValidPath(p string) bool {
 		return false
 	}
 	for _, s := range segs {
-		if s == "." || s == ".." || !segmentPattern.MatchString(s) {
+		if s == "." || s == ".." || !shaped(s, nil, segmentChars, 1, 64) {
 			return false
 		}
 	}
@@ -93,7 +144,7 @@ func normalizeTags(tags []string, f fieldErrors) []string {
 	out := make([]string, 0, len(tags))
 	seen := map[string]bool{}
 	for _, t := range tags {
-		if !tagPattern.MatchString(t) {
+		if !validTag(t) {
 			f.add("tags", "each tag: 1 to 64 of a-z, 0-9 and _ . : / -, starting with a letter or digit")
 			continue
 		}
@@ -179,7 +230,7 @@ func validHostName(name string) bool {
 	}
 	labels := strings.Split(name, ".")
 	for _, l := range labels {
-		if !labelPattern.MatchString(l) {
+		if !validLabel(l) {
 			return false
 		}
 	}
@@ -217,3 +268,9 @@ func HostAllowed(patterns []string, host string) bool {
 func underPrefix(path, prefix string) bool {
 	return prefix == "/" || path == prefix || strings.HasPrefix(path, prefix+"/")
 }
+
+// validTag reports whether t is a tag: [a-z0-9][a-z0-9_.:/-]{0,63}.
+func validTag(t string) bool { return shaped(t, lowerDigits, tagChars, 0, 63) }
+
+// validPurpose reports whether p is a handle's purpose: [a-z][a-z0-9_.-]{0,63}.
+func validPurpose(p string) bool { return shaped(p, purposeFirst, purposeChars, 0, 63) }
