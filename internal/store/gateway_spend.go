@@ -21,38 +21,6 @@ import (
 // rows are 5,888 parameters, well under SQLite's limit of 32,766.
 const maxChunkRows = 256
 
-// chunkSizes splits n rows into statements of maxRows rows and then powers
-// of two (500 → 256, 128, 64, 32, 16, 4). A batch of any size so takes a
-// few statements, and there are few distinct statement texts: PostgreSQL's
-// prepared-statement cache and Rebind's cache keep one entry per text.
-func chunkSizes(n, maxRows int) []int {
-	var out []int
-	for ; n >= maxRows; n -= maxRows {
-		out = append(out, maxRows)
-	}
-	for size := maxRows / 2; size > 0; size /= 2 {
-		if n >= size {
-			out = append(out, size)
-			n -= size
-		}
-	}
-	return out
-}
-
-// valuesSQL returns "(?, ?), (?, ?)": rows groups of cols placeholders.
-func valuesSQL(rows, cols int) string {
-	group := "(" + placeholders(cols) + ")"
-	var b strings.Builder
-	b.Grow(rows * (len(group) + 2))
-	for i := range rows {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(group)
-	}
-	return b.String()
-}
-
 // cleanText makes free text storable on both engines: PostgreSQL refuses
 // NUL and invalid UTF-8 in TEXT, and one such value (a client's "user"
 // field) must not make a whole batch of spend logs fail forever.
