@@ -1,6 +1,7 @@
 package store
 
 import (
+	"iter"
 	"math/bits"
 	"strings"
 )
@@ -22,6 +23,18 @@ func chunkSizes(n, maxRows int) []int {
 		n -= size
 	}
 	return out
+}
+
+// shapedChunks yields s in the runs chunkSizes gives.
+func shapedChunks[S ~[]E, E any](s S, maxRows int) iter.Seq[S] {
+	return func(yield func(S) bool) {
+		for _, n := range chunkSizes(len(s), maxRows) {
+			if !yield(s[:n:n]) {
+				return
+			}
+			s = s[n:]
+		}
+	}
 }
 
 // valuesSQL returns "(?, ?), (?, ?)": rows groups of cols placeholders.

@@ -30,7 +30,11 @@ func OpenDatabases(ctx context.Context, urls map[string]string, configFor func(u
 		db := byURL[url]
 		if db == nil {
 			var err error
-			if db, err = Open(ctx, configFor(url)); err != nil {
+			cfg := configFor(url)
+			if set == SetTracing && cfg.WriteCacheKiB == 0 {
+				cfg.WriteCacheKiB = TracingWriteCacheKiB
+			}
+			if db, err = Open(ctx, cfg); err != nil {
 				d.Close()
 				return nil, fmt.Errorf("store: %s database: %w", set, err)
 			}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -373,5 +374,35 @@ func TestBackgroundCheckpoint(t *testing.T) {
 			t.Fatalf("database file %d bytes after 300 KB of commits (was %d): nothing checkpointed it", size(), before)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWriteCache: the tracing database's writer gets the larger page
+// cache, every other database SQLite's default.
+func TestWriteCache(t *testing.T) {
+	dir := t.TempDir()
+	urls := map[string]string{}
+	for _, set := range store.MigrationSets() {
+		urls[set] = "sqlite:" + filepath.Join(dir, set+".db")
+	}
+	dbs, err := store.OpenDatabases(ctx, urls, storetest.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dbs.Close()
+	for _, set := range store.MigrationSets() {
+		var size int
+		if err := dbs.DB(set).Write(ctx, func(tx *store.Tx) error {
+			return tx.QueryRow(ctx, "PRAGMA cache_size").Scan(&size)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		want := -2000 // SQLite's default: 2,000 KiB
+		if set == store.SetTracing {
+			want = -store.TracingWriteCacheKiB
+		}
+		if size != want {
+			t.Errorf("%s: the writer's cache_size is %d, want %d", set, size, want)
+		}
 	}
 }

@@ -29,15 +29,21 @@ type stmtCache struct {
 	stmts  map[string]*sql.Stmt
 	wanted map[string]bool
 	failed map[string]bool // would not prepare outside their transaction
+	text   int             // bytes of SQL in stmts and wanted
 	closed bool
 }
 
 // Bounds: statements of variable shape (multi-row inserts, IN lists) are
 // cached while there is room and run unprepared after, and very long ones
-// are never cached.
+// are never cached. A prepared statement holds a program and registers in
+// proportion to its text, about 25 times its length for a multi-row
+// insert, so the cache is bounded by its texts' total length too: 256 KiB
+// of SQL is some 6 MB of programs, where 512 multi-row statements of
+// every batch size were over 100 MB.
 const (
 	stmtCacheSize     = 512
 	stmtCacheMaxQuery = 16 << 10
+	stmtCacheMaxText  = 256 << 10
 )
 
 func newStmtCache(pool *sql.DB) *stmtCache {
@@ -69,8 +75,10 @@ func (c *stmtCache) lookup(query string) *sql.Stmt {
 	if st, ok := c.stmts[query]; ok {
 		return st
 	}
-	if !c.closed && !c.failed[query] && len(c.stmts)+len(c.wanted) < stmtCacheSize && cacheable(query) {
+	if !c.closed && !c.failed[query] && !c.wanted[query] && len(c.stmts)+len(c.wanted) < stmtCacheSize &&
+		c.text+len(query) <= stmtCacheMaxText && cacheable(query) {
 		c.wanted[query] = true
+		c.text += len(query)
 	}
 	return nil
 }
@@ -100,9 +108,12 @@ func (c *stmtCache) prepareWanted(ctx context.Context) {
 			// A statement naming what only its transaction creates: run it
 			// unprepared from now on.
 			c.failed[q] = true
+			c.text -= len(q)
 		case err != nil:
+			c.text -= len(q)
 		case c.closed || c.stmts[q] != nil:
 			st.Close()
+			c.text -= len(q)
 		default:
 			c.stmts[q] = st
 		}

@@ -84,3 +84,51 @@ func TestStmtCache(t *testing.T) {
 		t.Fatal("a read was noted for the writer's cache")
 	}
 }
+
+// TestStmtCacheBoundedByText: multi-row statements of every size fill the
+// cache only up to stmtCacheMaxText of SQL (their programs are in
+// proportion), and those past it run unprepared with the same results.
+func TestStmtCacheBoundedByText(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Config{URL: "sqlite:" + filepath.Join(t.TempDir(), "s.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Write(ctx, func(tx *Tx) error {
+		_, err := tx.Exec(ctx, `CREATE TABLE kv (k INTEGER PRIMARY KEY, a TEXT, b TEXT, c TEXT)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	for rows := 1; rows <= 300; rows++ {
+		args := make([]any, 0, 4*rows)
+		for range rows {
+			args = append(args, next, "a", "b", "c")
+			next++
+		}
+		if err := db.Write(ctx, func(tx *Tx) error {
+			n, err := tx.Exec(ctx, `INSERT INTO kv (k, a, b, c) VALUES `+valuesSQL(rows, 4), args...)
+			if err == nil && n != int64(rows) {
+				t.Fatalf("%d rows inserted, want %d", n, rows)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		db.stmts.mu.Lock()
+		text, cached := db.stmts.text, len(db.stmts.stmts)
+		db.stmts.mu.Unlock()
+		if text > stmtCacheMaxText {
+			t.Fatalf("after %d rows: %d bytes of SQL cached, more than %d", rows, text, stmtCacheMaxText)
+		}
+		if rows == 300 && (cached < 50 || cached >= 300) {
+			t.Fatalf("%d statements cached: want the first sizes, not none and not all", cached)
+		}
+	}
+	var n int
+	if err := db.Read(ctx, func(tx *Tx) error { return tx.QueryRow(ctx, `SELECT COUNT(*) FROM kv`).Scan(&n) }); err != nil || n != next {
+		t.Fatalf("%d rows, %v; want %d", n, err, next)
+	}
+}

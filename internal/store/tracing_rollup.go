@@ -28,7 +28,7 @@ import (
 // deadlock.
 
 // rollupChunk bounds the rows (and so the placeholders) of one statement.
-const rollupChunk = 200
+const rollupChunk = 128
 
 // markRollupsOfBatch marks the days a batch's rows bear on: each
 // observation's start day (whatever its type, as an update may have
@@ -71,7 +71,7 @@ func markRollupsOfTraces(ctx context.Context, tx *Tx, tenantID string, traceIDs 
 // generationDays adds to days the start days of the generations of
 // traces (by the index on (tenant_id, trace_id)).
 func generationDays(ctx context.Context, tx *Tx, tenantID string, traceIDs []string, days map[string]bool) error {
-	for chunk := range slices.Chunk(traceIDs, rollupChunk) {
+	for chunk := range shapedChunks(traceIDs, rollupChunk) {
 		args := make([]any, 0, len(chunk)+1)
 		args = append(args, tenantID)
 		for _, id := range chunk {
@@ -110,7 +110,7 @@ func markRollupDays(ctx context.Context, tx *Tx, tenantID string, days map[strin
 		}
 	}
 	slices.Sort(sorted)
-	for chunk := range slices.Chunk(sorted, rollupChunk) {
+	for chunk := range shapedChunks(sorted, rollupChunk) {
 		args := make([]any, 0, 3*len(chunk))
 		values := make([]string, len(chunk))
 		for i, d := range chunk {
@@ -243,7 +243,7 @@ const rollupFigures = `requests, errors, input_tokens, output_tokens, total_toke
 
 func insertRollups(ctx context.Context, tx *Tx, tenantID, grain, day string, rows []*tracing.Rollup) error {
 	row := "(" + placeholders(17) + ")"
-	for chunk := range slices.Chunk(rows, rollupChunk) {
+	for chunk := range shapedChunks(rows, rollupChunk) {
 		args := make([]any, 0, 17*len(chunk))
 		values := make([]string, len(chunk))
 		for i, r := range chunk {

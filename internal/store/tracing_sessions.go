@@ -25,7 +25,7 @@ import (
 
 // groupChunk bounds the rows of one multi-row upsert: 4 parameters a row
 // stays far below both engines' parameter limits.
-const groupChunk = 250
+const groupChunk = 256
 
 // sessionSample bounds the traces of one session read for its user ids
 // and environment.
@@ -67,7 +67,7 @@ func upsertTraceSessions(ctx context.Context, tx *Tx, tenantID string, traces []
 
 func upsertSeen(ctx context.Context, tx *Tx, table, col, tenantID string, seen map[string]*seenSpan) error {
 	ids := slices.Sorted(maps.Keys(seen))
-	for chunk := range slices.Chunk(ids, groupChunk) {
+	for chunk := range shapedChunks(ids, groupChunk) {
 		args := make([]any, 0, 4*len(chunk))
 		for _, id := range chunk {
 			args = append(args, tenantID, id, seen[id].first, seen[id].last)
@@ -96,7 +96,7 @@ func settleTraceGroups(ctx context.Context, tx *Tx, tenantID string, sessions, u
 		table, col string
 		ids        []string
 	}{{"trace_sessions", "session_id", sessions}, {"trace_users", "user_id", users}} {
-		for chunk := range slices.Chunk(g.ids, groupChunk) {
+		for chunk := range shapedChunks(g.ids, groupChunk) {
 			args := append([]any{tenantID}, anys(chunk)...)
 			in := g.col + ` IN (` + placeholders(len(chunk)) + `)`
 			own := `traces.tenant_id = ` + g.table + `.tenant_id AND traces.` + g.col + ` = ` + g.table + `.` + g.col

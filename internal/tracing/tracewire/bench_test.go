@@ -23,7 +23,7 @@ import (
 //
 //	NODUS_TEST_POSTGRES_URL=… go test -run '^$' -bench RecordGatewayCalls -benchtime 40x ./internal/tracing/tracewire/
 func BenchmarkRecordGatewayCalls(b *testing.B) {
-	dbs := map[string]func(testing.TB) *store.DB{"sqlite": storetest.OpenSQLite}
+	dbs := map[string]func(testing.TB) *store.DB{"sqlite": openTracingSQLite}
 	if os.Getenv("NODUS_TEST_POSTGRES_URL") != "" {
 		dbs["postgres"] = storetest.OpenPostgres
 	}
@@ -84,4 +84,17 @@ func BenchmarkRecordGatewayCalls(b *testing.B) {
 			b.ReportMetric(float64(b.N*calls)/b.Elapsed().Seconds(), "calls/s")
 		})
 	}
+}
+
+// openTracingSQLite opens a SQLite file as OpenDatabases opens the
+// tracing database: with its larger writer cache.
+func openTracingSQLite(tb testing.TB) *store.DB {
+	cfg := storetest.Config(storetest.SQLiteURL(tb))
+	cfg.WriteCacheKiB = store.TracingWriteCacheKiB
+	db, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
 }
