@@ -456,5 +456,27 @@ func TestRecordingUploadRefusals(t *testing.T) {
 		}
 		orgAdmin.must("DELETE", "/api/v1/recordings/"+up.Recording.ID, nil, 204, nil)
 		orgAdmin.must("GET", "/api/v1/recordings/"+up.Recording.ID+"/audio", nil, 404, nil)
+
+		// The upload and the deletion are in the tenant's audit log, as the
+		// org admin's; the refused uploads and the viewer's refused
+		// deletion are not.
+		var audited struct {
+			Entries []struct {
+				Action   string `json:"action"`
+				ActorID  string `json:"actor_id"`
+				TargetID string `json:"target_id"`
+			} `json:"entries"`
+		}
+		orgAdmin.must("GET", "/api/v1/audit?target_type=recording&limit=50", nil, 200, &audited)
+		var actions []string
+		for _, e := range audited.Entries {
+			if e.TargetID != up.Recording.ID {
+				t.Errorf("an audit entry for another recording: %+v", e)
+			}
+			actions = append(actions, e.Action)
+		}
+		if strings.Join(actions, " ") != "recording.delete recording.create" {
+			t.Errorf("recording audit entries: %+v", audited.Entries)
+		}
 	})
 }

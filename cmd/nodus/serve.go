@@ -388,7 +388,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	recCfg := recordings.Config{Store: recordingswire.Store{DB: dbs.DB(store.SetMain), Queue: func() *jobs.Queue { return queue }},
 		Blobs: blobs, Settings: recordingswire.Settings{Service: settingsService},
 		Knowledge: recordingswire.Knowledge{Service: knowledgeService}, Notify: recordingswire.Notify(notifyService, logger),
-		Logger: logger, MaxBytes: cfg.RecordingMaxBytes}
+		Audit: auditor, Logger: logger, MaxBytes: cfg.RecordingMaxBytes}
 	if gatewayAdmin != nil {
 		recCfg.Transcriber, recCfg.Models = recordingswire.Gateway{Service: gatewayAdmin}, recordingswire.Gateway{Service: gatewayAdmin}
 	}

@@ -39,7 +39,7 @@ func (s *Server) recordingActor(r *http.Request) (recordings.Actor, error) {
 		role = c.token.Role
 	}
 	return recordings.Actor{TenantID: tenantID, UserID: c.principal.User.ID,
-		Admin: role == identity.RoleOrgAdmin || role == identity.RoleSuperAdmin}, nil
+		Admin: role == identity.RoleOrgAdmin || role == identity.RoleSuperAdmin, Entry: egressActor(r)}, nil
 }
 
 func (s *Server) recordingAnswer(status int, fn func(r *http.Request, a recordings.Actor) (any, error)) http.Handler {

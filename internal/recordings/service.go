@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/blob"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
@@ -29,6 +30,9 @@ type Config struct {
 	Knowledge   Knowledge
 	// Notify hears of a recording that completed or failed.
 	Notify func(ctx context.Context, r Recording)
+	// Audit records uploads, renames, retries and deletions; nil records
+	// nothing.
+	Audit  Auditor
 	Logger *slog.Logger
 	Now    func() time.Time
 	// MaxBytes bounds an upload (DefaultMaxBytes when 0).
@@ -47,6 +51,7 @@ type Service struct {
 	settings    Settings
 	knowledge   Knowledge
 	notify      func(context.Context, Recording)
+	audit       Auditor
 	log         *slog.Logger
 	now         func() time.Time
 	maxBytes    int64
@@ -71,7 +76,7 @@ func NewService(cfg Config) (*Service, error) {
 		cfg.StaleAfter = 15 * time.Minute
 	}
 	return &Service{store: cfg.Store, blobs: cfg.Blobs, transcriber: cfg.Transcriber, models: cfg.Models,
-		settings: cfg.Settings, knowledge: cfg.Knowledge, notify: cfg.Notify, log: cfg.Logger, now: cfg.Now,
+		settings: cfg.Settings, knowledge: cfg.Knowledge, notify: cfg.Notify, audit: cfg.Audit, log: cfg.Logger, now: cfg.Now,
 		maxBytes: cfg.MaxBytes, staleAfter: cfg.StaleAfter}, nil
 }
 
@@ -83,6 +88,26 @@ type Actor struct {
 	TenantID string
 	UserID   string
 	Admin    bool
+	// Entry carries the actor, address and user agent of the audit
+	// entries the actor's changes make.
+	Entry audit.Entry
+}
+
+// Auditor records changes; *audit.Service is one.
+type Auditor interface {
+	Record(ctx context.Context, e audit.Entry) error
+}
+
+// record audits a change to a recording. Entries name the recording, its
+// title and sizes, never its audio or transcript.
+func (s *Service) record(ctx context.Context, a Actor, action, id string, changes map[string]audit.Change) error {
+	if s.audit == nil {
+		return nil
+	}
+	if err := s.audit.Record(ctx, a.Entry.About(a.TenantID, action, "recording", id, changes)); err != nil {
+		return fmt.Errorf("recordings: audit %s: %w", action, err)
+	}
+	return nil
 }
 
 func (a Actor) ctx(ctx context.Context) context.Context { return nodus.WithTenant(ctx, a.TenantID) }
@@ -155,7 +180,9 @@ func (s *Service) CreateRecording(ctx context.Context, a Actor, in UploadInput) 
 		drop()
 		return nil, fmt.Errorf("recordings: create: %w", err)
 	}
-	return &r, nil
+	return &r, s.record(ctx, a, "recording.create", r.ID, map[string]audit.Change{
+		"title": {After: r.Title}, "filename": {After: r.Filename}, "mime": {After: r.MIME},
+		"size": {After: r.Size}, "duration_seconds": {After: r.Duration}})
 }
 
 // probe detects a stored blob's format and reads its duration.
@@ -230,14 +257,19 @@ func (s *Service) UpdateRecordingTitle(ctx context.Context, a Actor, id, title s
 	if _, err := s.find(ctx, a, id); err != nil {
 		return nil, err
 	}
+	var before string
 	r, err := s.store.UpdateRecording(a.ctx(ctx), id, false, func(r *Recording) error {
+		before = r.Title
 		r.Title, r.UpdatedAt = t, s.now().UTC()
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &r, nil
+	if before == r.Title {
+		return &r, nil
+	}
+	return &r, s.record(ctx, a, "recording.update", id, map[string]audit.Change{"title": {Before: before, After: r.Title}})
 }
 
 // DeleteRecording removes a recording and its audio.
@@ -254,7 +286,8 @@ func (s *Service) DeleteRecording(ctx context.Context, a Actor, id string) error
 		// it, so say so.
 		s.log.WarnContext(ctx, "recording audio not removed", "tenant", a.TenantID, "recording", id, "blob", r.BlobID, "err", err)
 	}
-	return nil
+	return s.record(ctx, a, "recording.delete", id, map[string]audit.Change{
+		"title": {Before: r.Title}, "owner": {Before: r.UserID}, "size": {Before: r.Size}})
 }
 
 // Audio is a recording's audio for playback.
@@ -285,6 +318,7 @@ func (s *Service) RetryRecording(ctx context.Context, a Actor, id string) (*Reco
 	if _, err := s.find(ctx, a, id); err != nil {
 		return nil, err
 	}
+	var before string
 	r, err := s.store.UpdateRecording(a.ctx(ctx), id, true, func(r *Recording) error {
 		switch r.Status {
 		case StatusPending, StatusFailed:
@@ -295,13 +329,14 @@ func (s *Service) RetryRecording(ctx context.Context, a Actor, id string) (*Reco
 				return nodus.Errorf(nodus.ECONFLICT, "the recording is being processed")
 			}
 		}
+		before = r.Status
 		r.Status, r.StatusDetail, r.Error, r.UpdatedAt = StatusPending, "queued again", "", s.now().UTC()
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &r, nil
+	return &r, s.record(ctx, a, "recording.retry", id, map[string]audit.Change{"status": {Before: before, After: r.Status}})
 }
 
 // PurgeTenant removes a deleted tenant's recordings and their audio.

@@ -6,11 +6,13 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/blob"
 	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/recordings"
@@ -105,7 +107,12 @@ type world struct {
 	fail     error    // the transcriber's next answer
 	notified []recordings.Recording
 	docs     []recordings.KnowledgeDocument
+	audited  []audit.Entry
 }
+
+type auditFunc func(context.Context, audit.Entry) error
+
+func (f auditFunc) Record(ctx context.Context, e audit.Entry) error { return f(ctx, e) }
 
 func newWorld(t *testing.T, db *store.DB, maxBytes int64) *world {
 	t.Helper()
@@ -142,6 +149,10 @@ func newWorld(t *testing.T, db *store.DB, maxBytes int64) *world {
 			return nodus.NewID(), nil
 		}),
 		Notify: func(_ context.Context, r recordings.Recording) { w.notified = append(w.notified, r) },
+		Audit: auditFunc(func(_ context.Context, e audit.Entry) error {
+			w.audited = append(w.audited, e)
+			return nil
+		}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -303,11 +314,13 @@ func TestUploadRefusals(t *testing.T) {
 }
 
 // TestIsolation: another tenant, or another user of the tenant who is not
-// an admin, does not find a recording; an admin of the tenant does.
+// an admin, does not find a recording; an admin of the tenant does. Each
+// change is audited as who made it; refused attempts leave no entry.
 func TestIsolation(t *testing.T) {
 	run(t, func(t *testing.T, w *world) {
 		ctx := context.Background()
-		alice := recordings.Actor{TenantID: "tenant-a", UserID: "alice"}
+		alice := recordings.Actor{TenantID: "tenant-a", UserID: "alice",
+			Entry: audit.Entry{ActorKind: audit.ActorUser, ActorID: "alice", Address: "192.0.2.1"}}
 		rec, err := w.svc.CreateRecording(ctx, alice, recordings.UploadInput{Title: "Mine", Body: bytes.NewReader(wav(0.5))})
 		if err != nil {
 			t.Fatal(err)
@@ -338,7 +351,8 @@ func TestIsolation(t *testing.T) {
 				t.Errorf("%+v lists %d, %v", other, len(list), err)
 			}
 		}
-		admin := recordings.Actor{TenantID: "tenant-a", UserID: "carol", Admin: true}
+		admin := recordings.Actor{TenantID: "tenant-a", UserID: "carol", Admin: true,
+			Entry: audit.Entry{ActorKind: audit.ActorUser, ActorID: "carol"}}
 		if r, err := w.svc.UpdateRecordingTitle(ctx, admin, rec.ID, "  Renamed\u202e by admin\n"); err != nil || r.Title != "Renamed by admin" {
 			t.Fatalf("admin rename = %+v, %v", r, err)
 		}
@@ -352,6 +366,26 @@ func TestIsolation(t *testing.T) {
 		}
 		if _, _, err := w.blobs.Open(ctx, rec.BlobID); nodus.ErrorCode(err) != nodus.ENOTFOUND {
 			t.Errorf("the blob outlived its recording: %v", err)
+		}
+
+		type seen struct{ action, actor, address, title string }
+		want := []seen{{"recording.create", "alice", "192.0.2.1", "Mine"}, {"recording.update", "carol", "", "Renamed by admin"},
+			{"recording.delete", "alice", "192.0.2.1", "Renamed by admin"}}
+		if len(w.audited) != len(want) {
+			t.Fatalf("audited %d entries, want %d: %+v", len(w.audited), len(want), w.audited)
+		}
+		for i, e := range w.audited {
+			title := e.Changes["title"].After
+			if e.Action == "recording.delete" {
+				title = e.Changes["title"].Before
+			}
+			got := seen{e.Action, e.ActorID, e.Address, fmt.Sprint(title)}
+			if got != want[i] || e.TenantID != "tenant-a" || e.TargetType != "recording" || e.TargetID != rec.ID {
+				t.Errorf("entry %d = %+v, want %+v on tenant-a's recording %s", i, e, want[i], rec.ID)
+			}
+		}
+		if c := w.audited[1].Changes["title"]; c.Before != "Mine" {
+			t.Errorf("the rename's entry has no title before: %+v", c)
 		}
 	})
 }

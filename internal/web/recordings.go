@@ -48,7 +48,7 @@ func (s *Server) recordingActor(v *viewer) (recordings.Actor, error) {
 	if v.tenantID() == "" {
 		return recordings.Actor{}, errNoTenant
 	}
-	return recordings.Actor{TenantID: v.tenantID(), UserID: v.user.ID, Admin: v.admin()}, nil
+	return recordings.Actor{TenantID: v.tenantID(), UserID: v.user.ID, Admin: v.admin(), Entry: v.entry()}, nil
 }
 
 func (s *Server) handleRecordings() http.Handler {
