@@ -27,6 +27,12 @@ import (
 // their commits, and the days are marked in order so they cannot
 // deadlock.
 
+// rolledUpTypes is the observations rollups add up: generations and
+// embeddings, the types with usage and cost. Written as the predicate of
+// the partial index observations_generation_start (tracing migration
+// 0008), so both engines read the index.
+const rolledUpTypes = `type IN ('GENERATION', 'EMBEDDING')`
+
 // rollupChunk bounds the rows (and so the placeholders) of one statement.
 const rollupChunk = 128
 
@@ -77,7 +83,7 @@ func generationDays(ctx context.Context, tx *Tx, tenantID string, traceIDs []str
 		for _, id := range chunk {
 			args = append(args, id)
 		}
-		rows, err := tx.Query(ctx, `SELECT start_time FROM observations WHERE tenant_id = ? AND type = 'GENERATION'
+		rows, err := tx.Query(ctx, `SELECT start_time FROM observations WHERE tenant_id = ? AND `+rolledUpTypes+`
 			AND trace_id IN (`+placeholders(len(chunk))+`)`, args...)
 		if err != nil {
 			return err
@@ -171,11 +177,11 @@ func (db *DB) rebuildRollupDay(ctx context.Context, tenantID, day, token string)
 	}
 	b := tracing.NewDayRollup(start)
 	err = db.Read(ctx, func(tx *Tx) error {
-		// The literal type matches the partial index on generations.
+		// The literal types match the partial index on generations.
 		rows, err := tx.Query(ctx, `SELECT o.trace_id, o.model, o.level, o.start_time, o.end_time,
 			o.completion_start_time, o.usage_details, o.cost_details, COALESCE(t.user_id, ''), t.metadata
 			FROM observations o LEFT JOIN traces t ON t.tenant_id = o.tenant_id AND t.id = o.trace_id
-			WHERE o.tenant_id = ? AND o.type = 'GENERATION' AND o.start_time >= ? AND o.start_time < ?`,
+			WHERE o.tenant_id = ? AND o.`+rolledUpTypes+` AND o.start_time >= ? AND o.start_time < ?`,
 			tenantID, start, start.Add(24*time.Hour))
 		if err != nil {
 			return err

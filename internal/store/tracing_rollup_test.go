@@ -406,3 +406,43 @@ func TestTracingRollupBackfill(t *testing.T) {
 		}
 	})
 }
+
+// TestTracingRollupsCountEmbeddings: embeddings are rolled up with the
+// generations (usage and cost); spans are not.
+func TestTracingRollupsCountEmbeddings(t *testing.T) {
+	storetest.RunMigrated(t, store.SetTracing, func(t *testing.T, db *store.DB) {
+		a := newTenantScope()
+		svc, err := tracing.NewService(tracing.Config{Store: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := rollupDay0.Add(3 * time.Hour)
+		end := at.Add(time.Second)
+		obs := func(id, typ, model string, input int64, cost float64) tracing.Event {
+			return tracing.Event{ID: "ev-" + id, Timestamp: at, Observation: &tracing.ObservationPatch{ID: id, TraceID: "t1",
+				Type: typ, StartTime: &at, EndTime: &end, Model: &model, UsageDetails: map[string]int64{"input": input, "total": input},
+				CostDetails: map[string]float64{"total": cost}}}
+		}
+		ingest(t, db, a, obs("g1", tracing.TypeGeneration, "gpt-4o", 100, 0.5),
+			obs("e1", tracing.TypeEmbedding, "text-embedding-3-small", 40, 0.25),
+			obs("s1", tracing.TypeSpan, "", 1000, 8))
+		if n := runRollup(t, db); n != 1 {
+			t.Fatalf("rolled up %d days, want 1", n)
+		}
+		got, err := svc.Aggregates(context.Background(), a.id, tracing.AggregateQuery{From: rollupDay0, To: rollupDay0,
+			GroupBy: []string{"model"}, Limit: tracing.MaxAggregateLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Totals.Requests != 2 || got.Totals.TotalTokens != 140 || got.Totals.Cost != 0.75 {
+			t.Errorf("totals %+v, want 2 requests, 140 tokens, cost 0.75 (the generation and the embedding)", got.Totals)
+		}
+		models := map[string]int64{}
+		for _, r := range got.Rows {
+			models[r.Model] = r.Requests
+		}
+		if models["gpt-4o"] != 1 || models["text-embedding-3-small"] != 1 || len(models) != 2 {
+			t.Errorf("by model %v", models)
+		}
+	})
+}

@@ -16,8 +16,9 @@ import (
 	"github.com/nodus-os/nodus/internal/nodus"
 )
 
-// Rollups: what a tenant's GENERATION observations add up to per UTC day,
-// by model, by the trace's user and by its chatbot (trace metadata
+// Rollups: what a tenant's GENERATION and EMBEDDING observations (the
+// "generations" below: the types with usage and cost) add up to per UTC
+// day, by model, by the trace's user and by its chatbot (trace metadata
 // "chatbot_id"), kept by the store so that dashboards (Aggregates) read a
 // few rows per day and never the observations. The ingestion transaction
 // marks the days a batch touched; a periodic job (jobs.AddTracingRollup)

@@ -1,0 +1,13 @@
+-- Rollups count EMBEDDING observations too: an embedding call has usage
+-- and cost like a generation (Langfuse counts both), and the gateway
+-- records its embedding calls as EMBEDDING. The partial index the rebuild
+-- reads by takes both types, and the days that hold embeddings are marked
+-- for the rollup job to rebuild (across tenants: see 0007).
+SELECT set_config('nodus.all_tenants', 'on', true);
+
+DROP INDEX observations_generation_start;
+CREATE INDEX observations_generation_start ON observations (tenant_id, start_time) WHERE type IN ('GENERATION', 'EMBEDDING');
+
+INSERT INTO trace_rollup_dirty (tenant_id, day, token)
+SELECT DISTINCT tenant_id, to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD'), 'migration' FROM observations WHERE type = 'EMBEDDING'
+ON CONFLICT (tenant_id, day) DO NOTHING;
