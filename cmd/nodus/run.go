@@ -48,7 +48,7 @@ Usage:
   nodus vault status               which master keys the vault needs, and whether it is sealed
   nodus vault add-master-key [--not-current]
                                    add a random key to master.key (rotation, step 1)
-  nodus vault rotate-master-key    rewrap every data key under the current master key
+  nodus vault rotate-master-key    rewrap every data key, SMTP password and webhook secret under the current master key
   nodus vault rotate-data-key TENANT [--no-reencrypt]
                                    give a tenant a new data key and re-encrypt its secrets
   nodus gateway import --tenant T [--dry-run] [--prune] FILE

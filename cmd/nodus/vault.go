@@ -10,6 +10,8 @@ import (
 	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/keyring"
 	"github.com/nodus-os/nodus/internal/nodus"
+	"github.com/nodus-os/nodus/internal/notify"
+	settingsvc "github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/store"
 	"github.com/nodus-os/nodus/internal/vault"
 )
@@ -92,7 +94,7 @@ func vaultCmd(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		fmt.Fprintf(stdout, "master key %d now wraps every data key: %d rewrapped, check value resealed: %v\n",
 			st.MasterKeyID, st.Rewrapped, st.CheckValue)
-		return nil
+		return resealSecrets(platform, ring, dbs, auditor, stdout)
 	case "rotate-data-key":
 		return rotateDataKey(ctx, dbs, v, pos[1], *batch, *noReencrypt, stdout)
 	}
@@ -152,5 +154,31 @@ func rotateDataKey(ctx context.Context, dbs *store.Databases, v *vault.Service, 
 	}
 	fmt.Fprintf(stdout, "re-encrypted %d stored versions under data key version %d in %d batches\n",
 		st.Reencrypted, st.DataKeyVersion, st.Batches)
+	return nil
+}
+
+// resealSecrets seals the other secrets kept at rest, the SMTP passwords
+// and the webhook signing secrets, with the current master key, so that
+// after rotate-master-key no stored value needs an older key.
+func resealSecrets(ctx context.Context, ring *keyring.Keyring, dbs *store.Databases, auditor *audit.Service, stdout io.Writer) error {
+	settingsBox, err := ring.Sealer("settings")
+	if err != nil {
+		return err
+	}
+	smtp, err := settingsvc.NewService(dbs.DB(store.SetAuth), settingsBox, auditor, nodus.SystemClock{}).
+		ResealSecrets(ctx, settingsBox.CurrentID())
+	if err != nil {
+		return fmt.Errorf("reseal the SMTP passwords: %w", err)
+	}
+	notifyBox, err := ring.Sealer("notify")
+	if err != nil {
+		return err
+	}
+	hooks, err := notify.ResealWebhookSecrets(ctx, dbs.DB(store.SetMain), notifyBox, notifyBox.CurrentID())
+	if err != nil {
+		return fmt.Errorf("reseal the webhook secrets: %w", err)
+	}
+	fmt.Fprintf(stdout, "master key %d now seals every SMTP password and webhook secret: %d and %d resealed\n",
+		settingsBox.CurrentID(), smtp, hooks)
 	return nil
 }

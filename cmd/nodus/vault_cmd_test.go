@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodus-os/nodus/internal/keyring"
+	"github.com/nodus-os/nodus/internal/nodus"
+	settingsvc "github.com/nodus-os/nodus/internal/settings"
+	"github.com/nodus-os/nodus/internal/store"
 	"github.com/nodus-os/nodus/internal/store/storetest"
 )
 
@@ -34,6 +38,12 @@ func TestVaultRotationCommands(t *testing.T) {
 		admin.must("POST", "/api/v1/tenants", map[string]any{"name": "Acme"}, 201, &created)
 		on := "?tenant_id=" + created.Tenant.ID
 		admin.must("PUT", "/api/v1/vault/secret"+on, map[string]any{"environment": "prod", "key": "API_KEY", "value": "before rotation"}, 200, nil)
+		// The other secrets sealed at rest: an SMTP password (the tenant's
+		// and the platform's) and a webhook's signing secret.
+		admin.must("PATCH", "/api/v1/settings"+on, map[string]any{"email": map[string]any{"smtp_password": "tenant smtp"}}, 200, nil)
+		admin.must("PATCH", "/api/v1/settings", map[string]any{"email": map[string]any{"smtp_password": "platform smtp"}}, 200, nil)
+		admin.must("POST", "/api/v1/webhooks"+on, map[string]any{"url": "https://hooks.example.test/nodus",
+			"kinds": []string{"document.failed"}}, 201, nil)
 		reveal := func(admin *client, version int, want string) {
 			t.Helper()
 			var got struct{ Value string }
@@ -59,8 +69,12 @@ func TestVaultRotationCommands(t *testing.T) {
 		admin.must("PUT", "/api/v1/vault/secret"+on, map[string]any{"environment": "prod", "key": "API_KEY", "value": "after key 2"}, 200, nil)
 
 		// Both commands run while Nodus serves.
-		if out, err := nodusCmd("rotate-master-key"); err != nil || !strings.Contains(out, "master key 2 now wraps every data key") {
+		if out, err := nodusCmd("rotate-master-key"); err != nil || !strings.Contains(out, "master key 2 now wraps every data key") ||
+			!strings.Contains(out, "master key 2 now seals every SMTP password and webhook secret: 2 and 1 resealed") {
 			t.Fatalf("rotate-master-key: %q, %v", out, err)
+		}
+		if out, err := nodusCmd("rotate-master-key"); err != nil || !strings.Contains(out, ": 0 and 0 resealed") {
+			t.Fatalf("rotate-master-key again: %q, %v", out, err)
 		}
 		out, err := nodusCmd("rotate-data-key", created.Tenant.ID)
 		if err != nil || !strings.Contains(out, "data key version 2") || !strings.Contains(out, "re-encrypted 2 stored versions") {
@@ -100,6 +114,7 @@ func TestVaultRotationCommands(t *testing.T) {
 		admin = signIn(t, in.base, "admin", vars["NODUS_ADMIN_PASSWORD"])
 		reveal(admin, 1, "before rotation")
 		reveal(admin, 2, "after key 2")
+		checkResealed(t, vars, created.Tenant.ID)
 
 		// Mistakes are clear errors.
 		if _, err := nodusCmd("rotate-data-key", "01940000-0000-7000-8000-000000000000"); err == nil || !strings.Contains(err.Error(), "not found") {
@@ -113,4 +128,42 @@ func TestVaultRotationCommands(t *testing.T) {
 			t.Errorf("add-master-key with NODUS_MASTER_KEY: %v", err)
 		}
 	})
+}
+
+// checkResealed opens, with the master keys vars loads, the SMTP
+// passwords set before the rotation, and checks that the webhook's secret
+// is sealed with the current key.
+func checkResealed(t *testing.T, vars map[string]string, tenantID string) {
+	t.Helper()
+	ctx := nodus.WithAllTenants(context.Background())
+	cfg, err := parseConfig(newFlagSet("test", "", io.Discard), env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := keyring.Load(cfg.MasterKey, cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbs, err := store.OpenDatabases(ctx, cfg.DatabaseURLs(), cfg.StoreConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dbs.Close()
+	box, err := ring.Sealer("settings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := settingsvc.NewService(dbs.DB(store.SetAuth), box, nil, nil)
+	for tenant, want := range map[string]string{tenantID: "tenant smtp", "": "platform smtp"} {
+		if c, err := svc.EmailConfig(ctx, tenant); err != nil || c.Password != want {
+			t.Errorf("SMTP password of %q after the old key is gone: %q, %v; want %q", tenant, c.Password, err, want)
+		}
+	}
+	hooks, err := dbs.DB(store.SetMain).ListAllWebhooks(ctx)
+	if err != nil || len(hooks) != 1 {
+		t.Fatalf("webhooks %+v, %v", hooks, err)
+	}
+	if id, ok := keyring.KeyID(hooks[0].SealedSecret); !ok || id != ring.CurrentID() {
+		t.Errorf("the webhook secret is sealed with key %d, want the current %d", id, ring.CurrentID())
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nodus-os/nodus/internal/audit"
+	"github.com/nodus-os/nodus/internal/keyring"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
 
@@ -547,4 +548,51 @@ func clipError(s string) string {
 		s = strings.ToValidUTF8(s[:maxErrorText], "") + "…"
 	}
 	return s
+}
+
+// SecretStore is the store of ResealWebhookSecrets.
+type SecretStore interface {
+	// ListAllWebhooks returns every tenant's webhooks (all-tenants scope).
+	ListAllWebhooks(ctx context.Context) ([]Webhook, error)
+	// ReplaceWebhookSecret stores sealed as a webhook's secret if it still
+	// holds old (all-tenants scope).
+	ReplaceWebhookSecret(ctx context.Context, tenantID, id string, old, sealed []byte) (bool, error)
+}
+
+// ResealWebhookSecrets seals again with box's current master key (whose
+// id is current) every webhook signing secret sealed with another one,
+// and returns how many it resealed: after it, the other master keys can
+// be removed. It needs the all-tenants scope. A secret whose master key
+// is not loaded fails it with EUNAVAILABLE; one replaced meanwhile is left
+// alone. It may run while Nodus serves, and again.
+func ResealWebhookSecrets(ctx context.Context, st SecretStore, box Sealer, current byte) (int, error) {
+	hooks, err := st.ListAllWebhooks(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, w := range hooks {
+		if id, ok := keyring.KeyID(w.SealedSecret); ok && id == current {
+			continue
+		}
+		ad := secretAD(w.TenantID, w.ID)
+		secret, err := box.Open(w.SealedSecret, ad)
+		if err != nil {
+			return n, nodus.WrapError(err, nodus.EUNAVAILABLE, fmt.Sprintf(
+				"the signing secret of webhook %s of tenant %s does not open: load the master key that sealed it and retry", w.ID, w.TenantID))
+		}
+		sealed, err := box.Seal(secret, ad)
+		clear(secret)
+		if err != nil {
+			return n, err
+		}
+		ok, err := st.ReplaceWebhookSecret(ctx, w.TenantID, w.ID, w.SealedSecret, sealed)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
 }

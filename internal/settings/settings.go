@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nodus-os/nodus/internal/audit"
+	"github.com/nodus-os/nodus/internal/keyring"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
 
@@ -118,6 +119,12 @@ type Store interface {
 	// owner (tenantID, or the platform for ""), in one transaction, and
 	// returns that owner's rows for those keys as they were before.
 	UpdateSettings(ctx context.Context, tenantID string, put []Setting, remove []string) ([]Setting, error)
+	// ListSettingsByKey returns every owner's row of key (all-tenants
+	// scope).
+	ListSettingsByKey(ctx context.Context, key string) ([]Setting, error)
+	// ReplaceSettingValue writes value into row id if it still holds old
+	// (all-tenants scope).
+	ReplaceSettingValue(ctx context.Context, id, old, value string) (bool, error)
 }
 
 // Sealer encrypts secrets at rest; *keyring.Sealer is one.
@@ -539,4 +546,57 @@ func (s *Service) open(row Setting) (string, error) {
 		return "", nodus.WrapError(err, nodus.EUNAVAILABLE, "the stored SMTP password cannot be decrypted with this master key")
 	}
 	return string(plain), nil
+}
+
+// ResealSecrets seals again, with the master key whose id is current,
+// every stored secret (the SMTP passwords) sealed with another one, and
+// returns how many it resealed: after it, the other master keys can be
+// removed. It needs the all-tenants scope. A secret whose master key is
+// not loaded fails it with EUNAVAILABLE; one changed meanwhile was sealed
+// with the current key by that change and is left alone. It may run while
+// Nodus serves, and again.
+func (s *Service) ResealSecrets(ctx context.Context, current byte) (int, error) {
+	n := 0
+	for _, f := range fields {
+		if !f.secret {
+			continue
+		}
+		rows, err := s.store.ListSettingsByKey(ctx, f.key)
+		if err != nil {
+			return n, err
+		}
+		for _, row := range rows {
+			var text string
+			if err := json.Unmarshal([]byte(row.Value), &text); err != nil {
+				return n, nodus.WrapError(err, nodus.EINTERNAL, "stored settings are unreadable")
+			}
+			sealed, err := base64.StdEncoding.DecodeString(text)
+			if err != nil {
+				return n, nodus.WrapError(err, nodus.EINTERNAL, "stored settings are unreadable")
+			}
+			if id, ok := keyring.KeyID(sealed); ok && id == current {
+				continue
+			}
+			plain, err := s.open(row)
+			if err != nil {
+				return n, err
+			}
+			again, err := s.box.Seal([]byte(plain), additionalData(row.TenantID, row.Key))
+			if err != nil {
+				return n, err
+			}
+			value, err := json.Marshal(base64.StdEncoding.EncodeToString(again))
+			if err != nil {
+				return n, err
+			}
+			ok, err := s.store.ReplaceSettingValue(ctx, row.ID, row.Value, string(value))
+			if err != nil {
+				return n, err
+			}
+			if ok {
+				n++
+			}
+		}
+	}
+	return n, nil
 }

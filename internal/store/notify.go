@@ -465,3 +465,44 @@ func (db *DB) DeleteNotifyTenant(ctx context.Context) error {
 		return nil
 	})
 }
+
+// ListAllWebhooks returns every tenant's webhooks. It needs the
+// all-tenants scope (master key rotation reseals their secrets).
+func (db *DB) ListAllWebhooks(ctx context.Context) ([]notify.Webhook, error) {
+	if err := requireAllTenants(ctx); err != nil {
+		return nil, err
+	}
+	var out []notify.Webhook
+	err := db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+webhookColumns+` FROM webhooks ORDER BY tenant_id, id`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var w notify.Webhook
+			if err := scanWebhook(rows, &w); err != nil {
+				return err
+			}
+			out = append(out, w)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// ReplaceWebhookSecret stores sealed as the sealed secret of a tenant's
+// webhook if it still holds old, and reports whether it did. It needs the
+// all-tenants scope.
+func (db *DB) ReplaceWebhookSecret(ctx context.Context, tenantID, id string, old, sealed []byte) (bool, error) {
+	if err := requireAllTenants(ctx); err != nil {
+		return false, err
+	}
+	var n int64
+	err := db.Write(ctx, func(tx *Tx) error {
+		var err error
+		n, err = tx.Exec(ctx, `UPDATE webhooks SET secret = ? WHERE tenant_id = ? AND id = ? AND secret = ?`, sealed, tenantID, id, old)
+		return err
+	})
+	return n == 1, err
+}

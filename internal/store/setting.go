@@ -183,3 +183,46 @@ func stringArgs(ss []string) []any {
 	}
 	return out
 }
+
+// ListSettingsByKey returns every owner's row of key: the platform's and
+// each tenant's. It needs the all-tenants scope (master key rotation
+// reseals the secret in every row).
+func (db *DB) ListSettingsByKey(ctx context.Context, key string) ([]settings.Setting, error) {
+	if err := requireAllTenants(ctx); err != nil {
+		return nil, err
+	}
+	var out []settings.Setting
+	err := db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+settingColumns+` FROM settings WHERE key = ? ORDER BY id`, key)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var s settings.Setting
+			if err := scanSetting(rows, &s); err != nil {
+				return err
+			}
+			out = append(out, s)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// ReplaceSettingValue writes value into the row with id if the row still
+// holds old, and reports whether it did; the row's updated_at and
+// updated_by stay (the setting did not change, only how it is sealed). It
+// needs the all-tenants scope.
+func (db *DB) ReplaceSettingValue(ctx context.Context, id, old, value string) (bool, error) {
+	if err := requireAllTenants(ctx); err != nil {
+		return false, err
+	}
+	var n int64
+	err := db.Write(ctx, func(tx *Tx) error {
+		var err error
+		n, err = tx.Exec(ctx, `UPDATE settings SET value = ? WHERE id = ? AND value = ?`, value, id, old)
+		return err
+	})
+	return n == 1, err
+}
