@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 
 	"github.com/nodus-os/nodus/internal/tracing"
 )
@@ -13,6 +14,9 @@ type ingested struct {
 	traces       []tracing.Trace
 	observations []tracing.Observation
 	scores       []tracing.Score
+	// The sessions and users of traces that moved (to another session or
+	// user, or in time), whose rows are settled from the traces.
+	settleSessions, settleUsers []string
 }
 
 // afterIngest keeps what is derived from traces and observations (the
@@ -25,6 +29,12 @@ func (db *DB) afterIngest(ctx context.Context, tx *Tx, tenantID string, b *inges
 	}
 	if err := upsertTraceSessions(ctx, tx, tenantID, b.traces); err != nil {
 		return err
+	}
+	if len(b.settleSessions)+len(b.settleUsers) > 0 {
+		if err := settleTraceGroups(ctx, tx, tenantID, slices.Compact(slices.Sorted(slices.Values(b.settleSessions))),
+			slices.Compact(slices.Sorted(slices.Values(b.settleUsers)))); err != nil {
+			return err
+		}
 	}
 	if err := markRollupsOfBatch(ctx, tx, tenantID, b); err != nil {
 		return err

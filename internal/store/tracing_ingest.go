@@ -167,8 +167,20 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 				apply: func(s *tracing.Score) { p.Apply(s); s.UpdatedAt = now }})
 		}
 	}
-	if done.traces, _, err = mergeEntities(ctx, tx, tenantID, traceTable, traceOps); err != nil {
+	var tracesBefore map[string]tracing.Trace
+	if done.traces, tracesBefore, err = mergeEntities(ctx, tx, tenantID, traceTable, traceOps); err != nil {
 		return nil, err
+	}
+	// A trace that moved to another session or user, or in time, leaves
+	// the old session's and user's first and last seen behind: afterIngest
+	// settles them from the traces (an emptied one goes).
+	for _, t := range done.traces {
+		b, ok := tracesBefore[t.ID]
+		if !ok || b.SessionID == t.SessionID && b.UserID == t.UserID && b.Timestamp.Equal(t.Timestamp) {
+			continue
+		}
+		done.settleSessions = append(done.settleSessions, nonEmpty(b.SessionID, t.SessionID)...)
+		done.settleUsers = append(done.settleUsers, nonEmpty(b.UserID, t.UserID)...)
 	}
 	var before map[string]tracing.Observation
 	if done.observations, before, err = mergeEntities(ctx, tx, tenantID, observationTable, obsOps); err != nil {

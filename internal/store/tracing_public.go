@@ -266,11 +266,14 @@ func (db *DB) DeleteTrace(ctx context.Context, id string) error {
 	})
 }
 
-func nonEmpty(s string) []string {
-	if s == "" {
-		return nil
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
 	}
-	return []string{s}
+	return out
 }
 
 // PageObservations returns a page of the observations in scope matching

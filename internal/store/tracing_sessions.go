@@ -18,7 +18,8 @@ import (
 // user id a tenant's traces carry, with when it was first and last seen.
 // The ingestion transaction widens them from the merged traces
 // (upsertTraceSessions, called by afterIngest); deleting a trace, by hand
-// or by retention, settles them (settleTraceGroups). Listing reads these
+// or by retention, settles them (settleTraceGroups), as does a trace
+// moved to another session or user or in time (afterIngest). Listing reads these
 // rows, so a page costs its rows and not a scan of the tenant's traces;
 // the counts and costs of a page are aggregates over traces_session and
 // traces_user for the page's ids alone.

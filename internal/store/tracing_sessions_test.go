@@ -144,3 +144,38 @@ func TestTracingSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestTracingSessionsFollowMovedTraces: a trace moved to another session
+// and user leaves nothing behind in the old ones: an emptied session or
+// user goes, and one that keeps traces is narrowed to them.
+func TestTracingSessionsFollowMovedTraces(t *testing.T) {
+	storetest.RunMigrated(t, store.SetTracing, func(t *testing.T, db *store.DB) {
+		a := newTenantScope()
+		t0 := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+		trace := func(id, session, user string, at time.Time) tracing.Event {
+			return tracing.Event{ID: "e-" + id + at.String() + session, Timestamp: at, Trace: &tracing.TracePatch{ID: id,
+				SessionID: strp(session), UserID: strp(user), Timestamp: &at}}
+		}
+		ingest(t, db, a, trace("tr-1", "s-old", "u-old", t0), trace("tr-2", "s-kept", "u-kept", t0.Add(time.Minute)),
+			trace("tr-3", "s-kept", "u-kept", t0.Add(2*time.Minute)))
+		// tr-1 moves to s-new and u-new; tr-3, the later of s-kept's two,
+		// moves too.
+		ingest(t, db, a, trace("tr-1", "s-new", "u-new", t0), trace("tr-3", "s-new", "u-new", t0.Add(2*time.Minute)))
+
+		got, _, err := db.ListTraceSessions(a.ctx, "", 10)
+		if err != nil || !reflect.DeepEqual(sessionIDs(got), []string{"s-new", "s-kept"}) {
+			t.Fatalf("sessions = %v, %v; want s-new and s-kept, s-old gone", sessionIDs(got), err)
+		}
+		if kept := got[1]; kept.TraceCount != 1 || !kept.FirstSeen.Equal(t0.Add(time.Minute)) || !kept.LastSeen.Equal(t0.Add(time.Minute)) {
+			t.Errorf("s-kept = %+v, want narrowed to tr-2", kept)
+		}
+		users, _, err := db.ListTraceUsers(a.ctx, "", 10)
+		var ids []string
+		for _, u := range users {
+			ids = append(ids, u.ID)
+		}
+		if err != nil || !reflect.DeepEqual(ids, []string{"u-new", "u-kept"}) {
+			t.Errorf("users = %v, %v; want u-new and u-kept", ids, err)
+		}
+	})
+}
