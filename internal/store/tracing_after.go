@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/nodus-os/nodus/internal/tracing"
 )
@@ -17,6 +18,9 @@ type ingested struct {
 	// The sessions and users of traces that moved (to another session or
 	// user, or in time), whose rows are settled from the traces.
 	settleSessions, settleUsers []string
+	// The start times observations had before the batch moved them to
+	// another day, whose rollups are marked too.
+	movedFromDays []time.Time
 }
 
 // afterIngest keeps what is derived from traces and observations (the

@@ -194,8 +194,14 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 	// now.
 	var movedFrom []string
 	for _, o := range done.observations {
-		if b, ok := before[o.ID]; ok && b.TraceID != o.TraceID {
+		b, ok := before[o.ID]
+		if ok && b.TraceID != o.TraceID {
 			movedFrom = append(movedFrom, b.TraceID)
+		}
+		// A generation moved to another day leaves the old day's rollups
+		// counting it until that day is marked too.
+		if ok && tracing.DayOf(b.StartTime) != tracing.DayOf(o.StartTime) {
+			done.movedFromDays = append(done.movedFromDays, b.StartTime)
 		}
 	}
 	if len(movedFrom) > 0 {

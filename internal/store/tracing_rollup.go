@@ -38,17 +38,16 @@ const rollupChunk = 128
 
 // markRollupsOfBatch marks the days a batch's rows bear on: each
 // observation's start day (whatever its type, as an update may have
-// turned a generation into something else), and for each trace the days
-// of its stored generations, whose user and chatbot come from it.
-// Only rows as merged are known here: a later batch that moves a
-// generation's start to another day marks the new day, and the old one
-// counts it until it is marked again (SDKs send startTime once, at
-// creation; a lazily created row may move by seconds, rarely across
-// midnight).
+// turned a generation into something else) and, for one the batch moved
+// to another day, the day it left; and for each trace the days of its
+// stored generations, whose user and chatbot come from it.
 func markRollupsOfBatch(ctx context.Context, tx *Tx, tenantID string, b *ingested) error {
 	days := map[string]bool{}
 	for i := range b.observations {
 		days[tracing.DayOf(b.observations[i].StartTime)] = true
+	}
+	for _, at := range b.movedFromDays {
+		days[tracing.DayOf(at)] = true
 	}
 	traceIDs := map[string]bool{}
 	for i := range b.traces {

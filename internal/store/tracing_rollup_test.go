@@ -446,3 +446,48 @@ func TestTracingRollupsCountEmbeddings(t *testing.T) {
 		}
 	})
 }
+
+// TestTracingRollupsFollowMovedGenerations: a generation whose start moves
+// to another day leaves the old day's rollup.
+func TestTracingRollupsFollowMovedGenerations(t *testing.T) {
+	storetest.RunMigrated(t, store.SetTracing, func(t *testing.T, db *store.DB) {
+		a := newTenantScope()
+		svc, err := tracing.NewService(tracing.Config{Store: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gen := func(event string, at time.Time) tracing.Event {
+			end := at.Add(time.Second)
+			model := "gpt-4o"
+			return tracing.Event{ID: event, Timestamp: at, Observation: &tracing.ObservationPatch{ID: "g1", TraceID: "t1",
+				Type: tracing.TypeGeneration, StartTime: &at, EndTime: &end, Model: &model,
+				UsageDetails: map[string]int64{"input": 10, "total": 10}}}
+		}
+		requests := func() map[string]int64 {
+			t.Helper()
+			got, err := svc.Aggregates(context.Background(), a.id, tracing.AggregateQuery{From: rollupDay0,
+				To: rollupDay0.AddDate(0, 0, 1), GroupBy: []string{"day"}, Limit: tracing.MaxAggregateLimit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := map[string]int64{}
+			for _, r := range got.Rows {
+				out[tracing.DayOf(r.Day)] = r.Requests
+			}
+			return out
+		}
+		ingest(t, db, a, gen("e1", rollupDay0.Add(23*time.Hour+59*time.Minute)))
+		runRollup(t, db)
+		day0, day1 := tracing.DayOf(rollupDay0), tracing.DayOf(rollupDay0.AddDate(0, 0, 1))
+		if got := requests(); got[day0] != 1 || got[day1] != 0 {
+			t.Fatalf("before the move: %v", got)
+		}
+		ingest(t, db, a, gen("e2", rollupDay0.Add(24*time.Hour+time.Minute)))
+		if n := runRollup(t, db); n != 2 {
+			t.Errorf("rolled up %d days after the move, want both", n)
+		}
+		if got := requests(); got[day0] != 0 || got[day1] != 1 {
+			t.Errorf("after the move: %v, want it on %s only", got, day1)
+		}
+	})
+}
