@@ -32,6 +32,7 @@ import (
 	"github.com/nodus-os/nodus/internal/jobs"
 	"github.com/nodus-os/nodus/internal/keyring"
 	"github.com/nodus-os/nodus/internal/nodus"
+	settingsvc "github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/store"
 )
 
@@ -88,7 +89,8 @@ type backupKeys struct {
 	// the key file's path.
 	Source string `json:"source"`
 	// Required are the master key ids that seal the vault's check value
-	// and data keys; Available are the ids of the configured key text.
+	// and data keys, the SMTP passwords and the webhook secrets;
+	// Available are the ids of the configured key text.
 	Required  []int `json:"required_key_ids"`
 	Available []int `json:"available_key_ids"`
 }
@@ -235,7 +237,7 @@ func snapshotDatabases(ctx context.Context, cfg Config, stage string, m *backupM
 	if err != nil {
 		return err
 	}
-	required, err := requiredKeyIDs(ctx, dbs.DB(store.SetVault))
+	required, err := requiredKeyIDs(ctx, dbs)
 	if err != nil {
 		return err
 	}
@@ -309,11 +311,29 @@ func snapshotSQLite(ctx context.Context, src, dst string) error {
 	return os.Chmod(dst, 0o600)
 }
 
-// requiredKeyIDs lists the master keys the vault's data is sealed with:
-// the check value's and every data key's.
-func requiredKeyIDs(ctx context.Context, db *store.DB) ([]int, error) {
+// requiredKeyIDs lists the master keys the data is sealed with: the
+// vault's check value's and every data key's, the SMTP passwords' and the
+// webhook secrets'.
+func requiredKeyIDs(ctx context.Context, dbs *store.Databases) ([]int, error) {
 	all := nodus.WithAllTenants(ctx)
 	ids := map[int]bool{}
+	smtp, err := settingsvc.SealedKeyIDs(all, dbs.DB(store.SetAuth))
+	if err != nil {
+		return nil, fmt.Errorf("SMTP passwords: %w", err)
+	}
+	for id := range smtp {
+		ids[int(id)] = true
+	}
+	hooks, err := dbs.DB(store.SetMain).ListAllWebhooks(all)
+	if err != nil {
+		return nil, fmt.Errorf("webhook secrets: %w", err)
+	}
+	for _, w := range hooks {
+		if id, ok := keyring.KeyID(w.SealedSecret); ok {
+			ids[int(id)] = true
+		}
+	}
+	db := dbs.DB(store.SetVault)
 	check, err := db.FindVaultCheck(all)
 	switch {
 	case nodus.ErrorCode(err) == nodus.ENOTFOUND:

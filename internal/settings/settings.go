@@ -529,15 +529,52 @@ func additionalData(tenantID, key string) []byte {
 	return []byte("settings|" + owner + "|" + key)
 }
 
-// open decrypts a stored secret.
-func (s *Service) open(row Setting) (string, error) {
+// sealedBytes is a stored secret's sealed bytes: its value is a JSON
+// string of their base64.
+func sealedBytes(row Setting) ([]byte, error) {
 	var text string
 	if err := json.Unmarshal([]byte(row.Value), &text); err != nil {
-		return "", nodus.WrapError(err, nodus.EINTERNAL, "stored settings are unreadable")
+		return nil, nodus.WrapError(err, nodus.EINTERNAL, "stored settings are unreadable")
 	}
 	sealed, err := base64.StdEncoding.DecodeString(text)
 	if err != nil {
-		return "", nodus.WrapError(err, nodus.EINTERNAL, "stored settings are unreadable")
+		return nil, nodus.WrapError(err, nodus.EINTERNAL, "stored settings are unreadable")
+	}
+	return sealed, nil
+}
+
+// SealedKeyIDs returns the ids of the master keys the stored secrets (the
+// SMTP passwords) are sealed with, each with how many it seals, for
+// backups to name the keys a restore needs. It needs the all-tenants
+// scope.
+func SealedKeyIDs(ctx context.Context, st Store) (map[byte]int, error) {
+	ids := map[byte]int{}
+	for _, f := range fields {
+		if !f.secret {
+			continue
+		}
+		rows, err := st.ListSettingsByKey(ctx, f.key)
+		if err != nil {
+			return nil, err
+		}
+		for _, row := range rows {
+			sealed, err := sealedBytes(row)
+			if err != nil {
+				return nil, err
+			}
+			if id, ok := keyring.KeyID(sealed); ok {
+				ids[id]++
+			}
+		}
+	}
+	return ids, nil
+}
+
+// open decrypts a stored secret.
+func (s *Service) open(row Setting) (string, error) {
+	sealed, err := sealedBytes(row)
+	if err != nil {
+		return "", err
 	}
 	plain, err := s.box.Open(sealed, additionalData(row.TenantID, row.Key))
 	if err != nil {
@@ -566,13 +603,9 @@ func (s *Service) ResealSecrets(ctx context.Context, current byte) (int, error) 
 			return n, err
 		}
 		for _, row := range rows {
-			var text string
-			if err := json.Unmarshal([]byte(row.Value), &text); err != nil {
-				return n, nodus.WrapError(err, nodus.EINTERNAL, "stored settings are unreadable")
-			}
-			sealed, err := base64.StdEncoding.DecodeString(text)
+			sealed, err := sealedBytes(row)
 			if err != nil {
-				return n, nodus.WrapError(err, nodus.EINTERNAL, "stored settings are unreadable")
+				return n, err
 			}
 			if id, ok := keyring.KeyID(sealed); ok && id == current {
 				continue

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -552,4 +553,58 @@ func TestEmailConfigNeverPrintsThePassword(t *testing.T) {
 			t.Errorf("output lacks %q: %s", want, out)
 		}
 	}
+}
+
+// TestResealSecrets: after a master key rotation, ResealSecrets seals
+// every SMTP password sealed with the old key again with the new one, so
+// the passwords open with the new key alone; SealedKeyIDs follows.
+func TestResealSecrets(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		f := setup(t, db)
+		one, two := make([]byte, keyring.KeySize), make([]byte, keyring.KeySize)
+		_, _ = rand.Read(one)
+		_, _ = rand.Read(two)
+		b64 := base64.StdEncoding.EncodeToString
+		sealer := func(text string) *keyring.Sealer {
+			t.Helper()
+			ring, err := keyring.Parse(text, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			box, err := ring.Sealer("settings")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return box
+		}
+		old := settings.NewService(db, sealer("1:"+b64(one)), f.log, nil)
+		for tenant, pw := range map[string]string{f.a: "tenant a", "": "platform"} {
+			if _, err := old.Update(platform, tenant, patch(t, `{"email": {"smtp_password": "`+pw+`"}}`), f.actor); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ids, err := settings.SealedKeyIDs(platform, db); err != nil || ids[1] != 2 || len(ids) != 1 {
+			t.Fatalf("sealed key ids before = %v, %v", ids, err)
+		}
+		both := sealer("1:" + b64(one) + ",*2:" + b64(two))
+		rotated := settings.NewService(db, both, f.log, nil)
+		if _, err := rotated.ResealSecrets(f.inA, 2); nodus.ErrorCode(err) != nodus.EFORBIDDEN && nodus.ErrorCode(err) != nodus.ENOTFOUND {
+			t.Errorf("a tenant's scope resealed every tenant's: %v", err)
+		}
+		if n, err := rotated.ResealSecrets(platform, both.CurrentID()); err != nil || n != 2 {
+			t.Fatalf("resealed %d, %v; want 2", n, err)
+		}
+		if n, err := rotated.ResealSecrets(platform, both.CurrentID()); err != nil || n != 0 {
+			t.Fatalf("again: resealed %d, %v; want 0", n, err)
+		}
+		if ids, err := settings.SealedKeyIDs(platform, db); err != nil || ids[2] != 2 || len(ids) != 1 {
+			t.Fatalf("sealed key ids after = %v, %v", ids, err)
+		}
+		onlyTwo := settings.NewService(db, sealer("2:"+b64(two)), f.log, nil)
+		for tenant, want := range map[string]string{f.a: "tenant a", "": "platform"} {
+			if c, err := onlyTwo.EmailConfig(platform, tenant); err != nil || c.Password != want {
+				t.Errorf("%q with key 2 alone: %q, %v; want %q", tenant, c.Password, err, want)
+			}
+		}
+	})
 }
