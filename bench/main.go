@@ -249,47 +249,35 @@ func start(bin, dir string, idle time.Duration) (sample, error) {
 
 // memory reads the resident set (VmRSS) and its peak (VmHWM) of pid.
 func memory(pid int) (rss, peak int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, fmt.Errorf("read memory (Linux /proc needed): %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
-		}
-	}
-	return rss, peak, nil
+	f, err := procStatus(pid)
+	return f["VmRSS"], f["VmHWM"], err
 }
 
 // residentSplit reads the private (RssAnon) and file-backed (RssFile)
 // parts of pid's resident set.
 func residentSplit(pid int) (anon, file int64, err error) {
+	f, err := procStatus(pid)
+	return f["RssAnon"], f["RssFile"], err
+}
+
+// procStatus reads the kB fields of /proc/PID/status, in bytes.
+func procStatus(pid int) (map[string]int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, fmt.Errorf("read memory (Linux /proc needed): %w", err)
+		return nil, fmt.Errorf("read memory (Linux /proc needed): %w", err)
 	}
+	out := map[string]int64{}
 	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) < 2 {
+		name, rest, ok := strings.Cut(line, ":")
+		f := strings.Fields(rest)
+		if !ok || len(f) != 2 || f[1] != "kB" {
 			continue
 		}
-		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "RssAnon:":
-			anon = kb << 10
-		case "RssFile:":
-			file = kb << 10
+		if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			out[name] = kb << 10
 		}
 	}
-	return anon, file, nil
+	return out, nil
 }
 
 func freePort() (int, error) {

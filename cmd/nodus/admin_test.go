@@ -16,9 +16,10 @@ import (
 
 var generatedPassword = regexp.MustCompile(`password: ([A-Z2-7]{26})`)
 
-// verifyLogin checks that login signs in with password, using the same
-// databases the instance used.
-func verifyLogin(t *testing.T, vars map[string]string, login, password string) bool {
+// instanceDatabases opens the databases an instance started with vars
+// uses, closed when the test ends, and returns them with its
+// configuration.
+func instanceDatabases(t *testing.T, vars map[string]string) (*store.Databases, Config) {
 	t.Helper()
 	cfg, err := parseConfig(newFlagSet("test", "", io.Discard), env(vars))
 	if err != nil {
@@ -28,7 +29,15 @@ func verifyLogin(t *testing.T, vars map[string]string, login, password string) b
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dbs.Close()
+	t.Cleanup(func() { dbs.Close() })
+	return dbs, cfg
+}
+
+// verifyLogin checks that login signs in with password, using the same
+// databases the instance used.
+func verifyLogin(t *testing.T, vars map[string]string, login, password string) bool {
+	t.Helper()
+	dbs, _ := instanceDatabases(t, vars)
 	p, err := dbs.DB(store.SetAuth).FindAccountByLogin(context.Background(), login)
 	if err != nil {
 		t.Fatalf("find %s: %v", login, err)

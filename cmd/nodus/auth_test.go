@@ -110,15 +110,7 @@ func TestSessionAndTokenAuth(t *testing.T) {
 		// the stored hash, a truncated token and injection strings are 401.
 		secret, hash := identity.NewSecret(identity.TokenPrefix)
 		ctx := context.Background()
-		cfg, err := parseConfig(newFlagSet("test", "", io.Discard), env(vars))
-		if err != nil {
-			t.Fatal(err)
-		}
-		dbs, err := store.OpenDatabases(ctx, cfg.DatabaseURLs(), cfg.StoreConfig)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer dbs.Close()
+		dbs, _ := instanceDatabases(t, vars)
 		tok := &identity.Token{ID: nodus.NewID(), UserID: me.User.ID, Name: "test", Prefix: secret[:12], Hash: hash,
 			CreatedAt: nodus.SystemClock{}.Now()}
 		if err := dbs.DB(store.SetAuth).CreateToken(nodus.WithAllTenants(ctx), tok); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -257,15 +256,7 @@ func TestSettingsEndToEnd(t *testing.T) {
 		// The database rows themselves, on either engine; and the key file
 		// opens what the server sealed.
 		ctx := context.Background()
-		cfg, err := parseConfig(newFlagSet("test", "", io.Discard), env(vars))
-		if err != nil {
-			t.Fatal(err)
-		}
-		dbs, err := store.OpenDatabases(ctx, cfg.DatabaseURLs(), cfg.StoreConfig)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer dbs.Close()
+		dbs, _ := instanceDatabases(t, vars)
 		err = dbs.DB(store.SetAuth).Read(ctx, func(tx *store.Tx) error {
 			rows, err := tx.Query(ctx, "SELECT key, value FROM settings")
 			if err != nil {

@@ -136,19 +136,11 @@ func TestVaultRotationCommands(t *testing.T) {
 func checkResealed(t *testing.T, vars map[string]string, tenantID string) {
 	t.Helper()
 	ctx := nodus.WithAllTenants(context.Background())
-	cfg, err := parseConfig(newFlagSet("test", "", io.Discard), env(vars))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dbs, cfg := instanceDatabases(t, vars)
 	ring, err := keyring.Load(cfg.MasterKey, cfg.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dbs, err := store.OpenDatabases(ctx, cfg.DatabaseURLs(), cfg.StoreConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dbs.Close()
 	box, err := ring.Sealer("settings")
 	if err != nil {
 		t.Fatal(err)

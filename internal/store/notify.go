@@ -360,9 +360,14 @@ func (db *DB) ListWebhooks(ctx context.Context) ([]notify.Webhook, error) {
 	if err != nil {
 		return nil, err
 	}
+	return db.queryWebhooks(ctx, `WHERE tenant_id = ? ORDER BY id`, tenantID)
+}
+
+// queryWebhooks reads the webhooks a WHERE (and ORDER BY) selects.
+func (db *DB) queryWebhooks(ctx context.Context, where string, args ...any) ([]notify.Webhook, error) {
 	out := []notify.Webhook{}
-	err = db.Read(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE tenant_id = ? ORDER BY id`, tenantID)
+	err := db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+webhookColumns+` FROM webhooks `+where, args...)
 		if err != nil {
 			return err
 		}
@@ -472,23 +477,7 @@ func (db *DB) ListAllWebhooks(ctx context.Context) ([]notify.Webhook, error) {
 	if err := requireAllTenants(ctx); err != nil {
 		return nil, err
 	}
-	var out []notify.Webhook
-	err := db.Read(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+webhookColumns+` FROM webhooks ORDER BY tenant_id, id`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var w notify.Webhook
-			if err := scanWebhook(rows, &w); err != nil {
-				return err
-			}
-			out = append(out, w)
-		}
-		return rows.Err()
-	})
-	return out, err
+	return db.queryWebhooks(ctx, `ORDER BY tenant_id, id`)
 }
 
 // ReplaceWebhookSecret stores sealed as the sealed secret of a tenant's

@@ -48,24 +48,32 @@ func (db *DB) ListSettings(ctx context.Context, tenantID string) ([]settings.Set
 				return err
 			}
 		}
-		rows, err := tx.Query(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var s settings.Setting
-			if err := scanSetting(rows, &s); err != nil {
-				return err
-			}
-			out = append(out, s)
-		}
-		return rows.Err()
+		var err error
+		out, err = querySettings(ctx, tx, query, args...)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// querySettings reads the settings rows of a query of settingColumns.
+func querySettings(ctx context.Context, tx *Tx, query string, args ...any) ([]settings.Setting, error) {
+	rows, err := tx.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []settings.Setting
+	for rows.Next() {
+		var s settings.Setting
+		if err := scanSetting(rows, &s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
 }
 
 // UpdateSettings upserts put and deletes the keys in remove for one owner
@@ -193,19 +201,9 @@ func (db *DB) ListSettingsByKey(ctx context.Context, key string) ([]settings.Set
 	}
 	var out []settings.Setting
 	err := db.Read(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+settingColumns+` FROM settings WHERE key = ? ORDER BY id`, key)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var s settings.Setting
-			if err := scanSetting(rows, &s); err != nil {
-				return err
-			}
-			out = append(out, s)
-		}
-		return rows.Err()
+		var err error
+		out, err = querySettings(ctx, tx, `SELECT `+settingColumns+` FROM settings WHERE key = ? ORDER BY id`, key)
+		return err
 	})
 	return out, err
 }
