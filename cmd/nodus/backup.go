@@ -32,7 +32,6 @@ import (
 	"github.com/nodus-os/nodus/internal/jobs"
 	"github.com/nodus-os/nodus/internal/keyring"
 	"github.com/nodus-os/nodus/internal/nodus"
-	settingsvc "github.com/nodus-os/nodus/internal/settings"
 	"github.com/nodus-os/nodus/internal/store"
 )
 
@@ -317,21 +316,15 @@ func snapshotSQLite(ctx context.Context, src, dst string) error {
 func requiredKeyIDs(ctx context.Context, dbs *store.Databases) ([]int, error) {
 	all := nodus.WithAllTenants(ctx)
 	ids := map[int]bool{}
-	smtp, err := settingsvc.SealedKeyIDs(all, dbs.DB(store.SetAuth))
+	smtp, hooks, err := sealedSecretCounts(all, dbs)
 	if err != nil {
-		return nil, fmt.Errorf("SMTP passwords: %w", err)
+		return nil, err
 	}
 	for id := range smtp {
-		ids[int(id)] = true
+		ids[id] = true
 	}
-	hooks, err := dbs.DB(store.SetMain).ListAllWebhooks(all)
-	if err != nil {
-		return nil, fmt.Errorf("webhook secrets: %w", err)
-	}
-	for _, w := range hooks {
-		if id, ok := keyring.KeyID(w.SealedSecret); ok {
-			ids[int(id)] = true
-		}
+	for id := range hooks {
+		ids[id] = true
 	}
 	db := dbs.DB(store.SetVault)
 	check, err := db.FindVaultCheck(all)

@@ -78,7 +78,17 @@ func vaultCmd(ctx context.Context, args []string, getenv func(string) string, st
 		if err != nil {
 			return err
 		}
-		out, _ := json.MarshalIndent(st, "", "  ")
+		smtp, hooks, err := sealedSecretCounts(platform, dbs)
+		if err != nil {
+			return err
+		}
+		out, _ := json.MarshalIndent(struct {
+			vault.KeyStatus
+			// The other secrets sealed at rest, counted by the master key
+			// id that seals them.
+			SMTPPasswords  map[int]int `json:"smtp_passwords"`
+			WebhookSecrets map[int]int `json:"webhook_secrets"`
+		}{st, smtp, hooks}, "", "  ")
 		fmt.Fprintf(stdout, "master key source: %s\n%s\n", ring.Source(), out)
 		return nil
 	}
@@ -181,4 +191,29 @@ func resealSecrets(ctx context.Context, ring *keyring.Keyring, dbs *store.Databa
 	fmt.Fprintf(stdout, "master key %d now seals every SMTP password and webhook secret: %d and %d resealed\n",
 		settingsBox.CurrentID(), smtp, hooks)
 	return nil
+}
+
+// sealedSecretCounts counts the SMTP passwords and the webhook signing
+// secrets by the id of the master key that seals them. ctx needs the
+// all-tenants scope.
+func sealedSecretCounts(ctx context.Context, dbs *store.Databases) (smtp, hooks map[int]int, err error) {
+	ids, err := settingsvc.SealedKeyIDs(ctx, dbs.DB(store.SetAuth))
+	if err != nil {
+		return nil, nil, fmt.Errorf("SMTP passwords: %w", err)
+	}
+	smtp = map[int]int{}
+	for id, n := range ids {
+		smtp[int(id)] = n
+	}
+	webhooks, err := dbs.DB(store.SetMain).ListAllWebhooks(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("webhook secrets: %w", err)
+	}
+	hooks = map[int]int{}
+	for _, w := range webhooks {
+		if id, ok := keyring.KeyID(w.SealedSecret); ok {
+			hooks[int(id)]++
+		}
+	}
+	return smtp, hooks, nil
 }

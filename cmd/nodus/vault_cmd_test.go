@@ -56,7 +56,8 @@ func TestVaultRotationCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		if out, err := nodusCmd("status"); err != nil || !strings.Contains(out, `"current_key_id": 1`) {
+		if out, err := nodusCmd("status"); err != nil || !strings.Contains(out, `"current_key_id": 1`) ||
+			!strings.Contains(out, "\"smtp_passwords\": {\n    \"1\": 2\n  }") || !strings.Contains(out, "\"webhook_secrets\": {\n    \"1\": 1\n  }") {
 			t.Fatalf("status: %q, %v", out, err)
 		}
 		if out, err := nodusCmd("add-master-key"); err != nil || !strings.Contains(out, "added master key 2") {
@@ -82,8 +83,9 @@ func TestVaultRotationCommands(t *testing.T) {
 		}
 		reveal(admin, 1, "before rotation")
 		reveal(admin, 2, "after key 2")
-		if out, err := nodusCmd("status"); err != nil || !strings.Contains(out, `"2": 2`) || strings.Contains(out, `"1": `) {
-			t.Fatalf("status after rotation: every data key should be wrapped by key 2: %q, %v", out, err)
+		if out, err := nodusCmd("status"); err != nil || !strings.Contains(out, `"2": 2`) || strings.Contains(out, `"1": `) ||
+			!strings.Contains(out, "\"webhook_secrets\": {\n    \"2\": 1\n  }") {
+			t.Fatalf("status after rotation: every data key, password and secret should be sealed by key 2: %q, %v", out, err)
 		}
 		if err := in.stop(t); err != nil {
 			t.Fatal(err)
