@@ -244,11 +244,16 @@ func TestNotificationsEndToEnd(t *testing.T) {
 				Error        string
 			}
 		}
-		w.do(t, w.orgAdmin, "GET", "/api/v1/webhooks/"+flakyHook.Webhook.ID+"/deliveries", nil, 200, &deliveries)
-		if d := deliveries.Deliveries; len(d) != 2 || d[0].Status != "succeeded" || d[0].ResponseCode != 200 || d[0].Attempt != 2 ||
-			d[1].Status != "failed" || d[1].ResponseCode != 500 || d[1].Attempt != 1 || !strings.Contains(d[1].Error, "500") {
-			t.Errorf("flaky deliveries = %+v", d)
-		}
+		// The receiver saw the retry before nodus, having read its answer,
+		// logged the delivery: wait for the log.
+		eventually(t, 10*time.Second, func() string {
+			w.do(t, w.orgAdmin, "GET", "/api/v1/webhooks/"+flakyHook.Webhook.ID+"/deliveries", nil, 200, &deliveries)
+			if d := deliveries.Deliveries; len(d) != 2 || d[0].Status != "succeeded" || d[0].ResponseCode != 200 || d[0].Attempt != 2 ||
+				d[1].Status != "failed" || d[1].ResponseCode != 500 || d[1].Attempt != 1 || !strings.Contains(d[1].Error, "500") {
+				return fmt.Sprintf("flaky deliveries = %+v", d)
+			}
+			return ""
+		})
 		w.do(t, w.orgAdmin, "GET", "/api/v1/webhooks/"+otherHook.Webhook.ID+"/deliveries", nil, 200, &deliveries)
 		if len(deliveries.Deliveries) != 0 {
 			t.Errorf("a webhook not subscribed to budgets got %+v", deliveries.Deliveries)
