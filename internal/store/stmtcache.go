@@ -36,14 +36,16 @@ type stmtCache struct {
 // Bounds: statements of variable shape (multi-row inserts, IN lists) are
 // cached while there is room and run unprepared after, and very long ones
 // are never cached. A prepared statement holds a program and registers in
-// proportion to its text, about 25 times its length for a multi-row
-// insert, so the cache is bounded by its texts' total length too: 256 KiB
-// of SQL is some 6 MB of programs, where 512 multi-row statements of
-// every batch size were over 100 MB.
+// proportion to its text, up to about 25 times its length for a multi-row
+// insert, so the cache is bounded by its texts' total length too: 512 KiB
+// of SQL is at most some 12 MB of programs, where 512 multi-row statements
+// of every batch size were over 100 MB. It binds only when the cached
+// statements average over 1 KiB, i.e. when long multi-row statements fill
+// it; ordinary statements are a few hundred bytes.
 const (
 	stmtCacheSize     = 512
 	stmtCacheMaxQuery = 16 << 10
-	stmtCacheMaxText  = 256 << 10
+	stmtCacheMaxText  = 512 << 10
 )
 
 func newStmtCache(pool *sql.DB) *stmtCache {
