@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -44,6 +45,7 @@ type gatewayOptions struct {
 	jsonOut       bool
 	quick         bool
 	traceCalls    string
+	modes         []string
 }
 
 func parseGatewayFlags(args []string, stderr io.Writer) (gatewayOptions, error) {
@@ -57,6 +59,7 @@ func parseGatewayFlags(args []string, stderr io.Writer) (gatewayOptions, error) 
 	fs.DurationVar(&o.duration, "duration", 6*time.Second, "measuring time per side of each cell (direct, bare and through each get this, split into rounds)")
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds per cell; the order of direct, bare and through rotates, so noise hits all three")
 	clients := fs.String("clients", "1,100,1000", "closed-loop concurrencies, comma-separated")
+	modes := fs.String("modes", "chat,stream", "kinds of request measured in the closed-loop cells, comma-separated: chat, stream or both")
 	fs.Float64Var(&o.offered, "offered-rate", 5000, "req/s each loaded cell offers: the fake upstream answers after clients/rate (1,000 clients: 200 ms); one client gets no upstream latency")
 	fs.DurationVar(&o.latency, "upstream-latency", 0, "fixed fake upstream latency for cells of more than one client (0: derived from -offered-rate)")
 	fs.IntVar(&o.saturate, "saturate-clients", 32, "clients of the saturation cell (no upstream latency, non-streaming): the highest closed-loop throughput; 0 skips it")
@@ -98,6 +101,15 @@ func parseGatewayFlags(args []string, stderr io.Writer) (gatewayOptions, error) 
 			return o, fmt.Errorf("-clients: %q is not a positive number", s)
 		}
 		o.clients = append(o.clients, n)
+	}
+	for _, m := range strings.Split(*modes, ",") {
+		m = strings.TrimSpace(m)
+		if m != "chat" && m != "stream" {
+			return o, fmt.Errorf("-modes: %q is neither chat nor stream", m)
+		}
+		if !slices.Contains(o.modes, m) {
+			o.modes = append(o.modes, m)
+		}
 	}
 	if o.rounds < 1 || o.duration <= 0 || o.offered <= 0 || o.rateStart <= 0 || o.chunks < 1 {
 		return o, errors.New("-rounds, -duration, -offered-rate, -rate-start and -chunks must be positive")
@@ -301,7 +313,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		saturation bool
 	}
 	var specs []spec
-	for _, mode := range []string{"chat", "stream"} {
+	for _, mode := range o.modes {
 		for _, n := range o.clients {
 			specs = append(specs, spec{mode, n, o.upstreamLatency(n), false})
 		}

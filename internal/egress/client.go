@@ -49,11 +49,12 @@ func (s *Service) transport(tenantID string) *guard {
 		ResponseHeaderTimeout: s.opts.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 		// An LLM provider is called by many requests at once: keep as
-		// many connections to it as are busy, or each call past the
-		// tenth opens a new one (and leaves a socket in TIME_WAIT). Idle
-		// ones close after IdleConnTimeout.
+		// many connections to it as are busy (a thousand concurrent
+		// streams are ordinary), or each call past the limit opens a new
+		// one (and leaves a socket in TIME_WAIT). Idle ones close after
+		// IdleConnTimeout.
 		MaxIdleConns:           1024,
-		MaxIdleConnsPerHost:    256,
+		MaxIdleConnsPerHost:    1024,
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
 		ForceAttemptHTTP2:      true,
