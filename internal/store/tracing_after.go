@@ -21,6 +21,9 @@ type ingested struct {
 	// The start times observations had before the batch moved them to
 	// another day, whose rollups are marked too.
 	movedFromDays []time.Time
+	// The fresh traces the batch inserted with their summaries: their
+	// observations are all in the batch.
+	summarized map[string]bool
 }
 
 // afterIngest keeps what is derived from traces and observations (the

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -37,6 +38,13 @@ import (
 // per-trace summaries (updateTraceSummaries) are recomputed from the
 // trace's observations, and the lock makes two batches adding
 // observations to one trace recompute one after the other.
+//
+// Nodus's own events (tracing.Event.Fresh: the gateway's calls) name ids
+// made for them, so step 2 does not look for their rows, and a fresh
+// trace is inserted with its summary computed in Go from the batch's
+// fresh observations, which are all it has. Should an id exist after all,
+// the insert's RETURNING says so; the row is then merged like any other
+// and its trace's summary recomputed by updateTraceSummaries.
 
 // ingestChunk bounds the rows of one multi-row statement, and
 // shapedChunks splits a batch in runs of it and of smaller powers of two,
@@ -137,18 +145,18 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 		switch {
 		case ev.Trace != nil:
 			p := ev.Trace
-			traceOps = append(traceOps, entityOp[tracing.Trace]{id: p.ID,
+			traceOps = append(traceOps, entityOp[tracing.Trace]{id: p.ID, fresh: ev.Fresh,
 				create: newTrace(p.ID, firstTime(p.Timestamp, &ev.Timestamp)),
 				apply:  func(t *tracing.Trace) { p.Apply(t); t.UpdatedAt = now }})
 		case ev.Observation != nil:
 			p := ev.Observation
 			start := firstTime(p.StartTime, &ev.Timestamp)
-			traceOps = append(traceOps, entityOp[tracing.Trace]{id: p.TraceID, create: newTrace(p.TraceID, start)})
+			traceOps = append(traceOps, entityOp[tracing.Trace]{id: p.TraceID, fresh: ev.Fresh, create: newTrace(p.TraceID, start)})
 			typ := p.Type
 			if typ == "" {
 				typ = p.NewType
 			}
-			obsOps = append(obsOps, entityOp[tracing.Observation]{id: p.ID,
+			obsOps = append(obsOps, entityOp[tracing.Observation]{id: p.ID, fresh: ev.Fresh,
 				create: func() tracing.Observation {
 					return tracing.Observation{TenantID: tenantID, ID: p.ID, TraceID: p.TraceID, Type: typ,
 						StartTime: stored(start), Level: tracing.LevelDefault, Environment: tracing.DefaultEnvironment,
@@ -158,13 +166,23 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 		case ev.Score != nil:
 			p := ev.Score
 			at := firstTime(p.Timestamp, &ev.Timestamp)
-			traceOps = append(traceOps, entityOp[tracing.Trace]{id: p.TraceID, create: newTrace(p.TraceID, at)})
+			traceOps = append(traceOps, entityOp[tracing.Trace]{id: p.TraceID, fresh: ev.Fresh, create: newTrace(p.TraceID, at)})
 			scoreOps = append(scoreOps, entityOp[tracing.Score]{id: p.ID,
 				create: func() tracing.Score {
 					return tracing.Score{TenantID: tenantID, ID: p.ID, TraceID: p.TraceID, DataType: tracing.DataNumeric,
 						Source: p.Source, Timestamp: stored(at), CreatedAt: now, UpdatedAt: now}
 				},
 				apply: func(s *tracing.Score) { p.Apply(s); s.UpdatedAt = now }})
+		}
+	}
+	// The fresh traces' summaries, from their observations as the batch
+	// leaves them: each is inserted with its own.
+	freshTraces := freshIDs(traceOps)
+	summaries := freshSummaries(obsOps, freshTraces)
+	for i, op := range traceOps {
+		if sum, ok := summaries[op.id]; ok {
+			create := op.create
+			traceOps[i].create = func() tracing.Trace { t := create(); sum.set(&t, tx.Dialect()); return t }
 		}
 	}
 	var tracesBefore map[string]tracing.Trace
@@ -185,6 +203,24 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 	var before map[string]tracing.Observation
 	if done.observations, before, err = mergeEntities(ctx, tx, tenantID, observationTable, obsOps); err != nil {
 		return nil, err
+	}
+	// A fresh trace inserted with its summary needs no other, unless one
+	// of its observations existed after all and was merged instead.
+	freshObsExisted := false
+	for id := range freshIDs(obsOps) {
+		if _, ok := before[id]; ok {
+			freshObsExisted = true
+		}
+	}
+	if !freshObsExisted {
+		for id := range summaries {
+			if _, ok := tracesBefore[id]; !ok {
+				if done.summarized == nil {
+					done.summarized = map[string]bool{}
+				}
+				done.summarized[id] = true
+			}
+		}
 	}
 	if done.scores, _, err = mergeEntities(ctx, tx, tenantID, scoreTable, scoreOps); err != nil {
 		return nil, err
@@ -258,17 +294,30 @@ func recordEnvelopes(ctx context.Context, tx *Tx, tenantID string, events []trac
 // child's trace), the patch it applies.
 type entityOp[T any] struct {
 	id     string
+	fresh  bool // from a tracing.Event.Fresh: the row is not looked for before it is inserted
 	create func() T
 	apply  func(*T)
 }
 
+// freshIDs is the ids of ops whose every op is fresh.
+func freshIDs[T any](ops []entityOp[T]) map[string]bool {
+	fresh := make(map[string]bool)
+	for _, op := range ops {
+		f, seen := fresh[op.id]
+		fresh[op.id] = op.fresh && (f || !seen)
+	}
+	maps.DeleteFunc(fresh, func(_ string, f bool) bool { return !f })
+	return fresh
+}
+
 // entityTable is what mergeEntities needs to know of a table: the columns
-// it reads and writes (tenant_id and id first, created_at last but one),
-// how to scan a row and how to turn one into the written columns' values.
+// it reads and writes (tenant_id and id first), how to scan a row and how
+// to turn one into the written columns' values.
 type entityTable[T any] struct {
 	name   string
 	read   string   // the columns a SELECT reads, for scan
 	write  []string // the columns an insert or upsert writes
+	kept   []string // written columns an upsert leaves as they are, besides the key and created_at
 	scan   func(scanner, *T) error
 	values func(*T) ([]any, error)
 	key    func(*T) string // the row's id
@@ -279,7 +328,7 @@ type entityTable[T any] struct {
 func (t entityTable[T]) upsertSet() string {
 	var set []string
 	for _, c := range t.write {
-		if c != "tenant_id" && c != "id" && c != "created_at" {
+		if c != "tenant_id" && c != "id" && c != "created_at" && !slices.Contains(t.kept, c) {
 			set = append(set, c+" = excluded."+c)
 		}
 	}
@@ -290,13 +339,19 @@ var traceTable = entityTable[tracing.Trace]{
 	name: "traces",
 	read: traceColumns,
 	write: []string{"tenant_id", "id", "name", "user_id", "session_id", "release", "version", "environment", "tags",
-		"public", "input", "output", "metadata", "timestamp", "created_at", "updated_at"},
+		"public", "input", "output", "metadata", "timestamp", "created_at", "updated_at", "total_cost", "level",
+		"observation_count", "latency_ms"},
+	// The summary is updateTraceSummaries's to change: an upsert writes
+	// back what it read, and a new row has a fresh trace's summary or
+	// zeros.
+	kept: []string{"total_cost", "level", "observation_count", "latency_ms"},
 	scan: scanTrace,
 	key:  func(t *tracing.Trace) string { return t.ID },
 	values: func(t *tracing.Trace) ([]any, error) {
 		tags, err := encodeJSON(t.Tags, "[]", len(t.Tags) == 0)
 		return []any{t.TenantID, t.ID, t.Name, t.UserID, t.SessionID, t.Release, t.Version, t.Environment, tags,
-			t.Public, rawArg(t.Input), rawArg(t.Output), rawArg(t.Metadata), t.Timestamp, t.CreatedAt, t.UpdatedAt}, err
+			t.Public, rawArg(t.Input), rawArg(t.Output), rawArg(t.Metadata), t.Timestamp, t.CreatedAt, t.UpdatedAt,
+			t.TotalCost, t.Level, t.ObservationCount, t.LatencyMS}, err
 	},
 }
 
@@ -359,7 +414,15 @@ func mergeEntities[T any](ctx context.Context, tx *Tx, tenantID string, table en
 		if round == mergeRounds {
 			return nil, nil, nodus.Errorf(nodus.ECONFLICT, "%s created and deleted concurrently, retry", table.name)
 		}
-		rows, err := selectEntities(ctx, tx, tenantID, table, pending)
+		lookup := pending
+		if round == 0 {
+			// Fresh rows are not looked for: they are new, and if one is
+			// not, its insert returns no id and the next round reads it.
+			if fresh := freshIDs(ops); len(fresh) > 0 {
+				lookup = slices.DeleteFunc(slices.Clone(pending), func(id string) bool { return fresh[id] })
+			}
+		}
+		rows, err := selectEntities(ctx, tx, tenantID, table, lookup)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -527,7 +590,9 @@ func idArgs(ss []string) []any {
 func observedTraceIDs(b *ingested) []string {
 	ids := make([]string, 0, len(b.observations))
 	for _, o := range b.observations {
-		ids = append(ids, o.TraceID)
+		if !b.summarized[o.TraceID] {
+			ids = append(ids, o.TraceID)
+		}
 	}
 	return ids
 }
@@ -578,4 +643,121 @@ func updateTraceSummaries(ctx context.Context, tx *Tx, tenantID string, ids []st
 		}
 	}
 	return nil
+}
+
+// traceSummary is a trace's summary as updateTraceSummaries computes it.
+type traceSummary struct {
+	cost           float64
+	severity       int // 0 none, then DEBUG, DEFAULT, WARNING, ERROR
+	count          int
+	start, end     time.Time
+	started, ended bool
+}
+
+var severities = map[string]int{tracing.LevelDebug: 1, tracing.LevelDefault: 2, tracing.LevelWarning: 3, tracing.LevelError: 4}
+
+// add counts o in the summary.
+func (s *traceSummary) add(o *tracing.Observation) {
+	cost, ok := o.CostDetails["total"]
+	if !ok {
+		cost = 0
+		for _, v := range o.CostDetails {
+			cost += v
+		}
+	}
+	s.cost += cost
+	s.severity = max(s.severity, severities[o.Level])
+	s.count++
+	if start := stored(o.StartTime); !s.started || start.Before(s.start) {
+		s.start, s.started = start, true
+	}
+	if o.EndTime != nil {
+		if end := stored(*o.EndTime); !s.ended || end.After(s.end) {
+			s.end, s.ended = end, true
+		}
+	}
+}
+
+// latencyMS is the span from the first start to the last end, in
+// milliseconds, as each engine's SQL computes it: PostgreSQL rounds the
+// exact difference; SQLite's julianday rounds each time to the
+// millisecond first.
+func (s *traceSummary) latencyMS(d Dialect) int64 {
+	if !s.started || !s.ended {
+		return 0
+	}
+	var ms int64
+	if d == Postgres {
+		us := s.end.Sub(s.start).Microseconds()
+		if us < 0 {
+			return 0
+		}
+		ms = (us + 500) / 1000
+	} else {
+		ms = sqliteMillis(s.end) - sqliteMillis(s.start)
+	}
+	return max(ms, 0)
+}
+
+// sqliteMillis is t as SQLite's date functions hold it (DateTime.iJD, up
+// to a constant): whole milliseconds, the seconds' fraction parsed from
+// TimeFormat's six digits, capped at .999 and rounded half up.
+func sqliteMillis(t time.Time) int64 {
+	t = t.UTC()
+	frac := float64(t.Nanosecond()/1000) / 1e6
+	if frac > 0.999 {
+		frac = 0.999
+	}
+	sec := float64(t.Second()) + frac
+	midnight := t.Unix() - int64(t.Hour()*3600+t.Minute()*60+t.Second())
+	return midnight*1000 + int64(t.Hour())*3600000 + int64(t.Minute())*60000 + int64(sec*1000+0.5)
+}
+
+// set writes the summary into t.
+func (s *traceSummary) set(t *tracing.Trace, d Dialect) {
+	t.TotalCost, t.ObservationCount, t.LatencyMS = s.cost, s.count, s.latencyMS(d)
+	t.Level = ""
+	for level, n := range severities {
+		if n == s.severity {
+			t.Level = level
+		}
+	}
+}
+
+// freshSummaries is the summaries of the fresh traces (ids) from the
+// batch's observation ops, applied in Go as mergeEntities would: a fresh
+// trace's observations are all fresh and all in the batch. A trace none
+// of them is in gets a zero summary.
+func freshSummaries(obsOps []entityOp[tracing.Observation], traces map[string]bool) map[string]*traceSummary {
+	if len(traces) == 0 {
+		return nil
+	}
+	fresh := freshIDs(obsOps)
+	final := make(map[string]*tracing.Observation, len(fresh))
+	var order []string
+	for _, op := range obsOps {
+		if !fresh[op.id] {
+			continue
+		}
+		o := final[op.id]
+		if o == nil {
+			v := op.create()
+			o = &v
+			final[op.id] = o
+			order = append(order, op.id)
+		}
+		if op.apply != nil {
+			op.apply(o)
+		}
+	}
+	out := make(map[string]*traceSummary, len(traces))
+	for id := range traces {
+		out[id] = &traceSummary{}
+	}
+	for _, id := range order {
+		if s := out[final[id].TraceID]; s != nil {
+			s.add(final[id])
+		}
+	}
+	return out
 }

@@ -49,9 +49,14 @@ func markRollupsOfBatch(ctx context.Context, tx *Tx, tenantID string, b *ingeste
 	for _, at := range b.movedFromDays {
 		days[tracing.DayOf(at)] = true
 	}
+	// A trace's generations count for its user (and chatbot), so a
+	// patched trace marks the days of all of them; a trace new with the
+	// batch has them all in the batch.
 	traceIDs := map[string]bool{}
 	for i := range b.traces {
-		traceIDs[b.traces[i].ID] = true
+		if !b.summarized[b.traces[i].ID] {
+			traceIDs[b.traces[i].ID] = true
+		}
 	}
 	if err := generationDays(ctx, tx, tenantID, slices.Sorted(maps.Keys(traceIDs)), days); err != nil {
 		return err

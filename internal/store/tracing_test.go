@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -567,6 +568,147 @@ func TestTracingIngestOwnEvents(t *testing.T) {
 		}
 		if tr, _ := db.FindTrace(a.ctx, "own-1"); tr.Name != "first" {
 			t.Fatalf("an own event was deduplicated: %+v", tr)
+		}
+	})
+}
+
+// TestTracingIngestFreshEvents: events marked Fresh (Nodus's own, with ids
+// just made) skip the look-up and get their trace's summary computed in
+// Go; the rows, summaries and rollups must be what the generic path makes
+// of the same events, including when a "fresh" id exists after all.
+func TestTracingIngestFreshEvents(t *testing.T) {
+	storetest.RunMigrated(t, store.SetTracing, func(t *testing.T, db *store.DB) {
+		base := time.Date(2026, 11, 20, 23, 59, 58, 0, time.UTC)
+		// Times to the microsecond, some on the halves of a millisecond
+		// and past .999 of a second, where the engines' rounding bites.
+		fracs := []int{0, 499, 500, 501, 999_499, 999_500, 999_999, 123_456, 1_000_500, 2_500_000}
+		at := func(i int) time.Time { return base.Add(time.Duration(fracs[i%len(fracs)]+i*7_919) * time.Microsecond) }
+		levels := []string{"", tracing.LevelDebug, tracing.LevelWarning, tracing.LevelError}
+		// calls is a gateway-like batch: trace i has i%4 generations,
+		// and the batch also names trace t-1's id in an event that moves
+		// nothing.
+		calls := func(fresh bool) []tracing.Event {
+			var evs []tracing.Event
+			n := 0
+			for i := range 24 {
+				trace := fmt.Sprintf("t-%d", i)
+				start := at(i)
+				user := fmt.Sprintf("user-%d", i%3)
+				evs = append(evs, tracing.Event{Timestamp: start, Fresh: fresh, Trace: &tracing.TracePatch{ID: trace,
+					Timestamp: &start, Name: strp("gateway chat"), UserID: &user, Tags: []string{"nodus", "gateway"}}})
+				for j := range i % 4 {
+					n++
+					s, e := at(i+j), at(i+j+3).Add(time.Duration(j*250)*time.Millisecond)
+					p := &tracing.ObservationPatch{ID: fmt.Sprintf("g-%d", n), TraceID: trace, Type: tracing.TypeGeneration,
+						StartTime: &s, Model: strp("gpt-4o"), UsageDetails: map[string]int64{"input": 9, "output": 8}}
+					if n%5 != 0 {
+						p.EndTime = &e
+					}
+					if l := levels[n%len(levels)]; l != "" {
+						p.Level = &l
+					}
+					switch n % 3 {
+					case 0:
+						p.CostDetails = map[string]float64{"total": 0.000103}
+					case 1:
+						p.CostDetails = map[string]float64{"input": 0.25, "output": 0.5}
+					}
+					evs = append(evs, tracing.Event{Timestamp: s, Fresh: fresh, Observation: p})
+				}
+			}
+			// A second event patches a fresh generation in the batch.
+			out := "done"
+			evs = append(evs, tracing.Event{Timestamp: base, Fresh: fresh, Observation: &tracing.ObservationPatch{ID: "g-1",
+				TraceID: "t-1", Output: json.RawMessage(`"` + out + `"`)}})
+			return evs
+		}
+		same := func(a, b tenantScope, traceIDs []string) {
+			t.Helper()
+			for _, id := range traceIDs {
+				ta, errA := db.FindTrace(a.ctx, id)
+				tb, errB := db.FindTrace(b.ctx, id)
+				if errA != nil || errB != nil {
+					t.Fatalf("trace %s: %v / %v", id, errA, errB)
+				}
+				ta.TenantID, tb.TenantID = "", ""
+				ta.CreatedAt, tb.CreatedAt, ta.UpdatedAt, tb.UpdatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+				if !reflect.DeepEqual(ta, tb) {
+					t.Errorf("trace %s:\nfresh   %+v\ngeneric %+v", id, ta, tb)
+				}
+				oa, errA := db.ListObservations(a.ctx, id)
+				ob, errB := db.ListObservations(b.ctx, id)
+				if errA != nil || errB != nil || len(oa) != len(ob) {
+					t.Fatalf("observations of %s: %d %v / %d %v", id, len(oa), errA, len(ob), errB)
+				}
+				for i := range oa {
+					oa[i].TenantID, ob[i].TenantID = "", ""
+					oa[i].CreatedAt, ob[i].CreatedAt, oa[i].UpdatedAt, ob[i].UpdatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+					if !reflect.DeepEqual(oa[i], ob[i]) {
+						t.Errorf("observation %s:\nfresh   %+v\ngeneric %+v", oa[i].ID, oa[i], ob[i])
+					}
+				}
+			}
+			if _, err := db.RollupTraces(nodus.WithAllTenants(ctx), 1000); err != nil {
+				t.Fatal(err)
+			}
+			rollups := func(s tenantScope) []tracing.Rollup {
+				var out []tracing.Rollup
+				for _, grain := range []string{tracing.GrainModel, tracing.GrainUser} {
+					if err := db.ScanRollups(s.ctx, grain, base.AddDate(0, 0, -1), base.AddDate(0, 0, 2), func(r *tracing.Rollup) error {
+						out = append(out, *r)
+						return nil
+					}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				slices.SortFunc(out, func(x, y tracing.Rollup) int {
+					return strings.Compare(x.Day.String()+x.UserID+x.Model, y.Day.String()+y.UserID+y.Model)
+				})
+				return out
+			}
+			if ra, rb := rollups(a), rollups(b); len(ra) == 0 || !reflect.DeepEqual(ra, rb) {
+				t.Errorf("rollups:\nfresh   %+v\ngeneric %+v", ra, rb)
+			}
+		}
+		var ids []string
+		for i := range 24 {
+			ids = append(ids, fmt.Sprintf("t-%d", i))
+		}
+
+		a, b := newTenantScope(), newTenantScope()
+		ingest(t, db, a, calls(true)...)
+		ingest(t, db, b, calls(false)...)
+		same(a, b, ids)
+		if tr, _ := db.FindTrace(a.ctx, "t-3"); tr.ObservationCount != 3 || tr.LatencyMS == 0 || tr.Level == "" {
+			t.Errorf("t-3's summary %+v: want 3 observations, a latency and a level", tr)
+		}
+
+		// Ids marked fresh that exist already: a trace with an observation
+		// of its own (t-2), and an observation of another trace, which the
+		// fresh batch moves into a new one (g-4, into t-3).
+		c, d := newTenantScope(), newTenantScope()
+		first := at(1)
+		before := []tracing.Event{
+			{ID: "sdk-1", Timestamp: first, Trace: &tracing.TracePatch{ID: "t-2", Name: strp("sdk")}},
+			{ID: "sdk-2", Timestamp: first, Observation: &tracing.ObservationPatch{ID: "sdk-g", TraceID: "t-2",
+				Type: tracing.TypeGeneration, StartTime: &first, EndTime: timep(first.Add(9 * time.Second)),
+				CostDetails: map[string]float64{"total": 2}, Level: strp(tracing.LevelError)}},
+			{ID: "sdk-3", Timestamp: first, Observation: &tracing.ObservationPatch{ID: "g-4", TraceID: "elsewhere",
+				Type: tracing.TypeSpan, StartTime: &first, Level: strp(tracing.LevelError)}},
+		}
+		ingest(t, db, c, before...)
+		ingest(t, db, d, before...)
+		ingest(t, db, c, calls(true)...)
+		ingest(t, db, d, calls(false)...)
+		same(c, d, append(ids, "elsewhere"))
+		if tr, _ := db.FindTrace(c.ctx, "t-2"); tr.ObservationCount != 3 || tr.Level != tracing.LevelError || tr.TotalCost < 2 {
+			t.Errorf("t-2's summary %+v: want its earlier generation counted", tr)
+		}
+		if tr, _ := db.FindTrace(c.ctx, "t-3"); tr.ObservationCount != 3 || tr.Level != tracing.LevelError {
+			t.Errorf("t-3's summary %+v: want the level g-4 had before", tr)
+		}
+		if tr, _ := db.FindTrace(c.ctx, "elsewhere"); tr.ObservationCount != 0 {
+			t.Errorf("the trace g-4 left still counts it: %+v", tr)
 		}
 	})
 }

@@ -148,6 +148,12 @@ type Event struct {
 	Trace       *TracePatch
 	Observation *ObservationPatch
 	Score       *ScorePatch
+	// Fresh marks an event of Nodus's own whose ids it has just made
+	// (tracewire.NewID): its entity and, for an observation or a score,
+	// the trace it names are new. Ingestion then writes them without
+	// looking them up first; an id that exists after all is merged into
+	// its row as any other, one round later.
+	Fresh bool
 }
 
 // TraceFilter selects traces for a list, newest first.

@@ -58,6 +58,9 @@ func Events(c gateway.CallRecord) []tracing.Event {
 	var events []tracing.Event
 	add := func(ev tracing.Event) {
 		ev.Timestamp = l.StartedAt // no envelope id: nothing retries it
+		// A call of its own trace names only ids just made for it, and the
+		// tracing store writes those without looking for them first.
+		ev.Fresh = own
 		events = append(events, ev)
 	}
 	if own {
