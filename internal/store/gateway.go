@@ -53,6 +53,9 @@ func encodeJSON(v any, empty string, isEmpty bool) (string, error) {
 	if isEmpty {
 		return empty, nil
 	}
+	if b, ok := appendFast(nil, v); ok {
+		return string(b), nil
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return "", nodus.WrapError(err, nodus.EINVALID, "invalid JSON value")

@@ -44,9 +44,35 @@ func TestEvents(t *testing.T) {
 			!g.CompletionStartTime.Equal(at.Add(200*time.Millisecond)) || string(g.Output) != `"hello"` {
 			t.Fatalf("generation %+v", g)
 		}
-		var meta map[string]any
-		if err := json.Unmarshal(g.Metadata, &meta); err != nil || meta["spend_request_id"] != "req-1" || meta["key_id"] != "k1" {
-			t.Fatalf("metadata %s", g.Metadata)
+		// The stored JSON, exactly: keys in order, empty ones left out.
+		for _, c := range []struct{ what, got, want string }{
+			{"trace metadata", string(tr.Metadata), `{"key_id":"k1","spend_request_id":"req-1"}`},
+			{"generation metadata", string(g.Metadata), `{"call_type":"chat","key_id":"k1","provider":"openai",` +
+				`"spend_request_id":"req-1","status":"success","status_code":200}`},
+			{"input", string(g.Input), `{"messages":[{"role":"user","content":"hi"}]}`},
+			{"model parameters", string(g.ModelParameters), ``},
+		} {
+			if c.got != c.want {
+				t.Errorf("%s %s, want %s", c.what, c.got, c.want)
+			}
+		}
+		temp, max := 0.2, int64(50)
+		withParams := *req
+		withParams.Temperature, withParams.MaxTokens, withParams.Stream = &temp, &max, true
+		withParams.Tools = []gateway.Tool{{Type: "function", Function: gateway.FunctionTool{Name: "now"}}}
+		l := log
+		l.UsageEstimated, l.DeploymentID = true, "d1"
+		g = tracewire.Events(gateway.CallRecord{Log: l, Chat: &withParams})[1].Observation
+		for _, c := range []struct{ what, got, want string }{
+			{"model parameters", string(g.ModelParameters), `{"max_tokens":50,"stream":true,"temperature":0.2}`},
+			{"input with tools", string(g.Input), `{"messages":[{"role":"user","content":"hi"}],` +
+				`"tools":[{"type":"function","function":{"name":"now"}}]}`},
+			{"metadata", string(g.Metadata), `{"call_type":"chat","deployment_id":"d1","key_id":"k1","provider":"openai",` +
+				`"spend_request_id":"req-1","status":"success","status_code":200,"usage_estimated":true}`},
+		} {
+			if c.got != c.want {
+				t.Errorf("%s %s, want %s", c.what, c.got, c.want)
+			}
 		}
 	})
 
