@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 
+	"github.com/go-json-experiment/json/jsontext"
 	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
@@ -18,21 +20,75 @@ import (
 // whose methods do not decode (a defined copy of the request type), and
 // returns the top-level fields not named in known, verbatim; nil when there
 // are none.
+//
+// The typed decode checks b; a second pass then reads only its top-level
+// names, keeping the values of unknown ones. (Decoding b into a map of
+// every field as well cost a map and a copy of each value per request.)
 func splitExtra(b []byte, typed any, known []string) (map[string]json.RawMessage, error) {
-	var all map[string]json.RawMessage
-	if err := jsonv1.Unmarshal(b, &all); err != nil {
-		return nil, err
-	}
 	if err := jsonv1.Unmarshal(b, typed); err != nil {
 		return nil, err
 	}
+	dec := extraDecoders.Get().(*jsontext.Decoder)
+	defer extraDecoders.Put(dec)
+	dec.Reset(bytes.NewReader(b), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return nil, err // null: nothing typed, nothing extra
+	}
+	var extra map[string]json.RawMessage
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadValue()
+		if err != nil {
+			return nil, err
+		}
+		var key string
+		if raw := name[1 : len(name)-1]; !bytes.ContainsRune(raw, '\\') {
+			if isKnown(known, raw) {
+				if err := dec.SkipValue(); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			key = string(raw)
+		} else if key, err = unquote(name); err != nil {
+			return nil, err
+		} else if slices.Contains(known, key) {
+			if err := dec.SkipValue(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		v, err := dec.ReadValue()
+		if err != nil {
+			return nil, err
+		}
+		if extra == nil {
+			extra = make(map[string]json.RawMessage)
+		}
+		extra[key] = bytes.Clone(v)
+	}
+	return extra, nil
+}
+
+// isKnown reports whether the unescaped name raw is one of known, without
+// making a string of it.
+func isKnown(known []string, raw []byte) bool {
 	for _, k := range known {
-		delete(all, k)
+		if string(raw) == k {
+			return true
+		}
 	}
-	if len(all) == 0 {
-		return nil, nil
-	}
-	return all, nil
+	return false
+}
+
+// extraDecoders keeps splitExtra's decoders (and their buffers) between
+// requests.
+var extraDecoders = sync.Pool{New: func() any { return new(jsontext.Decoder) }}
+
+// unquote is a JSON string's value.
+func unquote(v jsontext.Value) (string, error) {
+	var s string
+	err := jsonv1.Unmarshal(v, &s)
+	return s, err
 }
 
 // joinExtra appends extra's fields to the JSON object typed, in key order,
