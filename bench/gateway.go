@@ -147,6 +147,11 @@ type Cell struct {
 	OverBare        Gap           `json:"nodus_over_bare"` // through − bare
 	RSSAfter        int64         `json:"rss_after_bytes"`
 	BareRSSAfter    int64         `json:"bare_rss_after_bytes"`
+	// CPU time (user and system) each proxy process spent over the cell,
+	// its deferred work included (nodus's tracing and spend writes), per
+	// request it answered: steadier than latency on a shared machine.
+	NodusCPUPerReq time.Duration `json:"nodus_cpu_per_request_ns"`
+	BareCPUPerReq  time.Duration `json:"bare_cpu_per_request_ns"`
 	// The gateway calls nodus's tracing recorder wrote as generations
 	// during the cell (and after it, draining its buffer), and those it
 	// dropped for a full buffer.
@@ -331,6 +336,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
+		nodusCPU0, bareCPU0 := nodus.cpu(), bareProc.cpu()
 		sides := make([]side, len(targets))
 		per := o.duration / time.Duration(o.rounds)
 		for i := range o.rounds {
@@ -351,6 +357,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		c.Traced, c.TraceDrops = written-written0, dropped-dropped0
+		c.NodusCPUPerReq = perRequest(nodus.cpu()-nodusCPU0, c.Through.Requests)
+		c.BareCPUPerReq = perRequest(bareProc.cpu()-bareCPU0, c.Bare.Requests)
 		r.Cells = append(r.Cells, c)
 		if sp.mode == "chat" {
 			r.MaxThroughput = max(r.MaxThroughput, c.Through.Rate)
@@ -512,11 +520,11 @@ func printReport(w io.Writer, r *Report, o gatewayOptions) {
 
 	fmt.Fprintln(w, "\nthroughput (requests completed per second of measuring window) and memory")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tclients\tupstream\tdirect req/s\tbare req/s\tnodus req/s\terrors d/b/n\tnodus calls traced\ttrace drops\tnodus RSS after\tbare RSS after\t")
+	fmt.Fprintln(tw, "mode\tclients\tupstream\tdirect req/s\tbare req/s\tnodus req/s\terrors d/b/n\tnodus calls traced\ttrace drops\tbare CPU/req\tnodus CPU/req\tnodus RSS after\tbare RSS after\t")
 	for _, c := range r.Cells {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%d/%d/%d\t%d\t%d\t%s\t%s\t\n", c.Mode, cellClients(c), ms(c.UpstreamLatency),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%d/%d/%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", c.Mode, cellClients(c), ms(c.UpstreamLatency),
 			c.Direct.Rate, c.Bare.Rate, c.Through.Rate, c.Direct.Errors, c.Bare.Errors, c.Through.Errors, c.Traced, c.TraceDrops,
-			mib(c.RSSAfter), mib(c.BareRSSAfter))
+			us(c.BareCPUPerReq), us(c.NodusCPUPerReq), mib(c.RSSAfter), mib(c.BareRSSAfter))
 	}
 	tw.Flush()
 

@@ -291,6 +291,41 @@ func (c *child) rss() (rss, peak int64) {
 	return rss, peak
 }
 
+// cpu is the CPU time (user and system, all threads) the process has
+// used so far, to the kernel's clock tick (10 ms at the usual 100 Hz);
+// zero if it cannot be read.
+func (c *child) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: utime and stime are the 14th and 15th of the line.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	const clockTick = 10 * time.Millisecond // USER_HZ, 100 on Linux
+	return time.Duration(utime+stime) * clockTick
+}
+
+// perRequest is d spread over n requests; zero for none.
+func perRequest(d time.Duration, n int) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	return d / time.Duration(n)
+}
+
 // recorder reads nodus's tracing recorder counters from /metrics: the
 // records (one per gateway call) written to tracing, dropped for a full
 // buffer, and waiting.
