@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -130,5 +131,25 @@ func TestStmtCacheBoundedByText(t *testing.T) {
 	var n int
 	if err := db.Read(ctx, func(tx *Tx) error { return tx.QueryRow(ctx, `SELECT COUNT(*) FROM kv`).Scan(&n) }); err != nil || n != next {
 		t.Fatalf("%d rows, %v; want %d", n, err, next)
+	}
+}
+
+// TestBatchStatementsCacheable: the multi-row statements a busy gateway
+// runs on every batch fit the statement cache at their widest, so they
+// are parsed once, not per batch.
+func TestBatchStatementsCacheable(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		query string
+	}{
+		{"spend-log insert", spendInsertSQL(spendChunkRows)},
+		{"observation insert", `INSERT INTO observations (` + strings.Join(observationTable.write, ", ") + `) VALUES ` +
+			valuesSQL(ingestChunk, len(observationTable.write)) + ` ON CONFLICT DO NOTHING RETURNING id`},
+		{"trace upsert", `INSERT INTO traces (` + strings.Join(traceTable.write, ", ") + `) VALUES ` +
+			valuesSQL(ingestChunk, len(traceTable.write)) + ` ON CONFLICT (tenant_id, id) DO UPDATE SET ` + traceTable.upsertSet()},
+	} {
+		if !cacheable(c.query) {
+			t.Errorf("%s: %d bytes of SQL, not cached (the bound is %d)", c.name, len(c.query), stmtCacheMaxQuery)
+		}
 	}
 }
