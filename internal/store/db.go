@@ -279,15 +279,34 @@ const TracingWriteCacheKiB = 32 << 10
 // few megabytes.
 const checkpointEvery = 50 * time.Millisecond
 
+// walLimitFrames is the WAL's length (64 MiB of 4 KiB pages) past which
+// the background checkpoint stops relying on passive rounds. The WAL
+// starts again from its beginning only when a writer begins while every
+// frame is already copied back; under writes that never pause long
+// enough for a round to finish first, that moment never comes and the
+// file grows without bound (seen at 140 MB in 40 s with rounds every
+// 500 ms). walTruncateEvery spaces the attempts to force it.
+var (
+	walLimitFrames   = 16384
+	walTruncateEvery = 10 * time.Second
+)
+
+// walReaderWait bounds how long a forced truncation waits for readers
+// still in the WAL (a backup, a long export); writers wait as long.
+const walReaderWait = 200 * time.Millisecond
+
 // checkpointLoop copies committed WAL frames back into the database file
 // (a PASSIVE checkpoint: it waits for no reader or writer) whenever there
 // were commits since the last round, so the WAL stays short and no commit
-// pays for a checkpoint. A failed round is retried at the next tick.
+// pays for a checkpoint. A failed round is retried at the next tick. When
+// the WAL has grown past walLimitFrames all the same, it is truncated
+// with writers held back for the moment it takes.
 func (db *DB) checkpointLoop(ctx context.Context, every time.Duration) {
 	defer close(db.ckptDone)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var done uint64
+	var truncated time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -299,10 +318,47 @@ func (db *DB) checkpointLoop(ctx context.Context, every time.Duration) {
 			continue
 		}
 		var busy, frames, copied int
-		if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err == nil {
-			done = n
+		if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err != nil {
+			continue
+		}
+		done = n
+		if frames > walLimitFrames && time.Since(truncated) >= walTruncateEvery {
+			truncated = time.Now()
+			db.truncateWAL(ctx, walReaderWait) // busy or failed: tried again later
 		}
 	}
+}
+
+// truncateWAL copies the whole WAL back and truncates it to nothing. It
+// holds the write connection meanwhile, so writers queue rather than add
+// frames, and waits up to readerWait for readers still in the WAL; with
+// one left it reports busy and leaves the WAL as it is.
+func (db *DB) truncateWAL(ctx context.Context, readerWait time.Duration) (busy bool, err error) {
+	w, err := db.write.Conn(ctx)
+	if err != nil {
+		return false, mapError(err)
+	}
+	defer w.Close()
+	c, err := db.ckpt.Conn(ctx)
+	if err != nil {
+		return false, mapError(err)
+	}
+	defer c.Close()
+	// The checkpointer's connection waits on readers as long as its
+	// busy_timeout; bound it for this call only.
+	var was int
+	if err := c.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&was); err != nil {
+		return false, mapError(err)
+	}
+	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", readerWait.Milliseconds())); err != nil {
+		return false, mapError(err)
+	}
+	defer c.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA busy_timeout = %d", was))
+	var b, frames, copied int
+	if err := c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&b, &frames, &copied); err != nil {
+		return false, mapError(err)
+	}
+	return b != 0, nil
 }
 
 // Dialect reports the database engine.
@@ -512,27 +568,17 @@ func (db *DB) Maintain(ctx context.Context) error {
 	if db.dialect != SQLite {
 		return nil
 	}
-	// PRAGMA optimize and a checkpoint cannot run inside a transaction, so
-	// this takes the write connection itself, which also keeps every
-	// writer out while the WAL is truncated.
-	conn, err := db.write.Conn(ctx)
-	if err != nil {
+	// PRAGMA optimize cannot run inside a transaction: it runs on the
+	// write connection between two.
+	if _, err := db.write.ExecContext(ctx, "PRAGMA optimize"); err != nil {
 		return mapError(err)
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "PRAGMA optimize"); err != nil {
-		return mapError(err)
-	}
-	// The checkpoint runs on the background checkpointer's connection, so
-	// it waits for a background round instead of colliding with it; a
-	// reader still in the WAL makes it busy, which is retried briefly.
+	// A reader still in the WAL makes the truncation busy; it is retried
+	// briefly, writers free to go on between attempts.
 	for attempt := 0; ; attempt++ {
-		var busy, logFrames, checkpointed int
-		if err := db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
-			return mapError(err)
-		}
-		if busy == 0 || attempt == 20 {
-			return nil
+		busy, err := db.truncateWAL(ctx, time.Second)
+		if err != nil || !busy || attempt == 10 {
+			return err
 		}
 		select {
 		case <-ctx.Done():
