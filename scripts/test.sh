@@ -235,4 +235,22 @@ all_skipped=$(grep -Ec -- '--- SKIP: ' "$test_log" || true)
 rm -f "$test_log"
 log "PostgreSQL subtests: $pg_passed passed, $pg_skipped skipped"
 echo "tests: $all_passed passed, $all_failed failed, $all_skipped skipped"
+
+# --- row-level security ------------------------------------------------------
+# The PostgreSQL subtests again, connected as a least-privilege role that
+# row-level security binds (storetest.RLSEnv), as production's roles are:
+# a query missing its tenant scope then finds nothing and its test fails,
+# where the test server's superuser would have seen every row. The SQLite
+# subtests are not repeated; no -race, which the first pass had.
+rls_log=$(mktemp "${TMPDIR:-/tmp}/nodus-test-rls.XXXXXX")
+rls_status=0
+NODUS_TEST_POSTGRES_RLS=1 go test -count=1 -v "${testflags[@]}" ./... "$@" >"$rls_log" 2>&1 || rls_status=$?
+grep -E -- '--- FAIL|^FAIL|^panic|_test\.go:[0-9]+:' "$rls_log" || true
+rls_passed=$(grep -Ec -- '--- PASS: .*/postgres ' "$rls_log" || true)
+rm -f "$rls_log"
+log "PostgreSQL subtests under row-level security: $rls_passed passed"
+if ((rls_status != 0)); then
+	log "the row-level security pass failed"
+	((status != 0)) || status=$rls_status
+fi
 exit "$status"

@@ -76,7 +76,7 @@ func TestDeleteTenantPurgesEverything(t *testing.T) {
 		}
 		count := func(db *store.DB, table, tenant string) int {
 			var n int
-			if err := db.Read(ctx, func(tx *store.Tx) error {
+			if err := db.Read(nodus.WithAllTenants(ctx), func(tx *store.Tx) error {
 				return tx.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE tenant_id = ?", tenant).Scan(&n)
 			}); err != nil {
 				t.Fatal(err)

@@ -169,6 +169,10 @@ func TestTwoReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close(context.Background())
+	// Every tenant's rows, with row-level security in force too.
+	if _, err := db.Exec(context.Background(), "SELECT set_config('nodus.all_tenants', 'on', false)"); err != nil {
+		t.Fatal(err)
+	}
 	var maxMicros, spend, logged int64
 	if err := db.QueryRow(context.Background(), `SELECT b.max_micros, b.spend, (SELECT COALESCE(SUM(cost_micros), 0)
 		FROM gateway_spend_logs s WHERE s.key_id = k.id) FROM gateway_keys k JOIN gateway_budgets b ON b.subject_id = k.id

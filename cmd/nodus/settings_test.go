@@ -257,7 +257,7 @@ func TestSettingsEndToEnd(t *testing.T) {
 		// opens what the server sealed.
 		ctx := context.Background()
 		dbs, _ := instanceDatabases(t, vars)
-		err = dbs.DB(store.SetAuth).Read(ctx, func(tx *store.Tx) error {
+		err = dbs.DB(store.SetAuth).Read(nodus.WithAllTenants(ctx), func(tx *store.Tx) error {
 			rows, err := tx.Query(ctx, "SELECT key, value FROM settings")
 			if err != nil {
 				return err

@@ -1050,7 +1050,7 @@ func (w *tenancy) auditVerify(t *testing.T) {
 	if db.Dialect() == store.Postgres {
 		on = " ON audit_log"
 	}
-	err = db.Write(ctx, func(tx *store.Tx) error {
+	err = db.Write(nodus.WithAllTenants(ctx), func(tx *store.Tx) error {
 		if _, err := tx.Exec(ctx, "DROP TRIGGER audit_log_no_update"+on); err != nil {
 			return err
 		}

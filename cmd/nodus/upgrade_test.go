@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/store"
 	"github.com/nodus-os/nodus/internal/store/storetest"
 )
@@ -111,7 +112,7 @@ func firstReleaseRows(d store.Dialect) map[string][]struct {
 // the same snapshot whatever migrations ran since.
 func snapshot(t *testing.T, db *store.DB, tables map[string][]string) map[string][]string {
 	t.Helper()
-	ctx := context.Background()
+	ctx := nodus.WithAllTenants(context.Background()) // the rows of every tenant, under row-level security too
 	out := map[string][]string{}
 	err := db.Read(ctx, func(tx *store.Tx) error {
 		for table, cols := range tables {
@@ -148,7 +149,7 @@ func snapshot(t *testing.T, db *store.DB, tables map[string][]string) map[string
 // their columns, leaving out the migration history.
 func tablesOf(t *testing.T, db *store.DB) map[string][]string {
 	t.Helper()
-	ctx := context.Background()
+	ctx := nodus.WithAllTenants(context.Background()) // the rows of every tenant, under row-level security too
 	q := `SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
 		WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid`
 	if db.Dialect() == store.Postgres {
@@ -186,7 +187,7 @@ func tablesOf(t *testing.T, db *store.DB) map[string][]string {
 // they should from the old rows.
 func TestUpgradeFromFirstRelease(t *testing.T) {
 	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
-		ctx := context.Background()
+		ctx := nodus.WithAllTenants(context.Background()) // the rows of every tenant, under row-level security too
 		vars := nodusEnv(t, databaseURL)
 		fs := newFlagSet("test", "test", nil)
 		cfg, err := parseConfig(fs, env(vars))

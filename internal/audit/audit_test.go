@@ -21,6 +21,11 @@ import (
 
 var ctx = context.Background()
 
+// allTenants is for a test's own SQL that inspects or tampers with tenant
+// rows directly: with row-level security in force (storetest.RLSEnv) an
+// unscoped transaction sees none of them.
+var allTenants = nodus.WithAllTenants(ctx)
+
 // migrate gives db the main schema, which holds audit_log, and returns it.
 func migrate(t *testing.T, db *store.DB) *store.DB {
 	t.Helper()
@@ -82,7 +87,7 @@ func seqs(entries []audit.Entry) []int64 {
 
 func mustExec(t *testing.T, db *store.DB, query string, args ...any) {
 	t.Helper()
-	err := db.Write(ctx, func(tx *store.Tx) error {
+	err := db.Write(allTenants, func(tx *store.Tx) error {
 		_, err := tx.Exec(ctx, query, args...)
 		return err
 	})

@@ -123,7 +123,7 @@ func (e *env) chunks(t *testing.T, id string) []knowledge.Chunk {
 func (e *env) chunkRows(t *testing.T, id string) int {
 	t.Helper()
 	var n int
-	if err := e.db.Read(context.Background(), func(tx *store.Tx) error {
+	if err := e.db.Read(nodus.WithAllTenants(context.Background()), func(tx *store.Tx) error {
 		return tx.QueryRow(context.Background(), `SELECT count(*) FROM kb_chunks WHERE document_id = ?`, id).Scan(&n)
 	}); err != nil {
 		t.Fatal(err)

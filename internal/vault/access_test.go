@@ -384,7 +384,7 @@ func TestPurgeTenant(t *testing.T) {
 			t.Errorf("A keeps custom environments: %v", envs)
 		}
 		var rows int
-		mustOK(t, db.Read(ctx, func(tx *store.Tx) error {
+		mustOK(t, db.Read(allTenants, func(tx *store.Tx) error {
 			return tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM vault_data_keys WHERE tenant_id = ?) +
 				(SELECT count(*) FROM vault_secret_versions WHERE tenant_id = ?)`, a, a).Scan(&rows)
 		}))

@@ -85,12 +85,12 @@ func TestTamperedCiphertextFails(t *testing.T) {
 			t.Fatal(err)
 		}
 		var wrappedB []byte
-		if err := db.Read(ctx, func(tx *store.Tx) error {
+		if err := db.Read(allTenants, func(tx *store.Tx) error {
 			return tx.QueryRow(ctx, `SELECT wrapped FROM vault_data_keys WHERE tenant_id = ?`, otherTenant.TenantID).Scan(&wrappedB)
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.Write(ctx, func(tx *store.Tx) error {
+		if err := db.Write(allTenants, func(tx *store.Tx) error {
 			_, err := tx.Exec(ctx, `UPDATE vault_data_keys SET wrapped = ? WHERE tenant_id = ?`, wrappedB, s.TenantID)
 			return err
 		}); err != nil {
@@ -298,7 +298,7 @@ func TestNoPlaintextAtRest(t *testing.T) {
 		}
 		// PostgreSQL: every row of every table in the test schema, as text.
 		rowsSeen := 0
-		err = db.Read(ctx, func(tx *store.Tx) error {
+		err = db.Read(allTenants, func(tx *store.Tx) error {
 			rows, err := tx.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`)
 			if err != nil {
 				return err
@@ -387,7 +387,7 @@ func TestReencryptResumes(t *testing.T) {
 			t.Fatalf("resumed run: %+v, %v", st, err)
 		}
 		var stale int
-		mustOK(t, db.Read(ctx, func(tx *store.Tx) error {
+		mustOK(t, db.Read(allTenants, func(tx *store.Tx) error {
 			return tx.QueryRow(ctx, `SELECT count(*) FROM vault_secret_versions WHERE tenant_id = ? AND data_key_version <> 2`, tenant).Scan(&stale)
 		}))
 		if stale != 0 {

@@ -97,7 +97,7 @@ func TestMachineIdentities(t *testing.T) {
 		}
 		// Only the SHA-256 of the secret is stored.
 		var stored string
-		if err := db.Read(ctx, func(tx *store.Tx) error {
+		if err := db.Read(allTenants, func(tx *store.Tx) error {
 			return tx.QueryRow(ctx, `SELECT secret_hash || client_id || name || allowed_cidrs FROM vault_machines WHERE id = ?`, m.ID).Scan(&stored)
 		}); err != nil {
 			t.Fatal(err)

@@ -159,7 +159,7 @@ func TestSealed(t *testing.T) {
 
 		// The check value is gone but data keys exist: a wrong key is not
 		// allowed to make a new check value; the right one is.
-		if err := db.Write(ctx, func(tx *store.Tx) error {
+		if err := db.Write(allTenants, func(tx *store.Tx) error {
 			_, err := tx.Exec(ctx, `DELETE FROM vault_meta`)
 			return err
 		}); err != nil {

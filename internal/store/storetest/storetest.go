@@ -30,9 +30,16 @@ const PostgresEnv = "NODUS_TEST_POSTGRES_URL"
 // empty database.
 func Run(t *testing.T, fn func(t *testing.T, db *store.DB)) {
 	t.Helper()
-	t.Run("sqlite", func(t *testing.T) { fn(t, OpenSQLite(t)) })
+	if !rlsPass() {
+		t.Run("sqlite", func(t *testing.T) { fn(t, OpenSQLite(t)) })
+	}
 	t.Run("postgres", func(t *testing.T) { fn(t, OpenPostgres(t)) })
 }
+
+// rlsPass tells whether this run is the PostgreSQL pass under row-level
+// security (RLSEnv): the SQLite subtests, which it does not change, ran
+// in the main pass.
+func rlsPass() bool { return os.Getenv(RLSEnv) == "1" }
 
 // RunMigrated is Run with the migrations of set (store.SetMain, …)
 // applied to each database first.
@@ -54,7 +61,9 @@ func RunMigrated(t *testing.T, set string, fn func(t *testing.T, db *store.DB)) 
 // a new, empty database.
 func RunURL(t *testing.T, fn func(t *testing.T, url string)) {
 	t.Helper()
-	t.Run("sqlite", func(t *testing.T) { fn(t, SQLiteURL(t)) })
+	if !rlsPass() {
+		t.Run("sqlite", func(t *testing.T) { fn(t, SQLiteURL(t)) })
+	}
 	t.Run("postgres", func(t *testing.T) { fn(t, PostgresURL(t)) })
 }
 
@@ -124,7 +133,7 @@ const RLSRole = "nodus_test_app"
 // the test ends. Under NODUS_TEST_POSTGRES_RLS=1 it is PostgresAppURL.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	if os.Getenv(RLSEnv) == "1" {
+	if rlsPass() {
 		return PostgresAppURL(t)
 	}
 	return postgresSchema(t, "")
