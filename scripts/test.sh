@@ -245,7 +245,9 @@ echo "tests: $all_passed passed, $all_failed failed, $all_skipped skipped"
 rls_log=$(mktemp "${TMPDIR:-/tmp}/nodus-test-rls.XXXXXX")
 rls_status=0
 NODUS_TEST_POSTGRES_RLS=1 go test -count=1 -v "${testflags[@]}" ./... "$@" >"$rls_log" 2>&1 || rls_status=$?
-grep -E -- '--- FAIL|^FAIL|^panic|_test\.go:[0-9]+:' "$rls_log" || true
+if ((rls_status != 0)); then
+	grep -Ev '^=== (RUN|PAUSE|CONT|NAME)|^ *--- PASS|^PASS$' "$rls_log" || true
+fi
 rls_passed=$(grep -Ec -- '--- PASS: .*/postgres ' "$rls_log" || true)
 rm -f "$rls_log"
 log "PostgreSQL subtests under row-level security: $rls_passed passed"
