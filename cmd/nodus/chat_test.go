@@ -513,3 +513,73 @@ func TestChatMemory(t *testing.T) {
 		}
 	})
 }
+
+// TestUsageEndToEnd runs a full `nodus serve` on both databases: a chat
+// turn and then a call with a virtual key go through the gateway to the
+// fake provider, and the usage rollup job (every second here) puts each in
+// GET /api/v1/metrics/usage: the turn's call on its chatbot, with the
+// spend log's tokens and cost and one chat answer and conversation; the
+// key's call, made after the turn was counted (so a later run of the job
+// counts it), on chatbot "", and the totals the sum of both.
+func TestUsageEndToEnd(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
+		w := newGatewayWorldVars(t, databaseURL, gatewaytest.Script{Text: "Hello there."},
+			map[string]string{"NODUS_USAGE_ROLLUP_INTERVAL": "1s"})
+		type figures struct {
+			ChatbotID        string `json:"chatbot_id"`
+			Requests         int64
+			Errors           int64
+			PromptTokens     int64 `json:"prompt_tokens"`
+			CompletionTokens int64 `json:"completion_tokens"`
+			CostMicros       int64 `json:"cost_micros"`
+			ChatTurns        int64 `json:"chat_turns"`
+			Conversations    int64
+		}
+		var got struct {
+			Rows   []figures
+			Totals figures
+		}
+		waitFor := func(what string, ok func() bool) {
+			t.Helper()
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+				w.do(t, w.orgAdmin, "GET", "/api/v1/metrics/usage?group_by=chatbot", nil, 200, &got)
+				if ok() {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("usage %+v: want %s\n%s", got, what, w.in.logs.String())
+				}
+			}
+		}
+
+		var bot struct{ Chatbot struct{ ID string } }
+		w.do(t, w.orgAdmin, "POST", "/api/v1/chatbots", map[string]any{"name": "Helpdesk", "model_name": "fake"}, 201, &bot)
+		var turn struct{ Metadata map[string]any }
+		w.do(t, w.orgAdmin, "POST", "/api/v1/chatbots/"+bot.Chatbot.ID+"/chat",
+			map[string]any{"message": "Hello?", "stream": false}, 200, &turn)
+		turnUsage := turn.Metadata["usage"].(map[string]any)
+		waitFor("the turn's call and answer", func() bool { return got.Totals.Requests == 1 && got.Totals.ChatTurns == 1 })
+
+		if status, _, body := w.chat(t, w.key, "fake", false, "usage-e2e-key-call"); status != 200 {
+			t.Fatalf("call with the virtual key: %d %s", status, body)
+		}
+		waitFor("the key's call too", func() bool { return got.Totals.Requests == 2 })
+
+		rows := map[string]figures{}
+		for _, r := range got.Rows {
+			rows[r.ChatbotID] = r
+		}
+		chat, key := rows[bot.Chatbot.ID], rows[""]
+		if chat.Requests != 1 || chat.ChatTurns != 1 || chat.Conversations != 1 ||
+			float64(chat.PromptTokens) != turnUsage["prompt_tokens"] || float64(chat.CompletionTokens) != turnUsage["completion_tokens"] ||
+			float64(chat.CostMicros) != turn.Metadata["cost_micros"] || chat.CostMicros == 0 {
+			t.Errorf("the chatbot's row %+v; the turn's metadata %+v", chat, turn.Metadata)
+		}
+		if key.Requests != 1 || key.ChatTurns != 0 || key.Errors != 0 || key.PromptTokens == 0 {
+			t.Errorf("the key's call, on chatbot \"\": %+v", key)
+		}
+		if got.Totals.PromptTokens != chat.PromptTokens+key.PromptTokens || got.Totals.CostMicros != chat.CostMicros+key.CostMicros {
+			t.Errorf("totals %+v are not the sum of %+v and %+v", got.Totals, chat, key)
+		}
+	})
+}

@@ -51,6 +51,9 @@ type Config struct {
 
 	JobWorkers      int
 	JobPollInterval time.Duration
+	// UsageRollupEvery is how often yesterday's and today's usage metrics
+	// are recomputed: how far the dashboard's usage lags.
+	UsageRollupEvery time.Duration
 
 	// SpendRetentionDays is how long the gateway keeps per-request spend
 	// rows; 0 keeps them. Daily rollups are kept either way.
@@ -184,6 +187,7 @@ func settings() []setting {
 			return fmt.Errorf("must be auto, on or off, not %q", v)
 		}},
 		{"job-poll-interval", "NODUS_JOB_POLL_INTERVAL", "1s", "how often an idle SQLite job queue looks for work", durationSetting(func(c *Config, d time.Duration) { c.JobPollInterval = d })},
+		{"usage-rollup-interval", "NODUS_USAGE_ROLLUP_INTERVAL", "5m", "how often the usage metrics of yesterday and today are recomputed (how far the dashboard's usage lags)", durationSetting(func(c *Config, d time.Duration) { c.UsageRollupEvery = d })},
 
 		{"admin-email", "NODUS_ADMIN_EMAIL", "admin@localhost", "email of the first super_admin, created when there are no users", func(c *Config, v string) error { c.AdminEmail = v; return nil }},
 		{"admin-password", "NODUS_ADMIN_PASSWORD", "", "password of the first super_admin; when unset one is generated and printed once", func(c *Config, v string) error { c.AdminPassword = v; return nil }},
@@ -403,6 +407,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("trace_gateway_calls", c.TraceGatewayCalls),
 		slog.String("gateway_shared_limits", c.GatewayShared),
 		slog.Duration("job_poll_interval", c.JobPollInterval),
+		slog.Duration("usage_rollup_interval", c.UsageRollupEvery),
 		slog.String("admin_email", c.AdminEmail),
 		slog.Bool("admin_password_set", c.AdminPassword != ""),
 		slog.String("master_key", redactedSecret(c.MasterKey)),

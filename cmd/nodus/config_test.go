@@ -57,6 +57,7 @@ func TestConfigDefaults(t *testing.T) {
 		ShutdownTimeout:    30 * time.Second,
 		JobWorkers:         10,
 		JobPollInterval:    time.Second,
+		UsageRollupEvery:   5 * time.Minute,
 		TraceGatewayCalls:  "all",
 		GatewayShared:      "auto",
 		AdminEmail:         "admin@localhost",

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -124,8 +125,15 @@ func (w *gwWorld) chat(t *testing.T, key, model string, stream bool, reqID strin
 // key in the vault behind a handle, a deployment and a virtual key.
 func newGatewayWorld(t *testing.T, databaseURL string, script gatewaytest.Script) *gwWorld {
 	t.Helper()
+	return newGatewayWorldVars(t, databaseURL, script, nil)
+}
+
+// newGatewayWorldVars is newGatewayWorld with extra environment for nodus.
+func newGatewayWorldVars(t *testing.T, databaseURL string, script gatewaytest.Script, extra map[string]string) *gwWorld {
+	t.Helper()
 	w := &gwWorld{vars: nodusEnv(t, databaseURL), canaries: map[string]string{
 		"admin password": canaryAdminPassword, "org_admin password": canaryOrgPassword, "provider key": canaryProviderKey}}
+	maps.Copy(w.vars, extra)
 	w.vars["NODUS_ADMIN_PASSWORD"] = canaryAdminPassword
 	w.vars["NODUS_LOG_LEVEL"] = "debug"
 	script.APIKey = canaryProviderKey

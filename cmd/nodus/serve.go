@@ -66,10 +66,6 @@ const requeueInterval = time.Minute
 // (NODUS_GATEWAY_SPEND_RETENTION_DAYS) are deleted.
 const spendRetentionInterval = time.Hour
 
-// usageRollupInterval is how often yesterday's and today's usage metrics
-// are recomputed: how far the dashboard's usage lags.
-const usageRollupInterval = 5 * time.Minute
-
 // keyExpiryInterval is how often gateway keys expiring soon are looked
 // for (each is notified once).
 const keyExpiryInterval = time.Hour
@@ -444,7 +440,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	periodic := []*river.PeriodicJob{jobs.AddMaintenance(workers, dbs.Unique(), maintenanceInterval),
 		jobs.AddTracingRetention(workers, tracingService, tracingRetentionInterval, nil),
 		jobs.AddTracingRollup(workers, tracingService, tracingRollupInterval),
-		jobs.AddUsageRollup(workers, usageService, usageRollupInterval),
+		jobs.AddUsageRollup(workers, usageService, cfg.UsageRollupEvery),
 		jobs.AddRequeue(workers, knowledgeService, requeueInterval),
 		jobs.AddRecordings(workers, recordingService.Process, recordingService.ResumeStalled, requeueInterval)}
 	if gatewayAdmin != nil {
