@@ -177,8 +177,8 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 	}
 	// The fresh traces' summaries, from their observations as the batch
 	// leaves them: each is inserted with its own.
-	freshTraces := freshIDs(traceOps)
-	summaries := freshSummaries(obsOps, freshTraces)
+	freshObs := freshIDs(obsOps)
+	summaries := freshSummaries(obsOps, freshObs, freshIDs(traceOps))
 	for i, op := range traceOps {
 		if sum, ok := summaries[op.id]; ok {
 			create := op.create
@@ -207,7 +207,7 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 	// A fresh trace inserted with its summary needs no other, unless one
 	// of its observations existed after all and was merged instead.
 	freshObsExisted := false
-	for id := range freshIDs(obsOps) {
+	for id := range freshObs {
 		if _, ok := before[id]; ok {
 			freshObsExisted = true
 		}
@@ -648,13 +648,15 @@ func updateTraceSummaries(ctx context.Context, tx *Tx, tenantID string, ids []st
 // traceSummary is a trace's summary as updateTraceSummaries computes it.
 type traceSummary struct {
 	cost           float64
-	severity       int // 0 none, then DEBUG, DEFAULT, WARNING, ERROR
+	severity       int // an index of levels
 	count          int
 	start, end     time.Time
 	started, ended bool
 }
 
-var severities = map[string]int{tracing.LevelDebug: 1, tracing.LevelDefault: 2, tracing.LevelWarning: 3, tracing.LevelError: 4}
+// levels are the observation levels by severity, as summaryLevel ranks
+// them; 0 is none.
+var levels = [...]string{"", tracing.LevelDebug, tracing.LevelDefault, tracing.LevelWarning, tracing.LevelError}
 
 // add counts o in the summary.
 func (s *traceSummary) add(o *tracing.Observation) {
@@ -666,7 +668,9 @@ func (s *traceSummary) add(o *tracing.Observation) {
 		}
 	}
 	s.cost += cost
-	s.severity = max(s.severity, severities[o.Level])
+	if n := slices.Index(levels[:], o.Level); n > 0 {
+		s.severity = max(s.severity, n)
+	}
 	s.count++
 	if start := stored(o.StartTime); !s.started || start.Before(s.start) {
 		s.start, s.started = start, true
@@ -716,23 +720,17 @@ func sqliteMillis(t time.Time) int64 {
 // set writes the summary into t.
 func (s *traceSummary) set(t *tracing.Trace, d Dialect) {
 	t.TotalCost, t.ObservationCount, t.LatencyMS = s.cost, s.count, s.latencyMS(d)
-	t.Level = ""
-	for level, n := range severities {
-		if n == s.severity {
-			t.Level = level
-		}
-	}
+	t.Level = levels[s.severity]
 }
 
-// freshSummaries is the summaries of the fresh traces (ids) from the
-// batch's observation ops, applied in Go as mergeEntities would: a fresh
-// trace's observations are all fresh and all in the batch. A trace none
-// of them is in gets a zero summary.
-func freshSummaries(obsOps []entityOp[tracing.Observation], traces map[string]bool) map[string]*traceSummary {
+// freshSummaries is the summaries of the fresh traces (traces) from the
+// batch's observation ops on fresh ids (fresh), applied in Go as
+// mergeEntities would: a fresh trace's observations are all fresh and all
+// in the batch. A trace none of them is in gets a zero summary.
+func freshSummaries(obsOps []entityOp[tracing.Observation], fresh, traces map[string]bool) map[string]*traceSummary {
 	if len(traces) == 0 {
 		return nil
 	}
-	fresh := freshIDs(obsOps)
 	final := make(map[string]*tracing.Observation, len(fresh))
 	var order []string
 	for _, op := range obsOps {
