@@ -24,7 +24,8 @@ import (
 type guard struct {
 	s        *Service
 	tenantID string
-	inner    *http.Transport
+	inner    *http.Transport // TLS, and what h1 does not take
+	h1       *h1             // plain HTTP/1.1
 }
 
 func (s *Service) transport(tenantID string) *guard {
@@ -37,13 +38,14 @@ func (s *Service) transport(tenantID string) *guard {
 	if tlsConfig != nil {
 		tlsConfig = tlsConfig.Clone()
 	}
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		return s.dialChecked(ctx, tenantID, network, address)
+	}
 	g := &guard{s: s, tenantID: tenantID, inner: &http.Transport{
 		// Never a proxy from the environment: the proxy, not this dialer,
 		// would choose the address.
-		Proxy: nil,
-		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
-			return s.dialChecked(ctx, tenantID, network, address)
-		},
+		Proxy:                 nil,
+		DialContext:           dial,
 		TLSClientConfig:       tlsConfig,
 		TLSHandshakeTimeout:   s.opts.TLSHandshakeTimeout,
 		ResponseHeaderTimeout: s.opts.ResponseHeaderTimeout,
@@ -58,7 +60,7 @@ func (s *Service) transport(tenantID string) *guard {
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
 		ForceAttemptHTTP2:      true,
-	}}
+	}, h1: &h1{dial: dial, headerTimeout: s.opts.ResponseHeaderTimeout, maxIdle: 1024, idleTimeout: 90 * time.Second}}
 	s.transports[tenantID] = g
 	return g
 }
@@ -70,12 +72,18 @@ func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
+	if g.h1.takes(req) {
+		return g.h1.RoundTrip(req)
+	}
 	return g.inner.RoundTrip(req)
 }
 
 // CloseIdleConnections lets http.Client.CloseIdleConnections reach the
-// inner transport.
-func (g *guard) CloseIdleConnections() { g.inner.CloseIdleConnections() }
+// inner transports.
+func (g *guard) CloseIdleConnections() {
+	g.inner.CloseIdleConnections()
+	g.h1.closeIdle()
+}
 
 // checkRedirect bounds the hops of one request. Each hop then goes through
 // guard.RoundTrip like the first request.
