@@ -292,7 +292,8 @@ func (t *h1) get(ctx context.Context, key string) (pc *h1Conn, reused bool, err 
 // put keeps pc for the next request to its host, or closes it when the
 // host already has maxIdle waiting.
 func (t *h1) put(pc *h1Conn) {
-	pc.conn.SetDeadline(time.Time{})
+	// No deadline is left to clear: the header timeout's was cleared with
+	// the headers, and a cancelled request's connection is never put back.
 	pc.idleAt = time.Now()
 	t.mu.Lock()
 	if len(t.idle[pc.key]) >= t.maxIdle {
