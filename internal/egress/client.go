@@ -28,6 +28,13 @@ type guard struct {
 	h1       *h1             // plain HTTP/1.1
 }
 
+// The idle connections both transports of a tenant keep: per host, and
+// for how long.
+const (
+	maxIdlePerHost = 1024
+	idleTimeout    = 90 * time.Second
+)
+
 func (s *Service) transport(tenantID string) *guard {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -55,12 +62,12 @@ func (s *Service) transport(tenantID string) *guard {
 		// streams are ordinary), or each call past the limit opens a new
 		// one (and leaves a socket in TIME_WAIT). Idle ones close after
 		// IdleConnTimeout.
-		MaxIdleConns:           1024,
-		MaxIdleConnsPerHost:    1024,
-		IdleConnTimeout:        90 * time.Second,
+		MaxIdleConns:           maxIdlePerHost,
+		MaxIdleConnsPerHost:    maxIdlePerHost,
+		IdleConnTimeout:        idleTimeout,
 		MaxResponseHeaderBytes: 1 << 20,
 		ForceAttemptHTTP2:      true,
-	}, h1: &h1{dial: dial, headerTimeout: s.opts.ResponseHeaderTimeout, maxIdle: 1024, idleTimeout: 90 * time.Second}}
+	}, h1: &h1{dial: dial, headerTimeout: s.opts.ResponseHeaderTimeout, maxIdle: maxIdlePerHost, idleTimeout: idleTimeout}}
 	s.transports[tenantID] = g
 	return g
 }
