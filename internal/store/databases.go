@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nodus-os/nodus/internal/metrics"
 )
@@ -33,6 +34,9 @@ func OpenDatabases(ctx context.Context, urls map[string]string, configFor func(u
 			cfg := configFor(url)
 			if set == SetTracing && cfg.WriteCacheKiB == 0 {
 				cfg.WriteCacheKiB = TracingWriteCacheKiB
+			}
+			if slices.Contains(TempMemorySets, set) {
+				cfg.WriteTempMemory = true
 			}
 			if db, err = Open(ctx, cfg); err != nil {
 				d.Close()

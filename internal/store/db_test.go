@@ -6,9 +6,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/nodus"
@@ -378,7 +380,8 @@ func TestBackgroundCheckpoint(t *testing.T) {
 }
 
 // TestWriteCache: the tracing database's writer gets the larger page
-// cache, every other database SQLite's default.
+// cache, every other database SQLite's default; the tracing and gateway
+// writers keep their temporary storage in memory, the others on files.
 func TestWriteCache(t *testing.T) {
 	dir := t.TempDir()
 	urls := map[string]string{}
@@ -404,5 +407,78 @@ func TestWriteCache(t *testing.T) {
 		if size != want {
 			t.Errorf("%s: the writer's cache_size is %d, want %d", set, size, want)
 		}
+		wantTemp := 0 // DEFAULT: files
+		if slices.Contains(store.TempMemorySets, set) {
+			wantTemp = 2 // MEMORY
+		}
+		if got := tempStore(t, dbs.DB(set)); got != wantTemp {
+			t.Errorf("%s: the writer's temp_store is %d, want %d", set, got, wantTemp)
+		}
+	}
+}
+
+func tempStore(t *testing.T, db *store.DB) int {
+	t.Helper()
+	var mode int
+	if err := db.Write(ctx, func(tx *store.Tx) error {
+		return tx.QueryRow(ctx, "PRAGMA temp_store").Scan(&mode)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return mode
+}
+
+// TestMigrationsSortOnDisk: a writer that keeps temp_store MEMORY runs
+// its migrations on files, where a CREATE INDEX on a large table sorts,
+// and is back in memory after them, up or down.
+func TestMigrationsSortOnDisk(t *testing.T) {
+	cfg := storetest.Config(storetest.SQLiteURL(t))
+	cfg.WriteTempMemory = true
+	db, err := store.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := tempStore(t, db); got != 2 {
+		t.Fatalf("temp_store %d after Open, want 2 (MEMORY)", got)
+	}
+	m := store.NewMigratorFrom("main", db, loadFixture(t, fstest.MapFS{
+		"0001_seen.up.sql":   {Data: []byte("CREATE TABLE seen (mode INTEGER NOT NULL);\nINSERT INTO seen SELECT temp_store FROM pragma_temp_store;")},
+		"0001_seen.down.sql": {Data: []byte("INSERT INTO seen SELECT temp_store FROM pragma_temp_store;")},
+	}))
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := tempStore(t, db); got != 2 {
+		t.Errorf("temp_store %d after Up, want 2 (MEMORY)", got)
+	}
+	// Down keeps the table (its script only records the mode), so both
+	// migrations' modes are there to read.
+	if _, err := m.Down(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := tempStore(t, db); got != 2 {
+		t.Errorf("temp_store %d after Down, want 2 (MEMORY)", got)
+	}
+	var modes []int
+	if err := db.Write(ctx, func(tx *store.Tx) error {
+		rows, err := tx.Query(ctx, "SELECT mode FROM seen")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m int
+			if err := rows.Scan(&m); err != nil {
+				return err
+			}
+			modes = append(modes, m)
+		}
+		return rows.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(modes, []int{1, 1}) {
+		t.Errorf("temp_store during the migrations up and down: %v, want [1 1] (FILE)", modes)
 	}
 }

@@ -317,6 +317,11 @@ func (m *Migrator) UpTo(ctx context.Context, version int) ([]int, error) {
 	if err := m.db.Write(ctx, func(tx *Tx) error { return m.lock(ctx, tx) }); err != nil {
 		return nil, fmt.Errorf("store: migrate %s: %w", m.set, err)
 	}
+	restore, err := m.db.spillTemp(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: migrate %s: %w", m.set, err)
+	}
+	defer restore()
 	var done []int
 	for _, mig := range m.migrations {
 		if version > 0 && mig.Version > version {
@@ -355,6 +360,11 @@ func (m *Migrator) Down(ctx context.Context, steps int) ([]int, error) {
 	if steps <= 0 {
 		return nil, nodus.Errorf(nodus.EINVALID, "steps must be positive")
 	}
+	restore, err := m.db.spillTemp(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: migrate %s down: %w", m.set, err)
+	}
+	defer restore()
 	var done []int
 	for range steps {
 		var version int

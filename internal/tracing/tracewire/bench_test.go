@@ -87,10 +87,12 @@ func BenchmarkRecordGatewayCalls(b *testing.B) {
 }
 
 // openTracingSQLite opens a SQLite file as OpenDatabases opens the
-// tracing database: with its larger writer cache.
+// tracing database: with its larger writer cache and its temporary
+// storage in memory.
 func openTracingSQLite(tb testing.TB) *store.DB {
 	cfg := storetest.Config(storetest.SQLiteURL(tb))
 	cfg.WriteCacheKiB = store.TracingWriteCacheKiB
+	cfg.WriteTempMemory = true
 	db, err := store.Open(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
