@@ -402,7 +402,17 @@ func mergeEntities[T any](ctx context.Context, tx *Tx, tenantID string, table en
 	if len(ops) == 0 {
 		return nil, nil, nil
 	}
-	after := make([]T, len(ops)) // by op, for the patching ones
+	// out holds each patching op's row after its patch, in op order:
+	// patch[i] is op i's place in it, -1 for an op that only needs its row.
+	patch := make([]int, len(ops))
+	n := 0
+	for i, op := range ops {
+		patch[i] = -1
+		if op.apply != nil {
+			patch[i], n = n, n+1
+		}
+	}
+	out := make([]T, n)
 	before := make(map[string]T)
 	pending := make([]string, 0, len(ops))
 	for _, op := range ops {
@@ -447,7 +457,7 @@ func mergeEntities[T any](ctx context.Context, tx *Tx, tenantID string, table en
 			}
 			if op.apply != nil {
 				op.apply(r)
-				after[i] = *r
+				out[patch[i]] = *r
 				dirty[op.id] = true
 			}
 		}
@@ -475,12 +485,6 @@ func mergeEntities[T any](ctx context.Context, tx *Tx, tenantID string, table en
 			if !inserted[id] {
 				pending = append(pending, id)
 			}
-		}
-	}
-	var out []T
-	for i, op := range ops {
-		if op.apply != nil {
-			out = append(out, after[i])
 		}
 	}
 	return out, before, nil
