@@ -55,9 +55,12 @@ func Events(c gateway.CallRecord) []tracing.Event {
 		traceID, own = NewID(), true
 	}
 	input, output := callInput(c), callOutput(c)
-	var events []tracing.Event
+	// Pointers go to copies of the fields, not into l or c, which would
+	// put both on the heap.
+	start, end, model := l.StartedAt, l.EndedAt, l.Model
+	events := make([]tracing.Event, 0, 2)
 	add := func(ev tracing.Event) {
-		ev.Timestamp = l.StartedAt // no envelope id: nothing retries it
+		ev.Timestamp = start // no envelope id: nothing retries it
 		// A call of its own trace names only ids just made for it, and the
 		// tracing store writes those without looking for them first.
 		ev.Fresh = own
@@ -71,18 +74,17 @@ func Events(c gateway.CallRecord) []tracing.Event {
 		}
 		// The payloads are the generation's; the trace does not store them
 		// a second time.
-		add(tracing.Event{Trace: &tracing.TracePatch{ID: traceID, Timestamp: &l.StartedAt, Name: &name, UserID: &user,
+		add(tracing.Event{Trace: &tracing.TracePatch{ID: traceID, Timestamp: &start, Name: &name, UserID: &user,
 			Tags: []string{"nodus", "gateway"}, Metadata: jsonOf(traceMeta{KeyID: l.KeyID, SpendRequestID: l.RequestID})}})
 	}
 	typ, name := tracing.TypeGeneration, l.CallType
 	if l.CallType == "embedding" {
 		typ = tracing.TypeEmbedding
 	}
-	start, end := l.StartedAt, l.EndedAt
 	g := &tracing.ObservationPatch{ID: NewID(), TraceID: traceID, Type: typ, Name: &name, StartTime: &start,
-		EndTime: &end, Model: &l.Model, Input: input, Output: output}
-	if c.ParentSpanID != "" {
-		g.ParentObservationID = &c.ParentSpanID
+		EndTime: &end, Model: &model, Input: input, Output: output}
+	if parent := c.ParentSpanID; parent != "" {
+		g.ParentObservationID = &parent
 	}
 	if l.TTFT > 0 {
 		first := start.Add(l.TTFT)
