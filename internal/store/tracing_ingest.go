@@ -314,12 +314,13 @@ func freshIDs[T any](ops []entityOp[T]) map[string]bool {
 // it reads and writes (tenant_id and id first), how to scan a row and how
 // to turn one into the written columns' values.
 type entityTable[T any] struct {
-	name   string
-	read   string   // the columns a SELECT reads, for scan
-	write  []string // the columns an insert or upsert writes
-	kept   []string // written columns an upsert leaves as they are, besides the key and created_at
-	scan   func(scanner, *T) error
-	values func(*T) ([]any, error)
+	name  string
+	read  string   // the columns a SELECT reads, for scan
+	write []string // the columns an insert or upsert writes
+	kept  []string // written columns an upsert leaves as they are, besides the key and created_at
+	scan  func(scanner, *T) error
+	// values appends the row's write columns to args.
+	values func(args []any, row *T) ([]any, error)
 	key    func(*T) string // the row's id
 }
 
@@ -347,11 +348,11 @@ var traceTable = entityTable[tracing.Trace]{
 	kept: []string{"total_cost", "level", "observation_count", "latency_ms"},
 	scan: scanTrace,
 	key:  func(t *tracing.Trace) string { return t.ID },
-	values: func(t *tracing.Trace) ([]any, error) {
+	values: func(args []any, t *tracing.Trace) ([]any, error) {
 		tags, err := encodeJSON(t.Tags, "[]", len(t.Tags) == 0)
-		return []any{t.TenantID, t.ID, t.Name, t.UserID, t.SessionID, t.Release, t.Version, t.Environment, tags,
+		return append(args, t.TenantID, t.ID, t.Name, t.UserID, t.SessionID, t.Release, t.Version, t.Environment, tags,
 			t.Public, rawArg(t.Input), rawArg(t.Output), rawArg(t.Metadata), t.Timestamp, t.CreatedAt, t.UpdatedAt,
-			t.TotalCost, t.Level, t.ObservationCount, t.LatencyMS}, err
+			t.TotalCost, t.Level, t.ObservationCount, t.LatencyMS), err
 	},
 }
 
@@ -363,16 +364,16 @@ var observationTable = entityTable[tracing.Observation]{
 		"model", "model_parameters", "usage_details", "cost_details", "prompt_name", "prompt_version", "created_at",
 		"updated_at"},
 	scan: scanObservation,
-	values: func(o *tracing.Observation) ([]any, error) {
+	values: func(args []any, o *tracing.Observation) ([]any, error) {
 		usage, err := encodeJSON(o.UsageDetails, "{}", len(o.UsageDetails) == 0)
 		if err != nil {
-			return nil, err
+			return args, err
 		}
 		cost, err := encodeJSON(o.CostDetails, "{}", len(o.CostDetails) == 0)
-		return []any{o.TenantID, o.ID, o.TraceID, o.ParentObservationID, o.Type, o.Name, o.StartTime, o.EndTime,
+		return append(args, o.TenantID, o.ID, o.TraceID, o.ParentObservationID, o.Type, o.Name, o.StartTime, o.EndTime,
 			o.CompletionStartTime, rawArg(o.Input), rawArg(o.Output), rawArg(o.Metadata), o.Level, o.StatusMessage,
 			o.Version, o.Environment, o.Model, rawArg(o.ModelParameters), usage, cost, o.PromptName, o.PromptVersion,
-			o.CreatedAt, o.UpdatedAt}, err
+			o.CreatedAt, o.UpdatedAt), err
 	},
 	key: func(o *tracing.Observation) string { return o.ID },
 }
@@ -384,9 +385,9 @@ var scoreTable = entityTable[tracing.Score]{
 		"comment", "source", "timestamp", "created_at", "updated_at"},
 	scan: scanScore,
 	key:  func(s *tracing.Score) string { return s.ID },
-	values: func(s *tracing.Score) ([]any, error) {
-		return []any{s.TenantID, s.ID, s.TraceID, s.ObservationID, s.Name, s.Value, s.StringValue, s.DataType,
-			s.Comment, s.Source, s.Timestamp, s.CreatedAt, s.UpdatedAt}, nil
+	values: func(args []any, s *tracing.Score) ([]any, error) {
+		return append(args, s.TenantID, s.ID, s.TraceID, s.ObservationID, s.Name, s.Value, s.StringValue, s.DataType,
+			s.Comment, s.Source, s.Timestamp, s.CreatedAt, s.UpdatedAt), nil
 	},
 }
 
@@ -531,11 +532,10 @@ func writeEntities[T any](ctx context.Context, tx *Tx, table entityTable[T], row
 	for chunk := range shapedChunks(rows, ingestChunk) {
 		args := make([]any, 0, cols*len(chunk))
 		for _, r := range chunk {
-			v, err := table.values(r)
-			if err != nil {
+			var err error
+			if args, err = table.values(args, r); err != nil {
 				return nil, err
 			}
-			args = append(args, v...)
 		}
 		q := `INSERT INTO ` + table.name + ` (` + strings.Join(table.write, ", ") + `) VALUES ` + valuesSQL(len(chunk), cols)
 		if upsert {
