@@ -177,8 +177,8 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 	}
 	// The fresh traces' summaries, from their observations as the batch
 	// leaves them: each is inserted with its own.
-	freshObs := freshIDs(obsOps)
-	summaries := freshSummaries(obsOps, freshObs, freshIDs(traceOps))
+	freshTraces, freshObs := freshIDs(traceOps), freshIDs(obsOps)
+	summaries := freshSummaries(obsOps, freshObs, freshTraces)
 	for i, op := range traceOps {
 		if sum, ok := summaries[op.id]; ok {
 			create := op.create
@@ -186,7 +186,7 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 		}
 	}
 	var tracesBefore map[string]tracing.Trace
-	if done.traces, tracesBefore, err = mergeEntities(ctx, tx, tenantID, traceTable, traceOps); err != nil {
+	if done.traces, tracesBefore, err = mergeEntities(ctx, tx, tenantID, traceTable, traceOps, freshTraces); err != nil {
 		return nil, err
 	}
 	// A trace that moved to another session or user, or in time, leaves
@@ -201,7 +201,7 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 		done.settleUsers = append(done.settleUsers, nonEmpty(b.UserID, t.UserID)...)
 	}
 	var before map[string]tracing.Observation
-	if done.observations, before, err = mergeEntities(ctx, tx, tenantID, observationTable, obsOps); err != nil {
+	if done.observations, before, err = mergeEntities(ctx, tx, tenantID, observationTable, obsOps, freshObs); err != nil {
 		return nil, err
 	}
 	// A fresh trace inserted with its summary needs no other, unless one
@@ -222,7 +222,7 @@ func ingestBatch(ctx context.Context, tx *Tx, tenantID string, events []tracing.
 			}
 		}
 	}
-	if done.scores, _, err = mergeEntities(ctx, tx, tenantID, scoreTable, scoreOps); err != nil {
+	if done.scores, _, err = mergeEntities(ctx, tx, tenantID, scoreTable, scoreOps, freshIDs(scoreOps)); err != nil {
 		return nil, err
 	}
 	// An observation moved to another trace leaves the old one's summary
@@ -397,9 +397,10 @@ const mergeRounds = 5
 
 // mergeEntities applies ops to the rows of table and writes the result.
 // It returns each patching op's row as it stood after the patch, in op
-// order, and the rows that existed before the batch.
+// order, and the rows that existed before the batch. freshRows is
+// freshIDs(ops), which the caller has already made.
 func mergeEntities[T any](ctx context.Context, tx *Tx, tenantID string, table entityTable[T],
-	ops []entityOp[T]) ([]T, map[string]T, error) {
+	ops []entityOp[T], freshRows map[string]bool) ([]T, map[string]T, error) {
 	if len(ops) == 0 {
 		return nil, nil, nil
 	}
@@ -429,8 +430,8 @@ func mergeEntities[T any](ctx context.Context, tx *Tx, tenantID string, table en
 		if round == 0 {
 			// Fresh rows are not looked for: they are new, and if one is
 			// not, its insert returns no id and the next round reads it.
-			if fresh := freshIDs(ops); len(fresh) > 0 {
-				lookup = slices.DeleteFunc(slices.Clone(pending), func(id string) bool { return fresh[id] })
+			if len(freshRows) > 0 {
+				lookup = slices.DeleteFunc(slices.Clone(pending), func(id string) bool { return freshRows[id] })
 			}
 		}
 		rows, err := selectEntities(ctx, tx, tenantID, table, lookup)
