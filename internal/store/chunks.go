@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"iter"
 	"math/bits"
 	"strings"
@@ -49,4 +50,67 @@ func valuesSQL(rows, cols int) string {
 		b.WriteString(group)
 	}
 	return b.String()
+}
+
+// insertNew runs insert, a multi-row INSERT … ON CONFLICT … DO NOTHING of
+// the rows with keys, and adds to inserted the key of each row it stored;
+// returning is the clause that makes the insert return those keys
+// (" RETURNING id").
+//
+// On SQLite the insert first runs without it, inside a savepoint: when it
+// stored every row, as it almost always does (the rows are new), the keys
+// are known without asking. RETURNING there runs the whole insert and
+// keeps each returned row in a temporary table before the first comes
+// back; without it, recording a batch of gateway calls took about 7% less
+// time (BenchmarkRecordGatewayCalls). When a row was skipped (it existed,
+// or the batch holds its key twice) the insert is rolled back to the
+// savepoint and run again with RETURNING. PostgreSQL always returns: a
+// row another transaction inserts meanwhile is common there, and a
+// savepoint is a subtransaction.
+func insertNew(ctx context.Context, tx *Tx, insert, returning string, args []any, keys []string,
+	inserted map[string]bool) error {
+	if tx.Dialect() == SQLite {
+		all, err := insertAll(ctx, tx, insert, args, len(keys))
+		if err != nil {
+			return err
+		}
+		if all {
+			for _, k := range keys {
+				inserted[k] = true
+			}
+			return nil
+		}
+	}
+	rs, err := tx.Query(ctx, insert+returning, args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var k string
+		if err := rs.Scan(&k); err != nil {
+			return err
+		}
+		inserted[k] = true
+	}
+	return rs.Err()
+}
+
+// insertAll runs insert, of rows rows, in a savepoint and reports whether
+// it stored every one; when it did not, it is undone.
+func insertAll(ctx context.Context, tx *Tx, insert string, args []any, rows int) (bool, error) {
+	if _, err := tx.Exec(ctx, `SAVEPOINT insert_new`); err != nil {
+		return false, err
+	}
+	n, err := tx.Exec(ctx, insert, args...)
+	if err == nil && n != int64(rows) {
+		_, err = tx.Exec(ctx, `ROLLBACK TO insert_new`)
+	}
+	if err != nil {
+		return false, err
+	}
+	if _, err := tx.Exec(ctx, `RELEASE insert_new`); err != nil {
+		return false, err
+	}
+	return n == int64(rows), nil
 }

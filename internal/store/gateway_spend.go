@@ -122,23 +122,12 @@ func insertSpendLogs(ctx context.Context, tx *Tx, rows []gateway.SpendLog) (map[
 	args := make([]any, 0, min(len(rows), spendChunkRows)*spendColumnCount)
 	for _, n := range chunkSizes(len(rows), spendChunkRows) {
 		args = args[:0]
+		keys := make([]string, n)
 		for i := range rows[:n] {
 			args = spendArgs(args, &rows[i])
+			keys[i] = rows[i].RequestID
 		}
-		res, err := tx.Query(ctx, spendInsertSQL(n), args...)
-		if err != nil {
-			return nil, err
-		}
-		for res.Next() {
-			var id string
-			if err := res.Scan(&id); err != nil {
-				res.Close()
-				return nil, err
-			}
-			inserted[id] = true
-		}
-		res.Close()
-		if err := res.Err(); err != nil {
+		if err := insertNew(ctx, tx, spendInsertSQL(n), ` RETURNING request_id`, args, keys, inserted); err != nil {
 			return nil, err
 		}
 		rows = rows[n:]
@@ -146,10 +135,11 @@ func insertSpendLogs(ctx context.Context, tx *Tx, rows []gateway.SpendLog) (map[
 	return inserted, nil
 }
 
-// spendInsertSQL inserts n spend-log rows, returning the ids it stored.
+// spendInsertSQL inserts n spend-log rows, skipping those whose request
+// id is stored already (insertNew learns which).
 func spendInsertSQL(n int) string {
 	return `INSERT INTO gateway_spend_logs (` + spendColumns + `) VALUES ` + valuesSQL(n, spendColumnCount) +
-		` ON CONFLICT (request_id) DO NOTHING RETURNING request_id`
+		` ON CONFLICT (request_id) DO NOTHING`
 }
 
 // keepInserted returns the rows the insert stored: those whose id it

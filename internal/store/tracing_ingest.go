@@ -545,70 +545,15 @@ func writeEntities[T any](ctx context.Context, tx *Tx, table entityTable[T], row
 			}
 			continue
 		}
-		if tx.Dialect() == SQLite {
-			all, err := insertAllOrNothing(ctx, tx, q+` ON CONFLICT DO NOTHING`, args, len(chunk))
-			if err != nil {
-				return nil, err
-			}
-			if all {
-				for _, r := range chunk {
-					inserted[table.key(r)] = true
-				}
-				continue
-			}
+		keys := make([]string, len(chunk))
+		for i, r := range chunk {
+			keys[i] = table.key(r)
 		}
-		if err := insertReturning(ctx, tx, q+` ON CONFLICT DO NOTHING RETURNING id`, args, inserted); err != nil {
+		if err := insertNew(ctx, tx, q+` ON CONFLICT DO NOTHING`, ` RETURNING id`, args, keys, inserted); err != nil {
 			return nil, err
 		}
 	}
 	return inserted, nil
-}
-
-// insertAllOrNothing runs q, an insert of rows rows that skips those
-// already there, and reports whether it inserted every one. When it did
-// not, it is undone (a savepoint) and the caller runs the insert again
-// with RETURNING to learn which rows were new.
-//
-// This is SQLite's path for new rows. RETURNING there runs the whole
-// insert first and keeps every returned row in a temporary table before
-// the first comes back; without it, recording a batch of gateway calls
-// took about 7% less time (BenchmarkRecordGatewayCalls). New rows
-// almost never exist already, so the second run is rare. PostgreSQL
-// keeps RETURNING: a row another transaction inserts meanwhile is common
-// there, and a savepoint is a subtransaction.
-func insertAllOrNothing(ctx context.Context, tx *Tx, q string, args []any, rows int) (bool, error) {
-	if _, err := tx.Exec(ctx, `SAVEPOINT insert_new`); err != nil {
-		return false, err
-	}
-	n, err := tx.Exec(ctx, q, args...)
-	if err == nil && n != int64(rows) {
-		_, err = tx.Exec(ctx, `ROLLBACK TO insert_new`)
-	}
-	if err != nil {
-		return false, err
-	}
-	if _, err := tx.Exec(ctx, `RELEASE insert_new`); err != nil {
-		return false, err
-	}
-	return n == int64(rows), nil
-}
-
-// insertReturning runs q, an insert … RETURNING id, and adds the ids it
-// returns to inserted.
-func insertReturning(ctx context.Context, tx *Tx, q string, args []any, inserted map[string]bool) error {
-	rs, err := tx.Query(ctx, q, args...)
-	if err != nil {
-		return err
-	}
-	defer rs.Close()
-	for rs.Next() {
-		var id string
-		if err := rs.Scan(&id); err != nil {
-			return err
-		}
-		inserted[id] = true
-	}
-	return rs.Err()
 }
 
 // lockTraces locks the tenant's traces with ids on PostgreSQL, in id
