@@ -306,16 +306,16 @@ func TestGatewayServeCanariesAndDrain(t *testing.T) {
 		w.admin.base, w.orgAdmin.base = w.in.base, w.in.base
 		var spend struct {
 			Spend []struct {
-				RequestID        string `json:"request_id"`
+				ClientRequestID  string `json:"client_request_id"`
 				Status           string
 				CompletionTokens int64 `json:"completion_tokens"`
 			}
 		}
 		w.do(t, w.orgAdmin, "GET", "/api/v1/spend?limit=500", nil, 200, &spend)
-		byID := map[string]string{}
+		byID := map[string]string{} // by the X-Request-Id the calls were sent with
 		for _, s := range spend.Spend {
-			byID[s.RequestID] = s.Status
-			if s.RequestID == "drain-stream" && s.CompletionTokens == 0 {
+			byID[s.ClientRequestID] = s.Status
+			if s.ClientRequestID == "drain-stream" && s.CompletionTokens == 0 {
 				t.Errorf("the drained stream's spend row bills no completion tokens: %+v", s)
 			}
 		}

@@ -53,9 +53,11 @@ func TestGatewayCallsAreGenerations(t *testing.T) {
 			t.Fatalf("unknown model answered %d", status)
 		}
 
-		// The spend rows, written off the request path.
+		// The spend rows, written off the request path, by the
+		// X-Request-Id each call was sent with.
 		type spendRow struct {
 			RequestID        string `json:"request_id"`
+			ClientRequestID  string `json:"client_request_id"`
 			PromptTokens     int64  `json:"prompt_tokens"`
 			CompletionTokens int64  `json:"completion_tokens"`
 			CostMicros       int64  `json:"cost_micros"`
@@ -65,16 +67,16 @@ func TestGatewayCallsAreGenerations(t *testing.T) {
 			var spend struct{ Spend []spendRow }
 			w.do(t, w.orgAdmin, "GET", "/api/v1/spend?limit=500", nil, 200, &spend)
 			for _, s := range spend.Spend {
-				rows[s.RequestID] = s
+				rows[s.ClientRequestID] = s
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("spend rows %+v", rows)
 			}
 		}
-		matches := func(g tracedObservation, requestID string) {
+		matches := func(g tracedObservation, clientRequestID string) {
 			t.Helper()
-			row := rows[requestID]
-			if g.Type != "GENERATION" || g.Model != "fake" || g.Metadata["spend_request_id"] != requestID ||
+			row := rows[clientRequestID]
+			if g.Type != "GENERATION" || g.Model != "fake" || row.RequestID == "" || g.Metadata["spend_request_id"] != row.RequestID ||
 				g.UsageDetails["input"] != row.PromptTokens || g.UsageDetails["output"] != row.CompletionTokens ||
 				g.UsageDetails["total"] != row.PromptTokens+row.CompletionTokens ||
 				g.CostDetails["total"] != float64(row.CostMicros)/1e6 || row.PromptTokens == 0 {

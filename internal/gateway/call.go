@@ -19,7 +19,11 @@ type Caller struct {
 	UserID    string
 	Key       *Key
 	RequestID string // "" to have one made
-	TraceID   string // the W3C trace the call belongs to; "" for a trace of its own
+	// ClientRequestID is the HTTP request's X-Request-Id, kept with the
+	// spend log as the caller's label. It is not the spend log's key: a
+	// client can send the same one twice.
+	ClientRequestID string
+	TraceID         string // the W3C trace the call belongs to; "" for a trace of its own
 	// ParentSpanID is the caller's span (a traceparent's parent id, a
 	// chat turn's observation) the call's generation nests under.
 	ParentSpanID string
@@ -118,8 +122,8 @@ func (s *Service) admit(ctx context.Context, c Caller, model, callType string, p
 	if c.Key != nil {
 		keyID = c.Key.ID
 	}
-	a.log = SpendLog{RequestID: a.caller.RequestID, TenantID: c.TenantID, KeyID: keyID, UserID: c.UserID,
-		CallType: callType, Model: model, StartedAt: now, TraceID: c.TraceID}
+	a.log = SpendLog{RequestID: a.caller.RequestID, ClientRequestID: c.ClientRequestID, TenantID: c.TenantID, KeyID: keyID,
+		UserID: c.UserID, CallType: callType, Model: model, StartedAt: now, TraceID: c.TraceID}
 	if c.Key != nil {
 		a.log.Metadata = c.Key.Metadata
 	}

@@ -43,7 +43,7 @@ func (s *Service) keyed(h keyedHandler) http.Handler {
 			writeError(w, err)
 			return
 		}
-		h(w, r, Caller{TenantID: k.TenantID, UserID: k.UserID, Key: k, RequestID: r.Header.Get("X-Request-Id"),
+		h(w, r, Caller{TenantID: k.TenantID, UserID: k.UserID, Key: k, ClientRequestID: clientRequestID(r),
 			TraceID: traceID(r), ParentSpanID: parentSpanID(r), received: received})
 	})
 }
@@ -57,10 +57,27 @@ func (s *Service) keyedAnthropic(h keyedHandler) http.Handler {
 			writeAnthropicError(w, err)
 			return
 		}
-		h(w, r, Caller{TenantID: k.TenantID, UserID: k.UserID, Key: k, RequestID: r.Header.Get("X-Request-Id"),
+		h(w, r, Caller{TenantID: k.TenantID, UserID: k.UserID, Key: k, ClientRequestID: clientRequestID(r),
 			TraceID: traceID(r), ParentSpanID: parentSpanID(r), received: received})
 	})
 }
+
+// clientRequestID is the request's X-Request-Id (which the HTTP server
+// has set to the id it answers with), bounded. It labels the call's spend
+// log; the log's key is an id the gateway makes, since a client may send
+// one id with many calls, and a repeat of a stored key is skipped as a
+// retry of the same row.
+func clientRequestID(r *http.Request) string {
+	id := r.Header.Get("X-Request-Id")
+	if len(id) > maxClientRequestID {
+		return ""
+	}
+	return id
+}
+
+// maxClientRequestID is the longest X-Request-Id kept, as the HTTP server
+// echoes it.
+const maxClientRequestID = 64
 
 // traceID is the trace of a W3C traceparent header, if valid.
 func traceID(r *http.Request) string {

@@ -149,7 +149,8 @@ const (
 // SpendLog is one request through the gateway (the columns of LiteLLM's
 // spend logs that matter). Payloads are never stored here.
 type SpendLog struct {
-	RequestID        string
+	RequestID        string // made by the gateway for each call: the row's key
+	ClientRequestID  string // the X-Request-Id the HTTP caller sent or was given; "" in process
 	TenantID         string
 	KeyID            string // "" for in-process calls
 	UserID           string

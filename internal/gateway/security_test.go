@@ -344,8 +344,8 @@ func streamed(t *testing.T, body []byte) (content string, chunks int, errEvent [
 	return content, chunks, errEvent, done
 }
 
-// spend flushes the spend writer and returns the tenant's rows by
-// request id.
+// spend flushes the spend writer and returns the tenant's rows by the
+// X-Request-Id their calls were sent with (post sends a fresh one).
 func (w *secWorld) spend(t *testing.T) map[string][]gateway.SpendLog {
 	t.Helper()
 	if err := w.svc.FlushSpend(context.Background()); err != nil {
@@ -357,7 +357,7 @@ func (w *secWorld) spend(t *testing.T) map[string][]gateway.SpendLog {
 	}
 	out := map[string][]gateway.SpendLog{}
 	for _, r := range rows {
-		out[r.RequestID] = append(out[r.RequestID], r)
+		out[r.ClientRequestID] = append(out[r.ClientRequestID], r)
 	}
 	return out
 }
@@ -878,6 +878,73 @@ func TestGatewayUserAndKeyBudgetsUnderConcurrency(t *testing.T) {
 			}
 			if b.Spend != want {
 				t.Errorf("%s budget %s: spent %d, the spend log says %d", b.Scope, b.SubjectID, b.Spend, want)
+			}
+		}
+	})
+}
+
+// TestGatewayReusedRequestIDsAreBilled: the X-Request-Id a client sends
+// is its own label, not the spend log's key. Calls that reuse one (by
+// mistake, or to have their spend dropped as repeats of a stored row) are
+// each logged and each counted in the budgets and rollups the store keeps,
+// the budgets that replicas reload (check 31).
+func TestGatewayReusedRequestIDsAreBilled(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		for _, shared := range []bool{false, true} {
+			w := newSecWorld(t, db, secOptions{keys: 1, shared: shared, deps: []secDep{{id: "dep-reuse-" + strconv.FormatBool(shared), model: "reuse"}},
+				budgets: func(w *secWorld) []gateway.Budget {
+					return []gateway.Budget{{Scope: gateway.BudgetKey, SubjectID: w.keyIDs[0], MaxMicros: 1_000_000}}
+				}})
+			send := func(reqID string) {
+				req, _ := http.NewRequest("POST", w.srv.URL+"/v1/chat/completions", strings.NewReader(chatBody("reuse", false)))
+				req.Header.Set("Authorization", "Bearer "+w.keys[0])
+				req.Header.Set("X-Request-Id", reqID)
+				resp, err := w.hc.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("%s: %d %s", reqID, resp.StatusCode, b)
+				}
+			}
+			// Three calls under one id, the first two in one spend batch
+			// and the third in the next.
+			send("same-id")
+			send("same-id")
+			w.spend(t)
+			send("same-id")
+			rows := w.spend(t)["same-id"]
+			var total int64
+			ids := map[string]bool{}
+			for _, r := range rows {
+				if !strings.HasPrefix(r.RequestID, "req_") || ids[r.RequestID] {
+					t.Errorf("shared %t: spend log id %q, want a server-made id per call", shared, r.RequestID)
+				}
+				ids[r.RequestID] = true
+				total += r.CostMicros
+			}
+			if len(rows) != 3 || total == 0 {
+				t.Fatalf("shared %t: %d spend rows under the client's id, costing %d; want 3 calls billed", shared, len(rows), total)
+			}
+			budget, err := db.FindBudget(w.tctx, gateway.BudgetKey, w.keyIDs[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if budget.Spend != total {
+				t.Errorf("shared %t: the stored budget counts %d, the three calls cost %d", shared, budget.Spend, total)
+			}
+			day, err := db.ListDailySpend(w.tctx, "", "9999-12-31")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var requests int64
+			for _, d := range day {
+				requests += d.Requests
+			}
+			if requests != 3 {
+				t.Errorf("shared %t: the daily rollups count %d calls, want 3", shared, requests)
 			}
 		}
 	})

@@ -278,6 +278,7 @@ func (s *Server) handleDeleteBudget() http.Handler {
 
 type spendView struct {
 	RequestID        string    `json:"request_id"`
+	ClientRequestID  string    `json:"client_request_id,omitempty"`
 	KeyID            string    `json:"key_id"`
 	UserID           string    `json:"user_id"`
 	EndUser          string    `json:"end_user,omitempty"`
@@ -301,7 +302,7 @@ type spendView struct {
 }
 
 func viewSpend(l *gateway.SpendLog) spendView {
-	return spendView{RequestID: l.RequestID, KeyID: l.KeyID, UserID: l.UserID, EndUser: l.EndUser, CallType: l.CallType,
+	return spendView{RequestID: l.RequestID, ClientRequestID: l.ClientRequestID, KeyID: l.KeyID, UserID: l.UserID, EndUser: l.EndUser, CallType: l.CallType,
 		Model: l.Model, DeploymentID: l.DeploymentID, Provider: l.Provider, UpstreamModel: l.UpstreamModel,
 		PromptTokens: l.PromptTokens, CompletionTokens: l.CompletionTokens, CachedTokens: l.CachedTokens,
 		UsageEstimated: l.UsageEstimated, CostMicros: l.CostMicros, StartedAt: l.StartedAt, EndedAt: l.EndedAt,
@@ -367,7 +368,7 @@ func (s *Server) handleListSpend() http.Handler {
 		cw := csv.NewWriter(w)
 		_ = cw.Write([]string{"request_id", "started_at", "ended_at", "key_id", "user_id", "call_type", "model", "deployment_id",
 			"provider", "upstream_model", "prompt_tokens", "completion_tokens", "cached_tokens", "usage_estimated", "cost_usd",
-			"ttft_ms", "status", "status_code", "error_class", "trace_id"})
+			"ttft_ms", "status", "status_code", "error_class", "trace_id", "client_request_id"})
 		rows := first
 		for {
 			for _, l := range rows {
@@ -375,7 +376,7 @@ func (s *Server) handleListSpend() http.Handler {
 					l.KeyID, l.UserID, l.CallType, csvSafe(l.Model), l.DeploymentID, l.Provider, csvSafe(l.UpstreamModel),
 					strconv.FormatInt(l.PromptTokens, 10), strconv.FormatInt(l.CompletionTokens, 10), strconv.FormatInt(l.CachedTokens, 10),
 					strconv.FormatBool(l.UsageEstimated), microsToUSD(l.CostMicros), strconv.FormatInt(l.TTFT.Milliseconds(), 10),
-					l.Status, strconv.Itoa(l.StatusCode), l.ErrorClass, csvSafe(l.TraceID)})
+					l.Status, strconv.Itoa(l.StatusCode), l.ErrorClass, csvSafe(l.TraceID), csvSafe(l.ClientRequestID)})
 			}
 			if next == "" || r.Context().Err() != nil {
 				break

@@ -185,6 +185,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := requestID(r)
 	w.Header().Set("X-Request-Id", id)
+	// Handlers that read the header (the gateway keeps it with a call's
+	// spend log) see the id the caller is answered with, never a long or
+	// odd one that requestID replaced.
+	r.Header.Set("X-Request-Id", id)
 	info := &requestInfo{id: id, route: "unmatched"}
 	r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
 	rec := &recorder{ResponseWriter: w}

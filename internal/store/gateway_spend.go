@@ -38,7 +38,7 @@ func cleanText(s string) string {
 }
 
 func cleanSpendLog(l *gateway.SpendLog) {
-	for _, s := range []*string{&l.RequestID, &l.TenantID, &l.KeyID, &l.UserID, &l.EndUser, &l.CallType, &l.Model,
+	for _, s := range []*string{&l.RequestID, &l.ClientRequestID, &l.TenantID, &l.KeyID, &l.UserID, &l.EndUser, &l.CallType, &l.Model,
 		&l.DeploymentID, &l.Provider, &l.UpstreamModel, &l.Status, &l.ErrorClass, &l.TraceID} {
 		*s = cleanText(*s)
 	}
@@ -46,9 +46,9 @@ func cleanSpendLog(l *gateway.SpendLog) {
 
 const spendColumns = `request_id, tenant_id, key_id, user_id, end_user, call_type, model, deployment_id, provider,
 	upstream_model, prompt_tokens, completion_tokens, cached_tokens, usage_estimated, cost_micros, started_at, ended_at,
-	ttft_ms, status, status_code, error_class, trace_id, metadata`
+	ttft_ms, status, status_code, error_class, trace_id, metadata, client_request_id`
 
-const spendColumnCount = 23
+const spendColumnCount = 24
 
 // spendArgs appends a log's column values to args.
 func spendArgs(args []any, l *gateway.SpendLog) []any {
@@ -63,7 +63,8 @@ func spendArgs(args []any, l *gateway.SpendLog) []any {
 	}
 	return append(args, l.RequestID, l.TenantID, l.KeyID, l.UserID, l.EndUser, l.CallType, l.Model, l.DeploymentID,
 		l.Provider, l.UpstreamModel, l.PromptTokens, l.CompletionTokens, l.CachedTokens, l.UsageEstimated, l.CostMicros,
-		l.StartedAt, l.EndedAt, millis(l.TTFT), l.Status, int64(l.StatusCode), l.ErrorClass, l.TraceID, meta)
+		l.StartedAt, l.EndedAt, millis(l.TTFT), l.Status, int64(l.StatusCode), l.ErrorClass, l.TraceID, meta,
+		l.ClientRequestID)
 }
 
 func scanSpendLog(row interface{ Scan(...any) error }, l *gateway.SpendLog) error {
@@ -72,7 +73,7 @@ func scanSpendLog(row interface{ Scan(...any) error }, l *gateway.SpendLog) erro
 	if err := row.Scan(&l.RequestID, &l.TenantID, &l.KeyID, &l.UserID, &l.EndUser, &l.CallType, &l.Model,
 		&l.DeploymentID, &l.Provider, &l.UpstreamModel, &l.PromptTokens, &l.CompletionTokens, &l.CachedTokens,
 		&l.UsageEstimated, &l.CostMicros, &l.StartedAt, &l.EndedAt, &ttft, &l.Status, &code, &l.ErrorClass,
-		&l.TraceID, &meta); err != nil {
+		&l.TraceID, &meta, &l.ClientRequestID); err != nil {
 		return err
 	}
 	l.TTFT, l.StatusCode = fromMillis(ttft), int(code)

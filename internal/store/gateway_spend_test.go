@@ -113,7 +113,7 @@ func TestGatewayWriteSpendRows(t *testing.T) {
 		// A row round-trips, with text PostgreSQL could not store made
 		// storable rather than failing the batch.
 		l := spendLog(a.id, "", spendDay, 42)
-		l.EndUser, l.TraceID = "ab\x00c\xff", "trace-1"
+		l.EndUser, l.TraceID, l.ClientRequestID = "ab\x00c\xff", "trace-1", "client-7"
 		l.UsageEstimated, l.TTFT, l.CallType = true, 1250*time.Millisecond, "messages"
 		l.Metadata = map[string]json.RawMessage{"team": json.RawMessage(`"search"`)}
 		writeSpend(t, db, []gateway.SpendLog{l})
