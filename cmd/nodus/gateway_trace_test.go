@@ -73,6 +73,11 @@ func TestGatewayCallsAreGenerations(t *testing.T) {
 				t.Fatalf("spend rows %+v", rows)
 			}
 		}
+		var one struct{ Spend []spendRow }
+		w.do(t, w.orgAdmin, "GET", "/api/v1/spend?client_request_id=req-traced-1", nil, 200, &one)
+		if len(one.Spend) != 1 || one.Spend[0] != rows["req-traced-1"] {
+			t.Fatalf("spend filtered by the client's request id: %+v", one.Spend)
+		}
 		matches := func(g tracedObservation, clientRequestID string) {
 			t.Helper()
 			row := rows[clientRequestID]

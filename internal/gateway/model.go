@@ -200,6 +200,8 @@ type SpendFilter struct {
 	UserID   string
 	Model    string
 	Status   string
+	// ClientRequestID finds the calls answered with that X-Request-Id.
+	ClientRequestID string
 }
 
 // BudgetSpend is an increment of one budget's settled spend, applied in

@@ -310,10 +310,11 @@ func viewSpend(l *gateway.SpendLog) spendView {
 }
 
 // spendFilter reads the spend log's filters: from and to (RFC 3339),
-// key_id, user_id, model, status.
+// key_id, user_id, model, status, client_request_id.
 func spendFilter(r *http.Request) (gateway.SpendFilter, error) {
 	q := r.URL.Query()
-	f := gateway.SpendFilter{KeyID: q.Get("key_id"), UserID: q.Get("user_id"), Model: q.Get("model"), Status: q.Get("status")}
+	f := gateway.SpendFilter{KeyID: q.Get("key_id"), UserID: q.Get("user_id"), Model: q.Get("model"), Status: q.Get("status"),
+		ClientRequestID: q.Get("client_request_id")}
 	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
 		if v := q.Get(name); v != "" {
 			t, err := time.Parse(time.RFC3339, v)

@@ -303,7 +303,7 @@ func (db *DB) ListSpend(ctx context.Context, f gateway.SpendFilter, cursor strin
 		args = append(args, f.To)
 	}
 	for _, eq := range []struct{ col, v string }{{"key_id", f.KeyID}, {"user_id", f.UserID}, {"model", f.Model},
-		{"status", f.Status}} {
+		{"status", f.Status}, {"client_request_id", f.ClientRequestID}} {
 		if eq.v != "" {
 			q += ` AND ` + eq.col + ` = ?`
 			args = append(args, eq.v)

@@ -122,6 +122,11 @@ func TestGatewayWriteSpendRows(t *testing.T) {
 		if err != nil || len(page) != 1 || !reflect.DeepEqual(page[0], l) {
 			t.Fatalf("ListSpend = %+v, %v; want %+v", page, err, l)
 		}
+		for id, want := range map[string]int{"client-7": 1, "client-8": 0} {
+			if page, _, err := db.ListSpend(a.ctx, gateway.SpendFilter{ClientRequestID: id}, "", 10); err != nil || len(page) != want {
+				t.Errorf("ListSpend by client request id %s: %d rows, %v; want %d", id, len(page), err, want)
+			}
+		}
 
 		// A batch larger than one statement (256 + 256 + 64 + 16 + 8 rows),
 		// across a UTC midnight, with a budget each for key and user.
