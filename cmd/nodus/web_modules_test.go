@@ -238,6 +238,10 @@ func TestWebModulePages(t *testing.T) {
 		if body := b.pageOK("/gateway/spend?model=no-such-model"); !strings.Contains(body, "No calls match these filters") {
 			t.Error("a spend filter matching nothing does not say so")
 		}
+		if body := b.pageOK("/gateway/spend?request=no-such-request"); !strings.Contains(body, "No calls match these filters") ||
+			!strings.Contains(body, "client_request_id=no-such-request") {
+			t.Error("the request id filter matches a call, or its CSV link drops it")
+		}
 		filtered := b.pageOK("/gateway/spend?from=" + today + "&to=" + today + "&model=nodus%2Fextractive")
 		csv = regexp.MustCompile(`href="(/api/v1/spend\?[^"]+)" download`).FindStringSubmatch(filtered)
 		resp, body, _ = b.get(strings.ReplaceAll(csv[1], "&amp;", "&"))

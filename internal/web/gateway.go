@@ -446,6 +446,7 @@ type gatewaySpendPage struct {
 
 type spendForm struct {
 	From, To, Key, User, Model string
+	Request                    string // the X-Request-Id a call was answered with
 }
 
 type spendRow struct {
@@ -466,9 +467,10 @@ func (s *Server) handleGatewaySpend() http.Handler {
 		}
 		q := r.URL.Query()
 		form := spendForm{From: q.Get("from"), To: q.Get("to"), Key: strings.TrimSpace(q.Get("key")),
-			User: strings.TrimSpace(q.Get("user")), Model: strings.TrimSpace(q.Get("model"))}
+			User: strings.TrimSpace(q.Get("user")), Model: strings.TrimSpace(q.Get("model")),
+			Request: strings.TrimSpace(q.Get("request"))}
 		p := gatewaySpendPage{gatewayBase: s.gatewayPage(r, v, "Spend"), Admin: m.Admin, Filter: form}
-		f := gateway.SpendFilter{KeyID: form.Key, UserID: form.User, Model: form.Model}
+		f := gateway.SpendFilter{KeyID: form.Key, UserID: form.User, Model: form.Model, ClientRequestID: form.Request}
 		fields := map[string]string{}
 		if form.From != "" {
 			if f.From, err = parseDay(form.From, false); err != nil {
@@ -522,7 +524,8 @@ func (s *Server) handleGatewaySpend() http.Handler {
 		if !f.To.IsZero() {
 			csv.Set("to", f.To.Format(time.RFC3339))
 		}
-		for k, val := range map[string]string{"key_id": f.KeyID, "user_id": f.UserID, "model": f.Model} {
+		for k, val := range map[string]string{"key_id": f.KeyID, "user_id": f.UserID, "model": f.Model,
+			"client_request_id": f.ClientRequestID} {
 			if val != "" {
 				csv.Set(k, val)
 			}
