@@ -112,7 +112,7 @@ func TestGatewayCallsAreGenerations(t *testing.T) {
 		}
 		g := detail.Observations[0]
 		matches(g, "req-traced-1")
-		if g.ParentObservationID != spanID || g.Metadata["call_type"] != "chat" || g.ModelParameters["temperature"] != 0.3 ||
+		if g.ParentObservationID != spanID || g.Metadata["client_request_id"] != "req-traced-1" || g.Metadata["call_type"] != "chat" || g.ModelParameters["temperature"] != 0.3 ||
 			string(g.Output) == "" {
 			t.Fatalf("traced generation %+v", g)
 		}

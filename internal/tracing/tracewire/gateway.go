@@ -75,7 +75,8 @@ func Events(c gateway.CallRecord) []tracing.Event {
 		// The payloads are the generation's; the trace does not store them
 		// a second time.
 		add(tracing.Event{Trace: &tracing.TracePatch{ID: traceID, Timestamp: &start, Name: &name, UserID: &user,
-			Tags: []string{"nodus", "gateway"}, Metadata: jsonOf(traceMeta{KeyID: l.KeyID, SpendRequestID: l.RequestID})}})
+			Tags: []string{"nodus", "gateway"}, Metadata: jsonOf(traceMeta{ClientRequestID: l.ClientRequestID, KeyID: l.KeyID,
+				SpendRequestID: l.RequestID})}})
 	}
 	typ, name := tracing.TypeGeneration, l.CallType
 	if l.CallType == "embedding" {
@@ -112,7 +113,7 @@ func Events(c gateway.CallRecord) []tracing.Event {
 		level, msg := tracing.LevelWarning, "the client went away; what streamed was billed"
 		g.Level, g.StatusMessage = &level, &msg
 	}
-	g.Metadata = jsonOf(callMeta{CallType: l.CallType, DeploymentID: l.DeploymentID, ErrorClass: l.ErrorClass,
+	g.Metadata = jsonOf(callMeta{CallType: l.CallType, ClientRequestID: l.ClientRequestID, DeploymentID: l.DeploymentID, ErrorClass: l.ErrorClass,
 		KeyID: l.KeyID, Provider: l.Provider, SpendRequestID: l.RequestID, Status: l.Status, StatusCode: l.StatusCode,
 		UpstreamModel: l.UpstreamModel, UsageEstimated: l.UsageEstimated})
 	add(tracing.Event{Observation: g})
@@ -123,21 +124,23 @@ func Events(c gateway.CallRecord) []tracing.Event {
 // (about a tenth of the recorder's allocations were encoding/json walking
 // maps); fields in key order, as a map's would be.
 type traceMeta struct {
-	KeyID          string `json:"key_id,omitempty"`
-	SpendRequestID string `json:"spend_request_id"`
+	ClientRequestID string `json:"client_request_id,omitempty"` // the X-Request-Id the call was answered with
+	KeyID           string `json:"key_id,omitempty"`
+	SpendRequestID  string `json:"spend_request_id"`
 }
 
 type callMeta struct {
-	CallType       string `json:"call_type"`
-	DeploymentID   string `json:"deployment_id,omitempty"`
-	ErrorClass     string `json:"error_class,omitempty"`
-	KeyID          string `json:"key_id,omitempty"`
-	Provider       string `json:"provider,omitempty"`
-	SpendRequestID string `json:"spend_request_id"`
-	Status         string `json:"status"`
-	StatusCode     int    `json:"status_code"`
-	UpstreamModel  string `json:"upstream_model,omitempty"`
-	UsageEstimated bool   `json:"usage_estimated,omitempty"`
+	CallType        string `json:"call_type"`
+	ClientRequestID string `json:"client_request_id,omitempty"`
+	DeploymentID    string `json:"deployment_id,omitempty"`
+	ErrorClass      string `json:"error_class,omitempty"`
+	KeyID           string `json:"key_id,omitempty"`
+	Provider        string `json:"provider,omitempty"`
+	SpendRequestID  string `json:"spend_request_id"`
+	Status          string `json:"status"`
+	StatusCode      int    `json:"status_code"`
+	UpstreamModel   string `json:"upstream_model,omitempty"`
+	UsageEstimated  bool   `json:"usage_estimated,omitempty"`
 }
 
 // callInput is a chat call's messages (and tools), bounded.
