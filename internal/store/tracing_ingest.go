@@ -27,9 +27,11 @@ import (
 //     entity's first event would have made it (a child's trace: its id and
 //     time). The patches are applied in event order in Go
 //     (tracing.*Patch.Apply), so the merge rules live in one place.
-//  3. New rows are inserted whole with ON CONFLICT DO NOTHING RETURNING id,
-//     so a new entity is written once rather than created and then
-//     updated; existing rows are written back with a multi-row upsert. A
+//  3. New rows are inserted whole with ON CONFLICT DO NOTHING, learning
+//     which were stored from RETURNING id (insertNew: on SQLite only when
+//     one was skipped), so a new entity is written once rather than
+//     created and then updated; existing rows are written back with a
+//     multi-row upsert. A
 //     new row another transaction inserted meanwhile (PostgreSQL; its
 //     insert made ours wait) comes back missing from RETURNING, and its
 //     events are merged again into the row now there, under its lock.
