@@ -22,8 +22,9 @@
 //
 // synchronous=NORMAL is the default: a commit is written to the WAL before it
 // returns, so a crash of the process (even SIGKILL) loses nothing that was
-// acknowledged. On power loss or an operating-system crash the last
-// transactions before the most recent WAL sync may be rolled back; the
+// acknowledged. On power loss or an operating-system crash the
+// transactions since the most recent WAL sync (the background checkpoint
+// syncs it, within about a second of a commit) may be rolled back; the
 // database is never corrupted. Operators who need every acknowledged commit
 // to survive power loss set NODUS_SQLITE_SYNCHRONOUS=FULL, which syncs the WAL
 // on every commit at a cost in write latency.
