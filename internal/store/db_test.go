@@ -334,41 +334,65 @@ func TestOpenPostgresFailure(t *testing.T) {
 	}
 }
 
-// TestBackgroundCheckpoint checks that commits reach the database file
-// without any commit checkpointing (the writer's autocheckpoint is off):
-// the background loop copies the WAL back, so the main file grows while
-// the test only writes.
-func TestBackgroundCheckpoint(t *testing.T) {
+// itemFile is a SQLite database with one table, item, for the checkpoint
+// tests: they watch the main file grow as the WAL is copied back.
+type itemFile struct {
+	t    testing.TB
+	db   *store.DB
+	path string
+}
+
+func newItemFile(t testing.TB) *itemFile {
+	t.Helper()
 	url := storetest.SQLiteURL(t)
 	db, err := store.Open(context.Background(), storetest.Config(url))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
+	w := &itemFile{t: t, db: db, path: store.SQLitePath(url)}
+	w.exec("CREATE TABLE item (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+	return w
+}
+
+func (w *itemFile) exec(query string, args ...any) {
+	w.t.Helper()
 	ctx := context.Background()
-	if err := db.Write(ctx, func(tx *store.Tx) error {
-		_, err := tx.Exec(ctx, "CREATE TABLE item (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+	if err := w.db.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Exec(ctx, query, args...)
 		return err
 	}); err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
-	path := store.SQLitePath(url)
-	size := func() int64 {
-		fi, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fi.Size()
+}
+
+// insert commits one row.
+func (w *itemFile) insert(id int, body string) {
+	w.t.Helper()
+	w.exec("INSERT INTO item (id, body) VALUES (?, ?)", id, body)
+}
+
+// size is the main file's size: what checkpoints have copied back.
+func (w *itemFile) size() int64 {
+	w.t.Helper()
+	fi, err := os.Stat(w.path)
+	if err != nil {
+		w.t.Fatal(err)
 	}
+	return fi.Size()
+}
+
+// TestBackgroundCheckpoint checks that commits reach the database file
+// without any commit checkpointing (the writer's autocheckpoint is off):
+// the background loop copies the WAL back, so the main file grows while
+// the test only writes.
+func TestBackgroundCheckpoint(t *testing.T) {
+	w := newItemFile(t)
 	time.Sleep(200 * time.Millisecond) // let the table's creation land
+	size := w.size
 	before := size()
 	for i := range 300 {
-		if err := db.Write(ctx, func(tx *store.Tx) error {
-			_, err := tx.Exec(ctx, "INSERT INTO item (id, body) VALUES (?, ?)", i, strings.Repeat("x", 1000))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		w.insert(i, strings.Repeat("x", 1000))
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for size() < before+200_000 {
@@ -383,36 +407,12 @@ func TestBackgroundCheckpoint(t *testing.T) {
 // once (the round that copies everything makes the next commit sync the
 // WAL's header), but within about checkpointAge.
 func TestCheckpointWaitsForCommits(t *testing.T) {
-	url := storetest.SQLiteURL(t)
-	db, err := store.Open(context.Background(), storetest.Config(url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx := context.Background()
-	if err := db.Write(ctx, func(tx *store.Tx) error {
-		_, err := tx.Exec(ctx, "CREATE TABLE item (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	path := store.SQLitePath(url)
-	size := func() int64 {
-		fi, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fi.Size()
-	}
+	w := newItemFile(t)
 	time.Sleep(1500 * time.Millisecond) // the table's creation lands
+	size := w.size
 	before := size()
 	for i := range 5 {
-		if err := db.Write(ctx, func(tx *store.Tx) error {
-			_, err := tx.Exec(ctx, "INSERT INTO item (id, body) VALUES (?, ?)", i, strings.Repeat("x", 3000))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		w.insert(i, strings.Repeat("x", 3000))
 	}
 	time.Sleep(300 * time.Millisecond)
 	if got := size(); got != before {
@@ -433,29 +433,13 @@ func TestCheckpointWaitsForCommits(t *testing.T) {
 //
 //	go test -run '^$' -bench SparseCommits -benchtime 200x ./internal/store/
 func BenchmarkSparseCommits(b *testing.B) {
-	db, err := store.Open(context.Background(), storetest.Config(storetest.SQLiteURL(b)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	ctx := context.Background()
-	if err := db.Write(ctx, func(tx *store.Tx) error {
-		_, err := tx.Exec(ctx, "CREATE TABLE item (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
+	w := newItemFile(b)
 	took := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {
 		time.Sleep(20 * time.Millisecond)
 		start := time.Now()
-		if err := db.Write(ctx, func(tx *store.Tx) error {
-			_, err := tx.Exec(ctx, "INSERT INTO item (id, body) VALUES (?, ?)", i, "x")
-			return err
-		}); err != nil {
-			b.Fatal(err)
-		}
+		w.insert(i, "x")
 		took = append(took, time.Since(start))
 	}
 	b.StopTimer()
