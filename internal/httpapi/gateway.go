@@ -302,8 +302,8 @@ type spendView struct {
 }
 
 func viewSpend(l *gateway.SpendLog) spendView {
-	return spendView{RequestID: l.RequestID, ClientRequestID: l.ClientRequestID, KeyID: l.KeyID, UserID: l.UserID, EndUser: l.EndUser, CallType: l.CallType,
-		Model: l.Model, DeploymentID: l.DeploymentID, Provider: l.Provider, UpstreamModel: l.UpstreamModel,
+	return spendView{RequestID: l.RequestID, ClientRequestID: l.ClientRequestID, KeyID: l.KeyID, UserID: l.UserID,
+		EndUser: l.EndUser, CallType: l.CallType, Model: l.Model, DeploymentID: l.DeploymentID, Provider: l.Provider, UpstreamModel: l.UpstreamModel,
 		PromptTokens: l.PromptTokens, CompletionTokens: l.CompletionTokens, CachedTokens: l.CachedTokens,
 		UsageEstimated: l.UsageEstimated, CostMicros: l.CostMicros, StartedAt: l.StartedAt, EndedAt: l.EndedAt,
 		TTFTMillis: l.TTFT.Milliseconds(), Status: l.Status, StatusCode: l.StatusCode, ErrorClass: l.ErrorClass, TraceID: l.TraceID}
