@@ -408,9 +408,19 @@ func TestBackgroundCheckpoint(t *testing.T) {
 // WAL's header), but within about checkpointAge.
 func TestCheckpointWaitsForCommits(t *testing.T) {
 	w := newItemFile(t)
-	time.Sleep(1500 * time.Millisecond) // the table's creation lands
+	// The table's creation lands: the file stops growing for longer than
+	// a round waits.
 	size := w.size
 	before := size()
+	for stable, deadline := time.Now(), time.Now().Add(10*time.Second); time.Since(stable) < 1200*time.Millisecond; {
+		if time.Now().After(deadline) {
+			t.Fatal("the database file never stopped growing")
+		}
+		time.Sleep(50 * time.Millisecond)
+		if got := size(); got != before {
+			before, stable = got, time.Now()
+		}
+	}
 	for i := range 5 {
 		w.insert(i, strings.Repeat("x", 3000))
 	}
