@@ -65,21 +65,7 @@ func BenchmarkWriteSpend(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			for i := range 20 {
-				batch(-1 - i)
-			}
-			if err := db.Write(nodus.WithAllTenants(ctx), func(tx *store.Tx) error {
-				_, err := tx.Exec(ctx, "ANALYZE")
-				return err
-			}); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for i := range b.N {
-				batch(i)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+			storetest.BenchBatches(b, db, rows, "rows", batch)
 		})
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/store"
 )
 
@@ -214,4 +215,30 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// BenchBatches is the loop of a write benchmark: 20 batches first and
+// ANALYZE, as a database that has served a while has statistics
+// (autovacuum's ANALYZE, the SQLite optimize job; the planner of an empty
+// table scans), then b.N timed batches of per units each, reported as
+// units per second. batch gets the batch's index, negative for the
+// warm-up.
+func BenchBatches(b *testing.B, db *store.DB, per int, unit string, batch func(i int)) {
+	b.Helper()
+	for i := range 20 {
+		batch(-1 - i)
+	}
+	ctx := context.Background()
+	if err := db.Write(nodus.WithAllTenants(ctx), func(tx *store.Tx) error {
+		_, err := tx.Exec(ctx, "ANALYZE")
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		batch(i)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), unit+"/s")
 }

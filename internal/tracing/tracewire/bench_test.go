@@ -64,24 +64,7 @@ func BenchmarkRecordGatewayCalls(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			// 10,000 calls first, with statistics, as a database that has
-			// served a while has them (autovacuum's ANALYZE, the SQLite
-			// optimize job): the planner of an empty table scans.
-			for i := range 20 {
-				batch(-1 - i)
-			}
-			if err := db.Write(nodus.WithAllTenants(ctx), func(tx *store.Tx) error {
-				_, err := tx.Exec(ctx, "ANALYZE")
-				return err
-			}); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for i := range b.N {
-				batch(i)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.N*calls)/b.Elapsed().Seconds(), "calls/s")
+			storetest.BenchBatches(b, db, calls, "calls", batch)
 		})
 	}
 }
