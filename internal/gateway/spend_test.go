@@ -286,7 +286,9 @@ func TestSpendWriterSumsBudgetsPerBatch(t *testing.T) {
 	noLeak(t)
 	store := &fakeSpendStore{}
 	w := NewSpendWriter(store, SpendWriterOptions{BatchSize: 3, FlushEvery: time.Hour})
-	w.Start()
+	// The rows wait before the writer starts, so it takes all six at once
+	// and cuts them into the two batches checked below. (Started first,
+	// it could take the first four, as [0 1 2] and [3].)
 	for i, r := range []struct {
 		cost    int64
 		budgets []string
@@ -295,6 +297,7 @@ func TestSpendWriterSumsBudgetsPerBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	w.Start()
 	if err := w.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
