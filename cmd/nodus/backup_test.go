@@ -327,6 +327,35 @@ func backupRestoreScenario(t *testing.T, src, dst map[string]string, wantDBs int
 	w.check(t, restored.base)
 }
 
+// flipContent returns raw with one byte flipped, from the middle on, at
+// the first place where the flip changes what the archive decompresses to.
+// A flip in a compressed stream can decode to the same bytes (a copy's
+// distance changed within a run of zeros), and that archive is not damaged.
+func flipContent(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	want := gunzipAll(raw)
+	for i := len(raw) / 2; i < len(raw)-8; i++ {
+		b := bytes.Clone(raw)
+		b[i] ^= 0x40
+		if !bytes.Equal(gunzipAll(b), want) {
+			return b
+		}
+	}
+	t.Fatal("no flipped byte changes the archive's content")
+	return nil
+}
+
+// gunzipAll returns what a gzip stream decodes to up to its end or its
+// first error, ignoring the checksum.
+func gunzipAll(b []byte) []byte {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil
+	}
+	out, _ := io.ReadAll(zr)
+	return out
+}
+
 func must[T any](v T, err error) T {
 	if err != nil {
 		panic(err)
@@ -384,10 +413,15 @@ func TestRestoreRefusesBadArchives(t *testing.T) {
 		want    string
 	}{
 		{"flipped byte", func(p string) {
-			b := bytes.Clone(raw)
-			b[len(b)/2] ^= 0x40
-			os.WriteFile(p, b, 0o600)
+			os.WriteFile(p, flipContent(t, raw), 0o600)
 		}, `corrupt|checksum|truncated|not a nodus backup`},
+		{"flipped gzip checksum", func(p string) {
+			// The content is intact; only reading the gzip stream to its
+			// end (its CRC-32 is in the last 8 bytes) finds the damage.
+			b := bytes.Clone(raw)
+			b[len(b)-8] ^= 0x40
+			os.WriteFile(p, b, 0o600)
+		}, `corrupt|checksum`},
 		{"truncated", func(p string) { os.WriteFile(p, raw[:len(raw)*2/3], 0o600) }, `corrupt or truncated|truncated archive`},
 		{"parent path", func(p string) {
 			writeEntries(t, p, with(1, tarEntry{&tar.Header{Typeflag: tar.TypeReg, Name: "../escaped", Size: 2, Mode: 0o600}, []byte("hi")}))
