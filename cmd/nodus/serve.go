@@ -18,6 +18,7 @@ import (
 
 	"github.com/nodus-os/nodus/internal/agent"
 	"github.com/nodus-os/nodus/internal/audit"
+	"github.com/nodus-os/nodus/internal/background"
 	"github.com/nodus-os/nodus/internal/blob"
 	"github.com/nodus-os/nodus/internal/chat"
 	"github.com/nodus-os/nodus/internal/chat/chatwire"
@@ -112,6 +113,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// gateway on a 2-core machine. GOGC, when set, is obeyed.
 		debug.SetGCPercent(serveGCPercent)
 	}
+	// The trace recorder runs on a thread of lower priority (package
+	// background); one P more than the cores keeps that thread, when the
+	// kernel sets it aside, from holding a P requests need. GOMAXPROCS,
+	// when set, is obeyed.
+	procs := background.ExtraProcs()
 
 	ring, err := keyring.Load(cfg.MasterKey, cfg.DataDir)
 	if err != nil {
@@ -536,7 +542,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	} else {
 		logger.Warn("job queue not started: its migrations are not applied; run `nodus migrate up`")
 	}
-	logger.Info("listening", "addr", "http://"+ln.Addr().String(), "startup", time.Since(start).Round(time.Millisecond))
+	logger.Info("listening", "addr", "http://"+ln.Addr().String(), "startup", time.Since(start).Round(time.Millisecond), "gomaxprocs", procs)
 
 	// Warm full-text search: the lists of the most frequent terms are the
 	// slow ones to read at a first search. In the background, bounded by

@@ -2,9 +2,11 @@ package tracing
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
+	"github.com/nodus-os/nodus/internal/background"
 	"github.com/nodus-os/nodus/internal/nodus"
 )
 
@@ -86,9 +88,14 @@ func (r *Recorder) Written() int64 { return r.written.Load() }
 func (r *Recorder) Queued() int { return len(r.events) }
 
 // Run writes batches until ctx ends, then flushes what is buffered (with
-// its own deadline) and returns.
+// its own deadline) and returns. It runs on a thread of its own at a lower
+// priority (package background): a batch keeps a core busy for
+// milliseconds, and requests must not wait for it.
 func (r *Recorder) Run(ctx context.Context) {
 	defer close(r.done)
+	if err := background.Lower(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		r.log.Warn("tracing: the recorder runs at the requests' priority", "error", err)
+	}
 	tick := time.NewTicker(recordInterval)
 	defer tick.Stop()
 	for {

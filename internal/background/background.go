@@ -1,0 +1,39 @@
+package background
+
+import (
+	"os"
+	"runtime"
+)
+
+// Nice is how much less priority a background thread gets than the process:
+// nice 10 weighs about a tenth of nice 0 under Linux's scheduler, which
+// still leaves the recorder the share it needs at saturation.
+const Nice = 10
+
+// Lower locks the calling goroutine to its OS thread and lowers that
+// thread's priority by Nice (to at most 19). It returns an error where a
+// sandbox does not allow it, or one matching errors.ErrUnsupported off
+// Linux; the goroutine is then unlocked again and runs as before.
+func Lower() error {
+	runtime.LockOSThread()
+	if err := lowerThread(Nice); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	return nil
+}
+
+// ExtraProcs gives the Go scheduler one P more than its default (the
+// cores, or the container's CPU limit), for a lowered thread to hold,
+// unless GOMAXPROCS is set in the environment (then it is obeyed). It
+// returns the number of Ps in effect; calling it again changes nothing.
+// The runtime no longer follows changes of the CPU limit after it.
+func ExtraProcs() int {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return runtime.GOMAXPROCS(0)
+	}
+	runtime.SetDefaultGOMAXPROCS()
+	n := runtime.GOMAXPROCS(0) + 1
+	runtime.GOMAXPROCS(n)
+	return n
+}

@@ -1,0 +1,100 @@
+package background
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestLowerLowersOnlyItsThread checks that Lower changes the nice value of
+// the calling goroutine's thread alone, and that the thread ends with the
+// goroutine rather than go back to run others.
+func TestLowerLowersOnlyItsThread(t *testing.T) {
+	// Go wedges the main thread, rather than end it, when a locked
+	// goroutine returns on it; a second goroutine cannot land there.
+	for range 2 {
+		if lowerOnce(t) != syscall.Getpid() {
+			return
+		}
+		t.Log("the goroutine ran on the main thread, which Go wedges: once more")
+	}
+	t.Fatal("Lower ran on the main thread twice")
+}
+
+// lowerOnce runs Lower in a goroutine, checks the threads' nice values,
+// lets the goroutine return and checks that its thread ended. It returns
+// the thread's id.
+func lowerOnce(t *testing.T) int {
+	t.Helper()
+	type lowered struct{ tid, before int }
+	got := make(chan lowered)
+	release := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		tid := syscall.Gettid()
+		before := threadNices(t)[tid]
+		if err := Lower(); err != nil {
+			t.Error(err)
+			close(got)
+			return
+		}
+		got <- lowered{tid, before}
+		<-release
+	}()
+	before := threadNices(t)
+	l, ok := <-got
+	if !ok {
+		t.FailNow()
+	}
+	after := threadNices(t)
+	if want := min(l.before+Nice, 19); after[l.tid] != want {
+		t.Errorf("the lowered thread's nice is %d, want %d", after[l.tid], want)
+	}
+	for id, nice := range after {
+		if was, ok := before[id]; ok && id != l.tid && nice != was {
+			t.Errorf("thread %d's nice changed from %d to %d", id, was, nice)
+		}
+	}
+	close(release)
+	if l.tid == syscall.Getpid() {
+		return l.tid
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join("/proc/self/task", strconv.Itoa(l.tid))); os.IsNotExist(err) {
+			return l.tid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lowered thread %d outlived its goroutine", l.tid)
+		}
+	}
+}
+
+// threadNices reads every thread's nice value from /proc (field 19 of
+// its stat, the 17th after the command's closing parenthesis).
+func threadNices(t *testing.T) map[int]int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]int{}
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "stat"))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		tid, err1 := strconv.Atoi(task.Name())
+		nice, err2 := strconv.Atoi(fields[16])
+		if err1 != nil || err2 != nil {
+			t.Fatalf("parsing %s/stat: %q", task.Name(), b)
+		}
+		out[tid] = nice
+	}
+	return out
+}
