@@ -37,3 +37,18 @@ func ExtraProcs() int {
 	runtime.GOMAXPROCS(n)
 	return n
 }
+
+// Normal runs f on an ordinary goroutine, at the process's priority, and
+// returns once it has: the way for a lowered goroutine to do work while
+// the cores are busy. A stop-the-world phase of Go's collector waits for
+// every running goroutine, and a lowered thread the kernel keeps off a
+// busy core makes the whole process wait with it (measured: a 21 ms
+// pause at 1,000 clients, against 2 ms at most otherwise).
+func Normal(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
+}

@@ -64,14 +64,8 @@ func lowerOnce(t *testing.T) int {
 	if l.tid == syscall.Getpid() {
 		return l.tid
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join("/proc/self/task", strconv.Itoa(l.tid))); os.IsNotExist(err) {
-			return l.tid
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the lowered thread %d outlived its goroutine", l.tid)
-		}
-	}
+	waitThreadEnd(t, l.tid)
+	return l.tid
 }
 
 // threadNices reads every thread's nice value from /proc (field 19 of
@@ -97,4 +91,43 @@ func threadNices(t *testing.T) map[int]int {
 		out[tid] = nice
 	}
 	return out
+}
+
+// TestNormal checks that a lowered goroutine's Normal runs its function
+// at the process's priority.
+func TestNormal(t *testing.T) {
+	base := threadNices(t)[syscall.Gettid()]
+	got := make(chan [2]int)
+	go func() {
+		if err := Lower(); err != nil {
+			t.Error(err)
+			close(got)
+			return
+		}
+		var n [2]int
+		n[0] = threadNices(t)[syscall.Gettid()]
+		Normal(func() { n[1] = threadNices(t)[syscall.Gettid()] })
+		got <- n
+	}()
+	n, ok := <-got
+	if !ok {
+		t.FailNow()
+	}
+	if n[0] != min(base+Nice, 19) || n[1] != base {
+		t.Errorf("lowered at nice %d, Normal at %d; want %d and %d", n[0], n[1], min(base+Nice, 19), base)
+	}
+}
+
+// waitThreadEnd waits for a thread to end: Go ends a locked thread just
+// after its goroutine returns.
+func waitThreadEnd(t *testing.T, tid int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join("/proc/self/task", strconv.Itoa(tid))); os.IsNotExist(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lowered thread %d outlived its goroutine", tid)
+		}
+	}
 }

@@ -22,6 +22,9 @@ const (
 	recordBuffer   = 10000 // events waiting, at most
 	recordBatch    = 500   // events a flush writes at most
 	recordInterval = 200 * time.Millisecond
+	// recordLight is the most entries a tick writes at a lower priority:
+	// 640 gateway calls a second, about 5 ms of writing per tick.
+	recordLight = 128
 )
 
 // Recorder writes the events handed to Record in the background. Start it
@@ -88,13 +91,18 @@ func (r *Recorder) Written() int64 { return r.written.Load() }
 func (r *Recorder) Queued() int { return len(r.events) }
 
 // Run writes batches until ctx ends, then flushes what is buffered (with
-// its own deadline) and returns. It runs on a thread of its own at a lower
-// priority (package background): a batch keeps a core busy for
-// milliseconds, and requests must not wait for it.
+// its own deadline) and returns.
+//
+// A tick with little to write writes it on a thread of lower priority
+// (package background): a batch keeps a core busy for milliseconds, and a
+// request arriving meanwhile should not wait for it. A tick with more
+// (the cores busy) writes at the usual priority, as a lowered thread kept
+// off a busy core would stall the garbage collector's stop-the-world
+// phases, and with them every request.
 func (r *Recorder) Run(ctx context.Context) {
 	defer close(r.done)
 	if err := background.Lower(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		r.log.Warn("tracing: the recorder runs at the requests' priority", "error", err)
+		r.log.Warn("tracing: the recorder's light batches run at the requests' priority", "error", err)
 	}
 	tick := time.NewTicker(recordInterval)
 	defer tick.Stop()
@@ -102,13 +110,21 @@ func (r *Recorder) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			for r.flush(fctx) > 0 {
-			}
+			background.Normal(func() {
+				for r.flush(fctx) > 0 {
+				}
+			})
 			cancel()
 			return
 		case <-tick.C:
-			for r.flush(ctx) == recordBatch {
+			if r.Queued() <= recordLight {
+				r.flush(ctx)
+				continue
 			}
+			background.Normal(func() {
+				for r.flush(ctx) == recordBatch {
+				}
+			})
 		}
 	}
 }
