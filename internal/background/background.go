@@ -5,9 +5,9 @@ import (
 	"runtime"
 )
 
-// Nice is how much less priority a background thread gets than the process:
-// nice 10 weighs about a tenth of nice 0 under Linux's scheduler, which
-// still leaves the recorder the share it needs at saturation.
+// Nice is how much less priority a lowered thread gets than the process:
+// on a contended core, Linux's scheduler gives a thread at nice 10 about a
+// tenth of the time of one at nice 0.
 const Nice = 10
 
 // Lower locks the calling goroutine to its OS thread and lowers that
