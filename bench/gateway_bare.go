@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +24,10 @@ import (
 // bareProxyCommand is the hidden subcommand `bench gateway` re-executes
 // its own binary with to run the bare proxy as a separate process.
 const bareProxyCommand = "bare-proxy"
+
+// bareDebugEnv names the address the bare proxy serves net/http/pprof on
+// when set, as NODUS_DEBUG_ADDR does for nodus.
+const bareDebugEnv = "BENCH_BARE_DEBUG_ADDR"
 
 // runBareProxy is `bench bare-proxy`: the least a reverse proxy in its own
 // process can do, so that the bench can show what crossing into another
@@ -43,6 +49,18 @@ func runBareProxy(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
+	}
+	if addr := os.Getenv(bareDebugEnv); addr != "" {
+		// Profiles and execution traces of the bare proxy, to set beside
+		// nodus's (NODUS_DEBUG_ADDR); loopback only, as there.
+		if ap, err := netip.ParseAddrPort(addr); err != nil || !ap.Addr().IsLoopback() {
+			return fmt.Errorf("%s=%q: want a loopback address and port (127.0.0.1:6061)", bareDebugEnv, addr)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		go func() { _ = http.ListenAndServe(addr, mux) }()
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 0 // no limit but the per-host one

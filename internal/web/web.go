@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/audit"
@@ -82,6 +84,9 @@ type Server struct {
 	assets *assets
 	pages  map[string]*template.Template
 	clock  func() time.Time
+	// firsts holds the literal first path segments of the routes ("" for
+	// the root), so Handles turns other paths away without a match.
+	firsts map[string]bool
 }
 
 // formMaxBytes bounds a form's body: the largest is a chatbot's, whose
@@ -110,9 +115,11 @@ func New(deps Deps, cfg Config) (*Server, error) {
 	if s.pages, err = parsePages(a); err != nil {
 		return nil, err
 	}
-	for _, rt := range s.routes() {
+	routes := s.routes()
+	for _, rt := range routes {
 		s.mux.Handle(rt.pattern, s.wrap(rt))
 	}
+	s.firsts = routeFirsts(routes)
 	return s, nil
 }
 
@@ -221,8 +228,68 @@ func (s *Server) routes() []route {
 // handler can send everything else (the API, the gateway, probes) to the
 // API unchanged.
 func (s *Server) Handles(r *http.Request) bool {
+	// Most requests are the API's. A clean path whose first segment no
+	// route starts with cannot match, so the mux is asked only about the
+	// others (it cleans and redirects, so an unclean path always goes to it).
+	if s.firsts != nil && r.Method != http.MethodConnect && isClean(r.URL.Path) && !s.firsts[firstSegment(r.URL.Path)] {
+		return false
+	}
 	_, pattern := s.mux.Handler(r)
 	return pattern != ""
+}
+
+// routeFirsts is the literal first path segments of routes, or nil when a
+// route's is not literal (every path then goes to the mux).
+func routeFirsts(routes []route) map[string]bool {
+	firsts := map[string]bool{}
+	for _, rt := range routes {
+		first, ok := patternFirstSegment(rt.pattern)
+		if !ok {
+			return nil
+		}
+		firsts[first] = true
+	}
+	return firsts
+}
+
+// patternFirstSegment is the literal first path segment of a ServeMux
+// pattern ("GET /static/{file}" → "static", "/{$}" → ""); ok is false when
+// it is not literal (a wildcard, a bare "/" subtree or a host pattern).
+func patternFirstSegment(pattern string) (first string, ok bool) {
+	p := pattern
+	if _, after, found := strings.Cut(p, " "); found {
+		p = strings.TrimLeft(after, " \t")
+	}
+	if !strings.HasPrefix(p, "/") || p == "/" {
+		return "", false
+	}
+	first = firstSegment(p)
+	switch {
+	case first == "{$}":
+		return "", true
+	case strings.Contains(first, "{"):
+		return "", false
+	}
+	return first, true
+}
+
+// firstSegment is the text between a path's first slash and the next.
+func firstSegment(p string) string {
+	p = strings.TrimPrefix(p, "/")
+	if i := strings.IndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+// isClean reports whether the mux would take p as it is, without
+// redirecting to a cleaned path.
+func isClean(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	return c == p || (strings.HasSuffix(p, "/") && c+"/" == p)
 }
 
 // Mount returns the server's top-level handler: the UI's paths to ui,

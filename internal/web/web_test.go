@@ -19,7 +19,7 @@ import (
 
 // newTestServer builds the UI without services: enough to render its
 // templates with crafted data and to serve its static files.
-func newTestServer(t *testing.T) *Server {
+func newTestServer(t testing.TB) *Server {
 	t.Helper()
 	a, err := newAssets(mustSub(t))
 	if err != nil {
@@ -37,7 +37,7 @@ func newTestServer(t *testing.T) *Server {
 	return s
 }
 
-func mustSub(t *testing.T) fs.FS {
+func mustSub(t testing.TB) fs.FS {
 	t.Helper()
 	sub, err := fs.Sub(staticFS, "static")
 	if err != nil {
