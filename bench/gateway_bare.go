@@ -60,7 +60,11 @@ func runBareProxy(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		go func() { _ = http.ListenAndServe(addr, mux) }()
+		dln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", bareDebugEnv, err)
+		}
+		go func() { _ = http.Serve(dln, mux) }()
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 0 // no limit but the per-host one
