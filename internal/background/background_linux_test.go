@@ -5,10 +5,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nodus-os/nodus/internal/background/backgroundtest"
 )
 
 // TestLowerLowersOnlyItsThread checks that Lower changes the nice value of
@@ -68,29 +69,14 @@ func lowerOnce(t *testing.T) int {
 	return l.tid
 }
 
-// threadNices reads every thread's nice value from /proc (field 19 of
-// its stat, the 17th after the command's closing parenthesis).
+// threadNices is every thread's nice value, by thread id.
 func threadNices(t *testing.T) map[int]int {
 	t.Helper()
-	tasks, err := os.ReadDir("/proc/self/task")
+	nices, err := backgroundtest.ThreadNices()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[int]int{}
-	for _, task := range tasks {
-		b, err := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "stat"))
-		if err != nil {
-			continue // ended meanwhile
-		}
-		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		tid, err1 := strconv.Atoi(task.Name())
-		nice, err2 := strconv.Atoi(fields[16])
-		if err1 != nil || err2 != nil {
-			t.Fatalf("parsing %s/stat: %q", task.Name(), b)
-		}
-		out[tid] = nice
-	}
-	return out
+	return nices
 }
 
 // TestNormal checks that a lowered goroutine's Normal runs its function

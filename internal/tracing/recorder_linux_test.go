@@ -2,13 +2,11 @@ package tracing_test
 
 import (
 	"context"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nodus-os/nodus/internal/background/backgroundtest"
 	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/store"
 	"github.com/nodus-os/nodus/internal/store/storetest"
@@ -35,14 +33,10 @@ func (s *nicedStore) first() []int {
 	return append([]int(nil), s.nices...)
 }
 
-// threadNice is the calling thread's nice value (field 19 of its stat).
+// threadNice is the calling thread's nice value; -100 when unreadable,
+// which no check accepts.
 func threadNice() int {
-	b, err := os.ReadFile("/proc/thread-self/stat")
-	if err != nil {
-		return -100
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	n, err := strconv.Atoi(f[16])
+	n, err := backgroundtest.ThreadNice()
 	if err != nil {
 		return -100
 	}
