@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -355,4 +356,28 @@ func BenchmarkLedgerReserveSettle(b *testing.B) {
 			h.Settle(1)
 		}
 	})
+}
+
+// BenchmarkLedgerRefresh is a shared-budget reload of n unchanged budgets
+// (every 2 s on each replica); most of it runs under the ledger's lock,
+// which every call's reservation takes.
+func BenchmarkLedgerRefresh(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			clock := newRouteClock()
+			l := NewLedger(clock.Now, nil)
+			budgets := make([]Budget, n)
+			for i := range budgets {
+				budgets[i] = ledgerBudget(fmt.Sprint("b", i), BudgetUser, 1<<40, 0)
+			}
+			if err := l.Load(budgets); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := l.Refresh(budgets, clock.Now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
