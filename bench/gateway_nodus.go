@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nodus-os/nodus/internal/procstat"
 )
 
 // child is a nodus serve process started by the bench on loopback with a
@@ -299,18 +301,8 @@ func (c *child) cpu() time.Duration {
 	if err != nil {
 		return 0
 	}
-	// The fields after the command name, which is in parentheses and may
-	// hold spaces: utime and stime are the 14th and 15th of the line.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	utime, err1 := procstat.Int(b, 14)
+	stime, err2 := procstat.Int(b, 15)
 	if err1 != nil || err2 != nil {
 		return 0
 	}

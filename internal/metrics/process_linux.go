@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+
+	"github.com/nodus-os/nodus/internal/procstat"
 )
 
 // userHZ is the unit of the clock-tick fields in /proc/<pid>/stat. The
@@ -103,19 +105,7 @@ func processStartTime() (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) is in parentheses and may itself contain
-	// spaces and parentheses, so split after the last ')'. The remaining
-	// fields start at field 3 (state); starttime is field 22.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("metrics: malformed /proc/self/stat")
-	}
-	fields := bytes.Fields(stat[i+1:])
-	const startTimeField = 22 - 3
-	if len(fields) <= startTimeField {
-		return 0, errors.New("metrics: malformed /proc/self/stat")
-	}
-	ticks, err := strconv.ParseUint(string(fields[startTimeField]), 10, 64)
+	ticks, err := procstat.Int(stat, 22) // starttime
 	if err != nil {
 		return 0, err
 	}

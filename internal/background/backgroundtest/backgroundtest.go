@@ -4,11 +4,12 @@
 package backgroundtest
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/nodus-os/nodus/internal/procstat"
 )
 
 // ThreadNice is the calling thread's nice value. The goroutine should be
@@ -45,20 +46,8 @@ func ThreadNices() (map[int]int, error) {
 	return out, nil
 }
 
-// parseNice reads field 19 of a stat line, the 17th after the closing
-// parenthesis of the command (which may hold spaces and parentheses).
+// parseNice reads a stat line's nice value (field 19).
 func parseNice(stat []byte) (int, error) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("backgroundtest: no command in stat %q", stat)
-	}
-	f := bytes.Fields(stat[i+1:])
-	if len(f) < 17 {
-		return 0, fmt.Errorf("backgroundtest: short stat %q", stat)
-	}
-	n, err := strconv.Atoi(string(f[16]))
-	if err != nil {
-		return 0, fmt.Errorf("backgroundtest: nice in stat %q: %w", stat, err)
-	}
-	return n, nil
+	n, err := procstat.Int(stat, 19)
+	return int(n), err
 }
