@@ -157,19 +157,82 @@ func (l *Ledger) Refresh(budgets []Budget, readAt time.Time) error {
 		}
 	}
 	for id, e := range entries {
-		old := l.budgets[id]
-		if old == nil || old == e {
-			continue
+		if old := l.budgets[id]; old != nil && old != e {
+			e.merge(old)
 		}
-		e.carry(old)
-		if e.period > 0 && old.period == e.period && old.resetAt.After(e.resetAt) {
-			e.resetAt, e.b.Spend = old.resetAt, 0
-		}
-		e.b.Spend += e.unwritten
 	}
 	l.dropGone(entries)
 	l.budgets = entries
 	return nil
+}
+
+// applyChunk is how many budgets Apply changes under one hold of the
+// ledger's lock, so that calls reserving meanwhile wait microseconds, not
+// the whole read.
+const applyChunk = 256
+
+// Apply brings the budgets a read of changes found into the ledger, as
+// Refresh does for every budget: changed are the budgets the store wrote
+// since the previous read, deleted the ids it no longer holds. Budgets the
+// read did not mention are left as they are. It returns the budgets it
+// removed. Nothing is applied when one budget is invalid.
+//
+// The ledger's lock is taken per chunk of budgets, not for the whole
+// read: a reservation sees each budget either before or after its change,
+// as it would between two reads.
+func (l *Ledger) Apply(changed []Budget, deleted []string, readAt time.Time) ([]Budget, error) {
+	entries := make([]*ledgerEntry, len(changed))
+	for i, b := range changed {
+		e, err := newLedgerEntry(b)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: apply: %w", err)
+		}
+		entries[i] = e
+	}
+	for chunk := range slices.Chunk(entries, applyChunk) {
+		l.mu.Lock()
+		for _, e := range chunk {
+			old := l.budgets[e.b.ID]
+			if old != nil {
+				if !old.putAt.Before(readAt) {
+					continue
+				}
+				e.merge(old)
+			}
+			l.budgets[e.b.ID] = e
+		}
+		l.mu.Unlock()
+	}
+	var removed []Budget
+	now := l.now()
+	for chunk := range slices.Chunk(deleted, applyChunk) {
+		l.mu.Lock()
+		for _, id := range chunk {
+			e := l.budgets[id]
+			if e == nil || !e.putAt.Before(readAt) {
+				continue
+			}
+			if e.stored > 0 {
+				l.markDropped(id)
+			}
+			delete(l.budgets, id)
+			removed = append(removed, e.view(now))
+		}
+		l.mu.Unlock()
+	}
+	return removed, nil
+}
+
+// merge makes e, just read from the store, the successor of old: what
+// belongs to this process is carried over, a period this replica already
+// rolled over and the store has not yet stays rolled over, and the spend
+// settled here and not yet written is added to the store's.
+func (e *ledgerEntry) merge(old *ledgerEntry) {
+	e.carry(old)
+	if e.period > 0 && old.period == e.period && old.resetAt.After(e.resetAt) {
+		e.resetAt, e.b.Spend = old.resetAt, 0
+	}
+	e.b.Spend += e.unwritten
 }
 
 // carry keeps what belongs to this process across a reload: reservations
@@ -624,6 +687,19 @@ func (l *Ledger) Remaining(id string) (micros int64, ok bool) {
 	}
 	b := e.view(now)
 	return b.MaxMicros - b.Spend, true
+}
+
+// Budget returns budget id as of now, with its spend including everything
+// settled in memory.
+func (l *Ledger) Budget(id string) (Budget, bool) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.budgets[id]
+	if e == nil {
+		return Budget{}, false
+	}
+	return e.view(now), true
 }
 
 // Snapshot returns every budget as of now, sorted by id, with its spend

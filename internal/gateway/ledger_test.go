@@ -358,21 +358,115 @@ func BenchmarkLedgerReserveSettle(b *testing.B) {
 	})
 }
 
-// BenchmarkLedgerRefresh is a shared-budget reload of n unchanged budgets
-// (every 2 s on each replica); most of it runs under the ledger's lock,
-// which every call's reservation takes.
+// TestLedgerApply: a read of changes updates the budgets it names and
+// leaves the rest alone, as Refresh does for all: reservations and this
+// replica's unwritten spend are carried over, a local rollover the store
+// has not seen stays, a budget Put after the read started wins, and a
+// deleted budget holding a claim is noted for the claim's release.
+func TestLedgerApply(t *testing.T) {
+	clock := newRouteClock()
+	hourly := func(id string, max, spend int64, resetAt time.Time) Budget {
+		b := ledgerBudget(id, BudgetUser, max, spend)
+		b.Period, b.ResetAt = "1h", &resetAt
+		return b
+	}
+	start := clock.Now()
+	l, _ := newTestLedger(t, clock, ledgerBudget("a", BudgetKey, 1000, 100), ledgerBudget("b", BudgetUser, 1000, 0),
+		ledgerBudget("c", BudgetTenant, 1000, 0), ledgerBudget("d", BudgetKey, 1000, 0),
+		hourly("h", 1000, 0, start.Add(2*time.Hour)))
+	h, err := l.Reserve(context.Background(), []string{"a"}, 900)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	l.budgets["a"].unwritten = 30
+	l.budgets["c"].stored = 50
+	l.mu.Unlock()
+
+	readAt := clock.Now()
+	clock.Advance(time.Millisecond)
+	if err := l.Put(ledgerBudget("d", BudgetKey, 5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := l.Apply([]Budget{
+		ledgerBudget("a", BudgetKey, 2000, 500),      // another replica spent 400 and raised the cap
+		ledgerBudget("d", BudgetKey, 9999, 0),        // read before the Put
+		ledgerBudget("e", BudgetKey, 10, 0),          // created elsewhere
+		hourly("h", 1000, 700, start.Add(time.Hour)), // this replica rolled it over already
+	}, []string{"c", "d", "unknown"}, readAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0].ID != "c" || removed[0].SubjectID != "s-c" {
+		t.Errorf("removed = %+v, want c", removed)
+	}
+	for id, want := range map[string]int64{"a": 2000 - 530, "b": 1000, "d": 5, "e": 10, "h": 1000} {
+		if got := remaining(t, l, id); got != want {
+			t.Errorf("%s: remaining %d, want %d", id, got, want)
+		}
+	}
+	if l.Has("c") || !l.dropped["c"] {
+		t.Errorf("c: still held %v, noted for release %v", l.Has("c"), l.dropped["c"])
+	}
+	// The reservation on a survived the change: 2000 - 530 - 900 leaves
+	// room for 570, not 571.
+	if _, err := l.Reserve(context.Background(), []string{"a"}, 571); err == nil {
+		t.Error("a: the reservation held before the change was lost")
+	}
+	h.Settle(10)
+	if got := remaining(t, l, "a"); got != 2000-540 {
+		t.Errorf("a after settling: remaining %d, want %d", got, 2000-540)
+	}
+
+	// One invalid budget: nothing applied.
+	bad := ledgerBudget("b", BudgetUser, 1, 0)
+	bad.Period = "fortnight"
+	if _, err := l.Apply([]Budget{ledgerBudget("f", BudgetKey, 1, 0), bad}, []string{"e"}, clock.Now()); nodus.ErrorCode(err) != nodus.EINVALID {
+		t.Fatalf("invalid budget: %v", err)
+	}
+	if l.Has("f") || !l.Has("e") || remaining(t, l, "b") != 1000 {
+		t.Error("a refused Apply changed the ledger")
+	}
+}
+
+// BenchmarkLedgerApply is a shared-budget read of changes: n budgets in
+// the ledger, 100 of them changed since the last read.
+func BenchmarkLedgerApply(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			l, budgets, clock := benchLedger(b, n)
+			changed := budgets[:100]
+			for b.Loop() {
+				if _, err := l.Apply(changed, nil, clock.Now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchLedger is a ledger holding n budgets.
+func benchLedger(b *testing.B, n int) (*Ledger, []Budget, *routeClock) {
+	clock := newRouteClock()
+	l := NewLedger(clock.Now, nil)
+	budgets := make([]Budget, n)
+	for i := range budgets {
+		budgets[i] = ledgerBudget(fmt.Sprint("b", i), BudgetUser, 1<<40, 0)
+	}
+	if err := l.Load(budgets); err != nil {
+		b.Fatal(err)
+	}
+	return l, budgets, clock
+}
+
+// BenchmarkLedgerRefresh is a shared-budget read of every budget, n of
+// them unchanged (a start, or a replica that has not read for hours);
+// most of it runs under the ledger's lock, which every call's
+// reservation takes.
 func BenchmarkLedgerRefresh(b *testing.B) {
 	for _, n := range []int{1_000, 10_000, 100_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			clock := newRouteClock()
-			l := NewLedger(clock.Now, nil)
-			budgets := make([]Budget, n)
-			for i := range budgets {
-				budgets[i] = ledgerBudget(fmt.Sprint("b", i), BudgetUser, 1<<40, 0)
-			}
-			if err := l.Load(budgets); err != nil {
-				b.Fatal(err)
-			}
+			l, budgets, clock := benchLedger(b, n)
 			for b.Loop() {
 				if err := l.Refresh(budgets, clock.Now()); err != nil {
 					b.Fatal(err)

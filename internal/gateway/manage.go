@@ -421,7 +421,7 @@ func (s *Service) putBudget(tctx context.Context, m Manager, scope, subject stri
 		}
 		// The ledger's spend runs ahead of the store's until the spend
 		// writer flushes: keep it.
-		if cur, ok := s.ledgerBudget(b.ID); ok {
+		if cur, ok := s.ledger.Budget(b.ID); ok {
 			b.Spend = cur.Spend
 		}
 		if err := s.ledger.Put(b); err != nil {
@@ -448,15 +448,6 @@ func (s *Service) putBudget(tctx context.Context, m Manager, scope, subject stri
 	}
 }
 
-func (s *Service) ledgerBudget(id string) (Budget, bool) {
-	for _, b := range s.ledger.Snapshot() {
-		if b.ID == id {
-			return b, true
-		}
-	}
-	return Budget{}, false
-}
-
 // ListBudgets lists the tenant's budgets with their current spend.
 func (s *Service) ListBudgets(ctx context.Context, m Manager) ([]Budget, error) {
 	bs, err := s.store.ListBudgets(m.ctx(ctx))
@@ -464,7 +455,7 @@ func (s *Service) ListBudgets(ctx context.Context, m Manager) ([]Budget, error) 
 		return nil, err
 	}
 	for i := range bs {
-		if cur, ok := s.ledgerBudget(bs[i].ID); ok {
+		if cur, ok := s.ledger.Budget(bs[i].ID); ok {
 			bs[i].Spend = cur.Spend
 		}
 	}

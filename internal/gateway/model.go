@@ -129,6 +129,15 @@ type Budget struct {
 	UpdatedBy string
 }
 
+// BudgetChanges is what a read of budget changes found: the budgets
+// written at or after its cursor (every budget for cursor 0), the ids of
+// those deleted since (none for cursor 0), and the cursor of the next read.
+type BudgetChanges struct {
+	Budgets []Budget
+	Deleted []string
+	Next    int64
+}
+
 // PriceOverride is a tenant's own price for a model, in micro-dollars per
 // million tokens.
 type PriceOverride struct {
@@ -240,9 +249,15 @@ type Store interface {
 	CreateBudget(ctx context.Context, b Budget) error
 	FindBudget(ctx context.Context, scope, subjectID string) (Budget, error)
 	ListBudgets(ctx context.Context) ([]Budget, error)
-	// ListAllBudgets returns every tenant's budgets (no scope needed); the
-	// gateway loads them at start.
-	ListAllBudgets(ctx context.Context) ([]Budget, error)
+	// BudgetChanges returns every tenant's budgets changed, created or
+	// deleted at or after the cursor since, and the next cursor (no scope
+	// needed). Cursor 0 reads every budget: the gateway loads them so at
+	// start, and replicas sharing budgets then read only what changed.
+	BudgetChanges(ctx context.Context, since int64) (BudgetChanges, error)
+	// PruneBudgetTombstones forgets budgets deleted before t (no scope
+	// needed); a read of changes from a cursor older than that must start
+	// again from 0.
+	PruneBudgetTombstones(ctx context.Context, t time.Time) (int64, error)
 	UpdateBudget(ctx context.Context, b Budget) error
 	DeleteBudget(ctx context.Context, id string) error
 	// ResetBudget sets Spend to 0 and ResetAt to next if ResetAt is still

@@ -222,8 +222,9 @@ func TestGatewayReplicasShareRateLimits(t *testing.T) {
 	})
 }
 
-// TestGatewayReplicasSeeBudgetChanges: a budget set through one replica
-// binds calls on the other within the reload interval.
+// TestGatewayReplicasSeeBudgetChanges: a budget created, raised, lowered
+// and deleted through one replica binds calls on the other within the
+// reload interval, which reads only what changed.
 func TestGatewayReplicasSeeBudgetChanges(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, db *store.DB) {
 		w := newSecWorld(t, db, secOptions{keys: 1, shared: true, deps: []secDep{{id: "dep-changes", model: "changes"}}})
@@ -233,19 +234,38 @@ func TestGatewayReplicasSeeBudgetChanges(t *testing.T) {
 			t.Fatalf("before any budget: %d", s)
 		}
 		m := gateway.Manager{TenantID: w.tenant, UserID: w.user, Admin: true}
-		if _, err := w.svc.PutBudget(ctx, m, gateway.BudgetInput{Scope: gateway.BudgetTenant, MaxMicros: 0}); err != nil {
+		// until waits for the other replica to answer want.
+		until := func(what string, want int) {
+			t.Helper()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				s := r.post(ctx, w.keys[0], chatBody("changes", false)).status
+				if s == want {
+					return
+				}
+				if (s != 200 && s != 429) || time.Now().After(deadline) {
+					t.Fatalf("%s on the other replica: still %d, want %d", what, s, want)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		put := func(maxMicros int64) *gateway.Budget {
+			t.Helper()
+			b, err := w.svc.PutBudget(ctx, m, gateway.BudgetInput{Scope: gateway.BudgetTenant, MaxMicros: maxMicros})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		put(0)
+		until("a zero budget created", 429)
+		put(1_000_000_000)
+		until("the budget raised", 200)
+		b := put(0)
+		until("the budget lowered to zero again", 429)
+		if err := w.svc.DeleteBudget(ctx, m, b.ID); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			s := r.post(ctx, w.keys[0], chatBody("changes", false)).status
-			if s == 429 {
-				break
-			}
-			if s != 200 || time.Now().After(deadline) {
-				t.Fatalf("a zero budget set on the other replica: still %d", s)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		until("the budget deleted", 200)
 	})
 }

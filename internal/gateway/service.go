@@ -92,9 +92,14 @@ type Service struct {
 	limiter *Limiter
 	ledger  *Ledger
 	quotas  *quotas // nil when budgets and limits are not shared
-	started atomic.Bool
-	spend   *SpendWriter
-	m       *gatewayMetrics
+	// budgetsCursor and budgetsReadAt are where the last read of budget
+	// changes left off and when it started (Start, then coordinate's
+	// goroutine only).
+	budgetsCursor int64
+	budgetsReadAt time.Time
+	started       atomic.Bool
+	spend         *SpendWriter
+	m             *gatewayMetrics
 
 	mu       sync.Mutex
 	tenants  map[string]*tenantEntry
@@ -188,13 +193,16 @@ func NewService(cfg Config) (*Service, error) {
 // Start loads every budget and starts the spend writer and the sweeper
 // of idle rate-limit state. It returns once the budgets are loaded.
 func (s *Service) Start(ctx context.Context) error {
-	budgets, err := s.store.ListAllBudgets(nodus.WithAllTenants(ctx))
+	readAt := s.now()
+	all, err := s.store.BudgetChanges(nodus.WithAllTenants(ctx), 0)
 	if err != nil {
 		return fmt.Errorf("gateway: load budgets: %w", err)
 	}
+	budgets := all.Budgets
 	if err := s.ledger.Load(budgets); err != nil {
 		return fmt.Errorf("gateway: load budgets: %w", err)
 	}
+	s.budgetsCursor, s.budgetsReadAt = all.Next, readAt
 	s.mu.Lock()
 	for _, b := range budgets {
 		s.budgetID[budgetRef{b.TenantID, b.Scope, b.SubjectID}] = b.ID
@@ -209,13 +217,18 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// budgetsEvery is how often replicas sharing budgets read them all back:
-// a budget created, changed or removed through another replica applies
-// here within that time.
+// budgetsEvery is how often replicas sharing budgets read back the budgets
+// changed since their last read: a budget created, changed or removed
+// through another replica applies here within that time.
 const budgetsEvery = 2 * time.Second
 
+// tombstonesKept is how long the store remembers a deleted budget for
+// the replicas' reads of changes; a replica whose last read is older than
+// half of it (the store unreachable that long) reads every budget again.
+const tombstonesKept = 24 * time.Hour
+
 // coordinate renews this replica's claims and hands back unused parts
-// every claimEvery, and reloads the budgets every budgetsEvery.
+// every claimEvery, and reads the budgets' changes every budgetsEvery.
 func (s *Service) coordinate(ctx context.Context) {
 	t := time.NewTicker(claimEvery)
 	defer t.Stop()
@@ -236,22 +249,57 @@ func (s *Service) coordinate(ctx context.Context) {
 	}
 }
 
-// reloadBudgets reads every budget back from the store into the ledger
-// and the scope index.
+// reloadBudgets reads the budgets changed since the last read into the
+// ledger and the scope index: written by another replica (its spend, an
+// edit, a rollover), created, or deleted. Every budget is read again after
+// a long gap, when the store may have forgotten deletions since.
 func (s *Service) reloadBudgets(ctx context.Context) error {
+	since := s.budgetsCursor
+	if s.now().Sub(s.budgetsReadAt) >= tombstonesKept/2 {
+		since = 0
+	}
 	// Under spendMu, so no spend is both in the store's figures and still
 	// unwritten here.
 	s.quotas.spendMu.Lock()
 	readAt := s.now()
-	budgets, err := s.store.ListAllBudgets(nodus.WithAllTenants(ctx))
+	ch, err := s.store.BudgetChanges(nodus.WithAllTenants(ctx), since)
+	var removed []Budget
 	if err == nil {
-		err = s.ledger.Refresh(budgets, readAt)
+		if since == 0 {
+			err = s.ledger.Refresh(ch.Budgets, readAt)
+		} else {
+			removed, err = s.ledger.Apply(ch.Budgets, ch.Deleted, readAt)
+		}
 	}
 	s.quotas.spendMu.Unlock()
 	if err != nil {
 		return err
 	}
-	ids := make(map[budgetRef]string, len(budgets))
+	s.budgetsCursor, s.budgetsReadAt = ch.Next, readAt
+	if since == 0 {
+		s.indexAllBudgets()
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range ch.Budgets {
+		if s.ledger.Has(b.ID) {
+			s.budgetID[budgetRef{b.TenantID, b.Scope, b.SubjectID}] = b.ID
+		}
+	}
+	for _, b := range removed {
+		ref := budgetRef{b.TenantID, b.Scope, b.SubjectID}
+		if s.budgetID[ref] == b.ID {
+			delete(s.budgetID, ref)
+		}
+	}
+	return nil
+}
+
+// indexAllBudgets rebuilds the scope index from the whole ledger, after a
+// read of every budget.
+func (s *Service) indexAllBudgets() {
+	ids := map[budgetRef]string{}
 	for _, b := range s.ledger.Snapshot() {
 		ids[budgetRef{b.TenantID, b.Scope, b.SubjectID}] = b.ID
 	}
@@ -265,13 +313,15 @@ func (s *Service) reloadBudgets(ctx context.Context) error {
 		}
 	}
 	s.budgetID = ids
-	return nil
 }
 
-// sweep drops idle rate-limit windows and expired cache entries.
+// sweep drops idle rate-limit windows and expired cache entries, and
+// once an hour the tombstones of budgets deleted more than tombstonesKept
+// ago.
 func (s *Service) sweep(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
+	var pruned time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -279,6 +329,12 @@ func (s *Service) sweep(ctx context.Context) {
 		case <-t.C:
 		}
 		now := s.now()
+		if now.Sub(pruned) >= time.Hour {
+			pruned = now
+			if _, err := s.store.PruneBudgetTombstones(nodus.WithAllTenants(ctx), now.Add(-tombstonesKept)); err != nil {
+				s.log.Warn("gateway: prune deleted budgets' tombstones", "err", err)
+			}
+		}
 		s.limiter.Sweep(now)
 		s.mu.Lock()
 		for h, e := range s.keys {

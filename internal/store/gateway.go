@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/gateway"
@@ -490,12 +491,99 @@ func (db *DB) ListBudgets(ctx context.Context) ([]gateway.Budget, error) {
 		` ORDER BY tenant_id, scope, subject_id, id`, args, scanBudget)
 }
 
-// ListAllBudgets returns every tenant's budgets. It needs no scope: the
-// gateway loads them all at start.
-func (db *DB) ListAllBudgets(ctx context.Context) ([]gateway.Budget, error) {
+// BudgetChanges returns every tenant's budgets changed, created or
+// deleted at or after cursor since (0: every budget, and no deletions),
+// and the cursor for the next read. It needs no scope: replicas sharing
+// budgets read them back with it.
+//
+// The next cursor is taken before the rows are read, so a write committed
+// between the two is read again next time rather than missed: on SQLite
+// the change counter's value, on PostgreSQL the oldest transaction still
+// running (pg_snapshot_xmin), since transactions stamp rows when they
+// write them but commit in any order.
+func (db *DB) BudgetChanges(ctx context.Context, since int64) (gateway.BudgetChanges, error) {
 	ctx = crossTenant(ctx)
-	return listAll(ctx, db, `SELECT `+budgetColumns+` FROM gateway_budgets ORDER BY tenant_id, scope, subject_id, id`,
-		nil, scanBudget)
+	if since < 0 {
+		return gateway.BudgetChanges{}, nodus.Errorf(nodus.EINVALID, "budget changes: negative cursor %d", since)
+	}
+	cursor, marker, arg := `SELECT seq + 1 FROM gateway_budget_clock`, `change_seq`, `?`
+	if db.dialect == Postgres {
+		cursor, marker, arg = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`, `change_xid`, `?::text::xid8`
+	}
+	var out gateway.BudgetChanges
+	err := db.Read(ctx, func(tx *Tx) error {
+		out = gateway.BudgetChanges{}
+		if err := tx.QueryRow(ctx, cursor).Scan(&out.Next); err != nil {
+			return fmt.Errorf("store: budget changes: cursor: %w", err)
+		}
+		query, args := `SELECT `+budgetColumns+` FROM gateway_budgets ORDER BY id`, []any(nil)
+		if since > 0 {
+			query, args = `SELECT `+budgetColumns+` FROM gateway_budgets WHERE `+marker+` >= `+arg,
+				[]any{sinceArg(db.dialect, since)}
+		}
+		rows, err := tx.Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		changed := map[string]bool{}
+		for rows.Next() {
+			var b gateway.Budget
+			if err := scanBudget(rows, &b); err != nil {
+				return err
+			}
+			out.Budgets = append(out.Budgets, b)
+			changed[b.ID] = true
+		}
+		if err := rows.Err(); err != nil || since == 0 {
+			return err
+		}
+		// A budget deleted and then created again under its id is read as
+		// it is now: its row is newer than its tombstone.
+		trows, err := tx.Query(ctx, `SELECT id FROM gateway_budget_tombstones WHERE `+marker+` >= `+arg,
+			sinceArg(db.dialect, since))
+		if err != nil {
+			return err
+		}
+		defer trows.Close()
+		for trows.Next() {
+			var id string
+			if err := trows.Scan(&id); err != nil {
+				return err
+			}
+			if !changed[id] {
+				out.Deleted = append(out.Deleted, id)
+			}
+		}
+		return trows.Err()
+	})
+	if err != nil {
+		return gateway.BudgetChanges{}, err
+	}
+	return out, nil
+}
+
+// sinceArg is a change cursor as the dialect's query takes it: an integer
+// on SQLite, the text of a transaction id on PostgreSQL.
+func sinceArg(d Dialect, since int64) any {
+	if d == Postgres {
+		return strconv.FormatInt(since, 10)
+	}
+	return since
+}
+
+// PruneBudgetTombstones deletes the tombstones of budgets deleted before
+// t; it returns how many. A replica whose last read of budget changes is
+// older than the oldest tombstone kept must read every budget again.
+func (db *DB) PruneBudgetTombstones(ctx context.Context, t time.Time) (int64, error) {
+	ctx = crossTenant(ctx)
+	var n int64
+	err := db.Write(ctx, func(tx *Tx) error {
+		var err error
+		n, err = tx.Exec(ctx, `DELETE FROM gateway_budget_tombstones WHERE deleted_at < ?`, t.Unix())
+		return err
+	})
+	return n, err
 }
 
 // UpdateBudget changes a budget's cap, period and reset time. Scope,

@@ -289,8 +289,8 @@ func TestGatewayBudgets(t *testing.T) {
 		if list, err := db.ListBudgets(a.ctx); err != nil || len(list) != 2 || list[0].ID != ta.ID || list[1].ID != ua.ID {
 			t.Errorf("ListBudgets = %+v, %v", list, err)
 		}
-		if list, err := db.ListAllBudgets(ctx); err != nil || len(list) != 3 {
-			t.Errorf("ListAllBudgets without scope = %d budgets, %v", len(list), err)
+		if all, err := db.BudgetChanges(ctx, 0); err != nil || len(all.Budgets) != 3 || all.Deleted != nil {
+			t.Errorf("BudgetChanges(0) without scope = %d budgets, %v deleted, %v", len(all.Budgets), all.Deleted, err)
 		}
 
 		// An edit changes the cap, never the settled spend.

@@ -15,7 +15,7 @@ import (
 )
 
 // migrate applies the embedded migrations of set to db.
-func migrate(t *testing.T, db *store.DB, set string) {
+func migrate(t testing.TB, db *store.DB, set string) {
 	t.Helper()
 	m, err := store.NewMigrator(set, db)
 	if err != nil {
