@@ -97,6 +97,11 @@ func TestDBRuntimeRole(t *testing.T) {
 	org := signIn(t, in.base, "rt-admin", memberPassword)
 	org.must("POST", "/api/v1/knowledge-bases", map[string]any{"name": "rt-kb"}, 201, nil)
 	org.must("POST", "/api/v1/gateway/keys", map[string]any{"name": "rt-key", "max_budget_micros": 1000}, 201, nil)
+	// A deleted budget leaves a tombstone for the other replicas (a
+	// trigger, run as the runtime role).
+	var budget struct{ Budget struct{ ID string } }
+	org.must("PUT", "/api/v1/gateway/budgets", map[string]any{"scope": "tenant", "max_micros": 5000}, 200, &budget)
+	org.must("DELETE", "/api/v1/gateway/budgets/"+budget.Budget.ID, nil, 204, nil)
 	org.must("PUT", "/api/v1/vault/secret", map[string]any{"environment": "prod", "path": "/db",
 		"key": "PASSWORD", "value": "rt-canary"}, 200, nil)
 	// A reveal is audited in the main database: a write across two.
