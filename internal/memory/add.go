@@ -184,9 +184,13 @@ func (s *Service) addVerbatim(ctx context.Context, in AddInput) ([]Change, error
 		if f.source != "" {
 			sources = []string{f.source}
 		}
-		c, err := s.create(ctx, s.newMemory(in, f.text, sources, in.EmbeddingModel, at(vecs, i)), in.Actor)
+		m := s.newMemory(in, f.text, sources, in.EmbeddingModel, at(vecs, i))
+		c, err := s.create(ctx, m, in.Actor)
 		if err != nil {
 			return out, err
+		}
+		if c.Event == EventAdd {
+			s.wroteMemory(ctx, m, false)
 		}
 		out = append(out, c)
 	}
@@ -378,9 +382,21 @@ func (s *Service) decideAll(ctx context.Context, in AddInput, facts []string) ([
 			sources = append(sources, m.ID)
 		}
 	}
-	mems, err := s.store.LoadMemories(ctx, in.AppName, in.UserID, searchCorpus)
+	k := corpusKey{in.TenantID, in.AppName, in.UserID}
+	cor, err := s.corpus(ctx, k)
 	if err != nil {
 		return nil, fmt.Errorf("memory: add: %w", err)
+	}
+	// then moves cor on past one write of this Add, m written or deleted,
+	// with the cache when it can.
+	then := func(m Memory, deleted bool) {
+		if next := s.wrote(ctx, k, cor, m.ID, deleted); next != nil {
+			cor = next
+		} else if deleted {
+			cor = cor.remove(m.ID)
+		} else {
+			cor = cor.put(m)
+		}
 	}
 	vecs := s.vectors(ctx, in, facts)
 	// vectorOf reuses a fact's vector for its text and embeds other text.
@@ -392,12 +408,13 @@ func (s *Service) decideAll(ctx context.Context, in AddInput, facts []string) ([
 	}
 	var out []Change
 	for i, fact := range facts {
+		mems := cor.mems
 		h := Hash(fact)
 		if j := indexMemory(mems, func(m Memory) bool { return m.Hash == h }); j >= 0 {
 			out = append(out, Change{Event: EventNone, MemoryID: mems[j].ID, Text: mems[j].Text})
 			continue
 		}
-		similar, err := rank(ctx, mems, fact, in.EmbeddingModel, at(vecs, i), similarMemories)
+		similar, err := rank(ctx, cor, fact, in.EmbeddingModel, at(vecs, i), similarMemories)
 		if err != nil {
 			return out, fmt.Errorf("memory: add: %w", err)
 		}
@@ -421,7 +438,7 @@ func (s *Service) decideAll(ctx context.Context, in AddInput, facts []string) ([
 				return out, err
 			}
 			if c.Event == EventAdd {
-				mems = append(mems, m)
+				then(m, false)
 			}
 		case EventUpdate:
 			old := mems[target]
@@ -438,20 +455,21 @@ func (s *Service) decideAll(ctx context.Context, in AddInput, facts []string) ([
 			case err != nil:
 				return out, err
 			default:
-				mems[target] = m
+				then(m, false)
 				c = Change{Event: EventUpdate, MemoryID: m.ID, Text: m.Text, Old: old.Text}
 			}
 		case EventDelete:
 			old := mems[target]
 			_, err := s.store.DeleteMemory(ctx, old.ID, HistoryEntry{ID: nodus.NewID(), Actor: in.Actor,
 				CreatedAt: s.now()})
-			mems = append(mems[:target], mems[target+1:]...)
 			switch {
 			case nodus.ErrorCode(err) == nodus.ENOTFOUND: // gone meanwhile
+				cor = cor.remove(old.ID)
 				c = Change{Event: EventNone, Text: fact}
 			case err != nil:
 				return out, fmt.Errorf("memory: delete %s: %w", old.ID, err)
 			default:
+				then(old, true)
 				c = Change{Event: EventDelete, MemoryID: old.ID, Old: old.Text}
 			}
 		}

@@ -61,9 +61,16 @@ type Store interface {
 	// newest first by (updated_at, id), and the next page's cursor, ""
 	// after the last.
 	ListMemories(ctx context.Context, appName, userID, cursor string, limit int) ([]Memory, string, error)
-	// LoadMemories returns the user's newest limit memories of the app,
-	// with their vectors, for search.
-	LoadMemories(ctx context.Context, appName, userID string, limit int) ([]Memory, error)
+	// LoadMemoryCorpus returns the version of the user's memories of the
+	// app (MemoryVersion) and the newest limit of them with their vectors,
+	// newest first, for search. The version is read first, so it is never
+	// newer than the memories.
+	LoadMemoryCorpus(ctx context.Context, appName, userID string, limit int) (int64, []Memory, error)
+	// MemoryVersion returns the version of the user's memories of the app:
+	// every write to them moves it on, and it is 0 when they never had
+	// one. Versions start at random, so a user purged and made again does
+	// not repeat one.
+	MemoryVersion(ctx context.Context, appName, userID string) (int64, error)
 	// UpdateMemory reads the memory under a lock, applies change and
 	// writes back its text, hash, categories, vector and update time with
 	// the UPDATE history entry h (MemoryID, Event, Old and New set by the

@@ -66,19 +66,27 @@ func (s *Service) Search(ctx context.Context, in SearchInput) ([]Hit, error) {
 			qvec = vecs[0]
 		}
 	}
-	mems, err := s.store.LoadMemories(ctx, in.AppName, in.UserID, searchCorpus)
+	c, err := s.corpus(ctx, corpusKey{in.TenantID, in.AppName, in.UserID})
 	if err != nil {
 		return nil, fmt.Errorf("memory: search: %w", err)
 	}
-	return rank(ctx, mems, in.Query, in.EmbeddingModel, qvec, limit)
+	hits, err := rank(ctx, c, in.Query, in.EmbeddingModel, qvec, limit)
+	// The hits leave the module: their lists must not be the cache's.
+	for i := range hits {
+		m := &hits[i].Memory
+		m.Categories, m.SourceMessageIDs, m.Embedding = slices.Clone(m.Categories), slices.Clone(m.SourceMessageIDs),
+			slices.Clone(m.Embedding)
+	}
+	return hits, err
 }
 
 // searchDepth is how many hits each side of a hybrid search ranks.
 func searchDepth(limit int) int { return max(50, 5*limit) }
 
-// rank orders mems for a query: full text alone when qvec is nil, fused
-// with the cosine of the memories embedded by model otherwise.
-func rank(ctx context.Context, mems []Memory, query, model string, qvec []float32, limit int) ([]Hit, error) {
+// rank orders c's memories for a query: full text alone when qvec is nil,
+// fused with the cosine of the memories embedded by model otherwise.
+func rank(ctx context.Context, c *corpus, query, model string, qvec []float32, limit int) ([]Hit, error) {
+	mems := c.mems
 	if len(mems) == 0 {
 		return nil, nil
 	}
@@ -86,8 +94,7 @@ func rank(ctx context.Context, mems []Memory, query, model string, qvec []float3
 	if qvec != nil {
 		depth = searchDepth(limit)
 	}
-	ft, err := fulltext.Search(ctx, newTextIndex(mems), fulltext.Query{Text: query, Limit: depth},
-		fulltext.DefaultParams)
+	ft, err := fulltext.Search(ctx, c.text, fulltext.Query{Text: query, Limit: depth}, fulltext.DefaultParams)
 	if err != nil {
 		return nil, err
 	}
@@ -144,19 +151,18 @@ func rank(ctx context.Context, mems []Memory, query, model string, qvec []float3
 	return out[:min(len(out), limit)], nil
 }
 
-// textIndex is a fulltext.Index over a few thousand memories in memory,
-// keyed by their position: a user's memories are few enough to analyse
-// at each search.
+// textIndex is a fulltext.Index over a user's memories in memory, keyed
+// by their position.
 type textIndex struct {
 	texts    int64
 	length   int64
 	postings map[string][]fulltext.Posting
 }
 
-func newTextIndex(mems []Memory) *textIndex {
+// newTextIndex indexes the analysed texts terms.
+func newTextIndex(terms []fulltext.Vector) *textIndex {
 	ix := &textIndex{postings: make(map[string][]fulltext.Posting)}
-	for i, m := range mems {
-		v := fulltext.Analyze(m.Text)
+	for i, v := range terms {
 		if v.Length == 0 {
 			continue
 		}

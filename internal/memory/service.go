@@ -48,6 +48,7 @@ type Service struct {
 	embedder Embedder
 	log      *slog.Logger
 	now      func() time.Time
+	corpora  *corpusCache // users' memories analysed for search (corpus.go)
 }
 
 // NewService builds the service; a store is required.
@@ -61,7 +62,8 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = nodus.SystemClock{}.Now
 	}
-	return &Service{store: cfg.Store, models: cfg.Models, embedder: cfg.Embedder, log: cfg.Logger, now: cfg.Now}, nil
+	return &Service{store: cfg.Store, models: cfg.Models, embedder: cfg.Embedder, log: cfg.Logger, now: cfg.Now,
+		corpora: newCorpusCache(corpusCacheBytes)}, nil
 }
 
 func invalid(field, msg string) error {
@@ -203,7 +205,12 @@ func (s *Service) Update(ctx context.Context, tenantID, id, text, actor string) 
 			vec = vecs[0]
 		}
 	}
-	return s.update(nodus.WithTenant(ctx, tenantID), id, text, model, vec, actor)
+	ctx = nodus.WithTenant(ctx, tenantID)
+	m, err := s.update(ctx, id, text, model, vec, actor)
+	if err == nil {
+		s.wroteMemory(ctx, m, false)
+	}
+	return m, err
 }
 
 // update writes a memory's new text and vector (none when vec is nil)
@@ -234,9 +241,11 @@ func (s *Service) Delete(ctx context.Context, tenantID, id, actor string) error 
 		return notFound(id)
 	}
 	now := s.now()
-	if _, err := s.store.DeleteMemory(ctx, id, HistoryEntry{ID: nodus.NewID(), Actor: actor, CreatedAt: now}); err != nil {
+	m, err := s.store.DeleteMemory(ctx, id, HistoryEntry{ID: nodus.NewID(), Actor: actor, CreatedAt: now})
+	if err != nil {
 		return fmt.Errorf("memory: delete %s: %w", id, err)
 	}
+	s.wroteMemory(ctx, m, true)
 	return nil
 }
 
@@ -248,6 +257,7 @@ func (s *Service) DeleteAll(ctx context.Context, tenantID, app, user, actor stri
 		return 0, err
 	}
 	n, err := s.store.DeleteMemories(ctx, app, user, HistoryEntry{Actor: actor, CreatedAt: s.now()})
+	s.corpora.forget(corpusKey{tenantID, app, user})
 	if err != nil {
 		return 0, fmt.Errorf("memory: delete all: %w", err)
 	}
@@ -270,7 +280,9 @@ func (s *Service) History(ctx context.Context, tenantID, id string) ([]HistoryEn
 // PurgeTenant removes every memory and history row of a tenant (a tenant
 // purger).
 func (s *Service) PurgeTenant(ctx context.Context, tenantID string) error {
-	if err := s.store.DeleteMemoryTenant(nodus.WithTenant(ctx, tenantID)); err != nil {
+	err := s.store.DeleteMemoryTenant(nodus.WithTenant(ctx, tenantID))
+	s.corpora.forgetTenant(tenantID)
+	if err != nil {
 		return fmt.Errorf("memory: purge tenant %s: %w", tenantID, err)
 	}
 	return nil

@@ -222,55 +222,48 @@ func TestBudgetChangesSeesLateCommits(t *testing.T) {
 //
 //	NODUS_TEST_POSTGRES_URL=… go test -run '^$' -bench BudgetChanges ./internal/store/
 func BenchmarkBudgetChanges(b *testing.B) {
-	for _, engine := range []struct {
-		name string
-		open func(testing.TB) *store.DB
-	}{{"sqlite", storetest.OpenSQLite}, {"postgres", storetest.OpenPostgres}} {
-		b.Run(engine.name, func(b *testing.B) {
-			db := engine.open(b)
-			migrate(b, db, store.SetGateway)
-			s := newTenantScope()
-			const n = 10_000
-			spend := make([]gateway.BudgetSpend, 0, 100)
-			for i := range n {
-				bg := newBudget(s.id, gateway.BudgetUser, fmt.Sprint("user-", i), 1<<40)
-				if err := db.CreateBudget(s.ctx, bg); err != nil {
+	storetest.BenchMigrated(b, store.SetGateway, func(b *testing.B, db *store.DB) {
+		s := newTenantScope()
+		const n = 10_000
+		spend := make([]gateway.BudgetSpend, 0, 100)
+		for i := range n {
+			bg := newBudget(s.id, gateway.BudgetUser, fmt.Sprint("user-", i), 1<<40)
+			if err := db.CreateBudget(s.ctx, bg); err != nil {
+				b.Fatal(err)
+			}
+			if i%(n/100) == 0 {
+				spend = append(spend, gateway.BudgetSpend{BudgetID: bg.ID, Micros: 1})
+			}
+		}
+		// As autovacuum (PostgreSQL) and the optimize runs (SQLite)
+		// would have by then: without statistics PostgreSQL guesses a
+		// third of the rows are newer than any cursor, and scans them
+		// all.
+		all := nodus.WithAllTenants(ctx)
+		if err := db.Write(all, func(tx *store.Tx) error { _, err := tx.Exec(all, `ANALYZE`); return err }); err != nil {
+			b.Fatal(err)
+		}
+		first, err := db.BudgetChanges(ctx, 0)
+		if err != nil || len(first.Budgets) != n {
+			b.Fatalf("%d budgets, %v", len(first.Budgets), err)
+		}
+		if err := db.WriteSpend(ctx, nil, spend); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("all", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := db.BudgetChanges(ctx, 0); err != nil {
 					b.Fatal(err)
 				}
-				if i%(n/100) == 0 {
-					spend = append(spend, gateway.BudgetSpend{BudgetID: bg.ID, Micros: 1})
-				}
 			}
-			// As autovacuum (PostgreSQL) and the optimize runs (SQLite)
-			// would have by then: without statistics PostgreSQL guesses a
-			// third of the rows are newer than any cursor, and scans them
-			// all.
-			all := nodus.WithAllTenants(ctx)
-			if err := db.Write(all, func(tx *store.Tx) error { _, err := tx.Exec(all, `ANALYZE`); return err }); err != nil {
-				b.Fatal(err)
-			}
-			first, err := db.BudgetChanges(ctx, 0)
-			if err != nil || len(first.Budgets) != n {
-				b.Fatalf("%d budgets, %v", len(first.Budgets), err)
-			}
-			if err := db.WriteSpend(ctx, nil, spend); err != nil {
-				b.Fatal(err)
-			}
-			b.Run("all", func(b *testing.B) {
-				for b.Loop() {
-					if _, err := db.BudgetChanges(ctx, 0); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			b.Run("changed-100", func(b *testing.B) {
-				for b.Loop() {
-					ch, err := db.BudgetChanges(ctx, first.Next)
-					if err != nil || len(ch.Budgets) != len(spend) {
-						b.Fatalf("%d changed, %v", len(ch.Budgets), err)
-					}
-				}
-			})
 		})
-	}
+		b.Run("changed-100", func(b *testing.B) {
+			for b.Loop() {
+				ch, err := db.BudgetChanges(ctx, first.Next)
+				if err != nil || len(ch.Budgets) != len(spend) {
+					b.Fatalf("%d changed, %v", len(ch.Budgets), err)
+				}
+			}
+		})
+	})
 }

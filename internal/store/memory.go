@@ -176,18 +176,24 @@ func (db *DB) ListMemories(ctx context.Context, appName, userID, cursor string, 
 	return page, encodeTimeCursor(page[len(page)-1].UpdatedAt, page[len(page)-1].ID), nil
 }
 
-// LoadMemories returns the user's newest limit memories of the app in
-// scope, with their vectors.
-func (db *DB) LoadMemories(ctx context.Context, appName, userID string, limit int) ([]memory.Memory, error) {
+// LoadMemoryCorpus returns the version of the memories of the user of
+// the app in scope (0 when they never had one) and the newest limit of
+// them, newest first. The version is read first: a write that lands
+// between the two reads leaves a version older than the memories, which
+// costs its reader one more load, never a stale answer.
+func (db *DB) LoadMemoryCorpus(ctx context.Context, appName, userID string, limit int) (int64, []memory.Memory, error) {
 	cond, args, err := scopeCond(ctx, "tenant_id")
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	if limit <= 0 {
-		return nil, nil
-	}
+	var version int64
 	var out []memory.Memory
 	err = db.Read(ctx, func(tx *Tx) error {
+		version, out = 0, nil
+		var err error
+		if version, err = memoryVersion(ctx, tx, cond, args, appName, userID); err != nil || limit <= 0 {
+			return err
+		}
 		rows, err := tx.Query(ctx, `SELECT `+memoryColumns+` FROM adk_conversation_memory WHERE `+cond+
 			` AND app_name = ? AND user_id = ? ORDER BY updated_at DESC, id DESC LIMIT ?`,
 			append(args, appName, userID, limit)...)
@@ -204,7 +210,34 @@ func (db *DB) LoadMemories(ctx context.Context, appName, userID string, limit in
 		}
 		return rows.Err()
 	})
-	return out, err
+	return version, out, err
+}
+
+// MemoryVersion returns the version of the memories of the user of the
+// app in scope: it moves on with every write to them (a trigger), and is
+// 0 when they never had one.
+func (db *DB) MemoryVersion(ctx context.Context, appName, userID string) (int64, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return 0, err
+	}
+	var version int64
+	err = db.Read(ctx, func(tx *Tx) error {
+		var err error
+		version, err = memoryVersion(ctx, tx, cond, args, appName, userID)
+		return err
+	})
+	return version, err
+}
+
+func memoryVersion(ctx context.Context, tx *Tx, cond string, args []any, appName, userID string) (int64, error) {
+	var version int64
+	err := tx.QueryRow(ctx, `SELECT version FROM adk_memory_versions WHERE `+cond+` AND app_name = ? AND user_id = ?`,
+		append(args, appName, userID)...).Scan(&version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return version, err
 }
 
 // UpdateMemory reads a memory in scope under a lock, applies change and
@@ -349,16 +382,18 @@ func (db *DB) ListMemoryHistory(ctx context.Context, memoryID string) ([]memory.
 	return out, nil
 }
 
-// DeleteMemoryTenant removes every memory and history row of the scoped
-// tenant in one transaction. Running it again is a no-op.
+// DeleteMemoryTenant removes every memory, history and version row of the
+// scoped tenant in one transaction. Running it again is a no-op.
 func (db *DB) DeleteMemoryTenant(ctx context.Context) error {
 	tenantID, err := nodus.RequireTenant(ctx)
 	if err != nil {
 		return err
 	}
 	return db.Write(ctx, func(tx *Tx) error {
+		// The memories first: their triggers move the versions, which go
+		// next.
 		for _, q := range []string{`DELETE FROM adk_conversation_memory WHERE tenant_id = ?`,
-			`DELETE FROM adk_memory_history WHERE tenant_id = ?`} {
+			`DELETE FROM adk_memory_history WHERE tenant_id = ?`, `DELETE FROM adk_memory_versions WHERE tenant_id = ?`} {
 			if _, err := tx.Exec(ctx, q, tenantID); err != nil {
 				return err
 			}

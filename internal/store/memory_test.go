@@ -99,13 +99,13 @@ func TestMemories(t *testing.T) {
 		}
 		_, _, err = db.ListMemories(a.ctx, "bot1", "alice", "bogus!", 2)
 		wantCode(t, "bad cursor", err, nodus.EINVALID)
-		all, err := db.LoadMemories(a.ctx, "bot1", "alice", 2)
-		if err != nil || len(all) != 2 || all[0].ID != third.ID || all[1].ID != bare.ID {
-			t.Fatalf("LoadMemories(2) = %q, %v", memoryTexts(all), err)
+		v, all, err := db.LoadMemoryCorpus(a.ctx, "bot1", "alice", 2)
+		if err != nil || len(all) != 2 || all[0].ID != third.ID || all[1].ID != bare.ID || v == 0 {
+			t.Fatalf("LoadMemoryCorpus(2) = %d, %q, %v", v, memoryTexts(all), err)
 		}
-		all, _ = db.LoadMemories(a.ctx, "bot1", "alice", 10)
+		_, all, _ = db.LoadMemoryCorpus(a.ctx, "bot1", "alice", 10)
 		if len(all) != 3 || !reflect.DeepEqual(all[2].Embedding, m.Embedding) {
-			t.Fatalf("LoadMemories(10) = %+v", all)
+			t.Fatalf("LoadMemoryCorpus(10) = %+v", all)
 		}
 
 		// Update writes the text, hash and vector with its history.
@@ -208,5 +208,84 @@ func TestMemories(t *testing.T) {
 			t.Fatalf("B's history: %d rows, want 2", n)
 		}
 		wantCode(t, "purge without scope", db.DeleteMemoryTenant(ctx), nodus.EINTERNAL)
+	})
+}
+
+// TestMemoryVersions: every write to a user's memories moves their
+// version on by one, bulk deletions once per memory, and leaves other
+// users', apps' and tenants' alone; a purged user starts again elsewhere.
+func TestMemoryVersions(t *testing.T) {
+	runKnowledge(t, func(t *testing.T, db *store.DB, a, b tenantScope) {
+		version := func(s tenantScope, app, user string) int64 {
+			t.Helper()
+			v, err := db.MemoryVersion(s.ctx, app, user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		if v := version(a, "bot1", "alice"); v != 0 {
+			t.Fatalf("no memories: version %d", v)
+		}
+		t0 := nodus.SystemClock{}.Now()
+		first := mustCreateMemory(t, db, a, "bot1", "alice", "Lives in Porto.", t0)
+		v0 := version(a, "bot1", "alice")
+		if v0 <= 0 {
+			t.Fatalf("after a create: version %d", v0)
+		}
+		mustCreateMemory(t, db, a, "bot1", "bob", "Lives in Faro.", t0)
+		mustCreateMemory(t, db, a, "bot2", "alice", "Likes jazz.", t0)
+		mustCreateMemory(t, db, b, "bot1", "alice", "Lives in Braga.", t0)
+		if v := version(a, "bot1", "alice"); v != v0 {
+			t.Fatalf("others' writes moved alice's version: %d → %d", v0, v)
+		}
+		if v := version(b, "bot1", "bob"); v != 0 {
+			t.Errorf("tenant B sees a version for A's bob: %d", v)
+		}
+		second := mustCreateMemory(t, db, a, "bot1", "alice", "Works nights.", t0)
+		if _, err := db.UpdateMemory(a.ctx, first.ID, func(m *memory.Memory) error {
+			m.Text, m.Hash = "Lives in Lisbon.", memory.Hash("Lives in Lisbon.")
+			return nil
+		}, historyEntry("u1", t0)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.DeleteMemory(a.ctx, second.ID, historyEntry("u1", t0)); err != nil {
+			t.Fatal(err)
+		}
+		if v := version(a, "bot1", "alice"); v != v0+3 {
+			t.Fatalf("create, update, delete: version %d, want %d", v, v0+3)
+		}
+		mustCreateMemory(t, db, a, "bot1", "alice", "Works days.", t0)
+		if n, err := db.DeleteMemories(a.ctx, "bot1", "alice", historyEntry("u1", t0)); err != nil || n != 2 {
+			t.Fatalf("DeleteMemories = %d, %v", n, err)
+		}
+		if v := version(a, "bot1", "alice"); v != v0+6 {
+			t.Fatalf("a create and a deletion of two: version %d, want %d", v, v0+6)
+		}
+		// The corpus reads the version with the memories.
+		mustCreateMemory(t, db, a, "bot1", "alice", "Lives in Porto again.", t0)
+		if v, mems, err := db.LoadMemoryCorpus(a.ctx, "bot1", "alice", 10); err != nil || v != v0+7 || len(mems) != 1 {
+			t.Fatalf("LoadMemoryCorpus = %d, %d memories, %v; want version %d", v, len(mems), err, v0+7)
+		}
+
+		// A purge takes the versions with the memories; the user's next
+		// memory starts a version of its own.
+		if err := db.DeleteMemoryTenant(a.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if v := version(a, "bot1", "alice"); v != 0 {
+			t.Fatalf("after the purge: version %d", v)
+		}
+		var left int
+		all := nodus.WithAllTenants(ctx)
+		if err := db.Read(all, func(tx *store.Tx) error {
+			return tx.QueryRow(all, `SELECT count(*) FROM adk_memory_versions WHERE tenant_id = ?`, a.id).Scan(&left)
+		}); err != nil || left != 0 {
+			t.Fatalf("version rows left after the purge: %d, %v", left, err)
+		}
+		mustCreateMemory(t, db, a, "bot1", "alice", "Lives in Porto.", t0)
+		if v := version(a, "bot1", "alice"); v <= 0 || v >= v0 && v <= v0+7 {
+			t.Errorf("after the purge, a new memory: version %d, within the old ones %d..%d", v, v0, v0+7)
+		}
 	})
 }

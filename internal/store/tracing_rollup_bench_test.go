@@ -21,110 +21,97 @@ import (
 //	go test -run '^$' -bench TracingAggregates -benchtime 10x ./internal/store/
 func BenchmarkTracingAggregates(b *testing.B) {
 	const days, models, users = 365, 20, 100
-	for _, engine := range []struct {
-		name string
-		open func(testing.TB) *store.DB
-	}{{"sqlite", storetest.OpenSQLite}, {"postgres", storetest.OpenPostgres}} {
-		b.Run(engine.name, func(b *testing.B) {
-			db := engine.open(b)
-			m, err := store.NewMigrator(store.SetTracing, db)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := m.Up(ctx); err != nil {
-				b.Fatal(err)
-			}
-			tenant := nodus.NewID()
-			last := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
-			var hist tracing.Histogram
-			for i := range 12 {
-				hist.Add(70+3*i, int64(1+i))
-			}
-			h := hist.String()
-			fill := func(table string, perDay int, row func(day string, i int) []any) {
-				width := len(row("", 0))
-				for d := range days {
-					day := tracing.DayOf(last.AddDate(0, 0, -d))
-					if err := db.Write(platformCtx, func(tx *store.Tx) error {
-						for start := 0; start < perDay; start += 200 {
-							var args []any
-							var values []string
-							for i := start; i < min(start+200, perDay); i++ {
-								args = append(args, row(day, i)...)
-								values = append(values, "("+strings.TrimSuffix(strings.Repeat("?, ", width), ", ")+")")
-							}
-							if _, err := tx.Exec(platformCtx, `INSERT INTO `+table+` VALUES `+strings.Join(values, ", "), args...); err != nil {
-								return err
-							}
+	storetest.BenchMigrated(b, store.SetTracing, func(b *testing.B, db *store.DB) {
+		tenant := nodus.NewID()
+		last := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+		var hist tracing.Histogram
+		for i := range 12 {
+			hist.Add(70+3*i, int64(1+i))
+		}
+		h := hist.String()
+		fill := func(table string, perDay int, row func(day string, i int) []any) {
+			width := len(row("", 0))
+			for d := range days {
+				day := tracing.DayOf(last.AddDate(0, 0, -d))
+				if err := db.Write(platformCtx, func(tx *store.Tx) error {
+					for start := 0; start < perDay; start += 200 {
+						var args []any
+						var values []string
+						for i := start; i < min(start+200, perDay); i++ {
+							args = append(args, row(day, i)...)
+							values = append(values, "("+strings.TrimSuffix(strings.Repeat("?, ", width), ", ")+")")
 						}
-						return nil
-					}); err != nil {
-						b.Fatal(err)
+						if _, err := tx.Exec(platformCtx, `INSERT INTO `+table+` VALUES `+strings.Join(values, ", "), args...); err != nil {
+							return err
+						}
 					}
-				}
-			}
-			figures := func(n int) []any {
-				return []any{10 * n, n, 5000 * n, 500 * n, 5500 * n, 0.0125 * float64(n), 1200.0 * float64(n), 10 * n,
-					300.0 * float64(n), 10 * n, h}
-			}
-			fill("trace_rollups", models*users, func(day string, i int) []any {
-				u := i / models
-				return append([]any{tenant, tracing.GrainFull, day, fmt.Sprintf("model-%d", i%models),
-					fmt.Sprintf("user-%d", u), fmt.Sprintf("cb-%d", u%5)}, figures(1)...)
-			})
-			fill("trace_rollups", models, func(day string, i int) []any {
-				return append([]any{tenant, tracing.GrainModel, day, fmt.Sprintf("model-%d", i), "", ""}, figures(users)...)
-			})
-			fill("trace_rollups", users, func(day string, i int) []any {
-				return append([]any{tenant, tracing.GrainUser, day, "", fmt.Sprintf("user-%d", i), ""}, figures(models)...)
-			})
-			fill("trace_rollups", 5, func(day string, i int) []any {
-				return append([]any{tenant, tracing.GrainChatbot, day, "", "", fmt.Sprintf("cb-%d", i)},
-					figures(models*users/5)...)
-			})
-			// As autovacuum would after a load: the planner needs the table's
-			// statistics to pick the index for a range of days.
-			if db.Dialect() == store.Postgres {
-				if err := db.Write(ctx, func(tx *store.Tx) error {
-					_, err := tx.Exec(ctx, `ANALYZE trace_rollups`)
-					return err
+					return nil
 				}); err != nil {
 					b.Fatal(err)
 				}
 			}
-			svc, err := tracing.NewService(tracing.Config{Store: db, Now: func() time.Time { return last }})
-			if err != nil {
+		}
+		figures := func(n int) []any {
+			return []any{10 * n, n, 5000 * n, 500 * n, 5500 * n, 0.0125 * float64(n), 1200.0 * float64(n), 10 * n,
+				300.0 * float64(n), 10 * n, h}
+		}
+		fill("trace_rollups", models*users, func(day string, i int) []any {
+			u := i / models
+			return append([]any{tenant, tracing.GrainFull, day, fmt.Sprintf("model-%d", i%models),
+				fmt.Sprintf("user-%d", u), fmt.Sprintf("cb-%d", u%5)}, figures(1)...)
+		})
+		fill("trace_rollups", models, func(day string, i int) []any {
+			return append([]any{tenant, tracing.GrainModel, day, fmt.Sprintf("model-%d", i), "", ""}, figures(users)...)
+		})
+		fill("trace_rollups", users, func(day string, i int) []any {
+			return append([]any{tenant, tracing.GrainUser, day, "", fmt.Sprintf("user-%d", i), ""}, figures(models)...)
+		})
+		fill("trace_rollups", 5, func(day string, i int) []any {
+			return append([]any{tenant, tracing.GrainChatbot, day, "", "", fmt.Sprintf("cb-%d", i)},
+				figures(models*users/5)...)
+		})
+		// As autovacuum would after a load: the planner needs the table's
+		// statistics to pick the index for a range of days.
+		if db.Dialect() == store.Postgres {
+			if err := db.Write(ctx, func(tx *store.Tx) error {
+				_, err := tx.Exec(ctx, `ANALYZE trace_rollups`)
+				return err
+			}); err != nil {
 				b.Fatal(err)
 			}
-			for _, bc := range []struct {
-				name    string
-				days    int
-				groupBy []string
-				groups  int
-			}{
-				{"365d-day-model", 365, []string{"day", "model"}, days * models},
-				{"365d-model", 365, []string{"model"}, models},
-				{"365d-user", 365, []string{"user"}, users},
-				{"30d-day-model", 30, []string{"day", "model"}, 30 * models},
-				{"30d-user", 30, []string{"user"}, users},
-				{"30d-chatbot-user", 30, []string{"chatbot", "user"}, users},
-				{"365d-model-user", 365, []string{"model", "user"}, models * users},
-			} {
-				b.Run(bc.name, func(b *testing.B) {
-					q := tracing.AggregateQuery{From: last.AddDate(0, 0, -(bc.days - 1)), To: last, GroupBy: bc.groupBy}
-					for b.Loop() {
-						got, err := svc.Aggregates(context.Background(), tenant, q)
-						if err != nil {
-							b.Fatal(err)
-						}
-						if got.Groups != bc.groups {
-							b.Fatalf("%d groups, want %d", got.Groups, bc.groups)
-						}
+		}
+		svc, err := tracing.NewService(tracing.Config{Store: db, Now: func() time.Time { return last }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, bc := range []struct {
+			name    string
+			days    int
+			groupBy []string
+			groups  int
+		}{
+			{"365d-day-model", 365, []string{"day", "model"}, days * models},
+			{"365d-model", 365, []string{"model"}, models},
+			{"365d-user", 365, []string{"user"}, users},
+			{"30d-day-model", 30, []string{"day", "model"}, 30 * models},
+			{"30d-user", 30, []string{"user"}, users},
+			{"30d-chatbot-user", 30, []string{"chatbot", "user"}, users},
+			{"365d-model-user", 365, []string{"model", "user"}, models * users},
+		} {
+			b.Run(bc.name, func(b *testing.B) {
+				q := tracing.AggregateQuery{From: last.AddDate(0, 0, -(bc.days - 1)), To: last, GroupBy: bc.groupBy}
+				for b.Loop() {
+					got, err := svc.Aggregates(context.Background(), tenant, q)
+					if err != nil {
+						b.Fatal(err)
 					}
-				})
-			}
-		})
-	}
+					if got.Groups != bc.groups {
+						b.Fatalf("%d groups, want %d", got.Groups, bc.groups)
+					}
+				}
+			})
+		}
+	})
 }
 
 // BenchmarkTracingRollupDay measures the job's rebuild of one day of a
@@ -133,40 +120,27 @@ func BenchmarkTracingAggregates(b *testing.B) {
 //	go test -run '^$' -bench TracingRollupDay -benchtime 10x ./internal/store/
 func BenchmarkTracingRollupDay(b *testing.B) {
 	const n = 5000
-	for _, engine := range []struct {
-		name string
-		open func(testing.TB) *store.DB
-	}{{"sqlite", storetest.OpenSQLite}, {"postgres", storetest.OpenPostgres}} {
-		b.Run(engine.name, func(b *testing.B) {
-			db := engine.open(b)
-			m, err := store.NewMigrator(store.SetTracing, db)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := m.Up(ctx); err != nil {
-				b.Fatal(err)
-			}
-			s := newTenantScope()
-			specs := genSpecs("bench", n)
-			var events []tracing.Event
-			for i, g := range specs {
-				g.start = rollupDay0.Add(time.Duration(i) * time.Second) // one day
-				events = append(events, g.events(i)[:2]...)
-				if len(events) == 1000 || i == n-1 {
-					if _, err := db.IngestEvents(s.ctx, events, rollupDay0); err != nil {
-						b.Fatal(err)
-					}
-					events = events[:0]
-				}
-			}
-			day := tracing.DayOf(rollupDay0)
-			for b.Loop() {
-				if err := store.RebuildRollupDay(db, nodus.WithAllTenants(context.Background()), s.id, day, "any"); err != nil {
+	storetest.BenchMigrated(b, store.SetTracing, func(b *testing.B, db *store.DB) {
+		s := newTenantScope()
+		specs := genSpecs("bench", n)
+		var events []tracing.Event
+		for i, g := range specs {
+			g.start = rollupDay0.Add(time.Duration(i) * time.Second) // one day
+			events = append(events, g.events(i)[:2]...)
+			if len(events) == 1000 || i == n-1 {
+				if _, err := db.IngestEvents(s.ctx, events, rollupDay0); err != nil {
 					b.Fatal(err)
 				}
+				events = events[:0]
 			}
-		})
-	}
+		}
+		day := tracing.DayOf(rollupDay0)
+		for b.Loop() {
+			if err := store.RebuildRollupDay(db, nodus.WithAllTenants(context.Background()), s.id, day, "any"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkTracingRollupMark measures what the rollups add to an
@@ -176,59 +150,46 @@ func BenchmarkTracingRollupDay(b *testing.B) {
 //
 //	go test -run '^$' -bench TracingRollupMark ./internal/store/
 func BenchmarkTracingRollupMark(b *testing.B) {
-	for _, engine := range []struct {
-		name string
-		open func(testing.TB) *store.DB
-	}{{"sqlite", storetest.OpenSQLite}, {"postgres", storetest.OpenPostgres}} {
-		b.Run(engine.name, func(b *testing.B) {
-			db := engine.open(b)
-			m, err := store.NewMigrator(store.SetTracing, db)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := m.Up(ctx); err != nil {
-				b.Fatal(err)
-			}
-			s := newTenantScope()
-			var events []tracing.Event
-			var traces []tracing.Trace
-			var obs []tracing.Observation
-			for i, g := range genSpecs("mark", 20) {
-				events = append(events, g.events(i)...)
-				traces = append(traces, tracing.Trace{ID: g.trace, Timestamp: g.start})
-				obs = append(obs, tracing.Observation{ID: g.id, TraceID: g.trace, Type: tracing.TypeGeneration, StartTime: g.start},
-					tracing.Observation{ID: g.id + "-span", TraceID: g.trace, Type: tracing.TypeSpan, StartTime: g.start})
-			}
-			if _, err := db.IngestEvents(s.ctx, events, rollupDay0); err != nil {
-				b.Fatal(err)
-			}
-			b.Run("mark", func(b *testing.B) {
-				for b.Loop() {
-					if err := store.MarkRollupsOfBatch(s.ctx, db, s.id, traces, obs); err != nil {
-						b.Fatal(err)
-					}
+	storetest.BenchMigrated(b, store.SetTracing, func(b *testing.B, db *store.DB) {
+		s := newTenantScope()
+		var events []tracing.Event
+		var traces []tracing.Trace
+		var obs []tracing.Observation
+		for i, g := range genSpecs("mark", 20) {
+			events = append(events, g.events(i)...)
+			traces = append(traces, tracing.Trace{ID: g.trace, Timestamp: g.start})
+			obs = append(obs, tracing.Observation{ID: g.id, TraceID: g.trace, Type: tracing.TypeGeneration, StartTime: g.start},
+				tracing.Observation{ID: g.id + "-span", TraceID: g.trace, Type: tracing.TypeSpan, StartTime: g.start})
+		}
+		if _, err := db.IngestEvents(s.ctx, events, rollupDay0); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("mark", func(b *testing.B) {
+			for b.Loop() {
+				if err := store.MarkRollupsOfBatch(s.ctx, db, s.id, traces, obs); err != nil {
+					b.Fatal(err)
 				}
-			})
-			b.Run("empty-tx", func(b *testing.B) {
-				for b.Loop() {
-					if err := db.Write(ctx, func(*store.Tx) error { return nil }); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			b.Run("ingest-batch", func(b *testing.B) {
-				for i := 0; b.Loop(); i++ {
-					// The same 60 events under new envelope ids: every one applied.
-					batch := make([]tracing.Event, len(events))
-					for j, ev := range events {
-						ev.ID = fmt.Sprintf("%s-%d", ev.ID, i)
-						batch[j] = ev
-					}
-					if _, err := db.IngestEvents(s.ctx, batch, rollupDay0); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
+			}
 		})
-	}
+		b.Run("empty-tx", func(b *testing.B) {
+			for b.Loop() {
+				if err := db.Write(ctx, func(*store.Tx) error { return nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("ingest-batch", func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				// The same 60 events under new envelope ids: every one applied.
+				batch := make([]tracing.Event, len(events))
+				for j, ev := range events {
+					ev.ID = fmt.Sprintf("%s-%d", ev.ID, i)
+					batch[j] = ev
+				}
+				if _, err := db.IngestEvents(s.ctx, batch, rollupDay0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
 }

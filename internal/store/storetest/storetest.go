@@ -58,6 +58,29 @@ func RunMigrated(t *testing.T, set string, fn func(t *testing.T, db *store.DB)) 
 	})
 }
 
+// BenchMigrated runs fn as a sub-benchmark on SQLite and on PostgreSQL
+// (a throwaway server when NODUS_TEST_POSTGRES_URL is unset), each a new
+// database with the migrations of set applied.
+func BenchMigrated(b *testing.B, set string, fn func(b *testing.B, db *store.DB)) {
+	b.Helper()
+	for _, engine := range []struct {
+		name string
+		open func(testing.TB) *store.DB
+	}{{"sqlite", OpenSQLite}, {"postgres", OpenPostgres}} {
+		b.Run(engine.name, func(b *testing.B) {
+			db := engine.open(b)
+			m, err := store.NewMigrator(set, db)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := m.Up(context.Background()); err != nil {
+				b.Fatalf("migrate %s: %v", set, err)
+			}
+			fn(b, db)
+		})
+	}
+}
+
 // RunURL is Run for tests that open databases themselves: fn gets a URL of
 // a new, empty database.
 func RunURL(t *testing.T, fn func(t *testing.T, url string)) {
