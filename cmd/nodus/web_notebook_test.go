@@ -178,9 +178,13 @@ func TestWebNotebook(t *testing.T) {
 			{"another tenant's user", url.Values{"user_id": {foreignUser.User.ID}, "permission": {"read"}}, "not an active member of your organisation"},
 			{"an unknown user", url.Values{"user_id": {"00000000-0000-4000-8000-000000000000"}, "permission": {"read"}}, "not an active member of your organisation"},
 			{"no user", url.Values{"user_id": {""}, "permission": {"read"}}, "Choose a user"},
+			{"another tenant's username", url.Values{"username": {"h-user"}, "permission": {"read"}}, "No user of your organisation is called h-user"},
+			{"an unknown username", url.Values{"username": {"nobody"}, "permission": {"read"}}, "No user of your organisation is called nobody"},
+			{"a malformed username", url.Values{"username": {"<b>x</b>"}, "permission": {"read"}}, "No user of your organisation is called"},
 			{"owner access", url.Values{"user_id": {otherID}, "permission": {"owner"}}, "Choose read or write"},
 		} {
-			resp, body := b.post(base+"/shares", url.Values{"csrf": {csrf}, "user_id": tc.form["user_id"], "permission": tc.form["permission"]}, w.in.base)
+			resp, body := b.post(base+"/shares", url.Values{"csrf": {csrf}, "user_id": tc.form["user_id"],
+				"username": tc.form["username"], "permission": tc.form["permission"]}, w.in.base)
 			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, tc.want) {
 				t.Errorf("sharing with %s: %d, want 400 with %q", tc.name, resp.StatusCode, tc.want)
 			}
@@ -208,8 +212,12 @@ func TestWebNotebook(t *testing.T) {
 		if code, _ := otherPost(base+"/cards", url.Values{"title": {"x"}}); code != http.StatusNotFound {
 			t.Errorf("a removed member's card: %d", code)
 		}
-		// Shared again, they leave it themselves.
-		post(base+"/shares", url.Values{"user_id": {otherID}, "permission": {"read"}})
+		// Shared again, by username as a tenant with more users than the
+		// form lists is (letter case aside), they leave it themselves.
+		post(base+"/shares", url.Values{"username": {" Other "}, "permission": {"read"}})
+		if page = b.pageOK(base); !strings.Contains(page, `action="`+base+`/shares/`+otherID+`"`) {
+			t.Fatalf("sharing by username did not add the member:\n%s", page)
+		}
 		if code, loc := otherPost(base+"/leave", url.Values{}); code != http.StatusSeeOther || loc != "/notebooks" {
 			t.Errorf("leaving: %d %s", code, loc)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nodus-os/nodus/internal/audit"
 	"github.com/nodus-os/nodus/internal/nodus"
@@ -22,6 +23,9 @@ type AdminStore interface {
 	UpdateTenant(ctx context.Context, id string, change func(*Tenant) error) (*Tenant, error)
 	DeleteTenant(ctx context.Context, id string) error
 	FindUser(ctx context.Context, id string) (*User, error)
+	// FindUserByUsername finds a user in scope by username, letter case
+	// aside; ENOTFOUND when there is none.
+	FindUserByUsername(ctx context.Context, username string) (*User, error)
 	ListUsers(ctx context.Context, limit int, cursor string) ([]User, string, error)
 	UpdateUser(ctx context.Context, id string, change func(*User) error) (*User, error)
 	DeleteUser(ctx context.Context, id string) error
@@ -229,6 +233,16 @@ func (s *Service) User(ctx context.Context, id string) (*User, error) {
 		return nil, err
 	}
 	return s.admin.FindUser(ctx, id)
+}
+
+// UserByUsername returns the user visible in the context's scope with
+// that username (letter case and surrounding spaces aside), or ENOTFOUND.
+func (s *Service) UserByUsername(ctx context.Context, username string) (*User, error) {
+	username = strings.ToLower(strings.TrimSpace(username))
+	if !validUsername(username) {
+		return nil, nodus.Errorf(nodus.ENOTFOUND, "no user %q", username)
+	}
+	return s.admin.FindUserByUsername(ctx, username)
 }
 
 // ListUsers returns a page of the users visible in the context's scope.

@@ -225,6 +225,27 @@ func (db *DB) FindUser(ctx context.Context, id string) (*identity.User, error) {
 	return &u, nil
 }
 
+// FindUserByUsername returns the user in scope whose username is
+// username, letter case aside (usernames are unique so), or ENOTFOUND.
+func (db *DB) FindUserByUsername(ctx context.Context, username string) (*identity.User, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	var u identity.User
+	err = db.Read(ctx, func(tx *Tx) error {
+		return scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE lower(username) = lower(?) AND `+cond,
+			append([]any{username}, args...)...), &u)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nodus.Errorf(nodus.ENOTFOUND, "no user %q", username)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
 // FindAccountByLogin finds a user by email or username, in any tenant:
 // signing in comes before any scope exists, which is why this is the one
 // unscoped read of users by name. It returns ENOTFOUND when there is none.

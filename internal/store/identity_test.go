@@ -115,6 +115,15 @@ func TestTenantIsolation(t *testing.T) {
 		notFound("FindUser(B's user)", err)
 		_, err = db.FindUser(inA, root.ID)
 		notFound("FindUser(super_admin)", err)
+		_, err = db.FindUserByUsername(inA, "bob")
+		notFound("FindUserByUsername(B's user)", err)
+		_, err = db.FindUserByUsername(inA, "root")
+		notFound("FindUserByUsername(super_admin)", err)
+		_, err = db.FindUserByUsername(inA, "nobody")
+		notFound("FindUserByUsername(unknown)", err)
+		if got, err := db.FindUserByUsername(inA, "ALICE"); err != nil || got.ID != ua.ID {
+			t.Errorf("FindUserByUsername(ALICE) from A = %+v, %v; want alice", got, err)
+		}
 		bCopy := *b
 		bCopy.Name = "B hijacked"
 		notFound("UpdateTenant(B)", putTenant(inA, db, &bCopy))
@@ -150,13 +159,14 @@ func TestTenantIsolation(t *testing.T) {
 
 		// No scope: fail closed, never unscoped.
 		for name, err := range map[string]error{
-			"FindTenant":  func() error { _, err := db.FindTenant(ctx, a.ID); return err }(),
-			"ListTenants": func() error { _, _, err := db.ListTenants(ctx, 0, ""); return err }(),
-			"FindUser":    func() error { _, err := db.FindUser(ctx, ua.ID); return err }(),
-			"ListUsers":   func() error { _, _, err := db.ListUsers(ctx, 0, ""); return err }(),
-			"UpdateUser":  putUser(ctx, db, ua),
-			"DeleteUser":  db.DeleteUser(ctx, ua.ID),
-			"CreateUser":  db.CreateUser(ctx, newUser(a.ID, "nobody", identity.RoleUser)),
+			"FindTenant":         func() error { _, err := db.FindTenant(ctx, a.ID); return err }(),
+			"ListTenants":        func() error { _, _, err := db.ListTenants(ctx, 0, ""); return err }(),
+			"FindUser":           func() error { _, err := db.FindUser(ctx, ua.ID); return err }(),
+			"FindUserByUsername": func() error { _, err := db.FindUserByUsername(ctx, "alice"); return err }(),
+			"ListUsers":          func() error { _, _, err := db.ListUsers(ctx, 0, ""); return err }(),
+			"UpdateUser":         putUser(ctx, db, ua),
+			"DeleteUser":         db.DeleteUser(ctx, ua.ID),
+			"CreateUser":         db.CreateUser(ctx, newUser(a.ID, "nobody", identity.RoleUser)),
 		} {
 			if err != nodus.ErrNoScope {
 				t.Errorf("%s without a scope: %v, want ErrNoScope", name, err)

@@ -99,8 +99,11 @@ type notebookPage struct {
 	// active users to add and the permissions a share may give.
 	Members    []notebookMember
 	Candidates []notebookMember
-	Perms      []string
-	Shared     bool // the viewer holds a share, which they may leave
+	// MoreUsers: the tenant has more users than Candidates lists; the
+	// share form then takes a username too.
+	MoreUsers bool
+	Perms     []string
+	Shared    bool // the viewer holds a share, which they may leave
 }
 
 // notebookMember is a user of the tenant as the sharing section shows
@@ -186,8 +189,9 @@ func (s *Server) handleNotebook() http.Handler {
 	})
 }
 
-// maxShareCandidates bounds the users the owner's share form lists.
-const maxShareCandidates = 1000
+// maxShareCandidates bounds the users the owner's share form lists; past
+// it the form takes a username as well.
+var maxShareCandidates = 1000
 
 // loadSharing fills the sharing section: the members by name and, for the
 // owner, the tenant's active users not yet members. Names come from
@@ -201,7 +205,8 @@ func (s *Server) loadSharing(ctx context.Context, a notebook.Actor, n *notebook.
 	var users []identity.User
 	if p.IsOwner {
 		p.Perms = []string{notebook.PermRead, notebook.PermWrite}
-		for cursor := ""; len(users) < maxShareCandidates; {
+		cursor := ""
+		for len(users) < maxShareCandidates {
 			page, next, err := s.deps.Identity.ListUsers(ctx, 200, cursor)
 			if err != nil {
 				return err
@@ -211,6 +216,7 @@ func (s *Server) loadSharing(ctx context.Context, a notebook.Actor, n *notebook.
 				break
 			}
 		}
+		p.MoreUsers = cursor != ""
 	}
 	byID := make(map[string]identity.User, len(users))
 	for _, u := range users {
@@ -463,6 +469,19 @@ func (s *Server) handleNotebookShare() http.Handler {
 		id, userID, perm := r.PathValue("id"), r.PathValue("member"), r.PostFormValue("permission")
 		if userID == "" {
 			userID = r.PostFormValue("user_id")
+		}
+		if name := strings.TrimSpace(r.PostFormValue("username")); userID == "" && name != "" {
+			// A tenant with more users than the form lists: by username,
+			// among the tenant's users only.
+			u, err := s.deps.Identity.UserByUsername(nodus.WithTenant(r.Context(), a.TenantID), name)
+			switch {
+			case nodus.ErrorCode(err) == nodus.ENOTFOUND:
+				return &nodus.Error{Code: nodus.EINVALID,
+					Message: "No user of your organisation is called " + name + ": a notebook is shared only within it."}
+			case err != nil:
+				return err
+			}
+			userID = u.ID
 		}
 		if perm != notebook.PermRead && perm != notebook.PermWrite {
 			return &nodus.Error{Code: nodus.EINVALID, Message: "Choose read or write access."}

@@ -81,6 +81,17 @@ func TestNotebookPage(t *testing.T) {
 	if strings.Contains(writer, `/leave"`) {
 		t.Error("the owner's page offers to leave the notebook")
 	}
+	// Past the users the form lists, it takes a username too, and the
+	// list is no longer required.
+	if strings.Contains(writer, `name="username"`) || !strings.Contains(writer, `name="user_id" required`) {
+		t.Error("a tenant whose users are all listed is offered a username field, or the list is optional")
+	}
+	many := xssNotebook(base)
+	many.MoreUsers, many.Candidates = true, nil
+	page := render(t, s, "notebook", many)
+	if !strings.Contains(page, `name="username"`) || strings.Contains(page, `name="user_id" required`) {
+		t.Error("a tenant with more users than listed gets no username field, or the list stays required")
+	}
 	p := xssNotebook(base)
 	p.CanEdit, p.CanChat, p.IsOwner = false, false, false
 	p.Notebook.Permission, p.Perms, p.Candidates = notebook.PermRead, nil, nil
