@@ -689,6 +689,30 @@ func (l *Ledger) Remaining(id string) (micros int64, ok bool) {
 	return b.MaxMicros - b.Spend, true
 }
 
+// BudgetLeft is what a budget has left in its period, for metrics.
+type BudgetLeft struct {
+	TenantID, Scope, SubjectID string
+	Micros                     int64
+}
+
+// Left returns what every budget has left as of now, in no order: a
+// period that ended has its whole maximum left. It copies less under the
+// lock than Snapshot and allocates nothing per budget.
+func (l *Ledger) Left() []BudgetLeft {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]BudgetLeft, 0, len(l.budgets))
+	for _, e := range l.budgets {
+		spend := e.b.Spend
+		if e.period > 0 && !now.Before(e.resetAt) {
+			spend = 0
+		}
+		out = append(out, BudgetLeft{e.b.TenantID, e.b.Scope, e.b.SubjectID, e.b.MaxMicros - spend})
+	}
+	return out
+}
+
 // Budget returns budget id as of now, with its spend including everything
 // settled in memory.
 func (l *Ledger) Budget(id string) (Budget, bool) {

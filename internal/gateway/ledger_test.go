@@ -475,3 +475,31 @@ func BenchmarkLedgerRefresh(b *testing.B) {
 		})
 	}
 }
+
+// TestLedgerLeft: what metrics read of every budget agrees with Remaining,
+// a period that ended included.
+func TestLedgerLeft(t *testing.T) {
+	clock := newRouteClock()
+	hourly := ledgerBudget("h", BudgetUser, 1000, 600)
+	resetAt := clock.Now().Add(time.Hour)
+	hourly.Period, hourly.ResetAt = "1h", &resetAt
+	l, _ := newTestLedger(t, clock, ledgerBudget("k", BudgetKey, 500, 120), hourly)
+	check := func(want map[string]int64) {
+		t.Helper()
+		got := map[string]int64{}
+		for _, b := range l.Left() {
+			got[b.SubjectID] = b.Micros
+		}
+		for id, w := range want {
+			if got["s-"+id] != w || remaining(t, l, id) != w {
+				t.Errorf("%s: Left %d, Remaining %d, want %d", id, got["s-"+id], remaining(t, l, id), w)
+			}
+		}
+		if len(got) != len(want) {
+			t.Errorf("Left = %v", got)
+		}
+	}
+	check(map[string]int64{"k": 380, "h": 400})
+	clock.Advance(time.Hour)
+	check(map[string]int64{"k": 380, "h": 1000})
+}

@@ -37,10 +37,12 @@ func newGatewayMetrics(reg *metrics.Registry, s *Service) *gatewayMetrics {
 	}
 	reg.GaugeFunc("nodus_gateway_budget_remaining_micro_dollars", "What each budget has left in its period, in micro-dollars.",
 		[]string{"tenant", "scope", "subject"}, func() []metrics.Sample {
-			var out []metrics.Sample
-			for _, b := range s.ledger.Snapshot() {
-				left, _ := s.ledger.Remaining(b.ID)
-				out = append(out, metrics.Sample{LabelValues: []string{b.TenantID, b.Scope, b.SubjectID}, Value: float64(left)})
+			// One pass over the ledger under its lock, not a lock per
+			// budget.
+			left := s.ledger.Left()
+			out := make([]metrics.Sample, len(left))
+			for i, b := range left {
+				out[i] = metrics.Sample{LabelValues: []string{b.TenantID, b.Scope, b.SubjectID}, Value: float64(b.Micros)}
 			}
 			return out
 		})
