@@ -175,17 +175,19 @@ const applyChunk = 256
 // Refresh does for every budget: changed are the budgets the store wrote
 // since the previous read, deleted the ids it no longer holds. Budgets the
 // read did not mention are left as they are. It returns the budgets it
-// removed. Nothing is applied when one budget is invalid.
+// removed and how many it left as a Put since readAt set them: the read
+// may predate the Put, so those must be read again. Nothing is applied
+// when one budget is invalid.
 //
 // The ledger's lock is taken per chunk of budgets, not for the whole
 // read: a reservation sees each budget either before or after its change,
 // as it would between two reads.
-func (l *Ledger) Apply(changed []Budget, deleted []string, readAt time.Time) ([]Budget, error) {
+func (l *Ledger) Apply(changed []Budget, deleted []string, readAt time.Time) (removed []Budget, kept int, err error) {
 	entries := make([]*ledgerEntry, len(changed))
 	for i, b := range changed {
 		e, err := newLedgerEntry(b)
 		if err != nil {
-			return nil, fmt.Errorf("ledger: apply: %w", err)
+			return nil, 0, fmt.Errorf("ledger: apply: %w", err)
 		}
 		entries[i] = e
 	}
@@ -195,6 +197,7 @@ func (l *Ledger) Apply(changed []Budget, deleted []string, readAt time.Time) ([]
 			old := l.budgets[e.b.ID]
 			if old != nil {
 				if !old.putAt.Before(readAt) {
+					kept++
 					continue
 				}
 				e.merge(old)
@@ -203,13 +206,16 @@ func (l *Ledger) Apply(changed []Budget, deleted []string, readAt time.Time) ([]
 		}
 		l.mu.Unlock()
 	}
-	var removed []Budget
 	now := l.now()
 	for chunk := range slices.Chunk(deleted, applyChunk) {
 		l.mu.Lock()
 		for _, id := range chunk {
 			e := l.budgets[id]
-			if e == nil || !e.putAt.Before(readAt) {
+			if e == nil {
+				continue
+			}
+			if !e.putAt.Before(readAt) {
+				kept++
 				continue
 			}
 			if e.stored > 0 {
@@ -220,7 +226,7 @@ func (l *Ledger) Apply(changed []Budget, deleted []string, readAt time.Time) ([]
 		}
 		l.mu.Unlock()
 	}
-	return removed, nil
+	return removed, kept, nil
 }
 
 // merge makes e, just read from the store, the successor of old: what

@@ -388,7 +388,7 @@ func TestLedgerApply(t *testing.T) {
 	if err := l.Put(ledgerBudget("d", BudgetKey, 5, 0)); err != nil {
 		t.Fatal(err)
 	}
-	removed, err := l.Apply([]Budget{
+	removed, kept, err := l.Apply([]Budget{
 		ledgerBudget("a", BudgetKey, 2000, 500),      // another replica spent 400 and raised the cap
 		ledgerBudget("d", BudgetKey, 9999, 0),        // read before the Put
 		ledgerBudget("e", BudgetKey, 10, 0),          // created elsewhere
@@ -399,6 +399,11 @@ func TestLedgerApply(t *testing.T) {
 	}
 	if len(removed) != 1 || removed[0].ID != "c" || removed[0].SubjectID != "s-c" {
 		t.Errorf("removed = %+v, want c", removed)
+	}
+	// d was Put after the read started: left as Put, changed and deleted
+	// both, so the caller reads it again.
+	if kept != 2 {
+		t.Errorf("kept %d budgets as Put, want 2 (d changed and deleted)", kept)
 	}
 	for id, want := range map[string]int64{"a": 2000 - 530, "b": 1000, "d": 5, "e": 10, "h": 1000} {
 		if got := remaining(t, l, id); got != want {
@@ -421,7 +426,7 @@ func TestLedgerApply(t *testing.T) {
 	// One invalid budget: nothing applied.
 	bad := ledgerBudget("b", BudgetUser, 1, 0)
 	bad.Period = "fortnight"
-	if _, err := l.Apply([]Budget{ledgerBudget("f", BudgetKey, 1, 0), bad}, []string{"e"}, clock.Now()); nodus.ErrorCode(err) != nodus.EINVALID {
+	if _, _, err := l.Apply([]Budget{ledgerBudget("f", BudgetKey, 1, 0), bad}, []string{"e"}, clock.Now()); nodus.ErrorCode(err) != nodus.EINVALID {
 		t.Fatalf("invalid budget: %v", err)
 	}
 	if l.Has("f") || !l.Has("e") || remaining(t, l, "b") != 1000 {
@@ -437,7 +442,7 @@ func BenchmarkLedgerApply(b *testing.B) {
 			l, budgets, clock := benchLedger(b, n)
 			changed := budgets[:100]
 			for b.Loop() {
-				if _, err := l.Apply(changed, nil, clock.Now()); err != nil {
+				if _, _, err := l.Apply(changed, nil, clock.Now()); err != nil {
 					b.Fatal(err)
 				}
 			}

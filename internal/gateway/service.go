@@ -264,18 +264,24 @@ func (s *Service) reloadBudgets(ctx context.Context) error {
 	readAt := s.now()
 	ch, err := s.store.BudgetChanges(nodus.WithAllTenants(ctx), since)
 	var removed []Budget
+	kept := 0
 	if err == nil {
 		if since == 0 {
 			err = s.ledger.Refresh(ch.Budgets, readAt)
 		} else {
-			removed, err = s.ledger.Apply(ch.Budgets, ch.Deleted, readAt)
+			removed, kept, err = s.ledger.Apply(ch.Budgets, ch.Deleted, readAt)
 		}
 	}
 	s.quotas.spendMu.Unlock()
 	if err != nil {
 		return err
 	}
-	s.budgetsCursor, s.budgetsReadAt = ch.Next, readAt
+	s.budgetsReadAt = readAt
+	if kept == 0 {
+		// A budget set here while the read ran was left as set; it is
+		// read again next time, as the store may hold a later write.
+		s.budgetsCursor = ch.Next
+	}
 	if since == 0 {
 		s.indexAllBudgets()
 		return nil
