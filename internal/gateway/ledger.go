@@ -139,13 +139,14 @@ func (l *Ledger) Load(budgets []Budget) error {
 // over and the store has not yet is left rolled over.
 //
 // readAt is when the read of budgets started: a budget Put here since
-// then is kept as Put, since the read may predate it.
-func (l *Ledger) Refresh(budgets []Budget, readAt time.Time) error {
+// then is kept as Put, since the read may predate it; Refresh returns how
+// many it kept so, which the caller must read again.
+func (l *Ledger) Refresh(budgets []Budget, readAt time.Time) (kept int, err error) {
 	entries := make(map[string]*ledgerEntry, len(budgets))
 	for _, b := range budgets {
 		e, err := newLedgerEntry(b)
 		if err != nil {
-			return fmt.Errorf("ledger: refresh: %w", err)
+			return 0, fmt.Errorf("ledger: refresh: %w", err)
 		}
 		entries[b.ID] = e
 	}
@@ -154,6 +155,7 @@ func (l *Ledger) Refresh(budgets []Budget, readAt time.Time) error {
 	for id, old := range l.budgets {
 		if !old.putAt.Before(readAt) {
 			entries[id] = old
+			kept++
 		}
 	}
 	for id, e := range entries {
@@ -163,7 +165,7 @@ func (l *Ledger) Refresh(budgets []Budget, readAt time.Time) error {
 	}
 	l.dropGone(entries)
 	l.budgets = entries
-	return nil
+	return kept, nil
 }
 
 // applyChunk is how many budgets Apply changes under one hold of the

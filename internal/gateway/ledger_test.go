@@ -434,6 +434,31 @@ func TestLedgerApply(t *testing.T) {
 	}
 }
 
+// TestLedgerRefreshKeepsPut: a full read replaces every budget but one Put
+// after the read started, and counts it, and drops a budget the read no
+// longer has unless it was Put so.
+func TestLedgerRefreshKeepsPut(t *testing.T) {
+	clock := newRouteClock()
+	l, _ := newTestLedger(t, clock, ledgerBudget("a", BudgetKey, 100, 0), ledgerBudget("b", BudgetKey, 100, 0),
+		ledgerBudget("gone", BudgetKey, 100, 0))
+	readAt := clock.Now()
+	clock.Advance(time.Millisecond)
+	if err := l.Put(ledgerBudget("b", BudgetKey, 7, 0)); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := l.Refresh([]Budget{ledgerBudget("a", BudgetKey, 300, 50), ledgerBudget("b", BudgetKey, 900, 0)}, readAt)
+	if err != nil || kept != 1 {
+		t.Fatalf("Refresh = %d kept, %v; want 1", kept, err)
+	}
+	if remaining(t, l, "a") != 250 || remaining(t, l, "b") != 7 || l.Has("gone") {
+		t.Errorf("after Refresh: a %d, b %d, gone held %v", remaining(t, l, "a"), remaining(t, l, "b"), l.Has("gone"))
+	}
+	clock.Advance(time.Millisecond)
+	if kept, _ := l.Refresh([]Budget{ledgerBudget("a", BudgetKey, 300, 50), ledgerBudget("b", BudgetKey, 900, 0)}, clock.Now()); kept != 0 || remaining(t, l, "b") != 900 {
+		t.Errorf("a read after the Put: kept %d, b %d", kept, remaining(t, l, "b"))
+	}
+}
+
 // BenchmarkLedgerApply is a shared-budget read of changes: n budgets in
 // the ledger, 100 of them changed since the last read.
 func BenchmarkLedgerApply(b *testing.B) {
@@ -473,7 +498,7 @@ func BenchmarkLedgerRefresh(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			l, budgets, clock := benchLedger(b, n)
 			for b.Loop() {
-				if err := l.Refresh(budgets, clock.Now()); err != nil {
+				if _, err := l.Refresh(budgets, clock.Now()); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -267,7 +267,7 @@ func (s *Service) reloadBudgets(ctx context.Context) error {
 	kept := 0
 	if err == nil {
 		if since == 0 {
-			err = s.ledger.Refresh(ch.Budgets, readAt)
+			kept, err = s.ledger.Refresh(ch.Budgets, readAt)
 		} else {
 			removed, kept, err = s.ledger.Apply(ch.Budgets, ch.Deleted, readAt)
 		}
@@ -277,10 +277,12 @@ func (s *Service) reloadBudgets(ctx context.Context) error {
 		return err
 	}
 	s.budgetsReadAt = readAt
-	if kept == 0 {
-		// A budget set here while the read ran was left as set; it is
-		// read again next time, as the store may hold a later write.
-		s.budgetsCursor = ch.Next
+	s.budgetsCursor = ch.Next
+	if kept > 0 {
+		// A budget set here while the read ran was left as set; the next
+		// read starts where this one did (from 0 after a full read), as
+		// the store may hold a later write to it.
+		s.budgetsCursor = since
 	}
 	if since == 0 {
 		s.indexAllBudgets()
