@@ -255,8 +255,10 @@ func TestPlainHTTPDropsSpentConnections(t *testing.T) {
 // timeout bounds a server that never answers.
 func TestPlainHTTPCancelAndTimeout(t *testing.T) {
 	release := make(chan struct{})
+	hanging := make(chan struct{}, 2) // a /hang request reached the server
 	srv := newRawServer(t, func(r *http.Request, body []byte) (string, bool) {
 		if r.URL.Path == "/hang" {
+			hanging <- struct{}{}
 			<-release
 			return "", true
 		}
@@ -265,18 +267,24 @@ func TestPlainHTTPCancelAndTimeout(t *testing.T) {
 	t.Cleanup(func() { close(release) }) // before the server's cleanup waits for its handlers
 	_, c, url := h1World(t, srv.port, func(o *egress.Options) { o.ResponseHeaderTimeout = 300 * time.Millisecond })
 
+	// Cancelled once the server holds the request (not after a fixed
+	// delay, which a busy machine can spend before the call dials).
 	ctx, cancel := context.WithCancel(bg)
-	time.AfterFunc(50*time.Millisecond, cancel)
-	start := time.Now()
+	cancelled := make(chan time.Time, 1)
+	go func() {
+		<-hanging
+		cancelled <- time.Now()
+		cancel()
+	}()
 	_, err := post(t, c, ctx, url("/hang"), "{}")
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled call: %v, want context.Canceled", err)
 	}
-	if d := time.Since(start); d > 250*time.Millisecond {
-		t.Errorf("cancelled call returned after %v", d)
+	if d := time.Since(<-cancelled); d > 200*time.Millisecond {
+		t.Errorf("cancelled call returned %v after the cancel", d)
 	}
 
-	start = time.Now()
+	start := time.Now()
 	_, err = post(t, c, bg, url("/hang"), "{}")
 	if err == nil || !strings.Contains(err.Error(), "timeout awaiting response headers") {
 		t.Errorf("silent server: %v, want the header timeout", err)
