@@ -2,6 +2,7 @@ package memory
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"fmt"
 	"slices"
@@ -106,21 +107,7 @@ func rank(ctx context.Context, c *corpus, query, model string, qvec []float32, l
 		return out, nil
 	}
 
-	type vecHit struct {
-		at    int
-		score float64
-	}
-	var vec []vecHit
-	for i, m := range mems {
-		if m.EmbeddingModel != model || len(m.Embedding) != len(qvec) {
-			continue
-		}
-		if c := float64(vector.Dot(qvec, m.Embedding)); c > 0 {
-			vec = append(vec, vecHit{i, c})
-		}
-	}
-	slices.SortStableFunc(vec, func(a, b vecHit) int { return cmp.Compare(b.score, a.score) })
-	vec = vec[:min(len(vec), depth)]
+	vec := topVectorHits(mems, model, qvec, depth)
 
 	ftScores := make([]float64, len(ft))
 	for i, h := range ft {
@@ -149,6 +136,60 @@ func rank(ctx context.Context, c *corpus, query, model string, qvec []float32, l
 		return strings.Compare(b.Memory.ID, a.Memory.ID) // newer first
 	})
 	return out[:min(len(out), limit)], nil
+}
+
+// vecHit is a memory (by position) and its cosine with the query.
+type vecHit struct {
+	at    int
+	score float64
+}
+
+// before orders hits best first: the higher cosine, then the newer memory
+// (the lower position), as a stable sort by cosine would.
+func (a vecHit) before(b vecHit) bool { return a.score > b.score || a.score == b.score && a.at < b.at }
+
+// vecHeap keeps the best hits seen so far with the worst on top.
+type vecHeap []vecHit
+
+func (h vecHeap) Len() int           { return len(h) }
+func (h vecHeap) Less(i, j int) bool { return h[j].before(h[i]) }
+func (h vecHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *vecHeap) Push(x any)        { *h = append(*h, x.(vecHit)) }
+func (h *vecHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// topVectorHits returns the depth memories embedded by model closest to
+// qvec with a positive cosine, best first, without sorting them all.
+func topVectorHits(mems []Memory, model string, qvec []float32, depth int) []vecHit {
+	h := make(vecHeap, 0, depth)
+	for i := range mems {
+		m := &mems[i]
+		if m.EmbeddingModel != model || len(m.Embedding) != len(qvec) {
+			continue
+		}
+		c := float64(vector.Dot(qvec, m.Embedding))
+		if c <= 0 {
+			continue
+		}
+		switch x := (vecHit{i, c}); {
+		case len(h) < depth:
+			heap.Push(&h, x)
+		case x.before(h[0]):
+			h[0] = x
+			heap.Fix(&h, 0)
+		}
+	}
+	slices.SortFunc(h, func(a, b vecHit) int {
+		if a.before(b) {
+			return -1
+		}
+		return 1
+	})
+	return h
 }
 
 // textIndex is a fulltext.Index over a user's memories in memory, keyed
