@@ -60,21 +60,40 @@ func buildCorpus(version int64, mems []Memory, terms []fulltext.Vector) *corpus 
 	return c
 }
 
-// put returns c with m as its newest memory: added, or moved to the front
-// with its new text when c holds it already.
+// put returns c with m in place of the memory with its id, if any, at
+// its place in the store's order (newest update first, then the larger
+// id), and without the oldest past searchCorpus. Writes may commit in
+// another order than their update times, so m is not always first.
 func (c *corpus) put(m Memory) *corpus {
 	mems := make([]Memory, 0, min(len(c.mems)+1, searchCorpus))
 	terms := make([]fulltext.Vector, 0, cap(mems))
-	mems, terms = append(mems, m), append(terms, fulltext.Analyze(m.Text))
+	placed := false
 	for i, old := range c.mems {
-		if len(mems) == searchCorpus {
-			break
+		if old.ID == m.ID {
+			continue
 		}
-		if old.ID != m.ID {
-			mems, terms = append(mems, old), append(terms, c.terms[i])
+		if !placed && storedBefore(m, old) {
+			mems, terms = append(mems, m), append(terms, fulltext.Analyze(m.Text))
+			placed = true
 		}
+		mems, terms = append(mems, old), append(terms, c.terms[i])
+	}
+	if !placed {
+		mems, terms = append(mems, m), append(terms, fulltext.Analyze(m.Text))
+	}
+	if len(mems) > searchCorpus {
+		mems, terms = mems[:searchCorpus], terms[:searchCorpus]
 	}
 	return buildCorpus(c.version, mems, terms)
+}
+
+// storedBefore reports whether a comes before b in LoadMemoryCorpus's
+// order: updated_at DESC, id DESC.
+func storedBefore(a, b Memory) bool {
+	if c := a.UpdatedAt.Compare(b.UpdatedAt); c != 0 {
+		return c > 0
+	}
+	return a.ID > b.ID
 }
 
 // remove returns c without memory id.

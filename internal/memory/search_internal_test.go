@@ -5,8 +5,11 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/nodus-os/nodus/internal/fulltext"
 	"github.com/nodus-os/nodus/internal/vector"
 )
 
@@ -50,5 +53,42 @@ func TestTopVectorHits(t *testing.T) {
 				t.Fatalf("round %d, depth %d: %v, want %v", round, depth, got, w)
 			}
 		}
+	}
+}
+
+// TestCorpusPutKeepsStoreOrder: a memory written here takes its place in
+// the store's order (newest update first, then the larger id), not the
+// front: writes commit in another order than their update times.
+func TestCorpusPutKeepsStoreOrder(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	mem := func(id string, at int, text string) Memory {
+		return Memory{ID: id, Text: text, UpdatedAt: t0.Add(time.Duration(at) * time.Second)}
+	}
+	ids := func(c *corpus) string {
+		var out []string
+		for i, m := range c.mems {
+			if got := fulltext.Analyze(m.Text); !reflect.DeepEqual(got, c.terms[i]) {
+				t.Errorf("%s: terms out of step with the memories", m.ID)
+			}
+			out = append(out, m.ID)
+		}
+		return strings.Join(out, " ")
+	}
+	c := newCorpus(1, []Memory{mem("c", 3, "three"), mem("a", 1, "one")})
+	c = c.put(mem("b", 2, "two"))
+	if got := ids(c); got != "c b a" {
+		t.Errorf("an older write committed later: %s, want c b a", got)
+	}
+	c = c.put(mem("a", 4, "one again"))
+	if got := ids(c); got != "a c b" {
+		t.Errorf("an update: %s, want a c b", got)
+	}
+	c = c.put(mem("d", 4, "four")) // the same time as a: the larger id first
+	if got := ids(c); got != "d a c b" {
+		t.Errorf("a tie on time: %s, want d a c b", got)
+	}
+	c = c.remove("c")
+	if got := ids(c); got != "d a b" {
+		t.Errorf("a removal: %s, want d a b", got)
 	}
 }
