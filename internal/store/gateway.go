@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -526,14 +527,12 @@ func (db *DB) BudgetChanges(ctx context.Context, since int64) (gateway.BudgetCha
 			return err
 		}
 		defer rows.Close()
-		changed := map[string]bool{}
 		for rows.Next() {
 			var b gateway.Budget
 			if err := scanBudget(rows, &b); err != nil {
 				return err
 			}
 			out.Budgets = append(out.Budgets, b)
-			changed[b.ID] = true
 		}
 		if err := rows.Err(); err != nil || since == 0 {
 			return err
@@ -551,11 +550,21 @@ func (db *DB) BudgetChanges(ctx context.Context, since int64) (gateway.BudgetCha
 			if err := trows.Scan(&id); err != nil {
 				return err
 			}
-			if !changed[id] {
-				out.Deleted = append(out.Deleted, id)
-			}
+			out.Deleted = append(out.Deleted, id)
 		}
-		return trows.Err()
+		if err := trows.Err(); err != nil || len(out.Deleted) == 0 {
+			return err
+		}
+		// Deletions are few: the set of ids read is built only for them.
+		live := make(map[string]bool, len(out.Budgets))
+		for _, b := range out.Budgets {
+			live[b.ID] = true
+		}
+		out.Deleted = slices.DeleteFunc(out.Deleted, func(id string) bool { return live[id] })
+		if len(out.Deleted) == 0 {
+			out.Deleted = nil
+		}
+		return nil
 	})
 	if err != nil {
 		return gateway.BudgetChanges{}, err
