@@ -347,7 +347,7 @@ func (db *DB) DeleteTracingTenant(ctx context.Context) error {
 	}
 	return db.Write(ctx, func(tx *Tx) error {
 		for _, table := range []string{"scores", "observations", "traces", "ingestion_events", "tracing_keys", "tracing_settings", "trace_sessions", "trace_users",
-			"trace_rollups", "trace_rollup_dirty"} {
+			"trace_rollups", "trace_rollup_dirty", "trace_rollup_months", "trace_rollup_dirty_months"} {
 			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE tenant_id = ?`, tenantID); err != nil {
 				return err
 			}

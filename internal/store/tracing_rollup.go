@@ -13,9 +13,12 @@ import (
 	"github.com/nodus-os/nodus/internal/tracing"
 )
 
-// This file holds the rollups of tracing (migration tracing 0005; see
-// tracing/rollup.go): marking the (tenant, day)s a write touched, the
-// job's rebuild of a marked day, and the reads aggregates are made of.
+// This file holds the rollups of tracing (migrations tracing 0005 and
+// 0009; see tracing/rollup.go): marking the (tenant, day)s a write
+// touched, the job's rebuild of a marked day and of a marked month (from
+// its days' rows: trace_rollup_months), and the reads aggregates are made
+// of. Months are marked by triggers on trace_rollups, so whatever writes a
+// day's rows marks its month.
 //
 // A mark is an upsert that replaces the day's token with a new one, so
 // the rebuild can tell whether the day was marked again while it read:
@@ -179,7 +182,7 @@ func (db *DB) rebuildRollupDay(ctx context.Context, tenantID, day, token string)
 	if err != nil {
 		return nodus.Errorf(nodus.EINTERNAL, "rollup day %q: %v", day, err)
 	}
-	b := tracing.NewDayRollup(start)
+	b := tracing.NewPeriodRollup(start)
 	err = db.Read(ctx, func(tx *Tx) error {
 		// The literal types match the partial index on generations.
 		rows, err := tx.Query(ctx, `SELECT o.trace_id, o.model, o.level, o.start_time, o.end_time,
@@ -231,13 +234,8 @@ func (db *DB) rebuildRollupDay(ctx context.Context, tenantID, day, token string)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM trace_rollups WHERE tenant_id = ? AND day = ?`, tenantID, day); err != nil {
+		if err := replaceRollups(ctx, tx, dayRollups, tenantID, day, b); err != nil {
 			return err
-		}
-		for _, grain := range tracing.Grains() {
-			if err := insertRollups(ctx, tx, tenantID, grain, day, b.Rows(grain)); err != nil {
-				return err
-			}
 		}
 		if current != token {
 			return nil // marked again meanwhile: the next run reads again
@@ -248,21 +246,158 @@ func (db *DB) rebuildRollupDay(ctx context.Context, tenantID, day, token string)
 	})
 }
 
+// rollupTable is where a period's rows are kept: trace_rollups for days,
+// trace_rollup_months for months.
+type rollupTable struct{ name, period string }
+
+var (
+	dayRollups   = rollupTable{"trace_rollups", "day"}
+	monthRollups = rollupTable{"trace_rollup_months", "month"}
+)
+
+// replaceRollups replaces a tenant's rows of a day (or month) in t by
+// b's, at every grain. Writing day rows marks their month (the triggers
+// of tracing migration 0009).
+func replaceRollups(ctx context.Context, tx *Tx, t rollupTable, tenantID, period string, b *tracing.PeriodRollup) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM `+t.name+` WHERE tenant_id = ? AND `+t.period+` = ?`, tenantID, period); err != nil {
+		return err
+	}
+	for _, grain := range tracing.Grains() {
+		if err := insertRollups(ctx, tx, t, tenantID, grain, period, b.Rows(grain)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RollupTraceMonths rebuilds up to limit marked months that start before
+// before, newest first, of every tenant; see tracing.RollupStore.
+func (db *DB) RollupTraceMonths(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := requireAllTenants(ctx); err != nil {
+		return 0, err
+	}
+	type mark struct{ tenant, month, token string }
+	var marks []mark
+	err := db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT tenant_id, month, token FROM trace_rollup_dirty_months WHERE month < ?
+			ORDER BY month DESC, tenant_id LIMIT ?`, tracing.DayOf(before), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m mark
+			if err := rows.Scan(&m.tenant, &m.month, &m.token); err != nil {
+				return err
+			}
+			marks = append(marks, m)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, err
+	}
+	for i, m := range marks {
+		if err := db.rebuildRollupMonth(ctx, m.tenant, m.month, m.token); err != nil {
+			return i, err
+		}
+	}
+	return len(marks), nil
+}
+
+// rebuildRollupMonth replaces a tenant's month rows by the sum of its
+// days' rows, as rebuildRollupDay does a day from its generations: read
+// outside the write transaction, the mark cleared only when its token is
+// still the one listed before the read.
+func (db *DB) rebuildRollupMonth(ctx context.Context, tenantID, month, token string) error {
+	start, err := time.Parse(tracing.DayFormat, month)
+	if err != nil || start.Day() != 1 {
+		return nodus.Errorf(nodus.EINTERNAL, "rollup month %q is not a month's first day", month)
+	}
+	b := tracing.NewPeriodRollup(start)
+	err = db.Read(ctx, func(tx *Tx) error {
+		for _, grain := range tracing.Grains() {
+			err := scanRollupRows(ctx, tx, dayRollups, tenantID, grain, start, start.AddDate(0, 1, -1), func(r *tracing.Rollup) error {
+				b.AddRow(grain, r)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return db.Write(ctx, func(tx *Tx) error {
+		var current string
+		err := tx.QueryRow(ctx, `SELECT token FROM trace_rollup_dirty_months WHERE tenant_id = ? AND month = ?`+
+			tx.Dialect().ForUpdate(), tenantID, month).Scan(&current)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // rebuilt by another run, or the tenant purged
+		}
+		if err != nil {
+			return err
+		}
+		if err := replaceRollups(ctx, tx, monthRollups, tenantID, month, b); err != nil {
+			return err
+		}
+		if current != token {
+			return nil // a day rewritten meanwhile: the next run reads again
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM trace_rollup_dirty_months WHERE tenant_id = ? AND month = ? AND token = ?`,
+			tenantID, month, token)
+		return err
+	})
+}
+
+// DirtyRollupMonths returns the scoped tenant's marked months from from
+// to to; see tracing.RollupStore.
+func (db *DB) DirtyRollupMonths(ctx context.Context, from, to time.Time) ([]time.Time, error) {
+	tenantID, err := nodus.RequireTenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var months []time.Time
+	err = db.Read(ctx, func(tx *Tx) error {
+		rows, err := tx.Query(ctx, `SELECT month FROM trace_rollup_dirty_months WHERE tenant_id = ? AND month >= ? AND month <= ?`,
+			tenantID, tracing.DayOf(from), tracing.DayOf(to))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var month string
+			if err := rows.Scan(&month); err != nil {
+				return err
+			}
+			m, err := time.Parse(tracing.DayFormat, month)
+			if err != nil {
+				return nodus.Errorf(nodus.EINTERNAL, "rollup month %q: %v", month, err)
+			}
+			months = append(months, m)
+		}
+		return rows.Err()
+	})
+	return months, err
+}
+
 const rollupFigures = `requests, errors, input_tokens, output_tokens, total_tokens, cost, latency_sum_ms, latency_count,
 	ttft_sum_ms, ttft_count, latency_hist`
 
-func insertRollups(ctx context.Context, tx *Tx, tenantID, grain, day string, rows []*tracing.Rollup) error {
+func insertRollups(ctx context.Context, tx *Tx, t rollupTable, tenantID, grain, period string, rows []*tracing.Rollup) error {
 	row := "(" + placeholders(17) + ")"
 	for chunk := range shapedChunks(rows, rollupChunk) {
 		args := make([]any, 0, 17*len(chunk))
 		values := make([]string, len(chunk))
 		for i, r := range chunk {
 			values[i] = row
-			args = append(args, tenantID, grain, day, r.Model, r.UserID, r.ChatbotID, r.Requests, r.Errors, r.InputTokens,
+			args = append(args, tenantID, grain, period, r.Model, r.UserID, r.ChatbotID, r.Requests, r.Errors, r.InputTokens,
 				r.OutputTokens, r.TotalTokens, r.Cost, r.LatencySumMs, r.LatencyCount, r.TTFTSumMs, r.TTFTCount,
 				r.Latency.String())
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO trace_rollups (tenant_id, grain, day, model, user_id, chatbot_id, `+
+		if _, err := tx.Exec(ctx, `INSERT INTO `+t.name+` (tenant_id, grain, `+t.period+`, model, user_id, chatbot_id, `+
 			rollupFigures+`) VALUES `+strings.Join(values, ", "), args...); err != nil {
 			return err
 		}
@@ -273,39 +408,57 @@ func insertRollups(ctx context.Context, tx *Tx, tenantID, grain, day string, row
 // ScanRollups calls fn with each of the scoped tenant's rollup rows of
 // a grain for the days from to to; see tracing.RollupStore.
 func (db *DB) ScanRollups(ctx context.Context, grain string, from, to time.Time, fn func(*tracing.Rollup) error) error {
+	return db.scanRollups(ctx, dayRollups, grain, from, to, fn)
+}
+
+// ScanMonthRollups calls fn with each of the scoped tenant's month rows of
+// a grain for the months from to to; see tracing.RollupStore.
+func (db *DB) ScanMonthRollups(ctx context.Context, grain string, from, to time.Time, fn func(*tracing.Rollup) error) error {
+	return db.scanRollups(ctx, monthRollups, grain, tracing.MonthOf(from), tracing.MonthOf(to), fn)
+}
+
+func (db *DB) scanRollups(ctx context.Context, t rollupTable, grain string, from, to time.Time, fn func(*tracing.Rollup) error) error {
 	tenantID, err := nodus.RequireTenant(ctx)
 	if err != nil {
 		return err
 	}
 	return db.Read(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT day, model, user_id, chatbot_id, `+rollupFigures+` FROM trace_rollups
-			WHERE tenant_id = ? AND grain = ? AND day >= ? AND day <= ?`, tenantID, grain, tracing.DayOf(from), tracing.DayOf(to))
-		if err != nil {
+		return scanRollupRows(ctx, tx, t, tenantID, grain, from, to, fn)
+	})
+}
+
+// scanRollupRows calls fn with each of a tenant's rows of a grain in t
+// from one day (or month) to another, in tx. The *Rollup is reused.
+func scanRollupRows(ctx context.Context, tx *Tx, t rollupTable, tenantID, grain string, from, to time.Time,
+	fn func(*tracing.Rollup) error) error {
+	rows, err := tx.Query(ctx, `SELECT `+t.period+`, model, user_id, chatbot_id, `+rollupFigures+` FROM `+t.name+`
+		WHERE tenant_id = ? AND grain = ? AND `+t.period+` >= ? AND `+t.period+` <= ?`,
+		tenantID, grain, tracing.DayOf(from), tracing.DayOf(to))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var r tracing.Rollup
+	var day, lastDay, hist string
+	for rows.Next() {
+		if err := rows.Scan(&day, &r.Model, &r.UserID, &r.ChatbotID, &r.Requests, &r.Errors, &r.InputTokens,
+			&r.OutputTokens, &r.TotalTokens, &r.Cost, &r.LatencySumMs, &r.LatencyCount, &r.TTFTSumMs, &r.TTFTCount,
+			&hist); err != nil {
 			return err
 		}
-		defer rows.Close()
-		var r tracing.Rollup
-		var day, lastDay, hist string
-		for rows.Next() {
-			if err := rows.Scan(&day, &r.Model, &r.UserID, &r.ChatbotID, &r.Requests, &r.Errors, &r.InputTokens,
-				&r.OutputTokens, &r.TotalTokens, &r.Cost, &r.LatencySumMs, &r.LatencyCount, &r.TTFTSumMs, &r.TTFTCount,
-				&hist); err != nil {
-				return err
+		if day != lastDay { // neighbouring rows mostly share a day: parse it once
+			if r.Day, err = time.Parse(tracing.DayFormat, day); err != nil {
+				return nodus.Errorf(nodus.EINTERNAL, "rollup day %q: %v", day, err)
 			}
-			if day != lastDay { // neighbouring rows mostly share a day: parse it once
-				if r.Day, err = time.Parse(tracing.DayFormat, day); err != nil {
-					return nodus.Errorf(nodus.EINTERNAL, "rollup day %q: %v", day, err)
-				}
-				lastDay = day
-			}
-			r.Latency.Reset()
-			if err := r.Latency.AddEncoded(hist); err != nil {
-				return err
-			}
-			if err := fn(&r); err != nil {
-				return err
-			}
+			lastDay = day
 		}
-		return rows.Err()
-	})
+		r.Latency.Reset()
+		if err := r.Latency.AddEncoded(hist); err != nil {
+			return err
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

@@ -16,7 +16,9 @@ import (
 // BenchmarkTracingAggregates measures Aggregates over a tenant's year of
 // rollups: 365 days × 20 models × 100 users (five chatbots), so 730,000
 // rows at the full grain, 7,300 by model, 36,500 by user, every row with
-// a latency histogram of a dozen buckets.
+// a latency histogram of a dozen buckets; read from the days alone
+// ("days": every month marked) and with the months that have ended built
+// ("months"). Also the job's rebuild of a month.
 //
 //	go test -run '^$' -bench TracingAggregates -benchtime 10x ./internal/store/
 func BenchmarkTracingAggregates(b *testing.B) {
@@ -84,7 +86,10 @@ func BenchmarkTracingAggregates(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, bc := range []struct {
+		// Writing the days marked every month (as the migration marks a
+		// database's): the "days" runs read days only. Then the job builds
+		// the months that have ended, which the "months" runs read.
+		cases := []struct {
 			name    string
 			days    int
 			groupBy []string
@@ -97,20 +102,37 @@ func BenchmarkTracingAggregates(b *testing.B) {
 			{"30d-user", 30, []string{"user"}, users},
 			{"30d-chatbot-user", 30, []string{"chatbot", "user"}, users},
 			{"365d-model-user", 365, []string{"model", "user"}, models * users},
-		} {
-			b.Run(bc.name, func(b *testing.B) {
-				q := tracing.AggregateQuery{From: last.AddDate(0, 0, -(bc.days - 1)), To: last, GroupBy: bc.groupBy}
-				for b.Loop() {
-					got, err := svc.Aggregates(context.Background(), tenant, q)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if got.Groups != bc.groups {
-						b.Fatalf("%d groups, want %d", got.Groups, bc.groups)
-					}
-				}
-			})
 		}
+		run := func(b *testing.B) {
+			for _, bc := range cases {
+				b.Run(bc.name, func(b *testing.B) {
+					q := tracing.AggregateQuery{From: last.AddDate(0, 0, -(bc.days - 1)), To: last, GroupBy: bc.groupBy}
+					for b.Loop() {
+						got, err := svc.Aggregates(context.Background(), tenant, q)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if got.Groups != bc.groups {
+							b.Fatalf("%d groups, want %d", got.Groups, bc.groups)
+						}
+					}
+				})
+			}
+		}
+		b.Run("days", run)
+		if n, err := svc.Rollup(context.Background()); err != nil || n != 12 {
+			b.Fatalf("the job rebuilt %d months, %v; want the 12 that have ended", n, err)
+		}
+		b.Run("months", run)
+		// The job's rebuild of one month: 30 days of rows at every grain
+		// read, summed and written.
+		b.Run("rebuild-month", func(b *testing.B) {
+			for b.Loop() {
+				if err := store.RebuildRollupMonth(db, platformCtx, tenant, "2026-09-01", "any"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	})
 }
 

@@ -17,3 +17,7 @@ func MarkRollupsOfBatch(ctx context.Context, db *DB, tenantID string, traces []t
 		return markRollupsOfBatch(ctx, tx, tenantID, &ingested{traces: traces, observations: obs})
 	})
 }
+
+// RebuildRollupMonth lets the tests rebuild a month with a token of their
+// choosing, as a run that raced a day's rebuild would.
+var RebuildRollupMonth = (*DB).rebuildRollupMonth

@@ -491,3 +491,249 @@ func TestTracingRollupsFollowMovedGenerations(t *testing.T) {
 		}
 	})
 }
+
+// monthSpecs makes n generations 29 hours apart from 2026-07-20, so they
+// fall on every day of the week over July to November.
+func monthSpecs(prefix string, n int) []genSpec {
+	specs := genSpecs(prefix, n)
+	for i := range specs {
+		specs[i].start = time.Date(2026, 7, 20, 3, 0, 0, 0, time.UTC).Add(time.Duration(i) * 29 * time.Hour)
+	}
+	return specs
+}
+
+// between is the specs that start on the days from to to, both included.
+func between(specs []genSpec, from, to time.Time) []genSpec {
+	var out []genSpec
+	for _, g := range specs {
+		if !g.start.Before(from) && g.start.Before(to.AddDate(0, 0, 1)) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// TestTracingRollupMonths: the job sums the days of each ended month into
+// month rows, which aggregates over whole months read in place of the
+// days while the month is not marked; a day rewritten later marks its
+// month, which is read from its days until it is rebuilt; a rebuild that
+// raced a day's leaves the mark; the purge takes marks and rows.
+func TestTracingRollupMonths(t *testing.T) {
+	storetest.RunMigrated(t, store.SetTracing, func(t *testing.T, db *store.DB) {
+		a := newTenantScope()
+		now := time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC)
+		svc, err := tracing.NewService(tracing.Config{Store: db, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs := monthSpecs("m", 95) // 2026-07-20 to 2026-11-12
+		ingestSpecs(t, db, a, specs)
+		all := nodus.WithAllTenants(context.Background())
+		if _, err := db.RollupTraceMonths(a.ctx, now, 10); nodus.ErrorCode(err) == "" {
+			t.Fatal("a tenant's scope rolled up every tenant's months")
+		}
+		if _, err := svc.Rollup(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		marked := func() []string {
+			t.Helper()
+			got, err := db.DirtyRollupMonths(a.ctx, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, m := range got {
+				out = append(out, tracing.DayOf(m))
+			}
+			slices.Sort(out)
+			return out
+		}
+		// July to October are built; November, still running, stays marked.
+		if got := marked(); !slices.Equal(got, []string{"2026-11-01"}) {
+			t.Fatalf("marked months %v, want only November", got)
+		}
+		if n, err := db.RollupTraceMonths(all, tracing.MonthOf(now), 100); err != nil || n != 0 {
+			t.Fatalf("a second run rebuilt %d months, %v", n, err)
+		}
+		from, to := time.Date(2026, 7, 25, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 14, 0, 0, 0, 0, time.UTC)
+		// Every grouping but by day, which reads the days.
+		byMonths := [][]string{nil, {"model"}, {"user"}, {"chatbot"}, {"model", "user"}, {"model", "user", "chatbot"}}
+		check := func(what string, specs []genSpec, groupings ...[]string) {
+			t.Helper()
+			for _, groupBy := range groupings {
+				got, err := svc.Aggregates(context.Background(), a.id, tracing.AggregateQuery{From: from, To: to,
+					GroupBy: groupBy, Limit: tracing.MaxAggregateLimit})
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkAggregates(t, fmt.Sprintf("%s, by %v", what, groupBy), got, between(specs, from, to), groupBy)
+			}
+		}
+		check("built", specs, append(byMonths, []string{"day", "model"})...)
+		// Each month's rows add up to its days', at every grain.
+		aug, sep := time.Date(2026, 8, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+		for _, grain := range tracing.Grains() {
+			sum := func(scan func(context.Context, string, time.Time, time.Time, func(*tracing.Rollup) error) error,
+				from, to time.Time) (n int64) {
+				if err := scan(a.ctx, grain, from, to, func(r *tracing.Rollup) error {
+					n += r.Requests
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			if m, d := sum(db.ScanMonthRollups, aug, aug), sum(db.ScanRollups, aug, sep.AddDate(0, 0, -1)); m != d || m == 0 {
+				t.Errorf("grain %s: August's month rows count %d requests, its days %d", grain, m, d)
+			}
+		}
+
+		// The month rows are what a whole month is read from: September's
+		// made wrong by hand show in a range across it...
+		if err := db.Write(all, func(tx *store.Tx) error {
+			_, err := tx.Exec(all, `UPDATE trace_rollup_months SET requests = requests + 1000 WHERE tenant_id = ?
+				AND grain = ? AND month = '2026-09-01'`, a.id, tracing.GrainModel)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		requests := func() int64 {
+			t.Helper()
+			got, err := svc.Aggregates(context.Background(), a.id, tracing.AggregateQuery{From: from, To: to,
+				GroupBy: []string{"model"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got.Totals.Requests
+		}
+		if got, want := requests(), int64(len(between(specs, from, to))); got <= want+1000 {
+			t.Errorf("September was not read from its month rows: %d requests, %d generations", got, want)
+		}
+		// ... until a write of one of its days marks it: then its days are
+		// read. Any write marks, by hand too (the triggers).
+		if err := db.Write(all, func(tx *store.Tx) error {
+			_, err := tx.Exec(all, `UPDATE trace_rollups SET requests = requests WHERE tenant_id = ? AND day = '2026-09-02'`, a.id)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got := marked(); !slices.Equal(got, []string{"2026-09-01", "2026-11-01"}) {
+			t.Fatalf("marked months %v after a day of September was written, want September too", got)
+		}
+		check("September marked, its month rows wrong", specs, byMonths...)
+		// The job rebuilds it (and clears the mark, unchanged since listed).
+		if n, err := db.RollupTraceMonths(all, tracing.MonthOf(now), 100); err != nil || n != 1 {
+			t.Fatalf("rebuilt %d months, %v; want September", n, err)
+		}
+		if got, want := requests(), int64(len(between(specs, from, to))); got != want {
+			t.Errorf("after September's rebuild: %d requests, want %d", got, want)
+		}
+
+		// A late generation on the first of September: its day's rebuild
+		// marks the month, which is read from its days until rebuilt.
+		late := genSpec{trace: "late-tr", id: "late-gen", start: time.Date(2026, 9, 1, 8, 0, 0, 0, time.UTC), model: "model-9",
+			user: "u-late", chatbot: "cb-1", input: 5, output: 6, total: 11, cost: 0.5, latencyMs: 700, ttftMs: 70}
+		ingestSpecs(t, db, a, []genSpec{late})
+		specs = append(specs, late)
+		if got := marked(); !slices.Equal(got, []string{"2026-11-01"}) {
+			t.Fatalf("marked months %v before the late day's rebuild", got)
+		}
+		runRollup(t, db) // the days only
+		if got := marked(); !slices.Equal(got, []string{"2026-09-01", "2026-11-01"}) {
+			t.Fatalf("marked months %v after the late day's rebuild, want September too", got)
+		}
+		check("late, September marked", specs, append(byMonths, []string{"day", "model"})...)
+
+		// A month rebuild that listed its mark before the day changed it
+		// writes what it read but leaves the mark for the next run.
+		if err := store.RebuildRollupMonth(db, all, a.id, "2026-09-01", "listed-before"); err != nil {
+			t.Fatal(err)
+		}
+		if got := marked(); !slices.Contains(got, "2026-09-01") {
+			t.Fatalf("a rebuild with a stale token cleared September's mark: %v", got)
+		}
+		check("late, September rebuilt but marked", specs, append(byMonths, []string{"day", "model"})...)
+		if n, err := db.RollupTraceMonths(all, tracing.MonthOf(now), 100); err != nil || n != 1 {
+			t.Fatalf("rebuilt %d months, %v; want September", n, err)
+		}
+		check("late, September rebuilt", specs, append(byMonths, []string{"day", "model"})...)
+
+		// The purge takes the months with the rest.
+		if err := db.DeleteTracingTenant(a.ctx); err != nil {
+			t.Fatal(err)
+		}
+		var left int
+		if err := db.Read(all, func(tx *store.Tx) error {
+			return tx.QueryRow(all, `SELECT (SELECT COUNT(*) FROM trace_rollup_dirty_months WHERE tenant_id = ?) +
+				(SELECT COUNT(*) FROM trace_rollups WHERE tenant_id = ?)`, a.id, a.id).Scan(&left)
+		}); err != nil || left != 0 {
+			t.Fatalf("%d month marks and rollup rows left after the purge, %v", left, err)
+		}
+	})
+}
+
+// TestTracingRollupMonthsBackfill: migration 0009 marks every month that
+// holds day rows, so aggregates read them from their days until the job
+// has built them.
+func TestTracingRollupMonthsBackfill(t *testing.T) {
+	storetest.RunMigrated(t, store.SetTracing, func(t *testing.T, db *store.DB) {
+		m, err := store.NewMigrator(store.SetTracing, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Down(ctx, 1); err != nil {
+			t.Fatalf("roll back 0009: %v", err)
+		}
+		a := newTenantScope()
+		all := nodus.WithAllTenants(ctx)
+		if err := db.Write(all, func(tx *store.Tx) error {
+			for _, row := range []struct {
+				day      string
+				requests int
+			}{{"2026-08-05", 3}, {"2026-09-30", 4}} {
+				if _, err := tx.Exec(all, `INSERT INTO trace_rollups (tenant_id, grain, day, model, user_id, chatbot_id,
+					requests, errors, input_tokens, output_tokens, total_tokens, cost, latency_sum_ms, latency_count,
+					ttft_sum_ms, ttft_count, latency_hist) VALUES (?, 'model', ?, 'gpt-4o', '', '', ?, 0, 1, 1, 2, 0.5, 0, 0, 0, 0, '')`,
+					a.id, row.day, row.requests); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Up(ctx); err != nil {
+			t.Fatal(err)
+		}
+		aug, sep := time.Date(2026, 8, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+		marked, err := db.DirtyRollupMonths(a.ctx, aug, sep)
+		if err != nil || len(marked) != 2 {
+			t.Fatalf("months marked by the migration: %v, %v; want August and September", marked, err)
+		}
+		now := time.Date(2026, 11, 15, 0, 0, 0, 0, time.UTC)
+		svc, err := tracing.NewService(tracing.Config{Store: db, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		requests := func() int64 {
+			t.Helper()
+			got, err := svc.Aggregates(ctx, a.id, tracing.AggregateQuery{From: aug, To: sep.AddDate(0, 1, -1), GroupBy: []string{"model"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got.Totals.Requests
+		}
+		if n := requests(); n != 7 {
+			t.Fatalf("before the job: %d requests, want 7 from the days", n)
+		}
+		if n, err := svc.Rollup(ctx); err != nil || n != 2 {
+			t.Fatalf("the job rebuilt %d, %v; want the two months", n, err)
+		}
+		if marked, err := db.DirtyRollupMonths(a.ctx, aug, sep); err != nil || len(marked) != 0 {
+			t.Fatalf("months still marked: %v, %v", marked, err)
+		}
+		if n := requests(); n != 7 {
+			t.Fatalf("after the job: %d requests, want 7 from the months", n)
+		}
+	})
+}

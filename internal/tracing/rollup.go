@@ -40,12 +40,25 @@ type RollupStore interface {
 	// RollupTraces rebuilds the rollups of up to limit marked (tenant,
 	// day)s, newest days first, across tenants; it needs the all-tenants
 	// scope and returns how many days it rebuilt. A day marked again
-	// while it was rebuilt stays marked.
+	// while it was rebuilt stays marked. Any write of a day's rows marks
+	// its month.
 	RollupTraces(ctx context.Context, limit int) (int, error)
+	// RollupTraceMonths rebuilds the month rows of up to limit marked (tenant, month)s whose month starts before before,
+	// newest first, across tenants, from their days' rows; it needs the
+	// all-tenants scope and returns how many months it rebuilt. A month
+	// marked again while it was rebuilt stays marked.
+	RollupTraceMonths(ctx context.Context, before time.Time, limit int) (int, error)
+	// DirtyRollupMonths returns the scoped tenant's marked months (their
+	// first days) from from to to, both included: the months whose rows
+	// may not add up to their days.
+	DirtyRollupMonths(ctx context.Context, from, to time.Time) ([]time.Time, error)
 	// ScanRollups calls fn with each of the scoped tenant's rollup rows
 	// of a grain (GrainModel, …) for the days from to to (both included).
 	// The *Rollup is reused: it is valid during the call only.
 	ScanRollups(ctx context.Context, grain string, from, to time.Time, fn func(*Rollup) error) error
+	// ScanMonthRollups is ScanRollups for the month rows: the months of
+	// from to to, each row's Day the month's first.
+	ScanMonthRollups(ctx context.Context, grain string, from, to time.Time, fn func(*Rollup) error) error
 }
 
 // Bounds of an aggregate query.
@@ -57,9 +70,11 @@ const (
 	// MaxAggregateGroups bounds the groups held in memory at once: every
 	// group of a year by day, model, user and chatbot would be millions.
 	MaxAggregateGroups = 100000
-	// rollupDaysPerRun bounds one run of the job; a backlog (a first run,
-	// a retention prune of many days) drains over the next runs.
-	rollupDaysPerRun = 1000
+	// rollupDaysPerRun and rollupMonthsPerRun bound one run of the job; a
+	// backlog (a first run, a retention prune of many days) drains over
+	// the next runs.
+	rollupDaysPerRun   = 1000
+	rollupMonthsPerRun = 200
 )
 
 // Dimensions an aggregate groups by.
@@ -336,6 +351,12 @@ const (
 // Grains lists the grains a day is rolled up at.
 func Grains() []string { return []string{GrainModel, GrainUser, GrainChatbot, GrainFull} }
 
+// MonthOf is the first day of t's UTC month.
+func MonthOf(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+}
+
 // grainFor returns the smallest grain that holds a grouping.
 func grainFor(byModel, byUser, byChatbot bool) string {
 	switch {
@@ -349,10 +370,11 @@ func grainFor(byModel, byUser, byChatbot bool) string {
 	return GrainFull
 }
 
-// DayRollup builds the rollup rows of one tenant's day, at every grain,
-// from its generations: the store feeds it and writes Rows.
-type DayRollup struct {
-	Day  time.Time
+// PeriodRollup builds the rollup rows of one tenant's day, at every
+// grain, from its generations (Add), or of a month from its days' rows
+// (AddRow): the store feeds it and writes Rows.
+type PeriodRollup struct {
+	Day  time.Time // the day, or the month's first
 	rows map[rollupKey]*Rollup
 }
 
@@ -361,28 +383,38 @@ type rollupKey struct {
 	model, user, chatbot string
 }
 
-// NewDayRollup starts the rollup of a day.
-func NewDayRollup(day time.Time) *DayRollup {
-	return &DayRollup{Day: day, rows: map[rollupKey]*Rollup{}}
+// NewPeriodRollup starts the rollup of the day, or month, that starts at
+// start.
+func NewPeriodRollup(start time.Time) *PeriodRollup {
+	return &PeriodRollup{Day: start, rows: map[rollupKey]*Rollup{}}
 }
 
 // Add counts a generation of a trace of userID and chatbotID.
-func (d *DayRollup) Add(o *Observation, userID, chatbotID string) {
+func (d *PeriodRollup) Add(o *Observation, userID, chatbotID string) {
 	var one Rollup
 	one.AddGeneration(o)
 	for _, k := range []rollupKey{{GrainModel, o.Model, "", ""}, {GrainUser, "", userID, ""},
 		{GrainChatbot, "", "", chatbotID}, {GrainFull, o.Model, userID, chatbotID}} {
-		r := d.rows[k]
-		if r == nil {
-			r = &Rollup{Day: d.Day, Model: k.model, UserID: k.user, ChatbotID: k.chatbot}
-			d.rows[k] = r
-		}
-		r.Merge(&one)
+		d.merge(k, &one)
 	}
 }
 
+// AddRow counts a stored row of a grain (a day's, for its month).
+func (d *PeriodRollup) AddRow(grain string, r *Rollup) {
+	d.merge(rollupKey{grain, r.Model, r.UserID, r.ChatbotID}, r)
+}
+
+func (d *PeriodRollup) merge(k rollupKey, one *Rollup) {
+	r := d.rows[k]
+	if r == nil {
+		r = &Rollup{Day: d.Day, Model: k.model, UserID: k.user, ChatbotID: k.chatbot}
+		d.rows[k] = r
+	}
+	r.Merge(one)
+}
+
 // Rows returns the rows of a grain, in key order.
-func (d *DayRollup) Rows(grain string) []*Rollup {
+func (d *PeriodRollup) Rows(grain string) []*Rollup {
 	var out []*Rollup
 	for k, r := range d.rows {
 		if k.grain == grain {
@@ -401,15 +433,23 @@ func compareKeys(a, b *Rollup) int {
 // DayOf is the UTC day of a time, as DayFormat writes it.
 func DayOf(t time.Time) string { return t.UTC().Format(DayFormat) }
 
-// Rollup rebuilds the rollups of the days marked since the last run,
-// across tenants, and returns how many days it rebuilt: the periodic
-// job's work.
+// Rollup rebuilds the rollups of the days marked since the last run, then
+// those of the marked months that have ended, across tenants, and returns
+// how many days and months it rebuilt: the periodic job's work. The
+// current month is left marked (aggregates read it from its days): every
+// run rewrites today, and so would rebuild the month each minute for no
+// reader, as no range covers a month whole before it ends.
 func (s *Service) Rollup(ctx context.Context) (int, error) {
-	n, err := s.store.RollupTraces(nodus.WithAllTenants(ctx), rollupDaysPerRun)
+	ctx = nodus.WithAllTenants(ctx)
+	days, err := s.store.RollupTraces(ctx, rollupDaysPerRun)
 	if err != nil {
-		return n, fmt.Errorf("tracing: rollup: %w", err)
+		return days, fmt.Errorf("tracing: rollup: %w", err)
 	}
-	return n, nil
+	months, err := s.store.RollupTraceMonths(ctx, MonthOf(s.now()), rollupMonthsPerRun)
+	if err != nil {
+		return days + months, fmt.Errorf("tracing: monthly rollup: %w", err)
+	}
+	return days + months, nil
 }
 
 // AggregateQuery asks for a tenant's figures over a range of days.
@@ -551,7 +591,11 @@ func (s *Service) Aggregates(ctx context.Context, tenantID string, q AggregateQu
 	groups := map[key]*Rollup{}
 	var total Rollup
 	tooMany := false
-	err = s.store.ScanRollups(ctx, grainFor(by[1], by[2], by[3]), q.From, q.To, func(r *Rollup) error {
+	scans, err := s.rollupScans(ctx, grainFor(by[1], by[2], by[3]), q.From, q.To, by[0])
+	if err != nil {
+		return Aggregates{}, fmt.Errorf("tracing: aggregates: %w", err)
+	}
+	add := func(r *Rollup) error {
 		var k key
 		if by[0] {
 			k.day = r.Day
@@ -577,7 +621,16 @@ func (s *Service) Aggregates(ctx context.Context, tenantID string, q AggregateQu
 		g.Merge(r)
 		total.Merge(r)
 		return nil
-	})
+	}
+	for _, sc := range scans {
+		scan := s.store.ScanRollups
+		if sc.months {
+			scan = s.store.ScanMonthRollups
+		}
+		if err = scan(ctx, sc.grain, sc.from, sc.to, add); err != nil {
+			break
+		}
+	}
 	if tooMany {
 		return Aggregates{}, &nodus.Error{Code: nodus.EINVALID, Message: "too many groups", Fields: map[string]string{
 			"group_by": fmt.Sprintf("more than %d groups: narrow the range or group by less", MaxAggregateGroups)}}
@@ -608,6 +661,58 @@ func (s *Service) Aggregates(ctx context.Context, tenantID string, q AggregateQu
 		out.Rows = append(out.Rows, aggregateOf(r))
 	}
 	return out, nil
+}
+
+// rollupScan is one read of an aggregate: a grain's rows from one day to
+// another, or from one month to another.
+type rollupScan struct {
+	grain    string
+	months   bool
+	from, to time.Time
+}
+
+// rollupScans plans the reads of an aggregate at grain over the days from
+// to to. Grouped by day, it reads the days. Otherwise each month the range
+// covers whole is read from its month rows unless it is marked (its rows
+// may not add up to its days), and every other day from the day rows:
+// a year is a dozen months and the days at either end.
+func (s *Service) rollupScans(ctx context.Context, grain string, from, to time.Time, byDay bool) ([]rollupScan, error) {
+	first := MonthOf(from)
+	if !first.Equal(from) {
+		first = first.AddDate(0, 1, 0)
+	}
+	end := MonthOf(to.AddDate(0, 0, 1)) // the first month after the last one covered whole
+	if byDay || !first.Before(end) {
+		return []rollupScan{{grain: grain, from: from, to: to}}, nil
+	}
+	marked, err := s.store.DirtyRollupMonths(ctx, first, end.AddDate(0, -1, 0))
+	if err != nil {
+		return nil, err
+	}
+	dirty := make(map[time.Time]bool, len(marked))
+	for _, m := range marked {
+		dirty[MonthOf(m)] = true
+	}
+	var scans []rollupScan
+	days := from // the first day not yet read
+	for m := first; m.Before(end); m = m.AddDate(0, 1, 0) {
+		if dirty[m] {
+			continue // read with the days around it
+		}
+		if days.Before(m) {
+			scans = append(scans, rollupScan{grain: grain, from: days, to: m.AddDate(0, 0, -1)})
+		}
+		if n := len(scans); n > 0 && scans[n-1].months && scans[n-1].to.AddDate(0, 1, 0).Equal(m) {
+			scans[n-1].to = m
+		} else {
+			scans = append(scans, rollupScan{grain: grain, months: true, from: m, to: m})
+		}
+		days = m.AddDate(0, 1, 0)
+	}
+	if !days.After(to) {
+		scans = append(scans, rollupScan{grain: grain, from: days, to: to})
+	}
+	return scans, nil
 }
 
 // errStopScan ends a ScanRollups early.

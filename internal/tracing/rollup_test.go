@@ -1,6 +1,7 @@
 package tracing
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -131,7 +132,7 @@ func TestTokensAndCost(t *testing.T) {
 func TestRollupGeneration(t *testing.T) {
 	start := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
 	end, first := start.Add(1500*time.Millisecond), start.Add(300*time.Millisecond)
-	d := NewDayRollup(start.Truncate(24 * time.Hour))
+	d := NewPeriodRollup(start.Truncate(24 * time.Hour))
 	d.Add(&Observation{Model: "m", StartTime: start, EndTime: &end, CompletionStartTime: &first, Level: LevelError,
 		UsageDetails: map[string]int64{"input": 10, "output": 5}, CostDetails: map[string]float64{"total": 0.25}}, "u", "cb")
 	d.Add(&Observation{Model: "m", StartTime: start, UsageDetails: map[string]int64{"input": 1}}, "u", "cb")
@@ -213,5 +214,83 @@ func TestAggregateQuery(t *testing.T) {
 	}
 	if !reflect.DeepEqual(q.GroupBy, []string(nil)) {
 		t.Errorf("group by %v", q.GroupBy)
+	}
+}
+
+// markedMonths is a store whose only part is the months marked dirty.
+type markedMonths struct {
+	Store
+	marked []time.Time
+	asked  int
+}
+
+func (m *markedMonths) DirtyRollupMonths(_ context.Context, from, to time.Time) ([]time.Time, error) {
+	m.asked++
+	var out []time.Time
+	for _, t := range m.marked {
+		if !t.Before(from) && !t.After(to) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// TestRollupScans: an aggregate not grouped by day reads each month it
+// covers whole from the month rows unless the month is marked, and every
+// other day from the day rows, each day once.
+func TestRollupScans(t *testing.T) {
+	d := func(y int, m time.Month, day int) time.Time { return time.Date(y, m, day, 0, 0, 0, 0, time.UTC) }
+	days := func(from, to time.Time) rollupScan { return rollupScan{grain: GrainModel, from: from, to: to} }
+	months := func(from, to time.Time) rollupScan {
+		return rollupScan{grain: GrainModel, months: true, from: from, to: to}
+	}
+	for _, tc := range []struct {
+		name     string
+		from, to time.Time
+		byDay    bool
+		marked   []time.Time
+		want     []rollupScan
+		asks     bool
+	}{
+		{name: "by day", from: d(2025, 11, 25), to: d(2026, 11, 24), byDay: true,
+			want: []rollupScan{days(d(2025, 11, 25), d(2026, 11, 24))}},
+		{name: "inside a month", from: d(2026, 11, 3), to: d(2026, 11, 20),
+			want: []rollupScan{days(d(2026, 11, 3), d(2026, 11, 20))}},
+		{name: "across a month's end", from: d(2026, 10, 3), to: d(2026, 11, 20),
+			want: []rollupScan{days(d(2026, 10, 3), d(2026, 11, 20))}},
+		{name: "one month whole", from: d(2026, 2, 1), to: d(2026, 2, 28), asks: true,
+			want: []rollupScan{months(d(2026, 2, 1), d(2026, 2, 1))}},
+		{name: "a year", from: d(2025, 11, 25), to: d(2026, 11, 24), asks: true,
+			want: []rollupScan{days(d(2025, 11, 25), d(2025, 11, 30)), months(d(2025, 12, 1), d(2026, 10, 1)),
+				days(d(2026, 11, 1), d(2026, 11, 24))}},
+		{name: "a marked month in the middle", from: d(2025, 11, 25), to: d(2026, 11, 24), asks: true,
+			marked: []time.Time{d(2026, 3, 1), d(2026, 11, 1), d(2025, 11, 1)},
+			want: []rollupScan{days(d(2025, 11, 25), d(2025, 11, 30)), months(d(2025, 12, 1), d(2026, 2, 1)),
+				days(d(2026, 3, 1), d(2026, 3, 31)), months(d(2026, 4, 1), d(2026, 10, 1)),
+				days(d(2026, 11, 1), d(2026, 11, 24))}},
+		{name: "marked at both ends", from: d(2026, 1, 1), to: d(2026, 4, 30), asks: true,
+			marked: []time.Time{d(2026, 1, 1), d(2026, 4, 1)},
+			want: []rollupScan{days(d(2026, 1, 1), d(2026, 1, 31)), months(d(2026, 2, 1), d(2026, 3, 1)),
+				days(d(2026, 4, 1), d(2026, 4, 30))}},
+		{name: "every month marked", from: d(2026, 1, 1), to: d(2026, 3, 31), asks: true,
+			marked: []time.Time{d(2026, 1, 1), d(2026, 2, 1), d(2026, 3, 1)},
+			want:   []rollupScan{days(d(2026, 1, 1), d(2026, 3, 31))}},
+		{name: "a leap February", from: d(2028, 2, 1), to: d(2028, 3, 1), asks: true,
+			want: []rollupScan{months(d(2028, 2, 1), d(2028, 2, 1)), days(d(2028, 3, 1), d(2028, 3, 1))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &markedMonths{marked: tc.marked}
+			s := &Service{store: st}
+			got, err := s.rollupScans(context.Background(), GrainModel, tc.from, tc.to, tc.byDay)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("scans\n%v\nwant\n%v", got, tc.want)
+			}
+			if (st.asked > 0) != tc.asks {
+				t.Errorf("asked for the marked months %d times", st.asked)
+			}
+		})
 	}
 }

@@ -1,0 +1,5 @@
+DROP TRIGGER trace_rollups_mark_month_update;
+DROP TRIGGER trace_rollups_mark_month_delete;
+DROP TRIGGER trace_rollups_mark_month_insert;
+DROP TABLE trace_rollup_dirty_months;
+DROP TABLE trace_rollup_months;
