@@ -141,20 +141,28 @@ func markRollupDays(ctx context.Context, tx *Tx, tenantID string, days map[strin
 // RollupTraces rebuilds up to limit marked days, newest first, of every
 // tenant; see tracing.RollupStore.
 func (db *DB) RollupTraces(ctx context.Context, limit int) (int, error) {
+	return db.rebuildMarked(ctx, db.rebuildRollupDay,
+		`SELECT tenant_id, day, token FROM trace_rollup_dirty ORDER BY day DESC, tenant_id LIMIT ?`, limit)
+}
+
+// rebuildMarked lists marks (tenant, period, token) with query, across
+// tenants, then rebuilds each in turn; it returns how many it rebuilt.
+func (db *DB) rebuildMarked(ctx context.Context, rebuild func(ctx context.Context, tenantID, period, token string) error,
+	query string, args ...any) (int, error) {
 	if err := requireAllTenants(ctx); err != nil {
 		return 0, err
 	}
-	type mark struct{ tenant, day, token string }
+	type mark struct{ tenant, period, token string }
 	var marks []mark
 	err := db.Read(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT tenant_id, day, token FROM trace_rollup_dirty ORDER BY day DESC, tenant_id LIMIT ?`, limit)
+		rows, err := tx.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var m mark
-			if err := rows.Scan(&m.tenant, &m.day, &m.token); err != nil {
+			if err := rows.Scan(&m.tenant, &m.period, &m.token); err != nil {
 				return err
 			}
 			marks = append(marks, m)
@@ -165,7 +173,7 @@ func (db *DB) RollupTraces(ctx context.Context, limit int) (int, error) {
 		return 0, err
 	}
 	for i, m := range marks {
-		if err := db.rebuildRollupDay(ctx, m.tenant, m.day, m.token); err != nil {
+		if err := rebuild(ctx, m.tenant, m.period, m.token); err != nil {
 			return i, err
 		}
 	}
@@ -273,36 +281,8 @@ func replaceRollups(ctx context.Context, tx *Tx, t rollupTable, tenantID, period
 // RollupTraceMonths rebuilds up to limit marked months that start before
 // before, newest first, of every tenant; see tracing.RollupStore.
 func (db *DB) RollupTraceMonths(ctx context.Context, before time.Time, limit int) (int, error) {
-	if err := requireAllTenants(ctx); err != nil {
-		return 0, err
-	}
-	type mark struct{ tenant, month, token string }
-	var marks []mark
-	err := db.Read(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT tenant_id, month, token FROM trace_rollup_dirty_months WHERE month < ?
-			ORDER BY month DESC, tenant_id LIMIT ?`, tracing.DayOf(before), limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var m mark
-			if err := rows.Scan(&m.tenant, &m.month, &m.token); err != nil {
-				return err
-			}
-			marks = append(marks, m)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return 0, err
-	}
-	for i, m := range marks {
-		if err := db.rebuildRollupMonth(ctx, m.tenant, m.month, m.token); err != nil {
-			return i, err
-		}
-	}
-	return len(marks), nil
+	return db.rebuildMarked(ctx, db.rebuildRollupMonth, `SELECT tenant_id, month, token FROM trace_rollup_dirty_months
+		WHERE month < ? ORDER BY month DESC, tenant_id LIMIT ?`, tracing.DayOf(before), limit)
 }
 
 // rebuildRollupMonth replaces a tenant's month rows by the sum of its
