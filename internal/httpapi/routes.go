@@ -181,6 +181,12 @@ func (s *Server) routes() []route {
 		{pattern: "PUT /api/v1/agent/apps/{app}/users/{user}/memories/{id}", handler: s.handleUpdateMemory(), action: identity.ActionUseAgent, maxBody: 16 << 10},
 		{pattern: "DELETE /api/v1/agent/apps/{app}/users/{user}/memories/{id}", handler: s.handleDeleteMemory(), action: identity.ActionUseAgent},
 		{pattern: "GET /api/v1/agent/apps/{app}/users/{user}/memories/{id}/history", handler: s.handleMemoryHistory(), action: identity.ActionReadAgent},
+		// The same memories as MCP tools (memory_mcp.go); GET and DELETE
+		// are the transport's, which this stateless server refuses.
+		{pattern: "POST /api/v1/agent/apps/{app}/users/{user}/mcp", handler: s.handleMemoryMCP(), action: identity.ActionReadAgent,
+			maxBody: memoryMaxBody, timeout: 5 * time.Minute},
+		{pattern: "GET /api/v1/agent/apps/{app}/users/{user}/mcp", handler: s.handleMemoryMCP(), action: identity.ActionReadAgent},
+		{pattern: "DELETE /api/v1/agent/apps/{app}/users/{user}/mcp", handler: s.handleMemoryMCP(), action: identity.ActionReadAgent},
 		{pattern: "POST /api/v1/agent/apps/{app}/users/{user}/sessions/{session}/memory", handler: s.handleAddSessionToMemory(),
 			action: identity.ActionUseAgent, maxBody: 16 << 10, timeout: 5 * time.Minute},
 		{pattern: "GET /api/v1/vault/keys", handler: s.handleVaultKeyStatus(), action: identity.ActionManageVault},
