@@ -27,8 +27,8 @@ import (
 // This file is the OpenTelemetry endpoint's half of ingestion: it decodes
 // an OTLP export (protobuf or OTLP JSON), maps each span to the same
 // patches the Langfuse batch API makes, following Langfuse's attribute
-// mapping (langfuse.* over gen_ai.* over other conventions), and applies
-// them through the store like any batch.
+// mapping (langfuse.* over gen_ai.* over other conventions: see
+// otlp_genai.go), and applies them through the store like any batch.
 //
 // The request is decoded as trace.v1.TracesData, which the OTLP protos
 // declare wire-compatible with collector.trace.v1.ExportTraceServiceRequest
@@ -230,11 +230,6 @@ func index(kvs []*commonpb.KeyValue) map[string]*commonpb.AnyValue {
 	return m
 }
 
-// Attributes whose values become an observation's or trace's fields
-// rather than metadata, because they can be large.
-var payloadKeys = []string{"langfuse.observation.input", "langfuse.observation.output", "gen_ai.prompt",
-	"gen_ai.completion", "input.value", "output.value", "langfuse.trace.input", "langfuse.trace.output"}
-
 // gen_ai.request.* attributes that are model parameters.
 var modelParameters = []string{"temperature", "max_tokens", "top_p", "top_k", "frequency_penalty", "presence_penalty",
 	"seed"}
@@ -279,7 +274,7 @@ func mapSpan(resource []*commonpb.KeyValue, scope *commonpb.InstrumentationScope
 			obsMeta[strings.TrimPrefix(k, "langfuse.observation.metadata.")] = v
 		case strings.HasPrefix(k, "langfuse.trace.metadata."):
 			traceMeta[strings.TrimPrefix(k, "langfuse.trace.metadata.")] = v
-		case !slices.Contains(payloadKeys, k):
+		case !isPayloadKey(k):
 			spanMeta[k] = v
 		}
 	}
@@ -293,6 +288,13 @@ func mapSpan(resource []*commonpb.KeyValue, scope *commonpb.InstrumentationScope
 	}
 	obsMeta["attributes"] = spanMeta
 	obsMeta["resourceAttributes"] = resourceMeta
+	events, err := spanEvents(sp)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(events) > 0 {
+		obsMeta["events"] = events
+	}
 	if scope.GetName() != "" {
 		obsMeta["scope"] = map[string]string{"name": scope.GetName(), "version": scope.GetVersion()}
 	}
@@ -302,13 +304,13 @@ func mapSpan(resource []*commonpb.KeyValue, scope *commonpb.InstrumentationScope
 	if op.Metadata, err = boundedJSON(obsMeta); err != nil {
 		return nil, nil, err
 	}
-	if op.Input, err = payload(a.get("langfuse.observation.input", "gen_ai.prompt", "input.value")); err != nil {
+	if op.Input, err = inputSide.payloadOf(sp, a); err != nil {
 		return nil, nil, err
 	}
-	if op.Output, err = payload(a.get("langfuse.observation.output", "gen_ai.completion", "output.value")); err != nil {
+	if op.Output, err = outputSide.payloadOf(sp, a); err != nil {
 		return nil, nil, err
 	}
-	op.Model = a.str("langfuse.observation.model.name", "gen_ai.request.model", "gen_ai.response.model")
+	op.Model = a.str("langfuse.observation.model.name", "gen_ai.request.model", "gen_ai.response.model", "llm.model_name")
 	if op.UsageDetails, err = usage(a); err != nil {
 		return nil, nil, err
 	}
@@ -336,13 +338,18 @@ func mapSpan(resource []*commonpb.KeyValue, scope *commonpb.InstrumentationScope
 		op.StatusMessage = m
 	} else if m := sp.GetStatus().GetMessage(); m != "" {
 		op.StatusMessage = &m
+	} else if m := exceptionMessage(sp); m != "" && op.Level != nil && *op.Level == LevelError {
+		op.StatusMessage = &m
 	}
 
-	// Type: Langfuse's attribute when it names a type, else a GENERATION
-	// when the span names a model or usage, else a SPAN.
+	// Type: Langfuse's attribute when it names a type, else the type
+	// OpenInference's span kind or the GenAI operation names, else a
+	// GENERATION when the span names a model or usage, else a SPAN.
 	op.Type = TypeSpan
 	if t := a.str("langfuse.observation.type"); t != nil && slices.Contains(ObservationTypes(), strings.ToUpper(*t)) {
 		op.Type = strings.ToUpper(*t)
+	} else if t := conventionType(a); t != "" {
+		op.Type = t
 	} else if op.Model != nil || op.UsageDetails != nil {
 		op.Type = TypeGeneration
 	}
@@ -558,7 +565,8 @@ func count(v *commonpb.AnyValue) (int64, bool) {
 }
 
 // usage is langfuse.observation.usage_details (a JSON object) when sent,
-// else gen_ai.usage.*; a total is added when none was sent.
+// else gen_ai.usage.* or OpenInference's llm.token_count.*; a total is
+// added when none was sent.
 func usage(a spanAttrs) (map[string]int64, error) {
 	var u map[string]int64
 	if s := a.str("langfuse.observation.usage_details"); s != nil {
@@ -568,9 +576,9 @@ func usage(a spanAttrs) (map[string]int64, error) {
 	} else {
 		u = map[string]int64{}
 		for key, attrs := range map[string][]string{
-			"input":  {"gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"},
-			"output": {"gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"},
-			"total":  {"gen_ai.usage.total_tokens"},
+			"input":  {"gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"},
+			"output": {"gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion"},
+			"total":  {"gen_ai.usage.total_tokens", "llm.token_count.total"},
 		} {
 			if n, ok := count(a.get(attrs...)); ok {
 				u[key] = n
@@ -610,7 +618,8 @@ func costs(a spanAttrs) (map[string]float64, error) {
 }
 
 // params is langfuse.observation.model.parameters (JSON) when sent, else
-// the gen_ai.request.* parameters.
+// the gen_ai.request.* parameters, else OpenInference's
+// llm.invocation_parameters (JSON).
 func params(a spanAttrs) (json.RawMessage, error) {
 	if v := a.get("langfuse.observation.model.parameters"); v != nil {
 		return payload(v)
@@ -626,6 +635,9 @@ func params(a spanAttrs) (json.RawMessage, error) {
 		}
 	}
 	if len(p) == 0 {
+		if v := a.get("llm.invocation_parameters"); v != nil {
+			return payload(v)
+		}
 		return nil, nil
 	}
 	return boundedJSON(p)
