@@ -116,8 +116,59 @@ func TestWebModulePages(t *testing.T) {
 		if resp, body, _ := b.get("/traces/0123456789abcdef0123456789abcdef"); resp.StatusCode != 404 || !strings.Contains(body, "reload this page") {
 			t.Errorf("a trace not (yet) recorded: %d", resp.StatusCode)
 		}
-		// Every member reads the tenant's traces, viewers included.
-		viewer.pageOK(tracePath)
+		// Every member reads the tenant's traces, viewers included; a
+		// viewer may not score them.
+		if body := viewer.pageOK(tracePath); strings.Contains(body, "Add score") {
+			t.Error("a viewer is offered the score form")
+		}
+		if resp, _ := viewer.post(tracePath+"/scores", url.Values{"csrf": {viewerCSRF}, "name": {"x"}, "value": {"1"}}, viewer.base); resp.StatusCode != 403 {
+			t.Errorf("a viewer scoring a trace: %d", resp.StatusCode)
+		}
+		// A member scores the trace and one of its steps: a number, then a
+		// category; the payload stays text.
+		genID := regexp.MustCompile(`<option value="([0-9a-f]+)">GENERATION`).FindStringSubmatch(trace)
+		if genID == nil {
+			t.Fatalf("the score form offers no step:\n%s", trace)
+		}
+		for _, sc := range []url.Values{
+			{"name": {"correctness"}, "value": {"0.75"}, "comment": {"mostly " + xssPayload}},
+			{"name": {"tone"}, "value": {"friendly"}, "observation_id": {genID[1]}},
+		} {
+			sc.Set("csrf", csrf)
+			if resp, body := b.post(tracePath+"/scores", sc, b.base); resp.StatusCode != http.StatusSeeOther ||
+				resp.Header.Get("Location") != tracePath+"#scores" {
+				t.Fatalf("score %v: %d %s", sc, resp.StatusCode, body)
+			}
+		}
+		scored := b.pageOK(tracePath)
+		assertInert(t, "scored trace", scored)
+		if !strings.Contains(scored, "<td>correctness</td><td>0.75</td><td>ANNOTATION</td><td>trace</td><td>mostly "+payloadText) ||
+			!strings.Contains(scored, "<td>tone</td><td>friendly</td><td>ANNOTATION</td><td><a href=\"#o-"+genID[1]+"\">step</a>") {
+			t.Errorf("the scores are not listed:\n%s", scored)
+		}
+		// Stored as the API would: a number numeric, a word categorical.
+		var got struct {
+			Scores []struct {
+				Name     string `json:"name"`
+				DataType string `json:"data_type"`
+			} `json:"scores"`
+		}
+		w.org.must("GET", "/api/v1"+tracePath, nil, 200, &got)
+		types := map[string]string{}
+		for _, sc := range got.Scores {
+			types[sc.Name] = sc.DataType
+		}
+		if types["correctness"] != "NUMERIC" || types["tone"] != "CATEGORICAL" {
+			t.Errorf("stored scores %+v", got.Scores)
+		}
+		// A missing name is the form again, with what was typed.
+		if resp, body := b.post(tracePath+"/scores", url.Values{"csrf": {csrf}, "value": {"3"}, "comment": {"keep me"}}, b.base); resp.StatusCode != 400 ||
+			!strings.Contains(body, "keep me") || !strings.Contains(body, `role="alert"`) {
+			t.Errorf("a score without a name: %d %s", resp.StatusCode, body)
+		}
+		if resp, _ := b.post("/traces/0123456789abcdef0123456789abcdef/scores", url.Values{"csrf": {csrf}, "name": {"x"}, "value": {"1"}}, b.base); resp.StatusCode != 404 {
+			t.Errorf("scoring a trace that does not exist: %d", resp.StatusCode)
+		}
 		if !strings.Contains(b.pageOK("/"), `href="/traces"`) {
 			t.Error("the dashboard does not link to the traces")
 		}
@@ -143,6 +194,55 @@ func TestWebModulePages(t *testing.T) {
 		models := b.pageOK("/gateway/models")
 		if !strings.Contains(models, "team "+payloadText) || !strings.Contains(models, "gpt-test") {
 			t.Errorf("the deployment is not listed:\n%s", models)
+		}
+		// Editing: the form comes filled in; a new base URL with the old
+		// key handle is refused; the saved change is listed.
+		depID := regexp.MustCompile(`href="/gateway/models\?edit=([^"#]+)#dep-form"`).FindStringSubmatch(models)
+		if depID == nil {
+			t.Fatalf("no edit link:\n%s", models)
+		}
+		edit := b.pageOK("/gateway/models?edit=" + depID[1])
+		if !strings.Contains(edit, "Edit deployment") || !strings.Contains(edit, `value="gpt-test"`) ||
+			!strings.Contains(edit, `action="/gateway/models/`+depID[1]+`"`) || !strings.Contains(edit, `name="active" checked`) {
+			t.Errorf("the edit form:\n%s", edit)
+		}
+		assertInert(t, "deployment edit form", edit)
+		save := url.Values{"csrf": {csrf}, "model_name": {"team " + xssPayload}, "provider": {"openai"}, "upstream_model": {"gpt-test-2"},
+			"base_url": {"http://127.0.0.1:9/v1"}, "weight": {"3"}, "max_concurrency": {"4"}, "timeout_seconds": {"30"}}
+		if resp, body := b.post("/gateway/models/"+depID[1], save, b.base); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("save the deployment: %d %s", resp.StatusCode, body)
+		}
+		var listedDeps struct {
+			Deployments []struct {
+				UpstreamModel  string `json:"upstream_model"`
+				Weight         int    `json:"weight"`
+				MaxConcurrency int    `json:"max_concurrency"`
+				IsActive       bool   `json:"is_active"`
+			} `json:"deployments"`
+		}
+		w.org.must("GET", "/api/v1/gateway/deployments", nil, 200, &listedDeps)
+		if len(listedDeps.Deployments) != 1 || listedDeps.Deployments[0].UpstreamModel != "gpt-test-2" ||
+			listedDeps.Deployments[0].Weight != 3 || listedDeps.Deployments[0].MaxConcurrency != 4 || listedDeps.Deployments[0].IsActive {
+			t.Errorf("the saved deployment (the box unticked: inactive): %+v", listedDeps.Deployments)
+		}
+		save.Set("api_key_handle", "handle-1")
+		save.Set("active", "on")
+		if resp, body := b.post("/gateway/models/"+depID[1], save, b.base); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("save with a key handle: %d %s", resp.StatusCode, body)
+		}
+		save.Set("base_url", "http://127.0.0.1:10/v1")
+		if resp, body := b.post("/gateway/models/"+depID[1], save, b.base); resp.StatusCode != 400 ||
+			!strings.Contains(body, "must change when base_url changes") || !strings.Contains(body, `value="http://127.0.0.1:10/v1"`) {
+			t.Errorf("a new base URL with the old key handle: %d %s", resp.StatusCode, body)
+		}
+		if resp, _ := b.post("/gateway/models/no-such-deployment", save, b.base); resp.StatusCode != 404 {
+			t.Errorf("saving a deployment that does not exist: %d", resp.StatusCode)
+		}
+		if resp, _, _ := b.get("/gateway/models?edit=no-such-deployment"); resp.StatusCode != 404 {
+			t.Errorf("editing a deployment that does not exist: %d", resp.StatusCode)
+		}
+		if resp, _ := user.post("/gateway/models/"+depID[1], save, user.base); resp.StatusCode != 403 {
+			t.Errorf("a user saving a deployment: %d", resp.StatusCode)
 		}
 		// A user sees the model names, not the deployments.
 		if body := user.pageOK("/gateway/models"); !strings.Contains(body, "team "+payloadText) || strings.Contains(body, "127.0.0.1:9") {
@@ -189,6 +289,37 @@ func TestWebModulePages(t *testing.T) {
 			}
 		}
 
+		// Rotation: the new secret is shown once; the old one keeps
+		// working for the grace chosen, then not at all.
+		rotate := func(grace string) string {
+			t.Helper()
+			resp, body := b.post("/gateway/keys/"+keyID+"/rotate", url.Values{"csrf": {csrf}, "grace_seconds": {grace}}, b.base)
+			m := regexp.MustCompile(`id="secret" class="mono" readonly value="(sk-nodus-[^"]+)"`).FindStringSubmatch(body)
+			if resp.StatusCode != 200 || m == nil || !strings.Contains(body, "rotated") || resp.Header.Get("Cache-Control") != "no-store" {
+				t.Fatalf("rotate with grace %s: %d\n%s", grace, resp.StatusCode, body)
+			}
+			assertInert(t, "key rotated", body)
+			return m[1]
+		}
+		authenticates := func(secret string) bool {
+			status, _ := (&client{t: t, base: w.in.base, token: secret}).do("GET", "/v1/models", nil)
+			return status == 200
+		}
+		second := rotate("3600")
+		if !authenticates(second) || !authenticates(secret[1]) {
+			t.Error("after a rotation with an hour's grace, the new or the old key does not authenticate")
+		}
+		if keys := b.pageOK("/gateway/keys"); !strings.Contains(keys, "old key until") || strings.Contains(keys, second) {
+			t.Errorf("the key list after a rotation:\n%s", keys)
+		}
+		third := rotate("0")
+		if !authenticates(third) || authenticates(second) || authenticates(secret[1]) {
+			t.Error("after a rotation without grace, an old key still authenticates or the new one does not")
+		}
+		if resp, _ := b.post("/gateway/keys/"+keyID+"/rotate", url.Values{"csrf": {csrf}, "grace_seconds": {"999"}}, b.base); resp.StatusCode != 400 {
+			t.Errorf("a grace not offered: %d", resp.StatusCode)
+		}
+
 		// A viewer may neither see nor create keys; a user sees only
 		// their own and may not touch the admin's.
 		for _, p := range []string{"/gateway/keys", "/gateway/spend", "/gateway/budgets"} {
@@ -204,6 +335,9 @@ func TestWebModulePages(t *testing.T) {
 		}
 		if resp, _ := user.post("/gateway/keys/"+keyID+"/delete", url.Values{"csrf": {userCSRF}}, user.base); resp.StatusCode != 404 {
 			t.Errorf("a user deleting the admin's key: %d", resp.StatusCode)
+		}
+		if resp, _ := user.post("/gateway/keys/"+keyID+"/rotate", url.Values{"csrf": {userCSRF}, "grace_seconds": {"0"}}, user.base); resp.StatusCode != 404 {
+			t.Errorf("a user rotating the admin's key: %d", resp.StatusCode)
 		}
 		if resp, _ := user.post("/gateway/keys", url.Values{"csrf": {userCSRF}, "name": {"mine"}, "user_id": {w.org.user.ID}}, user.base); resp.StatusCode != 403 {
 			t.Errorf("a user creating a key for another: %d", resp.StatusCode)

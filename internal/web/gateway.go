@@ -87,15 +87,59 @@ type deploymentRow struct {
 	Timeout string
 }
 
+// deploymentForm is the form of a new deployment, or of one edited (ID
+// set).
 type deploymentForm struct {
+	ID                                                                          string
 	ModelName, Provider, UpstreamModel, BaseURL, APIKeyHandle, APIVersion, Mode string
-	Weight, RPM, TPM, TimeoutSeconds                                            string
+	Weight, RPM, TPM, MaxConcurrency, TimeoutSeconds                            string
+	Active                                                                      bool
 }
 
 func (s *Server) handleGatewayModels() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.gatewayModelsPage(w, r, http.StatusOK, deploymentForm{Provider: gateway.ProviderOpenAI, Weight: "1"}, nil)
+		form := deploymentForm{Provider: gateway.ProviderOpenAI, Weight: "1", Active: true}
+		if id := r.URL.Query().Get("edit"); id != "" {
+			d, err := s.findDeployment(r, id)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			form = formOfDeployment(d)
+		}
+		s.gatewayModelsPage(w, r, http.StatusOK, form, nil)
 	})
+}
+
+// findDeployment is the viewer's tenant's deployment id, for an admin.
+func (s *Server) findDeployment(r *http.Request, id string) (gateway.Deployment, error) {
+	m, err := s.gatewayManager(viewerFrom(r.Context()), identity.ActionManageGateway)
+	if err != nil {
+		return gateway.Deployment{}, err
+	}
+	deps, err := s.deps.Gateway.ListDeployments(r.Context(), m)
+	if err != nil {
+		return gateway.Deployment{}, err
+	}
+	for _, d := range deps {
+		if d.ID == id {
+			return d, nil
+		}
+	}
+	return gateway.Deployment{}, nodus.Errorf(nodus.ENOTFOUND, "deployment %s not found", id)
+}
+
+func formOfDeployment(d gateway.Deployment) deploymentForm {
+	num := func(n int64) string {
+		if n == 0 {
+			return ""
+		}
+		return strconv.FormatInt(n, 10)
+	}
+	return deploymentForm{ID: d.ID, ModelName: d.ModelName, Provider: d.Provider, UpstreamModel: d.UpstreamModel,
+		BaseURL: d.BaseURL, APIKeyHandle: d.APIKeyHandle, APIVersion: d.APIVersion, Mode: d.Mode,
+		Weight: strconv.Itoa(d.Weight), RPM: num(d.RPM), TPM: num(d.TPM), MaxConcurrency: num(int64(d.MaxConcurrency)),
+		TimeoutSeconds: num(int64(d.Timeout / time.Second)), Active: d.IsActive}
 }
 
 func (s *Server) gatewayModelsPage(w http.ResponseWriter, r *http.Request, status int, form deploymentForm, ferr *formError) {
@@ -163,7 +207,9 @@ func checkFields(fields map[string]string) error {
 	return &nodus.Error{Code: nodus.EINVALID, Message: "Check the highlighted fields", Fields: fields}
 }
 
-func (s *Server) handleCreateDeployment() http.Handler {
+// handleSaveDeployment adds a deployment, or saves the one of the path's
+// id.
+func (s *Server) handleSaveDeployment() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v := viewerFrom(r.Context())
 		m, err := s.gatewayManager(v, identity.ActionManageGateway)
@@ -171,19 +217,31 @@ func (s *Server) handleCreateDeployment() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		form := deploymentForm{ModelName: strings.TrimSpace(r.PostFormValue("model_name")), Provider: r.PostFormValue("provider"),
-			UpstreamModel: strings.TrimSpace(r.PostFormValue("upstream_model")), BaseURL: strings.TrimSpace(r.PostFormValue("base_url")),
-			APIKeyHandle: strings.TrimSpace(r.PostFormValue("api_key_handle")), APIVersion: strings.TrimSpace(r.PostFormValue("api_version")),
-			Mode: r.PostFormValue("mode"), Weight: r.PostFormValue("weight"), RPM: r.PostFormValue("rpm"), TPM: r.PostFormValue("tpm"),
-			TimeoutSeconds: r.PostFormValue("timeout_seconds")}
+		form := deploymentForm{ID: r.PathValue("id"), ModelName: strings.TrimSpace(r.PostFormValue("model_name")),
+			Provider: r.PostFormValue("provider"), UpstreamModel: strings.TrimSpace(r.PostFormValue("upstream_model")),
+			BaseURL: strings.TrimSpace(r.PostFormValue("base_url")), APIKeyHandle: strings.TrimSpace(r.PostFormValue("api_key_handle")),
+			APIVersion: strings.TrimSpace(r.PostFormValue("api_version")), Mode: r.PostFormValue("mode"),
+			Weight: r.PostFormValue("weight"), RPM: r.PostFormValue("rpm"), TPM: r.PostFormValue("tpm"),
+			MaxConcurrency: r.PostFormValue("max_concurrency"), TimeoutSeconds: r.PostFormValue("timeout_seconds"),
+			// A new deployment is active; an edited one as its box says.
+			Active: r.PostFormValue("active") == "on" || r.PathValue("id") == ""}
 		fields := map[string]string{}
 		in := gateway.DeploymentInput{ModelName: form.ModelName, Provider: form.Provider, UpstreamModel: form.UpstreamModel,
 			BaseURL: form.BaseURL, APIKeyHandle: form.APIKeyHandle, APIVersion: form.APIVersion, Mode: form.Mode,
 			Weight: int(formInt(r, "weight", fields)), RPM: formInt(r, "rpm", fields), TPM: formInt(r, "tpm", fields),
-			TimeoutSeconds: int(formInt(r, "timeout_seconds", fields))}
+			MaxConcurrency: int(formInt(r, "max_concurrency", fields)), TimeoutSeconds: int(formInt(r, "timeout_seconds", fields)),
+			IsActive: &form.Active}
 		err = checkFields(fields)
 		if err == nil {
-			_, err = s.deps.Gateway.CreateDeployment(r.Context(), m, in)
+			if form.ID == "" {
+				_, err = s.deps.Gateway.CreateDeployment(r.Context(), m, in)
+			} else {
+				_, err = s.deps.Gateway.UpdateDeployment(r.Context(), m, form.ID, in)
+			}
+		}
+		if nodus.ErrorCode(err) == nodus.ENOTFOUND {
+			s.fail(w, r, err)
+			return
 		}
 		if err != nil {
 			s.gatewayModelsPage(w, r, statusOf(nodus.ErrorCode(err)), form, toFormError(err))
@@ -224,10 +282,23 @@ type gatewayKeysPage struct {
 	Form    keyForm
 	Periods []string
 	Error   *formError
-	// Secret is the new key's secret, on the answer to its creation only:
-	// it is never stored, so it cannot be shown again.
+	// Secret is the new key's secret, on the answer to its creation or
+	// rotation only: it is never stored, so it cannot be shown again.
 	Secret  string
 	Created *gateway.Key
+	Rotated bool // Created is a key given a new secret
+	Graces  []graceChoice
+}
+
+// graceChoice is how long a rotated key's old secret keeps working.
+type graceChoice struct {
+	Label   string
+	Seconds int64
+}
+
+func graceChoices() []graceChoice {
+	return []graceChoice{{"stops now", 0}, {"works 1 hour more", 3600}, {"works 1 day more", 86400},
+		{"works 7 days more", 7 * 86400}}
 }
 
 type keyRow struct {
@@ -235,6 +306,9 @@ type keyRow struct {
 	Blocked bool
 	Expired bool
 	Mine    bool
+	// OldUntil is when the secret a rotation replaced stops working,
+	// nil when none does.
+	OldUntil *time.Time
 }
 
 type keyForm struct {
@@ -245,11 +319,12 @@ func budgetPeriods() []string { return []string{"", "1h", "1d", "7d", "30d"} }
 
 func (s *Server) handleGatewayKeys() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.gatewayKeysPage(w, r, http.StatusOK, keyForm{}, nil, "", nil)
+		s.gatewayKeysPage(w, r, http.StatusOK, keyForm{}, nil, "", nil, false)
 	})
 }
 
-func (s *Server) gatewayKeysPage(w http.ResponseWriter, r *http.Request, status int, form keyForm, ferr *formError, secret string, created *gateway.Key) {
+func (s *Server) gatewayKeysPage(w http.ResponseWriter, r *http.Request, status int, form keyForm, ferr *formError,
+	secret string, created *gateway.Key, rotated bool) {
 	v := viewerFrom(r.Context())
 	m, err := s.gatewayManager(v, identity.ActionUseGateway)
 	if err != nil {
@@ -262,11 +337,15 @@ func (s *Server) gatewayKeysPage(w http.ResponseWriter, r *http.Request, status 
 		return
 	}
 	p := gatewayKeysPage{gatewayBase: s.gatewayPage(r, v, "Keys"), Admin: m.Admin, Next: next, Form: form,
-		Periods: budgetPeriods(), Error: ferr, Secret: secret, Created: created}
+		Periods: budgetPeriods(), Error: ferr, Secret: secret, Created: created, Rotated: rotated, Graces: graceChoices()}
 	now := s.clock()
 	for _, k := range keys {
-		p.Keys = append(p.Keys, keyRow{Key: k, Blocked: k.Status == gateway.KeyBlocked, Mine: k.UserID == v.user.ID,
-			Expired: k.ExpiresAt != nil && k.ExpiresAt.Before(now)})
+		row := keyRow{Key: k, Blocked: k.Status == gateway.KeyBlocked, Mine: k.UserID == v.user.ID,
+			Expired: k.ExpiresAt != nil && k.ExpiresAt.Before(now)}
+		if k.PreviousValidUntil != nil && k.PreviousValidUntil.After(now) {
+			row.OldUntil = k.PreviousValidUntil
+		}
+		p.Keys = append(p.Keys, row)
 	}
 	s.render(w, r, status, "gateway_keys", &p)
 }
@@ -298,12 +377,37 @@ func (s *Server) handleCreateKey() http.Handler {
 			k, secret, err = s.deps.Gateway.CreateKey(r.Context(), m, in)
 		}
 		if err != nil {
-			s.gatewayKeysPage(w, r, statusOf(nodus.ErrorCode(err)), form, toFormError(err), "", nil)
+			s.gatewayKeysPage(w, r, statusOf(nodus.ErrorCode(err)), form, toFormError(err), "", nil, false)
 			return
 		}
 		// The answer itself shows the secret (render sets no-store); a
 		// redirect would have to carry it in a URL or a store.
-		s.gatewayKeysPage(w, r, http.StatusCreated, keyForm{}, nil, secret, k)
+		s.gatewayKeysPage(w, r, http.StatusCreated, keyForm{}, nil, secret, k, false)
+	})
+}
+
+// handleRotateKey gives a key a new secret, shown once as a new key's is;
+// the old secret keeps working for the grace chosen, so the applications
+// using it can be moved over.
+func (s *Server) handleRotateKey() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := viewerFrom(r.Context())
+		m, err := s.gatewayManager(v, identity.ActionUseGateway)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		grace, err := strconv.ParseInt(r.PostFormValue("grace_seconds"), 10, 64)
+		if err != nil || !slices.ContainsFunc(graceChoices(), func(c graceChoice) bool { return c.Seconds == grace }) {
+			s.renderError(w, r, v, http.StatusBadRequest, "Choose how long the old key keeps working.")
+			return
+		}
+		k, secret, err := s.deps.Gateway.RotateKey(r.Context(), m, r.PathValue("id"), time.Duration(grace)*time.Second)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.gatewayKeysPage(w, r, http.StatusOK, keyForm{}, nil, secret, k, true)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nodus-os/nodus/internal/identity"
 	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/tracing"
 )
@@ -217,6 +219,16 @@ type tracePage struct {
 	Pending      bool // the trace has not arrived yet
 	ID           string
 	URL          string
+	// CanScore: the viewer may score the trace (not a viewer role);
+	// ScoreForm and ScoreError hold a refused score's form.
+	CanScore   bool
+	ScoreForm  scoreForm
+	ScoreError *formError
+}
+
+// scoreForm is the trace page's form for a score a member gives.
+type scoreForm struct {
+	Name, Value, Comment, ObservationID string
 }
 
 // jsonBlock is a value shown pretty-printed as text; Cut says it was
@@ -374,11 +386,69 @@ func (s *Server) handleTrace() http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		title := t.Trace.Name
-		if title == "" {
-			title = "Trace " + t.Trace.ID
+		s.renderTrace(w, r, v, http.StatusOK, t, scoreForm{}, nil)
+	})
+}
+
+// renderTrace renders a trace's page, with a refused score's form when
+// there is one.
+func (s *Server) renderTrace(w http.ResponseWriter, r *http.Request, v *viewer, status int, t tracing.PublicTrace,
+	form scoreForm, ferr *formError) {
+	title := t.Trace.Name
+	if title == "" {
+		title = "Trace " + t.Trace.ID
+	}
+	p := viewTrace(s.base(r, v, title), t)
+	p.CanScore, p.ScoreForm, p.ScoreError = s.perms.Allows(v.user.Role, identity.ActionWriteTracing), form, ferr
+	s.render(w, r, status, "trace", p)
+}
+
+// handleScoreTrace gives a trace, or one of its steps, a score annotated
+// by the member: a number, or a word (a categorical score), with a
+// comment.
+func (s *Server) handleScoreTrace() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := viewerFrom(r.Context())
+		switch {
+		case v.tenantID() == "":
+			s.fail(w, r, errNoTenant)
+			return
+		case s.deps.Tracing == nil:
+			s.fail(w, r, s.tracingUnavailable())
+			return
+		case !s.perms.Allows(v.user.Role, identity.ActionWriteTracing):
+			s.fail(w, r, &nodus.Error{Code: nodus.EFORBIDDEN, Message: "Viewers read traces; scoring them needs a user role"})
+			return
 		}
-		s.render(w, r, http.StatusOK, "trace", viewTrace(s.base(r, v, title), t))
+		id := r.PathValue("id")
+		form := scoreForm{Name: strings.TrimSpace(r.PostFormValue("name")), Value: strings.TrimSpace(r.PostFormValue("value")),
+			Comment: r.PostFormValue("comment"), ObservationID: r.PostFormValue("observation_id")}
+		// A number is a numeric score; anything else a category.
+		value, err := json.Marshal(form.Value)
+		if n, perr := strconv.ParseFloat(form.Value, 64); perr == nil && !math.IsNaN(n) && !math.IsInf(n, 0) {
+			value, err = json.Marshal(n)
+		}
+		if err == nil && form.Value == "" {
+			err = &nodus.Error{Code: nodus.EINVALID, Message: "invalid score", Fields: map[string]string{"value": "is required"}}
+		}
+		if err == nil {
+			_, err = s.deps.Tracing.CreateScore(r.Context(), v.tenantID(), tracing.ScoreInput{TraceID: id,
+				ObservationID: form.ObservationID, Name: form.Name, Value: value, Comment: form.Comment})
+		}
+		if nodus.ErrorCode(err) == nodus.EINVALID {
+			t, terr := s.deps.Tracing.GetPublicTrace(r.Context(), v.tenantID(), id)
+			if terr != nil {
+				s.fail(w, r, terr)
+				return
+			}
+			s.renderTrace(w, r, v, http.StatusBadRequest, t, form, toFormError(err))
+			return
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		http.Redirect(w, r, traceURL(id)+"#scores", http.StatusSeeOther)
 	})
 }
 

@@ -167,14 +167,17 @@ func (s *Server) routes() []route {
 
 		{pattern: "GET /traces", handler: s.handleTraces()},
 		{pattern: "GET /traces/{id}", handler: s.handleTrace()},
+		{pattern: "POST /traces/{id}/scores", handler: s.handleScoreTrace()},
 
 		{pattern: "GET /gateway", handler: http.RedirectHandler("/gateway/models", http.StatusSeeOther)},
 		{pattern: "GET /gateway/models", handler: s.handleGatewayModels()},
-		{pattern: "POST /gateway/models", handler: s.handleCreateDeployment()},
+		{pattern: "POST /gateway/models", handler: s.handleSaveDeployment()},
+		{pattern: "POST /gateway/models/{id}", handler: s.handleSaveDeployment()},
 		{pattern: "POST /gateway/models/{id}/delete", handler: s.handleDeleteDeployment()},
 		{pattern: "GET /gateway/keys", handler: s.handleGatewayKeys()},
 		{pattern: "POST /gateway/keys", handler: s.handleCreateKey()},
 		{pattern: "POST /gateway/keys/{id}/status", handler: s.handleKeyStatus()},
+		{pattern: "POST /gateway/keys/{id}/rotate", handler: s.handleRotateKey()},
 		{pattern: "POST /gateway/keys/{id}/delete", handler: s.handleDeleteKey()},
 		{pattern: "GET /gateway/budgets", handler: s.handleGatewayBudgets()},
 		{pattern: "POST /gateway/budgets", handler: s.handlePutBudget()},
