@@ -153,6 +153,9 @@ func (s *Server) routes() []route {
 		{pattern: "PATCH /api/v1/knowledge-bases/{id}", handler: s.handleUpdateKnowledgeBase(), action: identity.ActionManageKnowledge, maxBody: 16 << 10},
 		{pattern: "DELETE /api/v1/knowledge-bases/{id}", handler: s.handleDeleteKnowledgeBase(), action: identity.ActionManageKnowledge},
 		{pattern: "POST /api/v1/knowledge-bases/{id}/search", handler: s.handleSearchKnowledgeBase(), action: identity.ActionReadKnowledge, maxBody: searchMaxBody},
+		// The same search as an MCP tool (knowledge_mcp.go); GET and
+		// DELETE 405, as above.
+		{pattern: "POST /api/v1/knowledge-bases/{id}/mcp", handler: s.handleKnowledgeMCP(), action: identity.ActionReadKnowledge, maxBody: searchMaxBody},
 		{pattern: "GET /api/v1/knowledge-bases/{id}/documents", handler: s.handleListDocuments(), action: identity.ActionReadKnowledge},
 		{pattern: "POST /api/v1/knowledge-bases/{id}/documents", handler: s.handleUploadDocument(), action: identity.ActionManageKnowledge,
 			maxBody: uploadLimit + uploadEnvelope, timeout: 10 * time.Minute},
@@ -181,12 +184,11 @@ func (s *Server) routes() []route {
 		{pattern: "PUT /api/v1/agent/apps/{app}/users/{user}/memories/{id}", handler: s.handleUpdateMemory(), action: identity.ActionUseAgent, maxBody: 16 << 10},
 		{pattern: "DELETE /api/v1/agent/apps/{app}/users/{user}/memories/{id}", handler: s.handleDeleteMemory(), action: identity.ActionUseAgent},
 		{pattern: "GET /api/v1/agent/apps/{app}/users/{user}/memories/{id}/history", handler: s.handleMemoryHistory(), action: identity.ActionReadAgent},
-		// The same memories as MCP tools (memory_mcp.go); GET and DELETE
-		// are the transport's, which this stateless server refuses.
+		// The same memories as MCP tools (memory_mcp.go). The transport's
+		// GET (a stream) and DELETE (a session) are not offered: the mux
+		// answers them 405.
 		{pattern: "POST /api/v1/agent/apps/{app}/users/{user}/mcp", handler: s.handleMemoryMCP(), action: identity.ActionReadAgent,
 			maxBody: memoryMaxBody, timeout: 5 * time.Minute},
-		{pattern: "GET /api/v1/agent/apps/{app}/users/{user}/mcp", handler: s.handleMemoryMCP(), action: identity.ActionReadAgent},
-		{pattern: "DELETE /api/v1/agent/apps/{app}/users/{user}/mcp", handler: s.handleMemoryMCP(), action: identity.ActionReadAgent},
 		{pattern: "POST /api/v1/agent/apps/{app}/users/{user}/sessions/{session}/memory", handler: s.handleAddSessionToMemory(),
 			action: identity.ActionUseAgent, maxBody: 16 << 10, timeout: 5 * time.Minute},
 		{pattern: "GET /api/v1/vault/keys", handler: s.handleVaultKeyStatus(), action: identity.ActionManageVault},

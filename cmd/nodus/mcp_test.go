@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -213,6 +214,97 @@ func TestMemoryMCP(t *testing.T) {
 		use(annS, "get_memories", nil, &listed)
 		if len(listed.Memories) != 0 {
 			t.Fatalf("after delete_all_memories: %+v", listed)
+		}
+	})
+}
+
+// TestKnowledgeMCP searches a knowledge base through its MCP endpoint with
+// the official client, on both databases: any member of the tenant,
+// viewers included, gets passages with their document; another tenant's
+// administrator reaches nothing.
+func TestKnowledgeMCP(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
+		vars := nodusEnv(t, databaseURL)
+		vars["NODUS_ADMIN_PASSWORD"] = "the administrator's password"
+		vars["NODUS_JOB_POLL_INTERVAL"] = "100ms"
+		in := startNodus(t, vars)
+		admin := signIn(t, in.base, "admin", vars["NODUS_ADMIN_PASSWORD"])
+		members := map[string]*client{}
+		for _, tn := range []string{"Readers", "Others"} {
+			var tenant struct{ Tenant struct{ ID string } }
+			admin.must("POST", "/api/v1/tenants", map[string]any{"name": tn}, 201, &tenant)
+			for _, role := range []string{"org_admin", "viewer"} {
+				login := tn + "-" + role
+				admin.must("POST", "/api/v1/users", map[string]any{"email": login + "@example.test", "username": login,
+					"role": role, "tenant_id": tenant.Tenant.ID, "password": canaryOrgPassword}, 201, nil)
+				members[login] = signIn(t, in.base, login, canaryOrgPassword)
+			}
+		}
+		owner, viewer, other := members["Readers-org_admin"], members["Readers-viewer"], members["Others-org_admin"]
+		var kb struct {
+			KnowledgeBase struct{ ID string } `json:"knowledge_base"`
+		}
+		owner.must("POST", "/api/v1/knowledge-bases", map[string]any{"name": "Handbook", "description": "how we work"}, 201, &kb)
+		docs := "/api/v1/knowledge-bases/" + kb.KnowledgeBase.ID + "/documents"
+		status, body := owner.upload(docs, "onboarding.md", "# Onboarding\n\nEvery new starter receives the amber lantern handbook on day one.\n")
+		var d documentAnswer
+		if status != 201 || json.Unmarshal(body, &d) != nil {
+			t.Fatalf("upload: %d %s", status, body)
+		}
+		for deadline := time.Now().Add(20 * time.Second); d.Document.Status != "completed"; time.Sleep(50 * time.Millisecond) {
+			owner.must("GET", docs+"/"+d.Document.ID, nil, 200, &d)
+			if d.Document.Status == "failed" || time.Now().After(deadline) {
+				t.Fatalf("the document: %+v\n%s", d.Document, in.logs.String())
+			}
+		}
+
+		endpoint := in.base + "/api/v1/knowledge-bases/" + kb.KnowledgeBase.ID + "/mcp"
+		ctx := context.Background()
+		connect := func(c *client, url string) (*sdk.ClientSession, error) {
+			cl := sdk.NewClient(&sdk.Implementation{Name: "nodus-test", Version: "1"}, nil)
+			return cl.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: bearer{c.token}},
+				MaxRetries: -1}, nil)
+		}
+		sess, err := connect(viewer, endpoint)
+		if err != nil {
+			t.Fatalf("a viewer connects: %v", err)
+		}
+		defer sess.Close()
+		tools, err := sess.ListTools(ctx, nil)
+		if err != nil || len(tools.Tools) != 1 || tools.Tools[0].Name != "search_knowledge_base" ||
+			!strings.Contains(tools.Tools[0].Description, "Handbook") || !strings.Contains(tools.Tools[0].Description, "how we work") {
+			t.Fatalf("tools: %+v %v", tools, err)
+		}
+		res, err := sess.CallTool(ctx, &sdk.CallToolParams{Name: "search_knowledge_base",
+			Arguments: map[string]any{"query": "amber lantern", "top_k": 3}})
+		if err != nil || res.IsError {
+			t.Fatalf("search: %+v %v", res, err)
+		}
+		b, _ := json.Marshal(res.StructuredContent)
+		var found struct {
+			Hits []struct {
+				DocumentName string  `json:"document_name"`
+				Text         string  `json:"text"`
+				Score        float64 `json:"score"`
+			} `json:"hits"`
+		}
+		if err := json.Unmarshal(b, &found); err != nil || len(found.Hits) != 1 || found.Hits[0].DocumentName != "onboarding.md" ||
+			!strings.Contains(found.Hits[0].Text, "amber lantern") || found.Hits[0].Score <= 0 {
+			t.Fatalf("search results: %s %v", b, err)
+		}
+		res, err = sess.CallTool(ctx, &sdk.CallToolParams{Name: "search_knowledge_base", Arguments: map[string]any{"query": ""}})
+		if err != nil || !res.IsError {
+			t.Errorf("an empty query: %+v %v", res, err)
+		}
+		// Another tenant's administrator, and an id that is nobody's.
+		if _, err := connect(other, endpoint); err == nil {
+			t.Error("another tenant's administrator connected")
+		}
+		for c, path := range map[*client]string{other: "/api/v1/knowledge-bases/" + kb.KnowledgeBase.ID + "/mcp",
+			owner: "/api/v1/knowledge-bases/no-such-base/mcp"} {
+			if status, body := c.do("POST", path, map[string]any{"jsonrpc": "2.0", "id": 1, "method": "ping"}); status != 404 {
+				t.Errorf("POST %s as %s: %d %s, want 404", path, c.user.Username, status, body)
+			}
 		}
 	})
 }
