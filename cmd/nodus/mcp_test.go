@@ -308,3 +308,74 @@ func TestKnowledgeMCP(t *testing.T) {
 		}
 	})
 }
+
+// TestChatbotMCP asks a chatbot through its MCP endpoint with the official
+// client, on both databases: the answer comes through the gateway, the
+// turn is stored in the caller's conversation, and a follow-up with its
+// conversation_id continues it; a viewer may not ask.
+func TestChatbotMCP(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, databaseURL string) {
+		w := newGatewayWorld(t, databaseURL, gatewaytest.Script{Text: "Parcels ship every weekday."})
+		var bot struct{ Chatbot struct{ ID string } }
+		w.do(t, w.orgAdmin, "POST", "/api/v1/chatbots", map[string]any{"name": "Helpdesk", "model_name": "fake",
+			"description": "answers customers"}, 201, &bot)
+		w.do(t, w.orgAdmin, "POST", "/api/v1/users", map[string]any{"email": "cb-vera@example.test", "username": "cb-vera",
+			"role": "viewer", "password": canaryOrgPassword}, 201, nil)
+		vera := signIn(t, w.in.base, "cb-vera", canaryOrgPassword)
+		endpoint := w.in.base + "/api/v1/chatbots/" + bot.Chatbot.ID + "/mcp"
+		ctx := context.Background()
+		cl := sdk.NewClient(&sdk.Implementation{Name: "nodus-test", Version: "1"}, nil)
+		sess, err := cl.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: endpoint,
+			HTTPClient: &http.Client{Transport: bearer{w.orgAdmin.token}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Close()
+		tools, err := sess.ListTools(ctx, nil)
+		if err != nil || len(tools.Tools) != 1 || tools.Tools[0].Name != "ask_chatbot" ||
+			!strings.Contains(tools.Tools[0].Description, "answers customers") {
+			t.Fatalf("tools: %+v %v", tools, err)
+		}
+		type answer struct {
+			ConversationID string `json:"conversation_id"`
+			Answer         string `json:"answer"`
+		}
+		ask := func(args map[string]any) answer {
+			t.Helper()
+			res, err := sess.CallTool(ctx, &sdk.CallToolParams{Name: "ask_chatbot", Arguments: args})
+			if err != nil || res.IsError {
+				t.Fatalf("ask %v: %+v %v\n%s", args, res, err, w.in.logs.String())
+			}
+			b, _ := json.Marshal(res.StructuredContent)
+			var a answer
+			if err := json.Unmarshal(b, &a); err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}
+		first := ask(map[string]any{"question": "When do parcels ship?"})
+		if first.Answer != "Parcels ship every weekday." || first.ConversationID == "" {
+			t.Fatalf("first answer %+v", first)
+		}
+		second := ask(map[string]any{"question": "And on Saturdays?", "conversation_id": first.ConversationID})
+		if second.ConversationID != first.ConversationID {
+			t.Errorf("the follow-up started conversation %s, not %s", second.ConversationID, first.ConversationID)
+		}
+		// The follow-up's prompt holds the first exchange.
+		if req, _ := w.fake.LastRequest(); !strings.Contains(string(req.Body), "When do parcels ship?") {
+			t.Errorf("the follow-up was asked without its history: %s", req.Body)
+		}
+		// The caller's conversation, as the chat API lists it.
+		var conv struct {
+			Messages []struct{ Role, Content string } `json:"messages"`
+		}
+		w.do(t, w.orgAdmin, "GET", "/api/v1/conversations/"+first.ConversationID, nil, 200, &conv)
+		if len(conv.Messages) != 4 {
+			t.Errorf("the conversation holds %d messages, want 4: %+v", len(conv.Messages), conv.Messages)
+		}
+		if status, body := vera.do("POST", "/api/v1/chatbots/"+bot.Chatbot.ID+"/mcp",
+			map[string]any{"jsonrpc": "2.0", "id": 1, "method": "ping"}); status != http.StatusForbidden {
+			t.Errorf("a viewer: %d %s", status, body)
+		}
+	})
+}

@@ -202,6 +202,9 @@ func (s *Server) routes() []route {
 		{pattern: "DELETE /api/v1/chatbots/{id}", handler: s.handleDeleteChatbot(), action: identity.ActionWriteContent},
 		{pattern: "POST /api/v1/chatbots/{id}/chat", handler: s.handleChat(), action: identity.ActionWriteContent,
 			maxBody: chatMaxBody, timeout: 10 * time.Minute},
+		// The chatbot as an MCP tool (chat_mcp.go); GET and DELETE 405.
+		{pattern: "POST /api/v1/chatbots/{id}/mcp", handler: s.handleChatbotMCP(), action: identity.ActionWriteContent,
+			maxBody: chatMaxBody, timeout: 10 * time.Minute},
 		{pattern: "GET /api/v1/conversations", handler: s.handleListConversations(), action: identity.ActionReadContent},
 		{pattern: "GET /api/v1/conversations/{id}", handler: s.handleGetConversation(), action: identity.ActionReadContent},
 		{pattern: "PATCH /api/v1/conversations/{id}", handler: s.handleUpdateConversation(), action: identity.ActionWriteContent, maxBody: 4 << 10},
