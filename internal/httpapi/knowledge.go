@@ -276,16 +276,22 @@ func (s *Server) handleSearchKnowledgeBase() http.Handler {
 		if err != nil {
 			return nil, err
 		}
-		hits := make([]searchHitView, len(res.Hits))
-		for i := range res.Hits {
-			hits[i] = viewSearchHit(&res.Hits[i])
-		}
-		out := map[string]any{"mode": res.Mode, "hits": hits}
-		if res.Warning != "" {
-			out["warning"] = res.Warning
-		}
-		return out, nil
+		return viewSearchResult(res), nil
 	})
+}
+
+// viewSearchResult is a search's answer: how it ranked, any warning, and
+// the hits, best first.
+func viewSearchResult(res *knowledge.SearchResult) map[string]any {
+	hits := make([]searchHitView, len(res.Hits))
+	for i := range res.Hits {
+		hits[i] = viewSearchHit(&res.Hits[i])
+	}
+	out := map[string]any{"mode": res.Mode, "hits": hits}
+	if res.Warning != "" {
+		out["warning"] = res.Warning
+	}
+	return out
 }
 
 // uploadLimit is the largest file an upload takes (extraction's default

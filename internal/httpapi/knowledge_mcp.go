@@ -59,15 +59,7 @@ func (s *Server) handleKnowledgeMCP() http.Handler {
 					if err != nil {
 						return nil, err
 					}
-					hits := make([]searchHitView, len(res.Hits))
-					for i := range res.Hits {
-						hits[i] = viewSearchHit(&res.Hits[i])
-					}
-					out := map[string]any{"mode": res.Mode, "hits": hits}
-					if res.Warning != "" {
-						out["warning"] = res.Warning
-					}
-					return out, nil
+					return viewSearchResult(res), nil
 				}}},
 			Failed: func(ctx context.Context, tool string, err error) {
 				s.deps.Logger.ErrorContext(ctx, "knowledge MCP tool failed", "request_id", RequestID(ctx), "tool", tool, "err", err)

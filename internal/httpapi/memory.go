@@ -100,27 +100,55 @@ func (s *Server) handleAddMemories() http.Handler {
 		for _, m := range req.Messages {
 			in.Messages = append(in.Messages, memory.Message{ID: m.ID, Role: m.Role, Content: m.Content})
 		}
-		changes, err := s.deps.Memory.Add(r.Context(), in)
-		if err != nil && len(changes) == 0 {
-			return nil, err
-		}
-		type changeView struct {
-			Event    string `json:"event"`
-			MemoryID string `json:"id,omitempty"`
-			Memory   string `json:"memory"`
-			Previous string `json:"previous_memory,omitempty"`
-		}
-		out := make([]changeView, len(changes))
-		for i, c := range changes {
-			out[i] = changeView{Event: c.Event, MemoryID: c.MemoryID, Memory: c.Text, Previous: c.Old}
-		}
-		body := map[string]any{"results": out}
-		if err != nil {
-			// Some facts were applied before the model failed.
-			body["error"] = nodus.ErrorMessage(err)
-		}
-		return body, nil
+		return viewChanges(s.deps.Memory.Add(r.Context(), in))
 	})
+}
+
+type changeView struct {
+	Event    string `json:"event"`
+	MemoryID string `json:"id,omitempty"`
+	Memory   string `json:"memory"`
+	Previous string `json:"previous_memory,omitempty"`
+}
+
+// viewChanges is the answer to an add: what it did with each fact, and
+// the model's error when it failed after some facts were applied.
+func viewChanges(changes []memory.Change, err error) (any, error) {
+	if err != nil && len(changes) == 0 {
+		return nil, err
+	}
+	out := make([]changeView, len(changes))
+	for i, c := range changes {
+		out[i] = changeView{Event: c.Event, MemoryID: c.MemoryID, Memory: c.Text, Previous: c.Old}
+	}
+	body := map[string]any{"results": out}
+	if err != nil {
+		body["error"] = nodus.ErrorMessage(err)
+	}
+	return body, nil
+}
+
+// viewMemories is a page of memories and the cursor of the next.
+func viewMemories(ms []memory.Memory, next string) map[string]any {
+	out := make([]memoryView, len(ms))
+	for i := range ms {
+		out[i] = viewMemory(&ms[i])
+	}
+	return map[string]any{"memories": out, "next_cursor": next}
+}
+
+type memoryHitView struct {
+	memoryView
+	Score float64 `json:"score"`
+}
+
+// viewHits is a search's memories, best first, with their scores.
+func viewHits(hits []memory.Hit) map[string]any {
+	out := make([]memoryHitView, len(hits))
+	for i := range hits {
+		out[i] = memoryHitView{viewMemory(&hits[i].Memory), hits[i].Score}
+	}
+	return map[string]any{"results": out}
 }
 
 func (s *Server) handleListMemories() http.Handler {
@@ -134,11 +162,7 @@ func (s *Server) handleListMemories() http.Handler {
 		if err != nil {
 			return nil, err
 		}
-		out := make([]memoryView, len(ms))
-		for i := range ms {
-			out[i] = viewMemory(&ms[i])
-		}
-		return map[string]any{"memories": out, "next_cursor": next}, nil
+		return viewMemories(ms, next), nil
 	})
 }
 
@@ -158,15 +182,7 @@ func (s *Server) handleSearchMemories() http.Handler {
 		if err != nil {
 			return nil, err
 		}
-		type hitView struct {
-			memoryView
-			Score float64 `json:"score"`
-		}
-		out := make([]hitView, len(hits))
-		for i := range hits {
-			out[i] = hitView{viewMemory(&hits[i].Memory), hits[i].Score}
-		}
-		return map[string]any{"results": out}, nil
+		return viewHits(hits), nil
 	})
 }
 

@@ -80,6 +80,17 @@ func (m memoryScope) own(ctx context.Context, id string) (*memory.Memory, error)
 	return &got, nil
 }
 
+// ownArg reads the scope's memory that the arguments {"memory_id"} name.
+func (m memoryScope) ownArg(ctx context.Context, raw json.RawMessage) (*memory.Memory, error) {
+	var args struct {
+		MemoryID string `json:"memory_id"`
+	}
+	if err := mcp.Arguments(raw, &args); err != nil {
+		return nil, err
+	}
+	return m.own(ctx, args.MemoryID)
+}
+
 // tools lists the memory tools; write, whether the caller may change
 // memories.
 func (m memoryScope) tools(write bool) []mcp.Tool {
@@ -103,15 +114,7 @@ func (m memoryScope) tools(write bool) []mcp.Tool {
 				if err != nil {
 					return nil, err
 				}
-				type hitView struct {
-					memoryView
-					Score float64 `json:"score"`
-				}
-				out := make([]hitView, len(hits))
-				for i := range hits {
-					out[i] = hitView{viewMemory(&hits[i].Memory), hits[i].Score}
-				}
-				return map[string]any{"results": out}, nil
+				return viewHits(hits), nil
 			}},
 		{Name: "get_memories", Title: "List memories", ReadOnly: true, Idempotent: true,
 			Description: "List the user's memories, newest first, a page at a time.",
@@ -131,23 +134,13 @@ func (m memoryScope) tools(write bool) []mcp.Tool {
 				if err != nil {
 					return nil, err
 				}
-				out := make([]memoryView, len(ms))
-				for i := range ms {
-					out[i] = viewMemory(&ms[i])
-				}
-				return map[string]any{"memories": out, "next_cursor": next}, nil
+				return viewMemories(ms, next), nil
 			}},
 		{Name: "get_memory", Title: "Read a memory", ReadOnly: true, Idempotent: true,
 			Description: "Read one memory by its id.",
 			InputSchema: memoryIDSchema,
 			Call: func(ctx context.Context, raw json.RawMessage) (any, error) {
-				var args struct {
-					MemoryID string `json:"memory_id"`
-				}
-				if err := mcp.Arguments(raw, &args); err != nil {
-					return nil, err
-				}
-				got, err := m.own(ctx, args.MemoryID)
+				got, err := m.ownArg(ctx, raw)
 				if err != nil {
 					return nil, err
 				}
@@ -174,27 +167,9 @@ func (m memoryScope) tools(write bool) []mcp.Tool {
 				if args.Text == "" {
 					return nil, nodus.Errorf(nodus.EINVALID, "text is required")
 				}
-				changes, err := m.svc.Add(ctx, memory.AddInput{TenantID: m.tenantID, AppName: m.app, UserID: m.userID,
+				return viewChanges(m.svc.Add(ctx, memory.AddInput{TenantID: m.tenantID, AppName: m.app, UserID: m.userID,
 					Messages: []memory.Message{{Role: "user", Content: args.Text}}, Model: m.model,
-					EmbeddingModel: m.embeddingModel, Actor: m.actor})
-				if err != nil && len(changes) == 0 {
-					return nil, err
-				}
-				type changeView struct {
-					Event    string `json:"event"`
-					MemoryID string `json:"id,omitempty"`
-					Memory   string `json:"memory"`
-					Previous string `json:"previous_memory,omitempty"`
-				}
-				out := make([]changeView, len(changes))
-				for i, c := range changes {
-					out[i] = changeView{Event: c.Event, MemoryID: c.MemoryID, Memory: c.Text, Previous: c.Old}
-				}
-				body := map[string]any{"results": out}
-				if err != nil {
-					body["error"] = nodus.ErrorMessage(err) // some facts were applied before the model failed
-				}
-				return body, nil
+					EmbeddingModel: m.embeddingModel, Actor: m.actor}))
 			}},
 		mcp.Tool{Name: "update_memory", Title: "Rewrite a memory", Idempotent: true,
 			Description: "Replace the text of one memory.",
@@ -222,19 +197,14 @@ func (m memoryScope) tools(write bool) []mcp.Tool {
 			Description: "Forget one memory by its id.",
 			InputSchema: memoryIDSchema,
 			Call: func(ctx context.Context, raw json.RawMessage) (any, error) {
-				var args struct {
-					MemoryID string `json:"memory_id"`
-				}
-				if err := mcp.Arguments(raw, &args); err != nil {
+				got, err := m.ownArg(ctx, raw)
+				if err != nil {
 					return nil, err
 				}
-				if _, err := m.own(ctx, args.MemoryID); err != nil {
+				if err := m.svc.Delete(ctx, m.tenantID, got.ID, m.actor); err != nil {
 					return nil, err
 				}
-				if err := m.svc.Delete(ctx, m.tenantID, args.MemoryID, m.actor); err != nil {
-					return nil, err
-				}
-				return map[string]any{"deleted": args.MemoryID}, nil
+				return map[string]any{"deleted": got.ID}, nil
 			}},
 		mcp.Tool{Name: "delete_all_memories", Title: "Forget everything", Destructive: true, Idempotent: true,
 			Description: "Forget every memory of the user in this app. Only when the user asks for it.",

@@ -50,6 +50,22 @@ func (s *Server) gatewayManager(v *viewer, action identity.Action) (gateway.Mana
 	return gateway.Manager{TenantID: v.tenantID(), UserID: v.user.ID, Admin: v.admin(), Entry: v.entry()}, nil
 }
 
+// gatewayAction is a handler of the gateway's pages, called with the
+// viewer and the manager the gateway sees them as when their role allows
+// action; any other viewer gets the reason.
+func (s *Server) gatewayAction(action identity.Action,
+	fn func(w http.ResponseWriter, r *http.Request, v *viewer, m gateway.Manager)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := viewerFrom(r.Context())
+		m, err := s.gatewayManager(v, action)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		fn(w, r, v, m)
+	})
+}
+
 // gatewayPage builds the layout and the tabs the viewer may open.
 func (s *Server) gatewayPage(r *http.Request, v *viewer, title string) gatewayBase {
 	b := gatewayBase{pageBase: s.base(r, v, title)}
@@ -210,13 +226,7 @@ func checkFields(fields map[string]string) error {
 // handleSaveDeployment adds a deployment, or saves the one of the path's
 // id.
 func (s *Server) handleSaveDeployment() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := viewerFrom(r.Context())
-		m, err := s.gatewayManager(v, identity.ActionManageGateway)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
+	return s.gatewayAction(identity.ActionManageGateway, func(w http.ResponseWriter, r *http.Request, v *viewer, m gateway.Manager) {
 		form := deploymentForm{ID: r.PathValue("id"), ModelName: strings.TrimSpace(r.PostFormValue("model_name")),
 			Provider: r.PostFormValue("provider"), UpstreamModel: strings.TrimSpace(r.PostFormValue("upstream_model")),
 			BaseURL: strings.TrimSpace(r.PostFormValue("base_url")), APIKeyHandle: strings.TrimSpace(r.PostFormValue("api_key_handle")),
@@ -231,7 +241,7 @@ func (s *Server) handleSaveDeployment() http.Handler {
 			Weight: int(formInt(r, "weight", fields)), RPM: formInt(r, "rpm", fields), TPM: formInt(r, "tpm", fields),
 			MaxConcurrency: int(formInt(r, "max_concurrency", fields)), TimeoutSeconds: int(formInt(r, "timeout_seconds", fields)),
 			IsActive: &form.Active}
-		err = checkFields(fields)
+		err := checkFields(fields)
 		if err == nil {
 			if form.ID == "" {
 				_, err = s.deps.Gateway.CreateDeployment(r.Context(), m, in)
@@ -351,13 +361,7 @@ func (s *Server) gatewayKeysPage(w http.ResponseWriter, r *http.Request, status 
 }
 
 func (s *Server) handleCreateKey() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := viewerFrom(r.Context())
-		m, err := s.gatewayManager(v, identity.ActionUseGateway)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
+	return s.gatewayAction(identity.ActionUseGateway, func(w http.ResponseWriter, r *http.Request, v *viewer, m gateway.Manager) {
 		form := keyForm{Name: strings.TrimSpace(r.PostFormValue("name")), UserID: strings.TrimSpace(r.PostFormValue("user_id")),
 			Models: r.PostFormValue("models"), MaxBudget: r.PostFormValue("max_budget"), Period: r.PostFormValue("budget_period"),
 			RPM: r.PostFormValue("rpm"), TPM: r.PostFormValue("tpm"), ExpiresDays: r.PostFormValue("expires_days")}
@@ -370,7 +374,7 @@ func (s *Server) handleCreateKey() http.Handler {
 				in.Models = append(in.Models, model)
 			}
 		}
-		err = checkFields(fields)
+		err := checkFields(fields)
 		var k *gateway.Key
 		var secret string
 		if err == nil {
@@ -390,13 +394,7 @@ func (s *Server) handleCreateKey() http.Handler {
 // the old secret keeps working for the grace chosen, so the applications
 // using it can be moved over.
 func (s *Server) handleRotateKey() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := viewerFrom(r.Context())
-		m, err := s.gatewayManager(v, identity.ActionUseGateway)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
+	return s.gatewayAction(identity.ActionUseGateway, func(w http.ResponseWriter, r *http.Request, v *viewer, m gateway.Manager) {
 		grace, err := strconv.ParseInt(r.PostFormValue("grace_seconds"), 10, 64)
 		if err != nil || !slices.ContainsFunc(graceChoices(), func(c graceChoice) bool { return c.Seconds == grace }) {
 			s.renderError(w, r, v, http.StatusBadRequest, "Choose how long the old key keeps working.")
@@ -412,13 +410,7 @@ func (s *Server) handleRotateKey() http.Handler {
 }
 
 func (s *Server) handleKeyStatus() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := viewerFrom(r.Context())
-		m, err := s.gatewayManager(v, identity.ActionUseGateway)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
+	return s.gatewayAction(identity.ActionUseGateway, func(w http.ResponseWriter, r *http.Request, v *viewer, m gateway.Manager) {
 		var blocked bool
 		switch r.PostFormValue("blocked") {
 		case "true":
@@ -504,13 +496,7 @@ func (s *Server) gatewayBudgetsPage(w http.ResponseWriter, r *http.Request, stat
 }
 
 func (s *Server) handlePutBudget() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := viewerFrom(r.Context())
-		m, err := s.gatewayManager(v, identity.ActionManageGateway)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
+	return s.gatewayAction(identity.ActionManageGateway, func(w http.ResponseWriter, r *http.Request, v *viewer, m gateway.Manager) {
 		form := budgetForm{Scope: r.PostFormValue("scope"), SubjectID: strings.TrimSpace(r.PostFormValue("subject_id")),
 			Max: r.PostFormValue("max"), Period: r.PostFormValue("period")}
 		fields := map[string]string{}
@@ -518,7 +504,7 @@ func (s *Server) handlePutBudget() http.Handler {
 		if in.Scope == gateway.BudgetTenant {
 			in.SubjectID = "" // the field may hold what was typed for another scope
 		}
-		err = checkFields(fields)
+		err := checkFields(fields)
 		if err == nil {
 			_, err = s.deps.Gateway.PutBudget(r.Context(), m, in)
 		}
@@ -562,13 +548,7 @@ type spendRow struct {
 }
 
 func (s *Server) handleGatewaySpend() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := viewerFrom(r.Context())
-		m, err := s.gatewayManager(v, identity.ActionUseGateway)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
+	return s.gatewayAction(identity.ActionUseGateway, func(w http.ResponseWriter, r *http.Request, v *viewer, m gateway.Manager) {
 		q := r.URL.Query()
 		form := spendForm{From: q.Get("from"), To: q.Get("to"), Key: strings.TrimSpace(q.Get("key")),
 			User: strings.TrimSpace(q.Get("user")), Model: strings.TrimSpace(q.Get("model")),
@@ -576,6 +556,7 @@ func (s *Server) handleGatewaySpend() http.Handler {
 		p := gatewaySpendPage{gatewayBase: s.gatewayPage(r, v, "Spend"), Admin: m.Admin, Filter: form}
 		f := gateway.SpendFilter{KeyID: form.Key, UserID: form.User, Model: form.Model, ClientRequestID: form.Request}
 		fields := map[string]string{}
+		var err error
 		if form.From != "" {
 			if f.From, err = parseDay(form.From, false); err != nil {
 				fields["from"] = "a date, such as 2026-03-14"
