@@ -141,31 +141,26 @@ func (l *Ledger) Load(budgets []Budget) error {
 // readAt is when the read of budgets started: a budget Put here since
 // then is kept as Put, since the read may predate it; Refresh returns how
 // many it kept so, which the caller must read again.
+//
+// It is Apply with every budget read as changed and every budget the read
+// lacks as deleted, so the lock is taken per chunk, not for the whole
+// swap: a call reserving meanwhile sees each budget before or after its
+// refresh. Nothing is applied when one budget is invalid.
 func (l *Ledger) Refresh(budgets []Budget, readAt time.Time) (kept int, err error) {
-	entries := make(map[string]*ledgerEntry, len(budgets))
+	read := make(map[string]bool, len(budgets))
 	for _, b := range budgets {
-		e, err := newLedgerEntry(b)
-		if err != nil {
-			return 0, fmt.Errorf("ledger: refresh: %w", err)
-		}
-		entries[b.ID] = e
+		read[b.ID] = true
 	}
+	var gone []string
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	for id, old := range l.budgets {
-		if !old.putAt.Before(readAt) {
-			entries[id] = old
-			kept++
+	for id := range l.budgets {
+		if !read[id] {
+			gone = append(gone, id)
 		}
 	}
-	for id, e := range entries {
-		if old := l.budgets[id]; old != nil && old != e {
-			e.merge(old)
-		}
-	}
-	l.dropGone(entries)
-	l.budgets = entries
-	return kept, nil
+	l.mu.Unlock()
+	_, kept, err = l.Apply(budgets, gone, readAt)
+	return kept, err
 }
 
 // applyChunk is how many budgets Apply changes under one hold of the

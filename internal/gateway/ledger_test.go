@@ -506,6 +506,50 @@ func BenchmarkLedgerRefresh(b *testing.B) {
 	}
 }
 
+// BenchmarkLedgerRefreshWait is what a full read costs the calls: one
+// goroutine refreshes a ledger of 100,000 budgets over and over while
+// the benchmark's loop reserves and settles on three of them, timing each;
+// the slowest and the 99th percentile are reported.
+//
+//	go test -run '^$' -bench LedgerRefreshWait -benchtime 2000x ./internal/gateway/
+func BenchmarkLedgerRefreshWait(b *testing.B) {
+	l, budgets, clock := benchLedger(b, 100_000)
+	ids := []string{budgets[0].ID, budgets[50_000].ID, budgets[99_999].ID}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := l.Refresh(budgets, clock.Now()); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	}()
+	ctx := context.Background()
+	var waits []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		h, err := l.Reserve(ctx, ids, 100)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.Settle(1)
+		waits = append(waits, time.Since(start))
+		time.Sleep(100 * time.Microsecond) // calls arrive now and then, not back to back
+	}
+	close(stop)
+	<-done
+	slices.Sort(waits)
+	b.ReportMetric(float64(waits[len(waits)-1].Microseconds()), "max-µs")
+	b.ReportMetric(float64(waits[len(waits)*99/100].Microseconds()), "p99-µs")
+}
+
 // TestLedgerLeft: what metrics read of every budget agrees with Remaining,
 // a period that ended included.
 func TestLedgerLeft(t *testing.T) {
