@@ -254,20 +254,9 @@ func parseMP3Header(h []byte) (mp3Frame, bool) {
 // every frame header, so constant and variable bit rates both come out
 // right.
 func mp3Duration(r io.ReaderAt, size int64) (float64, error) {
-	off := int64(0)
-	var h [10]byte
-	if err := readAt(r, h[:], 0, "the MP3 header"); err != nil {
+	off, err := mp3Start(r, size)
+	if err != nil {
 		return 0, err
-	}
-	if string(h[:3]) == "ID3" {
-		n := int64(h[6]&0x7f)<<21 | int64(h[7]&0x7f)<<14 | int64(h[8]&0x7f)<<7 | int64(h[9]&0x7f)
-		off = 10 + n
-		if h[5]&0x10 != 0 {
-			off += 10 // footer
-		}
-		if off >= size {
-			return 0, unreadable("the file is truncated: it ends inside its ID3 tag")
-		}
 	}
 	first, err := mp3FrameAt(r, off, size)
 	if err != nil {

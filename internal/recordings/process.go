@@ -1,10 +1,12 @@
 package recordings
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/nodus-os/nodus/internal/nodus"
@@ -147,9 +149,10 @@ func (s *Service) Process(ctx context.Context, tenantID, id string, final bool) 
 	return nil
 }
 
-// transcribe sends the audio to the speech model.
+// transcribe sends the audio to the speech model, in pieces when it is
+// a WAV or MP3 file larger than one request takes.
 func (s *Service) transcribe(ctx context.Context, r Recording, model string) (Transcript, error) {
-	rc, _, err := s.blobs.Open(ctx, r.BlobID)
+	rc, info, err := s.blobs.Open(ctx, r.BlobID)
 	if err != nil {
 		if nodus.ErrorCode(err) == nodus.ENOTFOUND {
 			return Transcript{}, nodus.Errorf(nodus.EINVALID, "the audio is missing from storage; upload it again")
@@ -157,9 +160,15 @@ func (s *Service) transcribe(ctx context.Context, r Recording, model string) (Tr
 		return Transcript{}, err
 	}
 	defer rc.Close()
-	name := "audio." + string(formatOfMIME(r.MIME))
-	t, err := s.transcriber.Transcribe(ctx, TranscribeRequest{TenantID: r.TenantID, UserID: r.UserID, Model: model,
-		Audio: rc, FileName: name, MIME: r.MIME})
+	format := formatOfMIME(r.MIME)
+	req := TranscribeRequest{TenantID: r.TenantID, UserID: r.UserID, Model: model, Audio: rc,
+		FileName: "audio." + string(format), MIME: r.MIME}
+	var t Transcript
+	if info.Size > s.pieceBytes && (format == FormatWAV || format == FormatMP3) {
+		t, err = s.transcribePieces(ctx, req, format, rc, info.Size)
+	} else {
+		t, err = s.transcriber.Transcribe(ctx, req)
+	}
 	if err != nil {
 		return Transcript{}, err
 	}
@@ -175,6 +184,53 @@ func (s *Service) transcribe(ctx context.Context, r Recording, model string) (Tr
 	t.Text = strings.ToValidUTF8(t.Text, "\uFFFD")
 	t.Language = cleanText(t.Language, 32)
 	return t, nil
+}
+
+// transcribePieces transcribes a file too large for one request piece by
+// piece, one after another, and joins the transcripts: texts in order,
+// segments renumbered and moved to where their piece starts.
+func (s *Service) transcribePieces(ctx context.Context, req TranscribeRequest, format Format, rc io.Reader,
+	size int64) (Transcript, error) {
+	ra, ok := rc.(io.ReaderAt)
+	if !ok {
+		b, err := io.ReadAll(io.LimitReader(rc, s.maxBytes))
+		if err != nil {
+			return Transcript{}, fmt.Errorf("recordings: read audio: %w", err)
+		}
+		ra, size = bytes.NewReader(b), int64(len(b))
+	}
+	pieces, _, err := splitAudio(format, ra, size, s.pieceBytes)
+	if err != nil {
+		return Transcript{}, audioError(err)
+	}
+	var out Transcript
+	var texts []string
+	for _, p := range pieces {
+		req.Audio = p.reader(ra)
+		t, err := s.transcriber.Transcribe(ctx, req)
+		if err != nil {
+			return Transcript{}, err
+		}
+		if out.Language == "" {
+			out.Language = t.Language
+		}
+		if text := strings.TrimSpace(t.Text); text != "" {
+			texts = append(texts, text)
+		}
+		for _, seg := range t.Segments {
+			seg.ID, seg.Start, seg.End = len(out.Segments), seg.Start+p.start, seg.End+p.start
+			out.Segments = append(out.Segments, seg)
+		}
+		if t.Duration > 0 {
+			out.Duration = p.start + t.Duration
+		}
+		if len(out.Segments) > maxSegments {
+			break // refused by the caller's check
+		}
+	}
+	out.Text = strings.Join(texts, " ")
+	s.log.InfoContext(ctx, "recording transcribed in pieces", "pieces", len(pieces), "bytes", size)
+	return out, nil
 }
 
 // failOrRetry records a transcription failure: a final one fails the

@@ -37,6 +37,10 @@ type Config struct {
 	Now    func() time.Time
 	// MaxBytes bounds an upload (DefaultMaxBytes when 0).
 	MaxBytes int64
+	// PieceBytes bounds the audio of one transcription request
+	// (DefaultPieceBytes when 0): a longer WAV or MP3 file is sent in
+	// pieces (split.go).
+	PieceBytes int64
 	// StaleAfter is how long a transcribing or summarising recording may
 	// go without an update before another run takes it over.
 	StaleAfter time.Duration
@@ -55,6 +59,7 @@ type Service struct {
 	log         *slog.Logger
 	now         func() time.Time
 	maxBytes    int64
+	pieceBytes  int64
 	staleAfter  time.Duration
 }
 
@@ -75,9 +80,12 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = 15 * time.Minute
 	}
+	if cfg.PieceBytes <= 0 {
+		cfg.PieceBytes = DefaultPieceBytes
+	}
 	return &Service{store: cfg.Store, blobs: cfg.Blobs, transcriber: cfg.Transcriber, models: cfg.Models,
 		settings: cfg.Settings, knowledge: cfg.Knowledge, notify: cfg.Notify, audit: cfg.Audit, log: cfg.Logger, now: cfg.Now,
-		maxBytes: cfg.MaxBytes, staleAfter: cfg.StaleAfter}, nil
+		maxBytes: cfg.MaxBytes, pieceBytes: cfg.PieceBytes, staleAfter: cfg.StaleAfter}, nil
 }
 
 // MaxBytes is the upload limit.

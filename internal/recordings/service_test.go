@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -386,6 +387,65 @@ func TestIsolation(t *testing.T) {
 		}
 		if c := w.audited[1].Changes["title"]; c.Before != "Mine" {
 			t.Errorf("the rename's entry has no title before: %+v", c)
+		}
+	})
+}
+
+// TestProcessInPieces: a WAV larger than one request takes is transcribed
+// in pieces, each a WAV within the bound, and the transcript joins them:
+// text in order, segments renumbered and moved to their piece's start.
+func TestProcessInPieces(t *testing.T) {
+	storetest.RunMigrated(t, store.SetMain, func(t *testing.T, db *store.DB) {
+		blobs, err := blob.NewLocal(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer blobs.Close()
+		const pieceBytes = 64 << 10 // 4 s of 8 kHz 16-bit mono a piece
+		var sizes []int
+		svc, err := recordings.NewService(recordings.Config{Store: &dbStore{DB: db}, Blobs: blobs, MaxBytes: 1 << 20,
+			PieceBytes: pieceBytes, Settings: settingsMap{"tenant-a": {Speech: "whisper"}},
+			Transcriber: transcriber(func(_ context.Context, r recordings.TranscribeRequest) (recordings.Transcript, error) {
+				audio := new(bytes.Buffer)
+				audio.ReadFrom(r.Audio)
+				f, err := recordings.Detect(audio.Bytes()[:min(audio.Len(), recordings.HeadSize)])
+				if err != nil || f != recordings.FormatWAV {
+					return recordings.Transcript{}, nodus.Errorf(nodus.EINVALID, "not a WAV: %v", err)
+				}
+				secs, _ := recordings.Duration(f, bytes.NewReader(audio.Bytes()), int64(audio.Len()))
+				sizes = append(sizes, audio.Len())
+				n := len(sizes)
+				return recordings.Transcript{Language: "en", Text: fmt.Sprintf(" Piece %d. ", n), Duration: secs,
+					Segments: []recordings.Segment{{ID: 0, Start: 0.5, End: secs - 0.5, Text: fmt.Sprintf(" Piece %d.", n)}}}, nil
+			})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		alice := recordings.Actor{TenantID: "tenant-a", UserID: "alice"}
+		rec, err := svc.CreateRecording(ctx, alice, recordings.UploadInput{Filename: "long.wav", Body: bytes.NewReader(wav(10))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.Process(ctx, alice.TenantID, rec.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		got, err := svc.FindRecording(ctx, alice, rec.ID)
+		if err != nil || got.Status != recordings.StatusCompleted {
+			t.Fatalf("%+v %v", got, err)
+		}
+		if len(sizes) != 3 || got.Text != "Piece 1. Piece 2. Piece 3." || len(got.Segments) != 3 {
+			t.Fatalf("pieces of %v bytes; transcript %q, %d segments", sizes, got.Text, len(got.Segments))
+		}
+		start := 0.0
+		for i, seg := range got.Segments {
+			if sizes[i] > pieceBytes || seg.ID != i || math.Abs(seg.Start-(start+0.5)) > 1e-6 {
+				t.Errorf("segment %d: %+v (piece of %d bytes), want it to start at %.3f", i, seg, sizes[i], start+0.5)
+			}
+			start = seg.End + 0.5
+		}
+		if math.Abs(start-10) > 1e-6 {
+			t.Errorf("the pieces end at %.3f s, want 10", start)
 		}
 	})
 }
