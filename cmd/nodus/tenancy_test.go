@@ -946,6 +946,25 @@ func (w *tenancy) roleRules(t *testing.T) {
 		t.Errorf("after demotion the user's token acts as %q", seen.User.Role)
 	}
 	orgAdmin.must("PATCH", "/api/v1/users/"+user.user.ID, map[string]any{"role": "user"}, 200, nil)
+	// So is a token minted with an explicit admin role: once its owner is
+	// demoted it acts as the owner is now, in every module's own checks
+	// too (another user's memories, sessions, chats are an admin's).
+	orgAdmin.must("POST", "/api/v1/users", map[string]any{"email": "admin2@example.test", "username": "a-admin2",
+		"role": "org_admin", "password": memberPassword}, 201, nil)
+	admin2 := signIn(t, orgAdmin.base, "a-admin2", memberPassword)
+	orgAdmin.must("GET", "/api/v1/agent/apps/helpdesk/users/"+user.user.ID+"/memories", nil, 200, nil)
+	var adminToken struct{ Secret string }
+	admin2.must("POST", "/api/v1/tokens", map[string]any{"name": "admin", "role": "org_admin"}, 201, &adminToken)
+	admin2.token = adminToken.Secret
+	admin2.must("GET", "/api/v1/agent/apps/helpdesk/users/"+user.user.ID+"/memories", nil, 200, nil)
+	orgAdmin.must("PATCH", "/api/v1/users/"+admin2.user.ID, map[string]any{"role": "user"}, 200, nil)
+	for _, path := range []string{"/api/v1/agent/apps/helpdesk/users/" + user.user.ID + "/memories",
+		"/api/v1/agent/apps/helpdesk/users/" + user.user.ID + "/sessions"} {
+		admin2.must("GET", path, nil, 403, nil)
+	}
+	admin2.must("POST", "/api/v1/agent/apps/helpdesk/users/"+user.user.ID+"/mcp",
+		map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, 403, nil)
+	orgAdmin.must("DELETE", "/api/v1/users/"+admin2.user.ID, nil, 204, nil)
 
 	// max_users holds: A has 3 of 10; fill it, then one more is refused.
 	for i := range 7 {

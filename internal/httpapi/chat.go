@@ -30,10 +30,7 @@ func (s *Server) chatActor(r *http.Request) (chat.Actor, error) {
 		return chat.Actor{}, err
 	}
 	c := callerFrom(r.Context())
-	role := c.principal.User.Role
-	if c.token != nil && c.token.Role != "" {
-		role = c.token.Role
-	}
+	role := c.principal.User.Role // a token's role already capped at its owner's current one
 	return chat.Actor{TenantID: tenantID, UserID: c.principal.User.ID,
 		Admin: role == identity.RoleOrgAdmin || role == identity.RoleSuperAdmin, Entry: egressActor(r)}, nil
 }

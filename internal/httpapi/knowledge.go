@@ -30,10 +30,7 @@ func (s *Server) knowledgeManager(r *http.Request) (knowledge.Manager, error) {
 		return knowledge.Manager{}, err
 	}
 	c := callerFrom(r.Context())
-	role := c.principal.User.Role
-	if c.token != nil && c.token.Role != "" {
-		role = c.token.Role
-	}
+	role := c.principal.User.Role // a token's role already capped at its owner's current one
 	m := knowledge.Manager{TenantID: tenantID, UserID: c.principal.User.ID,
 		Admin: role == identity.RoleOrgAdmin || role == identity.RoleSuperAdmin,
 		Entry: egressActor(r)}

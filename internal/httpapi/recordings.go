@@ -34,10 +34,7 @@ func (s *Server) recordingActor(r *http.Request) (recordings.Actor, error) {
 		return recordings.Actor{}, err
 	}
 	c := callerFrom(r.Context())
-	role := c.principal.User.Role
-	if c.token != nil && c.token.Role != "" {
-		role = c.token.Role
-	}
+	role := c.principal.User.Role // a token's role already capped at its owner's current one
 	return recordings.Actor{TenantID: tenantID, UserID: c.principal.User.ID,
 		Admin: role == identity.RoleOrgAdmin || role == identity.RoleSuperAdmin, Entry: egressActor(r)}, nil
 }
