@@ -37,10 +37,16 @@ type Server struct {
 	// Instructions tell the client's model how to use the tools.
 	Instructions string
 	Tools        []Tool
-	// Failed, when set, is told of each tool error that is not a
-	// *nodus.Error (an internal one: the model sees "internal error").
+	// Failed, when set, is told of each tool error that is the server's
+	// (internal, unavailable, timed out; the model sees only that it
+	// failed), for the log.
 	Failed func(ctx context.Context, tool string, err error)
 }
+
+// maxBatch bounds the messages of one batch (revision 2025-03-26; the
+// later revision has none): each may be a tool call as long as a chat
+// turn.
+const maxBatch = 16
 
 // Tool is one tool: its description for the model and the function that
 // runs it.
@@ -122,8 +128,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A batch (revision 2025-03-26): the answers of its requests, in
 		// an array; none when it holds only notifications.
 		var batch []json.RawMessage
-		if err := json.Unmarshal(raw, &batch); err != nil || len(batch) == 0 {
+		if err := json.Unmarshal(raw, &batch); err != nil {
 			writeJSON(w, http.StatusBadRequest, parseError(err))
+			return
+		}
+		var refused string
+		switch {
+		case len(batch) == 0:
+			refused = "an empty batch"
+		case len(batch) > maxBatch:
+			refused = fmt.Sprintf("a batch holds at most %d messages", maxBatch)
+		case r.Header.Get("Mcp-Protocol-Version") == Versions[0]:
+			refused = "revision " + Versions[0] + " has no batches"
+		}
+		for _, m := range batch {
+			var probe struct {
+				Method string `json:"method"`
+			}
+			if json.Unmarshal(m, &probe) == nil && probe.Method == "initialize" {
+				refused = "initialize cannot be batched"
+			}
+		}
+		if refused != "" {
+			writeJSON(w, http.StatusBadRequest, response{JSONRPC: "2.0", ID: null, Error: &rpcError{codeInvalidRequest, refused}})
 			return
 		}
 		var out []response
@@ -297,9 +324,12 @@ func (s *Server) runTool(ctx context.Context, t Tool, args json.RawMessage) tool
 		b, err = json.Marshal(out)
 	}
 	if err != nil {
-		var e *nodus.Error
-		if !errors.As(err, &e) && s.Failed != nil {
-			s.Failed(ctx, t.Name, err)
+		switch nodus.ErrorCode(err) {
+		case nodus.EINTERNAL, nodus.EUNAVAILABLE, nodus.ETIMEOUT:
+			// The server's trouble, not the model's: the log hears of it.
+			if s.Failed != nil {
+				s.Failed(ctx, t.Name, err)
+			}
 		}
 		return toolResult{Content: []textContent{{"text", toolErrorText(err)}}, IsError: true}
 	}
@@ -309,6 +339,9 @@ func (s *Server) runTool(ctx context.Context, t Tool, args json.RawMessage) tool
 // toolErrorText is what the model reads of a failed call: the message of a
 // Nodus error with its field errors, "internal error" for anything else.
 func toolErrorText(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "the tool ran out of time"
+	}
 	msg := nodus.ErrorMessage(err)
 	fields := nodus.ErrorFields(err)
 	for _, k := range slices.Sorted(maps.Keys(fields)) {

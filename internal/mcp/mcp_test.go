@@ -44,8 +44,11 @@ func newServer(t *testing.T) (string, *[]error) {
 					if err := mcp.Arguments(raw, &args); err != nil {
 						return nil, err
 					}
-					if args.Kind == "nodus" {
+					switch args.Kind {
+					case "nodus":
 						return nil, &nodus.Error{Code: nodus.EINVALID, Message: "bad input", Fields: map[string]string{"b": "too long", "a": "missing"}}
+					case "down":
+						return nil, &nodus.Error{Code: nodus.EUNAVAILABLE, Message: "the embedding model is down"}
 					}
 					return nil, errors.New("database password is hunter2")
 				}},
@@ -201,7 +204,12 @@ func TestTools(t *testing.T) {
 	if r := call(`{"name":"fail"}`); !r.IsError || r.Content[0].Text != "internal error" {
 		t.Errorf("an internal error: %+v", r)
 	}
-	if len(*failed) != 1 || !strings.Contains((*failed)[0].Error(), "hunter2") {
+	// A dependency down is the server's trouble too: the model reads why,
+	// the log hears of it; the model's own mistakes above did not reach it.
+	if r := call(`{"name":"fail","arguments":{"kind":"down"}}`); !r.IsError || r.Content[0].Text != "the embedding model is down" {
+		t.Errorf("an unavailable dependency: %+v", r)
+	}
+	if len(*failed) != 2 || !strings.Contains((*failed)[0].Error(), "hunter2") || !strings.Contains((*failed)[1].Error(), "down") {
 		t.Errorf("failures told: %v", *failed)
 	}
 
@@ -230,7 +238,7 @@ func TestMalformed(t *testing.T) {
 		`{"jsonrpc":"2.0","id":1,"method":`: -32700,
 		`not json`:                          -32700,
 		``:                                  -32700,
-		`[]`:                                -32700,
+		`[]`:                                -32600,
 		`{"jsonrpc":"1.0","id":1,"method":"ping"}`:       -32600,
 		`{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}`: -32600,
 		`{"jsonrpc":"2.0","id":1,"method":7}`:            -32600,
@@ -280,5 +288,24 @@ func TestBatch(t *testing.T) {
 	}
 	if status, _, b := post(t, url, `[{"jsonrpc":"2.0","method":"notifications/initialized"}]`); status != http.StatusAccepted || b != "" {
 		t.Errorf("a batch of notifications: %d %q", status, b)
+	}
+	// Refused whole: too many, initialize inside, or under the revision
+	// that has no batches.
+	ping := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	for name, tc := range map[string]struct{ body, version string }{
+		"17 messages":         {"[" + strings.TrimSuffix(strings.Repeat(ping+",", 17), ",") + "]", ""},
+		"initialize inside":   {`[` + ping + `,{"jsonrpc":"2.0","id":2,"method":"initialize","params":{}}]`, ""},
+		"revision 2025-06-18": {"[" + ping + "]", "2025-06-18"},
+	} {
+		var header []string
+		if tc.version != "" {
+			header = []string{"Mcp-Protocol-Version", tc.version}
+		}
+		if a := rpc(t, url, http.StatusBadRequest, tc.body, header...); a.Error == nil || a.Error.Code != -32600 {
+			t.Errorf("%s: %+v", name, a)
+		}
+	}
+	if status, _, _ := post(t, url, "["+strings.TrimSuffix(strings.Repeat(ping+",", 16), ",")+"]"); status != 200 {
+		t.Errorf("a batch of 16: %d", status)
 	}
 }

@@ -203,6 +203,9 @@ func (s *Service) transcribePieces(ctx context.Context, req TranscribeRequest, f
 	if err != nil {
 		return Transcript{}, audioError(err)
 	}
+	if len(pieces) == 0 {
+		return Transcript{}, nodus.Errorf(nodus.EINVALID, "the %s file holds no audio to transcribe", format)
+	}
 	var out Transcript
 	var texts []string
 	for _, p := range pieces {

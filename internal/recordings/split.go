@@ -73,8 +73,9 @@ func readWAVLayout(r io.ReaderAt, size int64) (wavLayout, error) {
 			if n < 16 || n > 1024 || body+n > size {
 				return w, unreadable("the WAV format chunk is malformed")
 			}
-			w.fmtChunk = make([]byte, 8+n)
-			if err := readAt(r, w.fmtChunk, off, "the WAV format chunk"); err != nil {
+			// With its pad byte when its size is odd, as RIFF pads chunks.
+			w.fmtChunk = make([]byte, 8+n+n%2)
+			if err := readAt(r, w.fmtChunk[:8+n], off, "the WAV format chunk"); err != nil {
 				return w, err
 			}
 			fm := w.fmtChunk[8:]
@@ -142,7 +143,7 @@ func splitWAV(r io.ReaderAt, size, max int64) ([]audioPiece, error) {
 // second before n, on a block boundary.
 func (w wavLayout) quietCut(r io.ReaderAt, done, n int64) int64 {
 	window := max(w.blockAlign, int64(wavQuietWindow*float64(w.byteRate))/w.blockAlign*w.blockAlign)
-	search := min(n/2, int64(wavQuietSearch*float64(w.byteRate))/w.blockAlign*w.blockAlign)
+	search := min(n/2, int64(wavQuietSearch*float64(w.byteRate))) / w.blockAlign * w.blockAlign
 	if search < 2*window {
 		return n
 	}
@@ -167,6 +168,14 @@ func (w wavLayout) quietCut(r io.ReaderAt, done, n int64) int64 {
 	return best
 }
 
+// mp3Resync is how far past a broken frame splitMP3 looks for the stream
+// to go on, and mp3Trailer how much unreadable data at the end it takes
+// for a tag (ID3v1 is 128 bytes, APE tags a few KiB).
+const (
+	mp3Resync  = 64 << 10
+	mp3Trailer = 16 << 10
+)
+
 func splitMP3(r io.ReaderAt, size, max int64) ([]audioPiece, error) {
 	off, err := mp3Start(r, size)
 	if err != nil {
@@ -178,13 +187,26 @@ func splitMP3(r io.ReaderAt, size, max int64) ([]audioPiece, error) {
 	for off < size {
 		f, err := mp3FrameAt(r, off, size)
 		if err != nil || off+int64(f.size) > size {
-			if len(pieces) == 0 && cur.n == 0 {
+			if rate == 0 {
 				if err == nil {
 					err = unreadable("the file is truncated: its first MP3 frame is incomplete")
 				}
 				return nil, err
 			}
-			break // a trailing tag or junk after the last frame
+			// Junk or a tag inside the stream: the frames go on after it,
+			// in a piece of their own, or the file ends here.
+			next, ok := mp3Sync(r, off+1, size)
+			if !ok {
+				if size-off > mp3Trailer {
+					return nil, unreadable("the MP3 data is corrupt: no frame follows byte %d, %d bytes before the end", off, size-off)
+				}
+				break // a tag at the end
+			}
+			if cur.n > 0 {
+				pieces = append(pieces, cur)
+			}
+			off, cur = next, audioPiece{off: next, start: float64(samples) / float64(rate)}
+			continue
 		}
 		if rate == 0 {
 			rate = f.sampleRate
@@ -201,6 +223,31 @@ func splitMP3(r io.ReaderAt, size, max int64) ([]audioPiece, error) {
 		pieces = append(pieces, cur)
 	}
 	return pieces, nil
+}
+
+// mp3Sync finds the next frame at or after off, within mp3Resync bytes:
+// a frame header whose frame is followed by another, so a stray sync
+// pattern in the junk is not taken for one.
+func mp3Sync(r io.ReaderAt, off, size int64) (int64, bool) {
+	end := min(size, off+mp3Resync)
+	buf := make([]byte, end-off)
+	if n, _ := r.ReadAt(buf, off); n < len(buf) {
+		buf = buf[:n]
+	}
+	for i := 0; i+4 <= len(buf); i++ {
+		if buf[i] != 0xFF || buf[i+1]&0xE0 != 0xE0 {
+			continue
+		}
+		f, ok := parseMP3Header(buf[i : i+4])
+		if !ok {
+			continue
+		}
+		at := off + int64(i)
+		if g, err := mp3FrameAt(r, at+int64(f.size), size); err == nil && g.sampleRate == f.sampleRate {
+			return at, true
+		}
+	}
+	return 0, false
 }
 
 // mp3Start is the offset of an MP3 file's first frame: after its ID3v2

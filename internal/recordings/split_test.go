@@ -121,3 +121,80 @@ func TestSplitMP3(t *testing.T) {
 		t.Errorf("an M4A was cut: %v", err)
 	}
 }
+
+// TestSplitMP3Junk: junk inside the stream is stepped over, the frames
+// after it in a piece of their own at the right time; junk the stream
+// never comes back from is an error, not a silently shorter transcript.
+func TestSplitMP3Junk(t *testing.T) {
+	frames := mp3Frames(100, false) // 20 bytes of ID3, 100 frames, a 128-byte tag
+	body := frames[20 : 20+100*417]
+	file := append([]byte{}, frames[:20]...)
+	file = append(file, body[:40*417]...)
+	file = append(file, bytes.Repeat([]byte{0xFF, 0x00, 0x12}, 700)...) // 2,100 bytes, stray sync bytes included
+	file = append(file, body[40*417:]...)
+	file = append(file, frames[20+100*417:]...)
+	r := bytes.NewReader(file)
+	pieces, err := splitMP3(r, int64(len(file)), 1<<20)
+	if err != nil || len(pieces) != 2 {
+		t.Fatalf("%d pieces, %v; want 2 around the junk", len(pieces), err)
+	}
+	if pieces[0].n != 40*417 || pieces[1].off != 20+40*417+2100 || pieces[1].n != 60*417 ||
+		math.Abs(pieces[1].start-float64(40*1152)/44100) > 1e-9 {
+		t.Fatalf("pieces %+v", pieces)
+	}
+	big := append(append(append([]byte{}, frames[:20+10*417]...), make([]byte, 200<<10)...), body[10*417:]...)
+	if _, err := splitMP3(bytes.NewReader(big), int64(len(big)), 1<<20); err == nil {
+		t.Error("200 KiB of junk mid-stream was taken for the end of the file")
+	}
+}
+
+// TestSplitWAVShape: a stereo WAV whose format chunk has an odd size (and
+// so a pad byte) comes apart in valid files, every cut on a sample frame,
+// with pieces shorter than the two seconds the quiet search looks over.
+func TestSplitWAVShape(t *testing.T) {
+	const rate, secs = 8000, 6
+	var b bytes.Buffer
+	n := rate * secs * 4
+	b.WriteString("RIFF")
+	binary.Write(&b, binary.LittleEndian, uint32(4+8+17+1+8+n))
+	b.WriteString("WAVEfmt ")
+	binary.Write(&b, binary.LittleEndian, uint32(17))
+	for _, v := range []uint16{1, 2} {
+		binary.Write(&b, binary.LittleEndian, v)
+	}
+	binary.Write(&b, binary.LittleEndian, uint32(rate))
+	binary.Write(&b, binary.LittleEndian, uint32(rate*4))
+	for _, v := range []uint16{4, 16} {
+		binary.Write(&b, binary.LittleEndian, v)
+	}
+	b.Write([]byte{0, 0}) // the 17th byte and the pad
+	b.WriteString("data")
+	binary.Write(&b, binary.LittleEndian, uint32(n))
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range n / 2 {
+		binary.Write(&b, binary.LittleEndian, int16(rng.IntN(2000)-1000))
+	}
+	file := b.Bytes()
+	r := bytes.NewReader(file)
+	// About 1.5 s a piece; 49,956 bytes of samples, whose half is no
+	// whole number of sample frames.
+	pieces, _, err := splitAudio(FormatWAV, r, int64(len(file)), 50_002)
+	if err != nil || len(pieces) < 4 {
+		t.Fatalf("%d pieces, %v", len(pieces), err)
+	}
+	total := 0.0
+	for i, p := range pieces {
+		piece := assemble(t, r, p)
+		if p.n%4 != 0 || len(piece) > 50_002 || math.Abs(p.start-total) > 1e-9 {
+			t.Fatalf("piece %d: %d bytes of samples, %d in all, start %v (want %v)", i, p.n, len(piece), p.start, total)
+		}
+		d, err := Duration(FormatWAV, bytes.NewReader(piece), int64(len(piece)))
+		if err != nil {
+			t.Fatalf("piece %d: %v", i, err)
+		}
+		total += d
+	}
+	if math.Abs(total-secs) > 1e-9 {
+		t.Errorf("the pieces last %v s, want %d", total, secs)
+	}
+}

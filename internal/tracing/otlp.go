@@ -258,10 +258,30 @@ func mapSpan(resource []*commonpb.KeyValue, scope *commonpb.InstrumentationScope
 	if len(sp.GetName()) > MaxStringBytes || len(sp.GetStatus().GetMessage()) > MaxStringBytes {
 		return nil, nil, badEvent("a span's name and status message are at most %d bytes", MaxStringBytes)
 	}
+	for _, kv := range sp.GetAttributes() {
+		if len(kv.GetKey()) > MaxAttributeKeyBytes {
+			return nil, nil, badEvent("an attribute's name is at most %d bytes", MaxAttributeKeyBytes)
+		}
+	}
 	a := spanAttrs{span: index(sp.GetAttributes()), resource: index(resource)}
+	// The span events' bounds first: the payloads may come from them.
+	events, err := spanEvents(sp)
+	if err != nil {
+		return nil, nil, err
+	}
+	input, inputFrom, err := inputSide.payloadOf(sp, a)
+	if err != nil {
+		return nil, nil, err
+	}
+	output, outputFrom, err := outputSide.payloadOf(sp, a)
+	if err != nil {
+		return nil, nil, err
+	}
 
-	// Metadata: the attributes, less the payloads that become fields and
-	// the langfuse.*.metadata.* keys that become metadata keys.
+	// Metadata: the attributes, less those the input and output were
+	// made of (a convention that lost to another stays here) and the
+	// trace's, and the langfuse.*.metadata.* keys that become metadata
+	// keys.
 	spanMeta, obsMeta, traceMeta := map[string]any{}, map[string]any{}, map[string]any{}
 	for _, kv := range sp.GetAttributes() {
 		k := kv.GetKey()
@@ -274,7 +294,7 @@ func mapSpan(resource []*commonpb.KeyValue, scope *commonpb.InstrumentationScope
 			obsMeta[strings.TrimPrefix(k, "langfuse.observation.metadata.")] = v
 		case strings.HasPrefix(k, "langfuse.trace.metadata."):
 			traceMeta[strings.TrimPrefix(k, "langfuse.trace.metadata.")] = v
-		case !isPayloadKey(k):
+		case !inputFrom.consumed(k) && !outputFrom.consumed(k) && !slices.Contains(traceKeys, k):
 			spanMeta[k] = v
 		}
 	}
@@ -288,10 +308,6 @@ func mapSpan(resource []*commonpb.KeyValue, scope *commonpb.InstrumentationScope
 	}
 	obsMeta["attributes"] = spanMeta
 	obsMeta["resourceAttributes"] = resourceMeta
-	events, err := spanEvents(sp)
-	if err != nil {
-		return nil, nil, err
-	}
 	if len(events) > 0 {
 		obsMeta["events"] = events
 	}
@@ -304,12 +320,7 @@ func mapSpan(resource []*commonpb.KeyValue, scope *commonpb.InstrumentationScope
 	if op.Metadata, err = boundedJSON(obsMeta); err != nil {
 		return nil, nil, err
 	}
-	if op.Input, err = inputSide.payloadOf(sp, a); err != nil {
-		return nil, nil, err
-	}
-	if op.Output, err = outputSide.payloadOf(sp, a); err != nil {
-		return nil, nil, err
-	}
+	op.Input, op.Output = input, output
 	op.Model = a.str("langfuse.observation.model.name", "gen_ai.request.model", "gen_ai.response.model", "llm.model_name")
 	if op.UsageDetails, err = usage(a); err != nil {
 		return nil, nil, err

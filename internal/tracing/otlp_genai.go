@@ -29,8 +29,12 @@ import (
 // Indexed attributes are put back together as the JSON they flattened: an
 // array of messages, each an object, numbered segments arrays again.
 
-// MaxSpanEvents bounds the events of one span.
-const MaxSpanEvents = 1000
+// MaxSpanEvents bounds the events of one span, and MaxAttributeKeyBytes
+// the name of an attribute.
+const (
+	MaxSpanEvents        = 1000
+	MaxAttributeKeyBytes = 4 << 10
+)
 
 // messageSide names where one side of a call (its input or its output) may
 // be, in order of precedence.
@@ -58,19 +62,35 @@ var (
 // detailsEvent is semconv 1.37's event holding a call's messages.
 const detailsEvent = "gen_ai.client.inference.operation.details"
 
-// payloadOf is one side of a span's call, nil when the span carries none.
-func (s messageSide) payloadOf(sp *tracepb.Span, a spanAttrs) (json.RawMessage, error) {
-	if v := a.get(s.attrs...); v != nil {
-		return payload(v)
+// payloadSource is the attribute a payload came from: a whole one (key)
+// or the indexed ones under prefix; both empty when it came from an event
+// or there was none.
+type payloadSource struct{ key, prefix string }
+
+// consumed reports whether attribute k is part of the payload.
+func (p payloadSource) consumed(k string) bool {
+	return p.key != "" && k == p.key || p.prefix != "" && indexedKey(k, p.prefix)
+}
+
+// payloadOf is one side of a span's call and where it came from; nil when
+// the span carries none.
+func (s messageSide) payloadOf(sp *tracepb.Span, a spanAttrs) (json.RawMessage, payloadSource, error) {
+	for _, k := range s.attrs {
+		if v := a.get(k); v != nil {
+			p, err := payload(v)
+			return p, payloadSource{key: k}, err
+		}
 	}
-	if p, err := indexedPayload(sp.GetAttributes(), s.indexed, ""); p != nil || err != nil {
-		return p, err
+	for _, ix := range []struct{ prefix, wrapper string }{{s.indexed, ""}, {s.openInference, "message"}} {
+		if p, err := indexedPayload(sp.GetAttributes(), ix.prefix, ix.wrapper); p != nil || err != nil {
+			return p, payloadSource{prefix: ix.prefix}, err
+		}
 	}
-	if p, err := indexedPayload(sp.GetAttributes(), s.openInference, "message"); p != nil || err != nil {
-		return p, err
-	}
-	if v := a.get(s.fallback...); v != nil {
-		return payload(v)
+	for _, k := range s.fallback {
+		if v := a.get(k); v != nil {
+			p, err := payload(v)
+			return p, payloadSource{key: k}, err
+		}
 	}
 	for _, ev := range sp.GetEvents() {
 		var key string
@@ -84,31 +104,16 @@ func (s messageSide) payloadOf(sp *tracepb.Span, a spanAttrs) (json.RawMessage, 
 		}
 		for _, kv := range ev.GetAttributes() {
 			if kv.GetKey() == key {
-				return payload(kv.GetValue())
+				p, err := payload(kv.GetValue())
+				return p, payloadSource{}, err
 			}
 		}
 	}
-	return nil, nil
+	return nil, payloadSource{}, nil
 }
 
-// Attributes whose values become an observation's or trace's fields
-// rather than metadata, because they can be large.
-var payloadKeys = []string{"langfuse.observation.input", "langfuse.observation.output", "gen_ai.prompt",
-	"gen_ai.completion", "gen_ai.input.messages", "gen_ai.output.messages", "input.value", "output.value",
-	"traceloop.entity.input", "traceloop.entity.output", "langfuse.trace.input", "langfuse.trace.output"}
-
-// isPayloadKey reports whether an attribute is (part of) a payload.
-func isPayloadKey(k string) bool {
-	if slices.Contains(payloadKeys, k) {
-		return true
-	}
-	for _, prefix := range []string{inputSide.indexed, outputSide.indexed, inputSide.openInference, outputSide.openInference} {
-		if indexedKey(k, prefix) {
-			return true
-		}
-	}
-	return false
-}
+// traceKeys are the trace's payloads, never an observation's metadata.
+var traceKeys = []string{"langfuse.trace.input", "langfuse.trace.output"}
 
 // indexedKey reports whether k is prefix followed by an index: the
 // flattened form of an array.
@@ -134,12 +139,12 @@ func indexedPayload(kvs []*commonpb.KeyValue, prefix, wrapper string) (json.RawM
 		if !indexedKey(k, prefix) {
 			continue
 		}
+		if strings.Count(k[len(prefix):], ".") >= MaxDepth {
+			return nil, badEvent("an attribute is nested deeper than %d levels", MaxDepth)
+		}
 		path := strings.Split(k[len(prefix):], ".")
 		if wrapper != "" && len(path) > 1 && path[1] == wrapper {
 			path = slices.Delete(path, 1, 2)
-		}
-		if len(path) > MaxDepth {
-			return nil, badEvent("an attribute is nested deeper than %d levels", MaxDepth)
 		}
 		v, err := anyJSON(kv.GetValue(), len(path))
 		if err != nil {

@@ -3,6 +3,7 @@ package tracing
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,8 @@ func TestMapSpanConventions(t *testing.T) {
 		typ, model, input, output, params, status string
 		usage                                     map[string]int64
 		metaEvents                                []string // the names of the events kept in the metadata
+		consumed                                  []string // attributes (or indexed prefixes) that must not be in the metadata
+		kept                                      []string // attributes that must be
 	}{
 		{name: "OpenLLMetry's indexed messages",
 			span: span(nil, str("gen_ai.system", "openai"), str("gen_ai.request.model", "gpt-4o"),
@@ -61,7 +64,8 @@ func TestMapSpanConventions(t *testing.T) {
 				str("llm.invocation_parameters", `{"temperature":0.1}`)),
 			typ: TypeGeneration, model: "gpt-4o-mini", input: `[{"content":"hi","role":"user"}]`,
 			output: `[{"content":"hello","role":"assistant","tool_calls":[{"tool_call":{"function":{"name":"f"}}}]}]`,
-			params: `{"temperature":0.1}`, usage: map[string]int64{"input": 5, "output": 2, "total": 7}},
+			params: `{"temperature":0.1}`, usage: map[string]int64{"input": 5, "output": 2, "total": 7},
+			consumed: []string{"llm.input_messages.", "llm.output_messages."}, kept: []string{"input.value", "output.value"}},
 		{name: "OpenInference chain",
 			span: span(nil, str("openinference.span.kind", "chain"), str("input.value", `{"question":"q"}`),
 				str("output.value", "answer")),
@@ -74,7 +78,8 @@ func TestMapSpanConventions(t *testing.T) {
 			typ: TypeTool},
 		{name: "Traceloop entities", span: span(nil, str("traceloop.span.kind", "workflow"),
 			str("traceloop.entity.input", `{"inputs":{"q":"x"}}`), str("traceloop.entity.output", `{"outputs":"y"}`)),
-			typ: TypeSpan, input: `{"inputs":{"q":"x"}}`, output: `{"outputs":"y"}`},
+			typ: TypeSpan, input: `{"inputs":{"q":"x"}}`, output: `{"outputs":"y"}`,
+			consumed: []string{"traceloop.entity.input", "traceloop.entity.output"}, kept: []string{"traceloop.span.kind"}},
 		{name: "semconv 1.27 span events, an exception",
 			span: func() *tracepb.Span {
 				sp := span([]*tracepb.Span_Event{
@@ -120,10 +125,16 @@ func TestMapSpanConventions(t *testing.T) {
 			if err := json.Unmarshal(op.Metadata, &meta); err != nil {
 				t.Fatal(err)
 			}
-			// The messages are the input and output, not metadata too.
+			// The attributes the input and output were made of are not
+			// metadata too; those of a convention that lost stay there.
 			for k := range meta.Attributes {
-				if isPayloadKey(k) {
+				if slices.ContainsFunc(tt.consumed, func(prefix string) bool { return k == prefix || indexedKey(k, prefix) }) {
 					t.Errorf("payload attribute %s kept in the metadata", k)
+				}
+			}
+			for _, k := range tt.kept {
+				if _, ok := meta.Attributes[k]; !ok {
+					t.Errorf("attribute %s of a convention that lost is not in the metadata", k)
 				}
 			}
 			var names []string
@@ -160,6 +171,9 @@ func TestMapSpanRefusesEvents(t *testing.T) {
 			event("x", str("a", strings.Repeat("x", MaxStringBytes+1)))}}, "longer than"},
 		"an indexed key too deep": {&tracepb.Span{TraceId: testTraceID, SpanId: testSpanID,
 			Attributes: []*commonpb.KeyValue{str(deepPath, "x")}}, "deeper than"},
+		// 16 MiB of dots would be 16 million segments to split.
+		"a key of dots": {&tracepb.Span{TraceId: testTraceID, SpanId: testSpanID,
+			Attributes: []*commonpb.KeyValue{str("gen_ai.prompt.0"+strings.Repeat(".", 1<<20), "x")}}, "name is at most"},
 	} {
 		if _, _, err := mapSpan(nil, nil, tc.span); err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%s: %v, want %q", name, err, tc.err)
