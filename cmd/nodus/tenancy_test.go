@@ -872,10 +872,13 @@ func (w *tenancy) crossTenantMatrix(t *testing.T) {
 	}
 }
 
-// readsByPost are the POST routes that change nothing: they take a body
-// too large or structured for a query string. Named one by one, so a
-// write route given a read action by mistake still fails below.
-var readsByPost = []string{"POST /api/v1/knowledge-bases/{id}/search", "POST /api/v1/knowledge-bases/{id}/mcp"}
+// readsByPost are the POST routes that change nothing for a viewer: they
+// take a body too large or structured for a query string, or (the
+// memory's MCP endpoint) offer a viewer the reading tools only, which
+// TestMemoryMCP checks. Named one by one, so a write route given a read
+// action by mistake still fails below.
+var readsByPost = []string{"POST /api/v1/knowledge-bases/{id}/search", "POST /api/v1/knowledge-bases/{id}/mcp",
+	"POST /api/v1/agent/apps/{app}/users/{user}/mcp"}
 
 // viewerCannotWrite sends every state-changing route, with the viewer's
 // own tenant's ids, as a viewer: all are 403 except the viewer's own
