@@ -141,11 +141,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case r.Header.Get("Mcp-Protocol-Version") == Versions[0]:
 			refused = "revision " + Versions[0] + " has no batches"
 		}
-		for _, m := range batch {
+		for i := 0; refused == "" && i < len(batch); i++ {
 			var probe struct {
 				Method string `json:"method"`
 			}
-			if json.Unmarshal(m, &probe) == nil && probe.Method == "initialize" {
+			if json.Unmarshal(batch[i], &probe) == nil && probe.Method == "initialize" {
 				refused = "initialize cannot be batched"
 			}
 		}
