@@ -137,7 +137,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
-	dbs, err := store.OpenDatabases(ctx, cfg.DatabaseURLs(), cfg.StoreConfig)
+	dbs, err := store.OpenDatabases(ctx, cfg.DatabaseURLs(), func(url string) store.Config {
+		sc := cfg.StoreConfig(url)
+		sc.Logger = logger
+		return sc
+	})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -54,6 +55,10 @@ type Config struct {
 	// storage in memory (temp_store MEMORY): see TempMemorySets. Migrations
 	// still sort on disk.
 	WriteTempMemory bool
+	// Logger takes the warnings of work the store does in the background
+	// (a knowledge base's vector graph it could not save or load); nil
+	// discards them.
+	Logger *slog.Logger
 }
 
 // DB is one database: a SQLite file with a write and a read pool, or a
@@ -182,7 +187,8 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", Redact(cfg.URL), mapError(err))
 	}
 	db := &DB{dialect: Postgres, url: cfg.URL, poolTimeout: cfg.PoolTimeout, pool: pool, postings: newPostingCache(cfg.SearchCache),
-		vectors: newVectorCache(cfg.VectorCache, cfg.ExactVectors)}
+		vectors: newVectorCache(cfg.VectorCache, cfg.ExactVectors, cfg.Logger)}
+	db.vectors.save = db.saveVectorGraph
 	pctx, cancel := context.WithTimeout(ctx, cfg.PoolTimeout)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
@@ -256,7 +262,8 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 
 	db := &DB{dialect: SQLite, url: cfg.URL, poolTimeout: cfg.PoolTimeout, write: write, stmts: newStmtCache(write),
 		tempMemory: cfg.WriteTempMemory, read: read, ckpt: ckpt,
-		postings: newPostingCache(cfg.SearchCache), vectors: newVectorCache(cfg.VectorCache, cfg.ExactVectors)}
+		postings: newPostingCache(cfg.SearchCache), vectors: newVectorCache(cfg.VectorCache, cfg.ExactVectors, cfg.Logger)}
+	db.vectors.save = db.saveVectorGraph
 	var mode string
 	if err := write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		db.Close()

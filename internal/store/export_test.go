@@ -13,12 +13,15 @@ func CachedTerms(db *DB, kbID string) (int64, []string) {
 }
 
 // VectorIndexKind names the index a knowledge base's cached vectors by
-// model and dimension are searched with: "flat", "hnsw", or "" when none
-// is cached.
+// model and dimension are searched with: "flat", "hnsw", "saved hnsw"
+// (loaded from the saved graph), or "" when none is cached.
 func VectorIndexKind(db *DB, kbID, model string, dim int) string {
 	for _, s := range db.VectorCacheStats() {
 		if s.KnowledgeBaseID == kbID && s.Model == model && s.Dim == dim {
-			if s.Approximate {
+			switch {
+			case s.SavedGraph:
+				return "saved hnsw"
+			case s.Approximate:
 				return "hnsw"
 			}
 			return "flat"

@@ -115,8 +115,8 @@ func (db *DB) Retrieve(ctx context.Context, kbID string, search func(knowledge.K
 	}
 	var out []knowledge.ChunkHit
 	err = db.searchSnapshot(ctx, kbID, func(tx *Tx, kb knowledge.KnowledgeBase, ix *fullTextIndex) error {
-		vx := &vectorIndex{tx: tx, kbID: kbID, cond: cond, args: args, version: ix.version, floor: ix.floor,
-			cache: db.vectors}
+		vx := &vectorIndex{tx: tx, kbID: kbID, tenant: kb.TenantID, cond: cond, args: args, version: ix.version,
+			floor: ix.floor, cache: db.vectors}
 		ranked, err := search(kb, knowledge.Indexes{FullText: ix, Vectors: vx})
 		if err != nil {
 			return err
@@ -130,7 +130,7 @@ func (db *DB) Retrieve(ctx context.Context, kbID string, search func(knowledge.K
 // vectorIndex is a knowledge base's vectors within one read snapshot.
 type vectorIndex struct {
 	tx             *Tx
-	kbID           string
+	kbID, tenant   string
 	cond           string // the tenant scope, on v.tenant_id
 	args           []any
 	version, floor int64
@@ -204,20 +204,87 @@ func (vx *vectorIndex) refresh(ctx context.Context, key vectorKey, s *vectorSet)
 		vx.cache.drop(key, s)
 		return false, nil
 	}
-	flat := vector.NewFlat(key.dim)
+	keys := make([]int64, 0, n)
+	slab := make([]float32, 0, n*int64(key.dim))
 	chunks := make(map[int64]string, n)
 	err := vx.rows(ctx, key, 0, -1, func(seq int64, chunkID string, v []float32) {
-		flat.Add(seq, v)
+		keys, slab = append(keys, seq), append(slab, v...)
 		chunks[seq] = chunkID
 	})
 	if err != nil {
 		return false, err
 	}
-	s.index, s.chunks, s.version, s.loaded = flat, chunks, vx.version, true
-	s.gen, s.building, s.pending = s.gen+1, false, nil
-	vx.cache.maybeBuild(s)
-	vx.cache.account(s, flat.Bytes())
+	var index vector.Index
+	changes := 0
+	if len(keys) > vx.cache.exactMax && vx.cache.save != nil {
+		if h, taken, err := vx.loadGraph(ctx, key, keys, slab); err != nil {
+			vx.cache.log.Warn("store: a knowledge base's saved vector graph is not used; building one",
+				"knowledge_base", vx.kbID, "model", key.model, "error", err)
+		} else if h != nil {
+			index, changes = h, taken
+		}
+	}
+	if index == nil {
+		flat := vector.NewFlat(key.dim)
+		for i, k := range keys {
+			flat.Add(k, slab[i*key.dim:(i+1)*key.dim])
+		}
+		index = flat
+	}
+	s.index, s.chunks, s.version, s.loaded, s.tenant = index, chunks, vx.version, true, vx.tenant
+	s.gen, s.building, s.pending, s.changes = s.gen+1, false, nil, changes
+	_, s.fromSaved = index.(*vector.HNSW)
+	vx.cache.maybeBuild(key, s)
+	vx.cache.maybeSave(key, s)
+	vx.cache.account(s, index.Bytes())
 	return true, nil
+}
+
+// loadGraph reads the knowledge base's saved HNSW graph and brings it up
+// to the rows just read (keys, their vectors in slab): a node whose row
+// is gone becomes a tombstone, a row the graph lacks is added. It returns
+// nil without an error when there is no graph, or when it is too far
+// behind to be worth it (more rows to add than a catch-up takes, or a
+// quarter of it dead, which a new build would drop anyway), and the
+// number of changes it took in.
+func (vx *vectorIndex) loadGraph(ctx context.Context, key vectorKey, keys []int64, slab []float32) (*vector.HNSW, int, error) {
+	var data []byte
+	err := vx.tx.QueryRow(ctx, `SELECT v.graph FROM kb_vector_graphs v WHERE v.knowledge_base_id = ? AND v.model = ?
+		AND v.dim = ? AND `+vx.cond, append([]any{vx.kbID, key.model, key.dim}, vx.args...)...).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	at := make(map[int64]int, len(keys))
+	for i, k := range keys {
+		at[k] = i
+	}
+	h, err := vector.LoadGraph(key.dim, data, func(k int64) []float32 {
+		i, ok := at[k]
+		if !ok {
+			return nil
+		}
+		return slab[i*key.dim : (i+1)*key.dim]
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	var missing []int
+	for i, k := range keys {
+		if !h.Has(k) {
+			missing = append(missing, i)
+		}
+	}
+	gone := h.Nodes() - h.Len() // tombstones, those of rows removed since included
+	if len(missing) > maxVectorCatchUp || gone*4 > h.Nodes()+len(missing) {
+		return nil, 0, nil
+	}
+	for _, i := range missing {
+		h.Add(keys[i], slab[i*key.dim:(i+1)*key.dim])
+	}
+	return h, len(missing) + gone, nil
 }
 
 // catchUp applies to a loaded set the vectors removed and written since
@@ -257,7 +324,8 @@ func (vx *vectorIndex) catchUp(ctx context.Context, key vectorKey, s *vectorSet)
 		// from the live vectors, exactly until a new graph is built.
 		return false, nil
 	}
-	vx.cache.maybeBuild(s)
+	vx.cache.maybeBuild(key, s)
+	vx.cache.maybeSave(key, s)
 	vx.cache.account(s, s.index.Bytes())
 	return true, nil
 }
@@ -499,7 +567,7 @@ func (db *DB) WarmVectors(ctx context.Context) (int, error) {
 			return loaded, err
 		}
 		err = db.readSnapshot(tctx, func(tx *Tx) error {
-			vx := &vectorIndex{tx: tx, kbID: kb.id, cond: cond, args: args, cache: db.vectors}
+			vx := &vectorIndex{tx: tx, kbID: kb.id, tenant: kb.tenant, cond: cond, args: args, cache: db.vectors}
 			err := tx.QueryRow(ctx, `SELECT index_version, index_floor FROM knowledge_bases WHERE id = ?`, kb.id).
 				Scan(&vx.version, &vx.floor)
 			if errors.Is(err, sql.ErrNoRows) {

@@ -178,85 +178,205 @@ func (s tenantScope) retrieve(db *store.DB, kbID string) ([]knowledge.ChunkHit, 
 // keeps following the knowledge base's changes.
 func TestKnowledgeVectorApproximate(t *testing.T) {
 	storetest.RunURL(t, func(t *testing.T, url string) {
-		db := openWith(t, url, func(c *store.Config) { c.ExactVectors = 150 })
-		migrate(t, db, store.SetMain)
-		a := newTenantScope()
-		kb := mustCreateKB(t, db, a, "many")
-		const dim, perDoc = 24, 100
-		rng := rand.New(rand.NewPCG(1, 2))
-		vecs := make(map[string][]float32)
-		var docs []knowledge.Document
-		for d := range 4 {
-			doc := mustCreateDoc(t, db, a, kb.ID, fmt.Sprintf("doc %d", d))
-			docs = append(docs, doc)
-			texts := make([]string, perDoc)
-			vs := make([][]float32, perDoc)
-			for i := range texts {
-				texts[i] = fmt.Sprintf("doc %d passage %d", d, i)
-				vs[i] = make([]float32, dim)
-				for j := range vs[i] {
-					vs[i][j] = float32(rng.NormFloat64())
-				}
-				vecs[texts[i]] = vs[i]
-			}
-			if err := db.ReplaceChunks(a.ctx, doc.ID, embedded("m", textChunks(texts...), vs...)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		// Each passage's own vector finds it first.
-		check := func(what string, gone map[string]bool) {
-			t.Helper()
-			for text, v := range vecs {
-				hits := vecSearch(t, db, a.ctx, kb.ID, "m", v, 5)
-				for _, h := range hits {
-					if gone[h.Text] {
-						t.Fatalf("%s: found %q, which was deleted", what, h.Text)
-					}
-				}
-				if gone[text] {
-					continue
-				}
-				if len(hits) == 0 || hits[0].Text != text {
-					t.Fatalf("%s: %q found %q first", what, text, hitTexts(hits))
-				}
-			}
-		}
-		check("exact", nil)
-		waitKind := func(kind string) {
-			t.Helper()
-			deadline := time.Now().Add(30 * time.Second)
-			for store.VectorIndexKind(db, kb.ID, "m", dim) != kind {
-				if time.Now().After(deadline) {
-					t.Fatalf("the index stayed %q, want %q", store.VectorIndexKind(db, kb.ID, "m", dim), kind)
-				}
-				time.Sleep(10 * time.Millisecond)
-				vecSearch(t, db, a.ctx, kb.ID, "m", vecs["doc 0 passage 0"], 1)
-			}
-		}
-		waitKind("hnsw")
-		check("approximate", nil)
+		c, docs, _ := manyVectors(t, url)
+		db, a, kb := c.db, c.s, knowledge.KnowledgeBase{ID: c.kbID}
+		c.nearest(t, "exact")
+		c.waitKind(t, "hnsw")
+		c.nearest(t, "approximate")
 
 		// A deleted document's passages leave the graph.
 		if _, err := db.DeleteDocument(a.ctx, docs[0].ID); err != nil {
 			t.Fatal(err)
 		}
-		gone := make(map[string]bool)
-		for i := range perDoc {
-			gone[fmt.Sprintf("doc 0 passage %d", i)] = true
-		}
-		check("after a deletion", gone)
-		if kind := store.VectorIndexKind(db, kb.ID, "m", dim); kind != "hnsw" {
+		c.forget(0)
+		c.nearest(t, "after a deletion")
+		if kind := store.VectorIndexKind(db, kb.ID, "m", vecDim); kind != "hnsw" {
 			t.Fatalf("after a quarter deleted the index is %q", kind)
 		}
 		// Past a quarter of the graph deleted, it is built again.
 		if _, err := db.DeleteDocument(a.ctx, docs[1].ID); err != nil {
 			t.Fatal(err)
 		}
-		for i := range perDoc {
-			gone[fmt.Sprintf("doc 1 passage %d", i)] = true
-		}
-		check("after half was deleted", gone)
-		waitKind("hnsw")
-		check("rebuilt", gone)
+		c.forget(1)
+		c.nearest(t, "after half was deleted")
+		c.waitKind(t, "hnsw")
+		c.nearest(t, "rebuilt")
 	})
+}
+
+// TestKnowledgeVectorGraphSaved: a built HNSW graph is saved, and a
+// process that loads the knowledge base later (a restart, another
+// replica) starts from it, taking in the changes made since, instead of
+// searching exactly while it builds one.
+func TestKnowledgeVectorGraphSaved(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, url string) {
+		c, docs, open := manyVectors(t, url)
+		db, a, kb, vecs := c.db, c.s, knowledge.KnowledgeBase{ID: c.kbID}, c.vecs
+		c.waitKind(t, "hnsw")
+		version, nodes := waitSavedGraph(t, db, kb.ID, 0)
+		if nodes != 400 {
+			t.Fatalf("the saved graph has %d nodes, want 400", nodes)
+		}
+
+		// A restart searches through the saved graph at once.
+		c.db = open()
+		c.nearest(t, "restarted")
+		if kind := store.VectorIndexKind(c.db, kb.ID, "m", vecDim); kind != "saved hnsw" {
+			t.Fatalf("after a restart the index is %q, want the saved graph", kind)
+		}
+
+		// Changes made while no process holds the vectors: a start takes
+		// them in from the rows (a document deleted, one added).
+		if _, err := db.DeleteDocument(a.ctx, docs[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		c.forget(0)
+		addVectorDocs(t, db, a, kb.ID, vecs, 4, 1)
+		c.db = open()
+		c.nearest(t, "restarted after changes")
+		if kind := store.VectorIndexKind(c.db, kb.ID, "m", vecDim); kind != "saved hnsw" {
+			t.Fatalf("after changes and a restart the index is %q, want the saved graph", kind)
+		}
+		// It took in 200 changes, more than a tenth of the graph: saved again.
+		if v, n := waitSavedGraph(t, db, kb.ID, version); n != 500 || v <= version {
+			t.Fatalf("saved again: version %d, %d nodes; want past %d with 500 nodes", v, n, version)
+		}
+
+		// A graph that cannot be read is built again, and replaced.
+		if err := db.Write(platformCtx, func(tx *store.Tx) error {
+			_, err := tx.Exec(platformCtx, `UPDATE kb_vector_graphs SET graph = ?, version = 0 WHERE knowledge_base_id = ?`,
+				[]byte("not a graph"), kb.ID)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		c.db = open()
+		c.nearest(t, "with a corrupt graph")
+		c.waitKind(t, "hnsw")
+		c.nearest(t, "rebuilt from a corrupt graph")
+		waitSavedGraph(t, db, kb.ID, 0)
+
+		// The graph leaves with its knowledge base.
+		if _, err := db.DeleteKnowledgeBase(a.ctx, kb.ID); err != nil {
+			t.Fatal(err)
+		}
+		if n := countRows(t, db, "kb_vector_graphs", a.id); n != 0 {
+			t.Fatalf("%d graphs left after the knowledge base was deleted", n)
+		}
+	})
+}
+
+// manyVectors opens url searching up to 150 vectors exactly (open opens
+// it again so) and makes a knowledge base of 4 documents of addVectorDocs'
+// passages, 400 vectors, to be checked with c.
+func manyVectors(t *testing.T, url string) (c vectorCheck, docs []knowledge.Document, open func() *store.DB) {
+	t.Helper()
+	open = func() *store.DB { return openWith(t, url, func(c *store.Config) { c.ExactVectors = 150 }) }
+	db := open()
+	migrate(t, db, store.SetMain)
+	a := newTenantScope()
+	kb := mustCreateKB(t, db, a, "many")
+	vecs := make(map[string][]float32)
+	docs = addVectorDocs(t, db, a, kb.ID, vecs, 0, 4)
+	return vectorCheck{db: db, s: a, kbID: kb.ID, vecs: vecs, gone: map[string]bool{}}, docs, open
+}
+
+// vecDim and vecsPerDoc shape the documents addVectorDocs writes.
+const vecDim, vecsPerDoc = 24, 100
+
+// addVectorDocs adds n documents numbered from first, of vecsPerDoc
+// passages each with a random vector by model "m", recorded in vecs by
+// passage text.
+func addVectorDocs(t *testing.T, db *store.DB, s tenantScope, kbID string, vecs map[string][]float32, first, n int) []knowledge.Document {
+	t.Helper()
+	var docs []knowledge.Document
+	for d := first; d < first+n; d++ {
+		rng := rand.New(rand.NewPCG(1, uint64(d)))
+		doc := mustCreateDoc(t, db, s, kbID, fmt.Sprintf("doc %d", d))
+		docs = append(docs, doc)
+		texts := make([]string, vecsPerDoc)
+		vs := make([][]float32, vecsPerDoc)
+		for i := range texts {
+			texts[i] = fmt.Sprintf("doc %d passage %d", d, i)
+			vs[i] = make([]float32, vecDim)
+			for j := range vs[i] {
+				vs[i][j] = float32(rng.NormFloat64())
+			}
+			vecs[texts[i]] = vs[i]
+		}
+		if err := db.ReplaceChunks(s.ctx, doc.ID, embedded("m", textChunks(texts...), vs...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return docs
+}
+
+// vectorCheck searches a knowledge base of addVectorDocs' passages.
+type vectorCheck struct {
+	db   *store.DB
+	s    tenantScope
+	kbID string
+	vecs map[string][]float32
+	gone map[string]bool // passages deleted
+}
+
+// forget records document d's passages as deleted.
+func (c vectorCheck) forget(d int) {
+	for i := range vecsPerDoc {
+		c.gone[fmt.Sprintf("doc %d passage %d", d, i)] = true
+	}
+}
+
+// nearest checks that each passage's own vector finds it first, and that
+// no deleted passage is found.
+func (c vectorCheck) nearest(t *testing.T, what string) {
+	t.Helper()
+	for text, v := range c.vecs {
+		hits := vecSearch(t, c.db, c.s.ctx, c.kbID, "m", v, 5)
+		for _, h := range hits {
+			if c.gone[h.Text] {
+				t.Fatalf("%s: found %q, which was deleted", what, h.Text)
+			}
+		}
+		if c.gone[text] {
+			continue
+		}
+		if len(hits) == 0 || hits[0].Text != text {
+			t.Fatalf("%s: %q found %q first", what, text, hitTexts(hits))
+		}
+	}
+}
+
+// waitKind searches until the knowledge base's vectors are held in an
+// index of the kind.
+func (c vectorCheck) waitKind(t *testing.T, kind string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for store.VectorIndexKind(c.db, c.kbID, "m", vecDim) != kind {
+		if time.Now().After(deadline) {
+			t.Fatalf("the index stayed %q, want %q", store.VectorIndexKind(c.db, c.kbID, "m", vecDim), kind)
+		}
+		time.Sleep(10 * time.Millisecond)
+		vecSearch(t, c.db, c.s.ctx, c.kbID, "m", c.vecs["doc 1 passage 0"], 1)
+	}
+}
+
+// waitSavedGraph waits for the knowledge base's saved graph to be of a
+// version past after, and returns its version and nodes.
+func waitSavedGraph(t *testing.T, db *store.DB, kbID string, after int64) (version int64, nodes int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := db.Read(platformCtx, func(tx *store.Tx) error {
+			return tx.QueryRow(platformCtx, `SELECT version, nodes FROM kb_vector_graphs WHERE knowledge_base_id = ?`, kbID).
+				Scan(&version, &nodes)
+		})
+		if err == nil && version > after {
+			return version, nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no graph saved past version %d: version %d, %v", after, version, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

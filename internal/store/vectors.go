@@ -1,9 +1,13 @@
 package store
 
 import (
+	"context"
+	"log/slog"
 	"runtime"
 	"sync"
+	"time"
 
+	"github.com/nodus-os/nodus/internal/nodus"
 	"github.com/nodus-os/nodus/internal/vector"
 )
 
@@ -27,6 +31,11 @@ const DefaultExactVectors = 20000
 // over its limit the sets least recently searched go; a knowledge base
 // whose vectors alone exceed the limit is searched from the database
 // (scanVectors), exact and slow. Safe for concurrent use.
+//
+// An HNSW graph, once built, is saved in kb_vector_graphs (save), and
+// saved again once a tenth of it has changed since; a set loaded later,
+// by this process after a restart or by another one, starts from the
+// saved graph instead of building one (loadGraph).
 type vectorCache struct {
 	mu       sync.Mutex
 	limit    int64 // bytes
@@ -34,7 +43,28 @@ type vectorCache struct {
 	params   vector.Params
 	clock    uint64
 	sets     map[vectorKey]*vectorSet
+
+	// save writes a graph to the database; nil saves none.
+	save func(savedGraph) error
+	log  *slog.Logger
 }
+
+// savedGraph is a set's HNSW graph to keep, as of the set's version.
+type savedGraph struct {
+	key     vectorKey
+	tenant  string
+	version int64
+	nodes   int
+	data    []byte
+}
+
+// resaveFraction: a graph is saved again once the changes it took since
+// it was saved or loaded reach this fraction of its nodes (and at least
+// resaveMin), so that a load takes in a bounded number of changes.
+const (
+	resaveFraction = 0.1
+	resaveMin      = 100
+)
 
 type vectorKey struct {
 	kb, model string
@@ -47,6 +77,7 @@ type vectorKey struct {
 // one load.
 type vectorSet struct {
 	mu      sync.RWMutex
+	tenant  string // the knowledge base's
 	loaded  bool
 	version int64 // the index_version it holds
 	index   vector.Index
@@ -58,6 +89,13 @@ type vectorSet struct {
 	pending  []vectorChange
 	gen      int // bumped by each load, which abandons a build under way
 
+	// changes counts the vectors added and removed since the HNSW graph
+	// was saved or loaded; saving is set while a save is under way.
+	changes int
+	saving  bool
+	// fromSaved: the HNSW graph was loaded from the saved one, not built.
+	fromSaved bool
+
 	used  uint64 // the cache's clock when last searched
 	bytes int64  // as last accounted
 }
@@ -68,7 +106,10 @@ type vectorChange struct {
 	vec []float32
 }
 
-func newVectorCache(limit int64, exactMax int) *vectorCache {
+func newVectorCache(limit int64, exactMax int, log *slog.Logger) *vectorCache {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if limit == 0 {
 		limit = DefaultVectorCache
 	}
@@ -76,7 +117,7 @@ func newVectorCache(limit int64, exactMax int) *vectorCache {
 		exactMax = DefaultExactVectors
 	}
 	return &vectorCache{limit: max(limit, 0), exactMax: exactMax, params: vector.DefaultParams(),
-		sets: make(map[vectorKey]*vectorSet)}
+		sets: make(map[vectorKey]*vectorSet), log: log}
 }
 
 // set returns the set of key, a new unloaded one if there is none, and
@@ -162,13 +203,14 @@ func (c *vectorCache) apply(s *vectorSet, removed []int64, added []vectorChange,
 			s.pending = append(s.pending, a)
 		}
 	}
+	s.changes += len(removed) + len(added)
 }
 
 // maybeBuild starts building an approximate index for a set whose exact
 // one outgrew exactMax (the set's write lock is held). Searches go on
 // exactly meanwhile; the built index takes the changes made since its
-// copy and then replaces the exact one.
-func (c *vectorCache) maybeBuild(s *vectorSet) {
+// copy, replaces the exact one and is saved.
+func (c *vectorCache) maybeBuild(key vectorKey, s *vectorSet) {
 	flat, ok := s.index.(*vector.Flat)
 	if !ok || s.building || flat.Len() <= c.exactMax {
 		return
@@ -190,11 +232,70 @@ func (c *vectorCache) maybeBuild(s *vectorSet) {
 				h.Add(ch.key, ch.vec)
 			}
 		}
-		s.index, s.pending, s.building = h, nil, false
+		s.index, s.pending, s.building, s.fromSaved = h, nil, false, false
 		bytes := h.Bytes()
+		c.startSave(key, s)
 		s.mu.Unlock()
 		c.account(s, bytes)
 	}()
+}
+
+// maybeSave saves a set's graph again once it has taken enough changes
+// since it was saved or loaded (the set's write lock is held).
+func (c *vectorCache) maybeSave(key vectorKey, s *vectorSet) {
+	h, ok := s.index.(*vector.HNSW)
+	if ok && float64(s.changes) >= max(resaveMin, resaveFraction*float64(h.Nodes())) {
+		c.startSave(key, s)
+	}
+}
+
+// startSave saves the set's HNSW graph in the background, unless a save
+// is under way (the set's write lock is held). The graph and the version
+// are read together under the set's read lock, so the saved graph has
+// taken in exactly the changes up to that version.
+func (c *vectorCache) startSave(key vectorKey, s *vectorSet) {
+	if c.save == nil || s.saving {
+		return
+	}
+	if _, ok := s.index.(*vector.HNSW); !ok {
+		return
+	}
+	s.saving, s.changes = true, 0
+	go func() {
+		s.mu.RLock()
+		h, ok := s.index.(*vector.HNSW)
+		g := savedGraph{key: key, tenant: s.tenant, version: s.version}
+		if ok {
+			g.data, g.nodes = h.MarshalGraph(), h.Nodes()
+		}
+		s.mu.RUnlock()
+		if ok {
+			if err := c.save(g); err != nil {
+				c.log.Warn("store: saving a knowledge base's vector graph", "knowledge_base", key.kb, "model", key.model,
+					"error", err)
+			}
+		}
+		s.mu.Lock()
+		s.saving = false
+		s.mu.Unlock()
+	}()
+}
+
+// saveVectorGraph writes a graph in place of the one saved for its
+// knowledge base, model and dimension, unless that one is newer. A graph
+// of a knowledge base deleted meanwhile is not written.
+func (db *DB) saveVectorGraph(g savedGraph) error {
+	ctx, cancel := context.WithTimeout(nodus.WithTenant(context.Background(), g.tenant), time.Minute)
+	defer cancel()
+	return db.Write(ctx, func(tx *Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO kb_vector_graphs (knowledge_base_id, model, dim, tenant_id, version, nodes,
+			graph, saved_at) SELECT id, ?, ?, tenant_id, ?, ?, ?, ? FROM knowledge_bases WHERE id = ? AND tenant_id = ?
+			ON CONFLICT (knowledge_base_id, model, dim) DO UPDATE SET version = excluded.version,
+			nodes = excluded.nodes, graph = excluded.graph, saved_at = excluded.saved_at
+			WHERE kb_vector_graphs.version <= excluded.version`,
+			g.key.model, g.key.dim, g.version, g.nodes, g.data, time.Now().UTC(), g.key.kb, g.tenant)
+		return err
+	})
 }
 
 // VectorSetStats describes one knowledge base's vectors by one model held
@@ -207,6 +308,7 @@ type VectorSetStats struct {
 	Bytes           int64 // memory held, estimated
 	Approximate     bool  // searched through an HNSW index
 	Building        bool  // an HNSW index is being built for it
+	SavedGraph      bool  // its HNSW index was loaded from the saved graph
 }
 
 // VectorCacheStats describes the vectors the database's search keeps in
@@ -225,7 +327,7 @@ func (db *DB) VectorCacheStats() []VectorSetStats {
 		if s.loaded {
 			_, approx := s.index.(*vector.HNSW)
 			out = append(out, VectorSetStats{KnowledgeBaseID: k.kb, Model: k.model, Dim: k.dim, Vectors: s.index.Len(),
-				Bytes: s.index.Bytes(), Approximate: approx, Building: s.building})
+				Bytes: s.index.Bytes(), Approximate: approx, Building: s.building, SavedGraph: s.fromSaved})
 		}
 		s.mu.RUnlock()
 	}
