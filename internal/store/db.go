@@ -188,7 +188,7 @@ func openPostgres(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	db := &DB{dialect: Postgres, url: cfg.URL, poolTimeout: cfg.PoolTimeout, pool: pool, postings: newPostingCache(cfg.SearchCache),
 		vectors: newVectorCache(cfg.VectorCache, cfg.ExactVectors, cfg.Logger)}
-	db.vectors.save = db.saveVectorGraph
+	db.vectors.save, db.vectors.read = db.saveVectorGraph, db.readVectorGraph
 	pctx, cancel := context.WithTimeout(ctx, cfg.PoolTimeout)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
@@ -263,7 +263,7 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 	db := &DB{dialect: SQLite, url: cfg.URL, poolTimeout: cfg.PoolTimeout, write: write, stmts: newStmtCache(write),
 		tempMemory: cfg.WriteTempMemory, read: read, ckpt: ckpt,
 		postings: newPostingCache(cfg.SearchCache), vectors: newVectorCache(cfg.VectorCache, cfg.ExactVectors, cfg.Logger)}
-	db.vectors.save = db.saveVectorGraph
+	db.vectors.save, db.vectors.read = db.saveVectorGraph, db.readVectorGraph
 	var mode string
 	if err := write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		db.Close()

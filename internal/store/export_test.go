@@ -29,3 +29,10 @@ func VectorIndexKind(db *DB, kbID, model string, dim int) string {
 	}
 	return ""
 }
+
+// SaveVectorGraph saves data as the graph of a knowledge base's vectors
+// by model of dim, as a tenant, at version, as a built graph is saved.
+func SaveVectorGraph(db *DB, tenant, kbID, model string, dim int, version int64, data []byte) error {
+	return db.saveVectorGraph(savedGraph{key: vectorKey{kb: kbID, model: model, dim: dim}, tenant: tenant,
+		version: version, nodes: 1, data: data})
+}

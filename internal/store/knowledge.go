@@ -187,6 +187,13 @@ func (db *DB) UpdateKnowledgeBase(ctx context.Context, id string, change func(*k
 			kb.Name, kb.Description, kb.EmbeddingModel, kb.Retrieval.Mode, kb.Retrieval.TopK,
 			kb.Retrieval.ScoreThreshold, kb.Retrieval.HybridWeight, kb.Chunking.Size, kb.Chunking.Overlap,
 			kb.Chunking.HeaderAware, kb.UpdatedAt, id)
+		if err != nil || kb.EmbeddingModel == old.EmbeddingModel {
+			return err
+		}
+		// The documents are embedded again by the new model, which
+		// replaces the old one's vectors: its saved graph is of no use.
+		_, err = tx.Exec(ctx, `DELETE FROM kb_vector_graphs WHERE knowledge_base_id = ? AND model <> ?`,
+			id, kb.EmbeddingModel)
 		return err
 	})
 	if err != nil {

@@ -169,9 +169,11 @@ func (vx *vectorIndex) Search(ctx context.Context, model string, q []float32, k 
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	res := s.index.Search(q, k)
-	out := make([]knowledge.VectorHit, len(res))
-	for i, r := range res {
-		out[i] = knowledge.VectorHit{ChunkID: s.chunks[r.Key], Score: float64(r.Score)}
+	out := make([]knowledge.VectorHit, 0, len(res))
+	for _, r := range res {
+		if id, ok := s.chunks[r.Key]; ok { // always, unless the index and the chunks disagree
+			out = append(out, knowledge.VectorHit{ChunkID: id, Score: float64(r.Score)})
+		}
 	}
 	return out, nil
 }
@@ -216,7 +218,7 @@ func (vx *vectorIndex) refresh(ctx context.Context, key vectorKey, s *vectorSet)
 	}
 	var index vector.Index
 	changes := 0
-	if len(keys) > vx.cache.exactMax && vx.cache.save != nil {
+	if len(keys) > vx.cache.exactMax && vx.cache.read != nil {
 		if h, taken, err := vx.loadGraph(ctx, key, keys, slab); err != nil {
 			vx.cache.log.Warn("store: a knowledge base's saved vector graph is not used; building one",
 				"knowledge_base", vx.kbID, "model", key.model, "error", err)
@@ -225,14 +227,10 @@ func (vx *vectorIndex) refresh(ctx context.Context, key vectorKey, s *vectorSet)
 		}
 	}
 	if index == nil {
-		flat := vector.NewFlat(key.dim)
-		for i, k := range keys {
-			flat.Add(k, slab[i*key.dim:(i+1)*key.dim])
-		}
-		index = flat
+		index = vector.NewFlatFrom(key.dim, keys, slab)
 	}
 	s.index, s.chunks, s.version, s.loaded, s.tenant = index, chunks, vx.version, true, vx.tenant
-	s.gen, s.building, s.pending, s.changes = s.gen+1, false, nil, changes
+	s.gen, s.building, s.pending, s.changes, s.unsaved = s.gen+1, false, nil, changes, false
 	_, s.fromSaved = index.(*vector.HNSW)
 	vx.cache.maybeBuild(key, s)
 	vx.cache.maybeSave(key, s)
@@ -247,27 +245,30 @@ func (vx *vectorIndex) refresh(ctx context.Context, key vectorKey, s *vectorSet)
 // behind to be worth it (more rows to add than a catch-up takes, or a
 // quarter of it dead, which a new build would drop anyway), and the
 // number of changes it took in.
+//
+// The graph is read in a transaction of its own, not the search's: on
+// PostgreSQL a failed read (the table not migrated yet) would abort the
+// search's. Any graph will do, older or newer than the search's snapshot,
+// since it is brought to the rows by key, not by version.
 func (vx *vectorIndex) loadGraph(ctx context.Context, key vectorKey, keys []int64, slab []float32) (*vector.HNSW, int, error) {
-	var data []byte
-	err := vx.tx.QueryRow(ctx, `SELECT v.graph FROM kb_vector_graphs v WHERE v.knowledge_base_id = ? AND v.model = ?
-		AND v.dim = ? AND `+vx.cond, append([]any{vx.kbID, key.model, key.dim}, vx.args...)...).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, 0, nil
-	}
-	if err != nil {
+	data, err := vx.cache.read(ctx, vx.kbID, key)
+	if err != nil || data == nil {
 		return nil, 0, err
 	}
 	at := make(map[int64]int, len(keys))
 	for i, k := range keys {
 		at[k] = i
 	}
-	h, err := vector.LoadGraph(key.dim, data, func(k int64) []float32 {
+	h, dead, err := vector.LoadGraph(key.dim, data, func(k int64) []float32 {
 		i, ok := at[k]
 		if !ok {
 			return nil
 		}
 		return slab[i*key.dim : (i+1)*key.dim]
-	})
+	}, maxGraphDead)
+	if errors.Is(err, vector.ErrGraphStale) {
+		return nil, 0, nil
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -277,15 +278,18 @@ func (vx *vectorIndex) loadGraph(ctx context.Context, key vectorKey, keys []int6
 			missing = append(missing, i)
 		}
 	}
-	gone := h.Nodes() - h.Len() // tombstones, those of rows removed since included
-	if len(missing) > maxVectorCatchUp || gone*4 > h.Nodes()+len(missing) {
+	if len(missing) > maxVectorCatchUp || (h.Tombstones())*4 > h.Nodes()+len(missing) {
 		return nil, 0, nil
 	}
 	for _, i := range missing {
 		h.Add(keys[i], slab[i*key.dim:(i+1)*key.dim])
 	}
-	return h, len(missing) + gone, nil
+	return h, len(missing) + dead, nil
 }
+
+// maxGraphDead is the fraction of a saved graph's nodes that may be dead
+// for it to be loaded: past a quarter a graph is built again anyway.
+const maxGraphDead = 0.25
 
 // catchUp applies to a loaded set the vectors removed and written since
 // its version, and reports false when they are too many to be worth it.

@@ -217,6 +217,20 @@ func TestKnowledgeVectorGraphSaved(t *testing.T) {
 		if nodes != 400 {
 			t.Fatalf("the saved graph has %d nodes, want 400", nodes)
 		}
+		// An older graph does not replace a newer one, and another
+		// tenant's save does not touch tenant A's.
+		b := newTenantScope()
+		for _, save := range []struct {
+			tenant  string
+			version int64
+		}{{a.id, version - 1}, {b.id, version + 1}} {
+			if err := store.SaveVectorGraph(db, save.tenant, kb.ID, "m", vecDim, save.version, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if v, n := waitSavedGraph(t, db, kb.ID, 0); v != version || n != 400 {
+				t.Fatalf("after a save at version %d by %s: version %d, %d nodes", save.version, save.tenant, v, n)
+			}
+		}
 
 		// A restart searches through the saved graph at once.
 		c.db = open()
@@ -238,8 +252,18 @@ func TestKnowledgeVectorGraphSaved(t *testing.T) {
 			t.Fatalf("after changes and a restart the index is %q, want the saved graph", kind)
 		}
 		// It took in 200 changes, more than a tenth of the graph: saved again.
-		if v, n := waitSavedGraph(t, db, kb.ID, version); n != 500 || v <= version {
+		v, n := waitSavedGraph(t, db, kb.ID, version)
+		if n != 500 || v <= version {
 			t.Fatalf("saved again: version %d, %d nodes; want past %d with 500 nodes", v, n, version)
+		}
+		// A start that finds nothing changed does not save it again,
+		// tombstones and all.
+		at := graphSavedAt(t, db, kb.ID)
+		c.db = open()
+		c.nearest(t, "restarted without changes")
+		time.Sleep(100 * time.Millisecond)
+		if again := graphSavedAt(t, db, kb.ID); !again.Equal(at) {
+			t.Fatalf("a start without changes saved the graph again (%v, then %v)", at, again)
 		}
 
 		// A graph that cannot be read is built again, and replaced.
@@ -256,6 +280,20 @@ func TestKnowledgeVectorGraphSaved(t *testing.T) {
 		c.nearest(t, "rebuilt from a corrupt graph")
 		waitSavedGraph(t, db, kb.ID, 0)
 
+		// Another embedding model: the old model's graph goes.
+		if _, err := db.UpdateKnowledgeBase(a.ctx, kb.ID, func(kb *knowledge.KnowledgeBase) error {
+			kb.EmbeddingModel = "m2"
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n := countRows(t, db, "kb_vector_graphs", a.id); n != 0 {
+			t.Fatalf("%d graphs left after the embedding model changed", n)
+		}
+		c.db = open()
+		c.waitKind(t, "hnsw")
+		waitSavedGraph(t, db, kb.ID, 0)
+
 		// The graph leaves with its knowledge base.
 		if _, err := db.DeleteKnowledgeBase(a.ctx, kb.ID); err != nil {
 			t.Fatal(err)
@@ -263,6 +301,27 @@ func TestKnowledgeVectorGraphSaved(t *testing.T) {
 		if n := countRows(t, db, "kb_vector_graphs", a.id); n != 0 {
 			t.Fatalf("%d graphs left after the knowledge base was deleted", n)
 		}
+	})
+}
+
+// TestKnowledgeVectorGraphUnreadable: when the saved graphs cannot be
+// read (here the table is missing, as before `nodus migrate up`), search
+// works as it did without them: on PostgreSQL the failed read must not
+// abort the search's transaction.
+func TestKnowledgeVectorGraphUnreadable(t *testing.T) {
+	storetest.RunURL(t, func(t *testing.T, url string) {
+		c, _, open := manyVectors(t, url)
+		if err := c.db.Write(platformCtx, func(tx *store.Tx) error {
+			_, err := tx.Exec(platformCtx, `DROP TABLE kb_vector_graphs`)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		c.db = open()
+		c.nearest(t, "exact, no graph table")
+		c.waitKind(t, "hnsw")
+		c.db = open()
+		c.nearest(t, "restarted, no graph table")
 	})
 }
 
@@ -359,6 +418,18 @@ func (c vectorCheck) waitKind(t *testing.T, kind string) {
 		time.Sleep(10 * time.Millisecond)
 		vecSearch(t, c.db, c.s.ctx, c.kbID, "m", c.vecs["doc 1 passage 0"], 1)
 	}
+}
+
+// graphSavedAt returns when the knowledge base's graph was saved.
+func graphSavedAt(t *testing.T, db *store.DB, kbID string) time.Time {
+	t.Helper()
+	var at time.Time
+	if err := db.Read(platformCtx, func(tx *store.Tx) error {
+		return tx.QueryRow(platformCtx, `SELECT saved_at FROM kb_vector_graphs WHERE knowledge_base_id = ?`, kbID).Scan(&at)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return at
 }
 
 // waitSavedGraph waits for the knowledge base's saved graph to be of a

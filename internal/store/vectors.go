@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -44,8 +46,10 @@ type vectorCache struct {
 	clock    uint64
 	sets     map[vectorKey]*vectorSet
 
-	// save writes a graph to the database; nil saves none.
+	// save writes a graph to the database and read reads one (nil
+	// bytes when there is none); nil, graphs are neither saved nor read.
 	save func(savedGraph) error
+	read func(ctx context.Context, kbID string, key vectorKey) ([]byte, error)
 	log  *slog.Logger
 }
 
@@ -90,9 +94,13 @@ type vectorSet struct {
 	gen      int // bumped by each load, which abandons a build under way
 
 	// changes counts the vectors added and removed since the HNSW graph
-	// was saved or loaded; saving is set while a save is under way.
+	// was saved or loaded; saving is set while a save is under way, again
+	// when another was asked for meanwhile, and unsaved when the last
+	// save failed (the next change saves it).
 	changes int
 	saving  bool
+	again   bool
+	unsaved bool
 	// fromSaved: the HNSW graph was loaded from the saved one, not built.
 	fromSaved bool
 
@@ -241,26 +249,33 @@ func (c *vectorCache) maybeBuild(key vectorKey, s *vectorSet) {
 }
 
 // maybeSave saves a set's graph again once it has taken enough changes
-// since it was saved or loaded (the set's write lock is held).
+// since it was saved or loaded, or when its last save failed (the set's
+// write lock is held).
 func (c *vectorCache) maybeSave(key vectorKey, s *vectorSet) {
 	h, ok := s.index.(*vector.HNSW)
-	if ok && float64(s.changes) >= max(resaveMin, resaveFraction*float64(h.Nodes())) {
+	if ok && (s.unsaved || float64(s.changes) >= max(resaveMin, resaveFraction*float64(h.Nodes()))) {
 		c.startSave(key, s)
 	}
 }
 
-// startSave saves the set's HNSW graph in the background, unless a save
-// is under way (the set's write lock is held). The graph and the version
-// are read together under the set's read lock, so the saved graph has
-// taken in exactly the changes up to that version.
+// startSave saves the set's HNSW graph in the background; if a save is
+// under way, once more after it (the set's write lock is held). The graph
+// and the version are read together under the set's read lock, so the
+// saved graph has taken in exactly the changes up to that version.
 func (c *vectorCache) startSave(key vectorKey, s *vectorSet) {
-	if c.save == nil || s.saving {
+	if c.save == nil {
 		return
 	}
 	if _, ok := s.index.(*vector.HNSW); !ok {
 		return
 	}
-	s.saving, s.changes = true, 0
+	if s.saving {
+		s.again = true
+		return
+	}
+	s.saving, s.again = true, false
+	taken := s.changes
+	s.changes = 0
 	go func() {
 		s.mu.RLock()
 		h, ok := s.index.(*vector.HNSW)
@@ -269,16 +284,41 @@ func (c *vectorCache) startSave(key vectorKey, s *vectorSet) {
 			g.data, g.nodes = h.MarshalGraph(), h.Nodes()
 		}
 		s.mu.RUnlock()
+		var err error
 		if ok {
-			if err := c.save(g); err != nil {
+			if err = c.save(g); err != nil {
 				c.log.Warn("store: saving a knowledge base's vector graph", "knowledge_base", key.kb, "model", key.model,
 					"error", err)
 			}
 		}
 		s.mu.Lock()
-		s.saving = false
-		s.mu.Unlock()
+		defer s.mu.Unlock()
+		s.saving, s.unsaved = false, err != nil
+		if err != nil {
+			s.changes += taken
+		}
+		if s.again && err == nil {
+			c.startSave(key, s)
+		}
 	}()
+}
+
+// readVectorGraph reads the graph saved for a knowledge base's vectors by
+// a model of a dimension, in scope; nil when there is none.
+func (db *DB) readVectorGraph(ctx context.Context, kbID string, key vectorKey) ([]byte, error) {
+	cond, args, err := scopeCond(ctx, "tenant_id")
+	if err != nil {
+		return nil, err
+	}
+	var data []byte
+	err = db.Read(ctx, func(tx *Tx) error {
+		return tx.QueryRow(ctx, `SELECT graph FROM kb_vector_graphs WHERE knowledge_base_id = ? AND model = ? AND dim = ?
+			AND `+cond, append([]any{kbID, key.model, key.dim}, args...)...).Scan(&data)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return data, err
 }
 
 // saveVectorGraph writes a graph in place of the one saved for its

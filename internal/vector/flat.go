@@ -28,6 +28,35 @@ func NewFlat(dim int) *Flat {
 	return &Flat{dim: dim, slot: make(map[int64]int32)}
 }
 
+// NewFlatFrom returns an exact index of keys, keys[i] having the vector
+// vecs[i*dim : (i+1)*dim]. It takes both slices, without copying them: a
+// caller that has read the vectors into one slab loads them at no extra
+// memory. A key given twice keeps its last vector. It panics on a
+// non-positive dimension or if len(vecs) != len(keys)*dim.
+func NewFlatFrom(dim int, keys []int64, vecs []float32) *Flat {
+	if dim <= 0 {
+		panic("vector: NewFlatFrom: dimension must be positive")
+	}
+	if len(vecs) != len(keys)*dim {
+		panic("vector: NewFlatFrom: len(vecs) is not len(keys)*dim")
+	}
+	f := &Flat{dim: dim, slot: make(map[int64]int32, len(keys))}
+	n := 0 // slots kept; a repeated key's later vector overwrites its slot
+	for i, key := range keys {
+		v := vecs[i*dim : (i+1)*dim]
+		if j, ok := f.slot[key]; ok {
+			copy(vecs[int(j)*dim:], v)
+			continue
+		}
+		f.slot[key] = int32(n)
+		keys[n] = key
+		copy(vecs[n*dim:], v)
+		n++
+	}
+	f.keys, f.vecs = keys[:n], vecs[:n*dim]
+	return f
+}
+
 // Add indexes v under key, replacing the key's vector if it had one. It
 // panics if len(v) != f.Dim().
 func (f *Flat) Add(key int64, v []float32) {

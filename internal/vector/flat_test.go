@@ -82,3 +82,30 @@ func TestFlatSearchAllocs(t *testing.T) {
 		t.Errorf("Search allocates %v times, want 1", allocs)
 	}
 }
+
+// TestNewFlatFrom: an index made from a slab searches as one made by
+// Add, and a repeated key keeps its last vector.
+func TestNewFlatFrom(t *testing.T) {
+	const n, dim = 300, 8
+	vecs := uniform(n, dim, 11)
+	keys := make([]int64, n)
+	added := NewFlat(dim)
+	for i := range keys {
+		keys[i] = int64(i % 250) // keys 0..49 twice
+		added.Add(keys[i], vecs[i*dim:(i+1)*dim])
+	}
+	from := NewFlatFrom(dim, slices.Clone(keys), slices.Clone(vecs))
+	if from.Len() != 250 || added.Len() != 250 {
+		t.Fatalf("Len %d and %d, want 250", from.Len(), added.Len())
+	}
+	queries := uniform(20, dim, 12)
+	for i := range 20 {
+		q := queries[i*dim : (i+1)*dim]
+		if got, want := from.Search(q, 5), added.Search(q, 5); !slices.Equal(got, want) {
+			t.Fatalf("query %d: %v, want %v", i, got, want)
+		}
+	}
+	if got := from.Search(vecs[260*dim:261*dim], 1); got[0].Key != 10 {
+		t.Fatalf("key 10's last vector finds %v", got)
+	}
+}

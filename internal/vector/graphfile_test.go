@@ -112,7 +112,7 @@ func TestGraphRoundTrip(t *testing.T) {
 			}
 			data := h.MarshalGraph()
 			start := time.Now()
-			l, err := LoadGraph(dim, data, vecOf(d.live))
+			l, _, err := LoadGraph(dim, data, vecOf(d.live), 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,12 +127,9 @@ func TestGraphRoundTrip(t *testing.T) {
 					t.Fatalf("Has(%d) = %v, want %v", key, l.Has(key), h.Has(key))
 				}
 			}
-			for i := range len(d.queries) / dim {
-				q := d.query(i)
-				if got, want := l.Search(q, 10), h.Search(q, 10); !slices.Equal(got, want) {
-					t.Fatalf("query %d: loaded %v, marshalled %v", i, got, want)
-				}
-			}
+			// Tombstones are placed again, so searches may route a little
+			// differently; recall stays.
+			checkRecall(t, l, d.live, d.queries, 0.9)
 			if again := l.MarshalGraph(); !bytes.Equal(again, data) {
 				t.Fatalf("the loaded index marshals to %d different bytes", len(again))
 			}
@@ -185,7 +182,7 @@ func TestGraphEmpty(t *testing.T) {
 		{"tombstones only", tombs, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := LoadGraph(dim, tc.h.MarshalGraph(), func(int64) []float32 { return nil })
+			l, _, err := LoadGraph(dim, tc.h.MarshalGraph(), func(int64) []float32 { return nil }, 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -201,6 +198,30 @@ func TestGraphEmpty(t *testing.T) {
 				t.Fatalf("after Add: %v", got)
 			}
 		})
+	}
+}
+
+// TestGraphSameSearches: a graph without tombstones loads to an index
+// that answers every search exactly as the marshalled one.
+func TestGraphSameSearches(t *testing.T) {
+	const n, dim = 2000, 16
+	vecs, queries := uniform(n, dim, 5), uniform(50, dim, 6)
+	keys := make([]int64, n)
+	model := make(map[int64][]float32, n)
+	for i := range keys {
+		keys[i] = int64(i)
+		model[keys[i]] = vecs[i*dim : (i+1)*dim]
+	}
+	h := Build(dim, keys, vecs, DefaultParams(), 2)
+	l, dead, err := LoadGraph(dim, h.MarshalGraph(), vecOf(model), 0)
+	if err != nil || dead != 0 {
+		t.Fatalf("dead %d, %v", dead, err)
+	}
+	for i := range 50 {
+		q := queries[i*dim : (i+1)*dim]
+		if got, want := l.Search(q, 10), h.Search(q, 10); !slices.Equal(got, want) {
+			t.Fatalf("query %d: loaded %v, marshalled %v", i, got, want)
+		}
 	}
 }
 
@@ -253,9 +274,15 @@ func TestGraphMissingKeys(t *testing.T) {
 			for _, key := range tc.missing {
 				delete(remaining, key)
 			}
-			l, err := LoadGraph(dim, data, vecOf(remaining))
+			if _, _, err := LoadGraph(dim, data, vecOf(remaining), float64(len(tc.missing)-1)/float64(n)); err != ErrGraphStale {
+				t.Fatalf("more dead nodes than accepted: %v, want ErrGraphStale", err)
+			}
+			l, dead, err := LoadGraph(dim, data, vecOf(remaining), float64(len(tc.missing))/float64(n))
 			if err != nil {
 				t.Fatal(err)
+			}
+			if dead != len(tc.missing) {
+				t.Fatalf("dead = %d, want %d", dead, len(tc.missing))
 			}
 			if l.Len() != n-len(tc.missing) || l.Nodes() != n || l.Tombstones() != len(tc.missing) {
 				t.Fatalf("Len %d Nodes %d Tombstones %d, want %d %d %d",
@@ -303,7 +330,7 @@ func TestGraphAllMissing(t *testing.T) {
 		keys[i] = int64(i)
 	}
 	h := Build(dim, keys, vecs, DefaultParams(), 1)
-	l, err := LoadGraph(dim, h.MarshalGraph(), func(int64) []float32 { return nil })
+	l, _, err := LoadGraph(dim, h.MarshalGraph(), func(int64) []float32 { return nil }, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +370,7 @@ func TestGraphCallerErrors(t *testing.T) {
 		{"empty vector", dim, func(int64) []float32 { return []float32{} }, "has dimension 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := LoadGraph(tc.dim, data, tc.vec)
+			_, _, err := LoadGraph(tc.dim, data, tc.vec, 1)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
@@ -375,7 +402,7 @@ func TestGraphMarshalConcurrent(t *testing.T) {
 			return
 		default:
 		}
-		l, err := LoadGraph(dim, h.MarshalGraph(), vec)
+		l, _, err := LoadGraph(dim, h.MarshalGraph(), vec, 1)
 		if err != nil {
 			t.Fatalf("after %d loads: %v", loads, err)
 		}
@@ -391,7 +418,6 @@ type rawNode struct {
 	key     int64
 	level   int
 	deleted bool
-	vec     []float32 // written when deleted
 	links   [][]uint64
 }
 
@@ -417,11 +443,6 @@ func (g rawGraph) bytes() []byte {
 			flags |= tombstoneFlag
 		}
 		b = append(b, flags)
-		if nd.deleted {
-			for _, x := range nd.vec {
-				b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
-			}
-		}
 		for _, l := range nd.links {
 			b = binary.AppendUvarint(b, uint64(len(l)))
 			for _, id := range l {
@@ -440,7 +461,7 @@ func smallRaw() rawGraph {
 		nodes: []rawNode{
 			{key: 10, level: 1, links: [][]uint64{{1, 2}, {3}}},
 			{key: 11, links: [][]uint64{{0, 2}}},
-			{key: 12, deleted: true, vec: []float32{0, 1}, links: [][]uint64{{0, 1, 3}}},
+			{key: 12, deleted: true, links: [][]uint64{{0, 1, 3}}},
 			{key: -13, level: 1, links: [][]uint64{{0}, {0}}},
 		},
 	}
@@ -481,7 +502,6 @@ func TestGraphCorrupt(t *testing.T) {
 		{"neighbour out of range", func(g *rawGraph) { g.nodes[1].links[0] = []uint64{0, 9} }, "neighbour 9 on layer 0"},
 		{"upper link to a lower node", func(g *rawGraph) { g.nodes[0].links[1] = []uint64{1} }, "links on layer 1 to node 1 of level 0"},
 		{"key live twice", func(g *rawGraph) { g.nodes[1].key = 10 }, "key 10 is live in node 0 too"},
-		{"NaN tombstone vector", func(g *rawGraph) { g.nodes[2].vec[0] = float32(math.NaN()) }, "tombstone vector"},
 		{"trailing byte", func(g *rawGraph) { g.trailing = []byte{0} }, "1 trailing bytes"},
 		{"empty with an entry", func(g *rawGraph) { g.n, g.nodes, g.entry, g.top = 0, nil, 0, 0 }, "empty graph"},
 		{"huge M over empty nodes", func(g *rawGraph) {
@@ -497,7 +517,7 @@ func TestGraphCorrupt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := smallRaw()
 			tc.edit(&g)
-			h, err := LoadGraph(2, g.bytes(), vecOf(smallRawVecs))
+			h, _, err := LoadGraph(2, g.bytes(), vecOf(smallRawVecs), 1)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatal(err)
@@ -528,7 +548,7 @@ func TestGraphCorrupt(t *testing.T) {
 		{"overflowing varint", append([]byte(graphMagic), bytes.Repeat([]byte{0xff}, 11)...), "overflows"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := LoadGraph(2, tc.data, vecOf(smallRawVecs))
+			_, _, err := LoadGraph(2, tc.data, vecOf(smallRawVecs), 1)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
@@ -543,15 +563,15 @@ func TestGraphTruncated(t *testing.T) {
 	d := churned(40, dim, Params{M: 3, EfConstruction: 16, EfSearch: 8}, true)
 	data := d.h.MarshalGraph()
 	vec := vecOf(d.live)
-	if _, err := LoadGraph(dim, data, vec); err != nil {
+	if _, _, err := LoadGraph(dim, data, vec, 1); err != nil {
 		t.Fatal(err)
 	}
 	for i := range len(data) {
-		if _, err := LoadGraph(dim, data[:i], vec); err == nil {
+		if _, _, err := LoadGraph(dim, data[:i], vec, 1); err == nil {
 			t.Fatalf("loaded the first %d of %d bytes", i, len(data))
 		}
 	}
-	if _, err := LoadGraph(dim, append(slices.Clip(data), 0), vec); err == nil {
+	if _, _, err := LoadGraph(dim, append(slices.Clip(data), 0), vec, 1); err == nil {
 		t.Fatal("loaded with a trailing byte")
 	}
 }
@@ -594,7 +614,7 @@ func FuzzLoadGraph(f *testing.F) {
 				dim = int(d)
 			}
 		}
-		h, err := LoadGraph(dim, data, fuzzVec(dim))
+		h, _, err := LoadGraph(dim, data, fuzzVec(dim), 1)
 		if err != nil {
 			if h != nil {
 				t.Fatal("an index and an error")
@@ -609,7 +629,7 @@ func FuzzLoadGraph(f *testing.F) {
 			}
 		}
 		again := h.MarshalGraph()
-		h2, err := LoadGraph(dim, again, fuzzVec(dim))
+		h2, _, err := LoadGraph(dim, again, fuzzVec(dim), 1)
 		if err != nil {
 			t.Fatalf("re-marshalled graph does not load: %v", err)
 		}
@@ -669,7 +689,7 @@ func BenchmarkLoadGraph(b *testing.B) {
 	h, vec := loadGraphBench(b)
 	data := h.MarshalGraph()
 	for b.Loop() {
-		if _, err := LoadGraph(graphBenchDim, data, vec); err != nil {
+		if _, _, err := LoadGraph(graphBenchDim, data, vec, 1); err != nil {
 			b.Fatal(err)
 		}
 	}
