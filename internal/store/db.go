@@ -439,6 +439,7 @@ func (db *DB) URL() string { return Redact(db.url) }
 
 // Close closes every connection.
 func (db *DB) Close() error {
+	db.vectors.stopSaving()
 	if db.pool != nil {
 		db.pool.Close()
 		return nil

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nodus-os/nodus/internal/nodus"
@@ -51,6 +52,10 @@ type vectorCache struct {
 	save func(savedGraph) error
 	read func(ctx context.Context, kbID string, key vectorKey) ([]byte, error)
 	log  *slog.Logger
+	// saves counts the saves under way; closed, set when the database
+	// closes, starts no more.
+	saves  sync.WaitGroup
+	closed atomic.Bool
 }
 
 // savedGraph is a set's HNSW graph to keep, as of the set's version.
@@ -263,7 +268,7 @@ func (c *vectorCache) maybeSave(key vectorKey, s *vectorSet) {
 // and the version are read together under the set's read lock, so the
 // saved graph has taken in exactly the changes up to that version.
 func (c *vectorCache) startSave(key vectorKey, s *vectorSet) {
-	if c.save == nil {
+	if c.save == nil || c.closed.Load() {
 		return
 	}
 	if _, ok := s.index.(*vector.HNSW); !ok {
@@ -276,7 +281,9 @@ func (c *vectorCache) startSave(key vectorKey, s *vectorSet) {
 	s.saving, s.again = true, false
 	taken := s.changes
 	s.changes = 0
+	c.saves.Add(1)
 	go func() {
+		defer c.saves.Done()
 		s.mu.RLock()
 		h, ok := s.index.(*vector.HNSW)
 		g := savedGraph{key: key, tenant: s.tenant, version: s.version}
@@ -301,6 +308,13 @@ func (c *vectorCache) startSave(key vectorKey, s *vectorSet) {
 			c.startSave(key, s)
 		}
 	}()
+}
+
+// stopSaving starts no more saves of graphs and waits for those under way
+// (a few milliseconds each), so that none writes to a closed database.
+func (c *vectorCache) stopSaving() {
+	c.closed.Store(true)
+	c.saves.Wait()
 }
 
 // readVectorGraph reads the graph saved for a knowledge base's vectors by
