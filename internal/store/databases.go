@@ -117,4 +117,49 @@ func (d *Databases) RegisterMetrics(reg *metrics.Registry) {
 		[]string{"database", "pool"}, each(func(l string, p PoolStat) metrics.Sample {
 			return metrics.Sample{LabelValues: []string{l, p.Pool}, Value: p.WaitDuration.Seconds()}
 		}))
+
+	// Knowledge bases' vectors are searched from the main database's cache.
+	main := d.bySet[SetMain]
+	reg.GaugeFunc("nodus_vector_cache_bytes", "Memory held by knowledge bases' vectors kept for search, by index.",
+		[]string{"index"}, func() []metrics.Sample {
+			var exact, hnsw float64
+			for _, st := range main.VectorCacheStats() {
+				if st.Approximate {
+					hnsw += float64(st.Bytes)
+				} else {
+					exact += float64(st.Bytes)
+				}
+			}
+			return []metrics.Sample{{LabelValues: []string{"exact"}, Value: exact}, {LabelValues: []string{"hnsw"}, Value: hnsw}}
+		})
+	reg.GaugeFunc("nodus_vector_sets", "Knowledge bases' vector sets kept for search, by index (building: searched exactly while their HNSW index is built).",
+		[]string{"index"}, func() []metrics.Sample {
+			var exact, hnsw, building float64
+			for _, st := range main.VectorCacheStats() {
+				switch {
+				case st.Approximate:
+					hnsw++
+				case st.Building:
+					building++
+				default:
+					exact++
+				}
+			}
+			return []metrics.Sample{{LabelValues: []string{"exact"}, Value: exact}, {LabelValues: []string{"hnsw"}, Value: hnsw},
+				{LabelValues: []string{"building"}, Value: building}}
+		})
+	reg.CounterFunc("nodus_vector_graph_saves_total", "HNSW graphs saved to the main database, by result.",
+		[]string{"result"}, func() []metrics.Sample {
+			g := main.VectorGraphStats()
+			return []metrics.Sample{{LabelValues: []string{"saved"}, Value: float64(g.Saved)},
+				{LabelValues: []string{"failed"}, Value: float64(g.SaveFailed)}}
+		})
+	reg.CounterFunc("nodus_vector_graph_loads_total", "Loads of vector sets past the exact limit, by what became of the saved HNSW graph.",
+		[]string{"result"}, func() []metrics.Sample {
+			g := main.VectorGraphStats()
+			return []metrics.Sample{{LabelValues: []string{"loaded"}, Value: float64(g.Loaded)},
+				{LabelValues: []string{"stale"}, Value: float64(g.Stale)},
+				{LabelValues: []string{"unusable"}, Value: float64(g.Unusable)},
+				{LabelValues: []string{"none"}, Value: float64(g.None)}}
+		})
 }

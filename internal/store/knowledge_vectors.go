@@ -219,10 +219,14 @@ func (vx *vectorIndex) refresh(ctx context.Context, key vectorKey, s *vectorSet)
 	var index vector.Index
 	changes := 0
 	if len(keys) > vx.cache.exactMax && vx.cache.read != nil {
-		if h, taken, err := vx.loadGraph(ctx, key, keys, slab); err != nil {
+		h, taken, err := vx.loadGraph(ctx, key, keys, slab)
+		switch {
+		case err != nil:
+			vx.cache.graphUnusable.Add(1)
 			vx.cache.log.Warn("store: a knowledge base's saved vector graph is not used; building one",
 				"knowledge_base", vx.kbID, "model", key.model, "error", err)
-		} else if h != nil {
+		case h != nil:
+			vx.cache.graphLoaded.Add(1)
 			index, changes = h, taken
 		}
 	}
@@ -252,8 +256,12 @@ func (vx *vectorIndex) refresh(ctx context.Context, key vectorKey, s *vectorSet)
 // since it is brought to the rows by key, not by version.
 func (vx *vectorIndex) loadGraph(ctx context.Context, key vectorKey, keys []int64, slab []float32) (*vector.HNSW, int, error) {
 	data, err := vx.cache.read(ctx, vx.kbID, key)
-	if err != nil || data == nil {
+	if err != nil {
 		return nil, 0, err
+	}
+	if data == nil {
+		vx.cache.graphNone.Add(1)
+		return nil, 0, nil
 	}
 	at := make(map[int64]int, len(keys))
 	for i, k := range keys {
@@ -267,6 +275,7 @@ func (vx *vectorIndex) loadGraph(ctx context.Context, key vectorKey, keys []int6
 		return slab[i*key.dim : (i+1)*key.dim]
 	}, maxGraphDead)
 	if errors.Is(err, vector.ErrGraphStale) {
+		vx.cache.graphStale.Add(1)
 		return nil, 0, nil
 	}
 	if err != nil {
@@ -278,7 +287,8 @@ func (vx *vectorIndex) loadGraph(ctx context.Context, key vectorKey, keys []int6
 			missing = append(missing, i)
 		}
 	}
-	if len(missing) > maxVectorCatchUp || (h.Tombstones())*4 > h.Nodes()+len(missing) {
+	if len(missing) > maxVectorCatchUp || h.Tombstones()*4 > h.Nodes()+len(missing) {
+		vx.cache.graphStale.Add(1)
 		return nil, 0, nil
 	}
 	for _, i := range missing {

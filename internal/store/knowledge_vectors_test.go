@@ -238,6 +238,12 @@ func TestKnowledgeVectorGraphSaved(t *testing.T) {
 		if kind := store.VectorIndexKind(c.db, kb.ID, "m", vecDim); kind != "saved hnsw" {
 			t.Fatalf("after a restart the index is %q, want the saved graph", kind)
 		}
+		if g := c.db.VectorGraphStats(); g != (store.VectorGraphStats{Loaded: 1}) {
+			t.Fatalf("the restart's graph stats: %+v", g)
+		}
+		if g := db.VectorGraphStats(); g.Saved != 1 || g.None != 1 || g.Loaded != 0 {
+			t.Fatalf("the first process's graph stats: %+v", g)
+		}
 
 		// Changes made while no process holds the vectors: a start takes
 		// them in from the rows (a document deleted, one added).
@@ -276,6 +282,9 @@ func TestKnowledgeVectorGraphSaved(t *testing.T) {
 		}
 		c.db = open()
 		c.nearest(t, "with a corrupt graph")
+		if g := c.db.VectorGraphStats(); g.Unusable != 1 || g.Loaded != 0 {
+			t.Fatalf("graph stats with a corrupt graph: %+v", g)
+		}
 		c.waitKind(t, "hnsw")
 		c.nearest(t, "rebuilt from a corrupt graph")
 		waitSavedGraph(t, db, kb.ID, 0)

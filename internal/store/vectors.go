@@ -56,6 +56,10 @@ type vectorCache struct {
 	// closes, starts no more.
 	saves  sync.WaitGroup
 	closed atomic.Bool
+
+	// Graph saves and loads by result, for the metrics.
+	graphSaved, graphSaveFailed                       atomic.Int64
+	graphLoaded, graphStale, graphUnusable, graphNone atomic.Int64
 }
 
 // savedGraph is a set's HNSW graph to keep, as of the set's version.
@@ -294,8 +298,11 @@ func (c *vectorCache) startSave(key vectorKey, s *vectorSet) {
 		var err error
 		if ok {
 			if err = c.save(g); err != nil {
+				c.graphSaveFailed.Add(1)
 				c.log.Warn("store: saving a knowledge base's vector graph", "knowledge_base", key.kb, "model", key.model,
 					"error", err)
+			} else {
+				c.graphSaved.Add(1)
 			}
 		}
 		s.mu.Lock()
@@ -350,6 +357,24 @@ func (db *DB) saveVectorGraph(g savedGraph) error {
 			g.key.model, g.key.dim, g.version, g.nodes, g.data, time.Now().UTC(), g.key.kb, g.tenant)
 		return err
 	})
+}
+
+// VectorGraphStats counts the HNSW graphs saved, and the loads of sets
+// past the exact limit by what became of their saved graph.
+type VectorGraphStats struct {
+	Saved, SaveFailed int64
+	Loaded            int64 // a saved graph was loaded
+	Stale             int64 // too far behind the rows: built again
+	Unusable          int64 // unreadable: built again
+	None              int64 // no saved graph: built
+}
+
+// VectorGraphStats reports the graphs saved and loaded since the database
+// was opened.
+func (db *DB) VectorGraphStats() VectorGraphStats {
+	c := db.vectors
+	return VectorGraphStats{Saved: c.graphSaved.Load(), SaveFailed: c.graphSaveFailed.Load(), Loaded: c.graphLoaded.Load(),
+		Stale: c.graphStale.Load(), Unusable: c.graphUnusable.Load(), None: c.graphNone.Load()}
 }
 
 // VectorSetStats describes one knowledge base's vectors by one model held
