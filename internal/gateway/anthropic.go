@@ -607,8 +607,10 @@ func anthropicStatusForType(t string) int {
 }
 
 // openAIErrorFromAnthropic turns Anthropic's error detail into the
-// gateway's OpenAI-shaped error.
-func openAIErrorFromAnthropic(status int, d AnthropicErrorDetail) *Error {
+// gateway's OpenAI-shaped error. The message goes to the gateway's caller,
+// so the provider key (an upstream may quote what it was sent) is cut out
+// of it, as safeUpstreamMessage does for OpenAI-compatible upstreams.
+func openAIErrorFromAnthropic(status int, d AnthropicErrorDetail, key string) *Error {
 	t := ErrorTypeServer
 	switch d.Type {
 	case AnthropicInvalidRequest, AnthropicRequestTooLarge:
@@ -622,5 +624,5 @@ func openAIErrorFromAnthropic(status int, d AnthropicErrorDetail) *Error {
 	case AnthropicRateLimit:
 		t = ErrorTypeRateLimit
 	}
-	return &Error{Status: status, Message: d.Message, Type: t}
+	return &Error{Status: status, Message: safeUpstreamMessage(d.Message, key), Type: t}
 }

@@ -63,7 +63,7 @@ func (p *AnthropicProvider) Chat(ctx context.Context, up *Upstream, req *ChatReq
 		return nil, anthropicTransportError(ctx, callCtx, 0, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return nil, anthropicStatusError(resp, p.now())
+		return nil, anthropicStatusError(resp, up.APIKey, p.now())
 	}
 	b, err := egress.ReadBody(resp, anthropicMaxBody)
 	if err != nil {
@@ -182,7 +182,7 @@ func anthropicTransportError(parent, call context.Context, status int, err error
 
 // anthropicStatusError turns a non-2xx answer into an UpstreamError with
 // Anthropic's error body translated to the gateway's error shape.
-func anthropicStatusError(resp *http.Response, now time.Time) *UpstreamError {
+func anthropicStatusError(resp *http.Response, key string, now time.Time) *UpstreamError {
 	ue := &UpstreamError{
 		Status:     resp.StatusCode,
 		Class:      ClassifyStatus(resp.StatusCode),
@@ -195,7 +195,7 @@ func anthropicStatusError(resp *http.Response, now time.Time) *UpstreamError {
 	}
 	var body AnthropicErrorBody
 	if json.Unmarshal(b, &body) == nil && body.Type == "error" && body.Error.Type != "" {
-		ue.Err = openAIErrorFromAnthropic(resp.StatusCode, body.Error)
+		ue.Err = openAIErrorFromAnthropic(resp.StatusCode, body.Error, key)
 		return ue
 	}
 	ue.Cause = fmt.Errorf("anthropic: status %d with an error body in an unknown shape", resp.StatusCode)

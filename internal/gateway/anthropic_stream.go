@@ -35,7 +35,7 @@ func (p *AnthropicProvider) ChatStream(ctx context.Context, up *Upstream, req *C
 		return anthropicTransportError(ctx, callCtx, 0, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return anthropicStatusError(resp, p.now())
+		return anthropicStatusError(resp, up.APIKey, p.now())
 	}
 	egress.LimitBody(resp, anthropicMaxStream)
 	defer resp.Body.Close()
@@ -52,7 +52,7 @@ func (p *AnthropicProvider) ChatStream(ctx context.Context, up *Upstream, req *C
 		b.held = true
 		defer func() { b.held = false }()
 	}
-	c := anthropicChunker{created: p.now().Unix(), tools: map[int]int{}}
+	c := anthropicChunker{created: p.now().Unix(), tools: map[int]int{}, key: up.APIKey}
 	for {
 		stall.Reset(timeout)
 		ev, err := events.Next()
@@ -80,6 +80,7 @@ type anthropicChunker struct {
 	usage     AnthropicUsage
 	tools     map[int]int // Anthropic content block index → OpenAI tool call index
 	finished  bool        // the finish chunk was emitted
+	key       string      // the provider key, cut out of error messages
 }
 
 // handle translates one event's data; done is true after message_stop.
@@ -127,7 +128,7 @@ func (c *anthropicChunker) handle(name string, data []byte, emit func(*ChatChunk
 		// The answer's status was 200; the error's type says which status
 		// Anthropic would have answered with, and so how to route.
 		status := anthropicStatusForType(detail.Type)
-		return false, &UpstreamError{Status: status, Class: ClassifyStatus(status), Err: openAIErrorFromAnthropic(status, detail)}
+		return false, &UpstreamError{Status: status, Class: ClassifyStatus(status), Err: openAIErrorFromAnthropic(status, detail, c.key)}
 	}
 	return false, nil // ping, content_block_stop and new event types carry nothing to translate
 }

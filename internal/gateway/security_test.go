@@ -84,6 +84,7 @@ func (l *lockedBuffer) String() string {
 type secDep struct {
 	id, model string
 	onB       bool // served by fake B rather than A
+	anthropic bool // an anthropic deployment rather than an openai one
 	timeout   time.Duration
 }
 
@@ -169,6 +170,9 @@ func newSecWorld(t *testing.T, db *store.DB, opts secOptions) *secWorld {
 		d := gateway.Deployment{ID: sd.id, TenantID: w.tenant, ModelName: sd.model, Provider: gateway.ProviderOpenAI,
 			UpstreamModel: "gpt-4o", BaseURL: base + "/v1", APIKeyHandle: "handle-canary", Mode: gateway.ModeChat,
 			Weight: 1, IsActive: true, Timeout: sd.timeout, CreatedAt: now, UpdatedAt: now}
+		if sd.anthropic {
+			d.Provider, d.UpstreamModel, d.BaseURL = gateway.ProviderAnthropic, "claude-sonnet-4-5", base
+		}
 		if d.Timeout == 0 {
 			d.Timeout = 5 * time.Second
 		}
@@ -958,7 +962,8 @@ func TestGatewayReusedRequestIDsAreBilled(t *testing.T) {
 // body, audit entry, spend row or metric (SECURITY.md check 33).
 func TestGatewayCanariesStayHidden(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, db *store.DB) {
-		w := newSecWorld(t, db, secOptions{keys: 2, deps: []secDep{{id: "dep-canary", model: "canary"}},
+		w := newSecWorld(t, db, secOptions{keys: 2, deps: []secDep{{id: "dep-canary", model: "canary"},
+			{id: "dep-canary-anthropic", model: "canary-anthropic", onB: true, anthropic: true}},
 			settings: &gateway.RouterSettings{AllowedFails: 1000},
 			budgets: func(w *secWorld) []gateway.Budget {
 				return []gateway.Budget{{Scope: gateway.BudgetKey, SubjectID: w.keyIDs[1], MaxMicros: 1}}
@@ -1004,6 +1009,32 @@ func TestGatewayCanariesStayHidden(t *testing.T) {
 			t.Errorf("no error event in the broken stream: %s", r.body)
 		}
 		script()
+
+		// An Anthropic upstream's errors, which quote the key it was sent
+		// in x-api-key, pass on without it too.
+		scriptB := func(s gatewaytest.Script) {
+			s.APIKey = secProviderKey
+			w.b.SetScript(s)
+		}
+		send("anthropic success", key, chatBody("canary-anthropic", false), 200)
+		scriptB(gatewaytest.Script{Failures: []gatewaytest.Failure{{Status: 400, Message: "invalid x-api-key: ",
+			EchoHeader: "X-Api-Key"}}})
+		r = send("anthropic 400 quoting the key", key, chatBody("canary-anthropic", false), 400)
+		if !strings.Contains(string(r.body), "invalid x-api-key") {
+			t.Errorf("the upstream's 400 message is not passed on at all: %s", r.body)
+		}
+		scriptB(gatewaytest.Script{Failures: []gatewaytest.Failure{{Status: 401, Message: "invalid x-api-key: ",
+			EchoHeader: "X-Api-Key"}}})
+		send("anthropic 401 quoting the key", key, chatBody("canary-anthropic", true), http.StatusBadGateway)
+		scriptB(gatewaytest.Script{Break: gatewaytest.BreakError, BreakAfter: 1, BreakEchoHeader: "X-Api-Key"})
+		r = send("anthropic stream error event quoting the key", key, chatBody("canary-anthropic", true), 200)
+		if _, _, errEvent, _ := streamed(t, r.body); errEvent == nil {
+			t.Errorf("no error event in the broken anthropic stream: %s", r.body)
+		}
+		scriptB(gatewaytest.Script{})
+		if req, ok := w.b.LastRequest(); !ok || req.Header.Get("X-Api-Key") != secProviderKey {
+			t.Fatal("the anthropic fake did not receive the provider key; the scan would prove nothing")
+		}
 
 		near := key[:len(key)-4] + "AAAA"
 		canaries["presented wrong key"] = near

@@ -123,6 +123,13 @@ func (c *call) breakMessages() {
 	case BreakStall:
 		c.block()
 	case BreakError:
-		c.send([]byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"))
+		msg := "Overloaded"
+		if c.s.BreakEchoHeader != "" {
+			msg += " " + c.r.Header.Get(c.s.BreakEchoHeader)
+		}
+		b := append(c.out[:0], "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":"...)
+		b = appendString(b, msg)
+		c.out = append(b, "}}\n\n"...)
+		c.send(c.out)
 	}
 }
