@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -638,12 +639,27 @@ func readUpstreamBody(resp *http.Response, max int64) ([]byte, error) {
 		return egress.ReadBody(resp, max)
 	}
 	defer resp.Body.Close()
-	b := make([]byte, resp.ContentLength)
-	if _, err := io.ReadFull(resp.Body, b); err != nil {
-		return nil, fmt.Errorf("openai: read body: %w", err)
+	// The announced length sizes the buffer only up to upstreamPrealloc: an
+	// upstream announcing 64 MiB and then stalling, on many calls at once,
+	// would otherwise hold that much memory for nothing. Past it the buffer
+	// at most doubles what has arrived.
+	n := resp.ContentLength
+	b := make([]byte, min(n, upstreamPrealloc))
+	for read := 0; ; {
+		if _, err := io.ReadFull(resp.Body, b[read:]); err != nil {
+			return nil, fmt.Errorf("openai: read body: %w", err)
+		}
+		if read = len(b); int64(read) == n {
+			return b, nil
+		}
+		next := int(min(n, 2*int64(read)))
+		b = slices.Grow(b, next-read)[:next]
 	}
-	return b, nil
 }
+
+// upstreamPrealloc is the most an upstream's Content-Length reserves
+// before its bytes arrive; a larger body grows as it is read.
+const upstreamPrealloc = 256 << 10
 
 // openAITransportError classifies a failure without a usable answer: the
 // caller going away, the deployment's timeout, an oversized or unreadable

@@ -852,3 +852,26 @@ func BenchmarkOpenAIChatBody(b *testing.B) {
 		}
 	}
 }
+
+// TestReadUpstreamBodyAnnouncedLength: an upstream that announces a large
+// body and sends a few bytes makes the gateway reserve no more than
+// upstreamPrealloc, and gets a read error; an honest one is read whole.
+func TestReadUpstreamBodyAnnouncedLength(t *testing.T) {
+	const announced = 60 << 20
+	resp := &http.Response{ContentLength: announced, Body: io.NopCloser(strings.NewReader("{\"partial\":"))}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := readUpstreamBody(resp, 64<<20)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a body shorter than its Content-Length was read without an error")
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 4*upstreamPrealloc {
+		t.Fatalf("reading a short body announced at %d bytes allocated %d bytes", announced, grew)
+	}
+	body := strings.Repeat("x", 3*upstreamPrealloc+7)
+	resp = &http.Response{ContentLength: int64(len(body)), Body: io.NopCloser(strings.NewReader(body))}
+	if b, err := readUpstreamBody(resp, 64<<20); err != nil || string(b) != body {
+		t.Fatalf("an honest body: %d bytes, %v", len(b), err)
+	}
+}
