@@ -19,13 +19,25 @@ import (
 )
 
 // guard is a tenant's transport: it checks each request, every redirect
-// hop included, before the inner transport sends it, and the inner
-// transport dials only through the checking dialer.
+// hop included, before an inner transport sends it, and the inner
+// transports dial only through the checking dialer.
+//
+// It has two pairs of them. The platform's address exceptions (a local
+// Ollama on 127.0.0.1:11434) hold only for requests a rule allows: those
+// go through the excepted pair, whose dialer honours them. What report
+// mode lets through without a rule goes through the strict pair, whose
+// dialer honours none, so a tenant in report mode reaches no excepted
+// address, and a pooled connection never carries such a request to one.
 type guard struct {
-	s        *Service
-	tenantID string
-	inner    *http.Transport // TLS, and what h1 does not take
-	h1       *h1             // plain HTTP/1.1
+	s                *Service
+	tenantID         string
+	strict, excepted transports
+}
+
+// transports are the inner transports of one kind of request.
+type transports struct {
+	inner *http.Transport // TLS, and what h1 does not take
+	h1    *h1             // plain HTTP/1.1
 }
 
 // The idle connections both transports of a tenant keep: per host, and
@@ -41,14 +53,22 @@ func (s *Service) transport(tenantID string) *guard {
 	if g, ok := s.transports[tenantID]; ok {
 		return g
 	}
+	g := &guard{s: s, tenantID: tenantID, strict: s.newTransports(tenantID, false), excepted: s.newTransports(tenantID, true)}
+	s.transports[tenantID] = g
+	return g
+}
+
+// newTransports makes a tenant's inner transports, dialing with the
+// platform's address exceptions or without.
+func (s *Service) newTransports(tenantID string, excepted bool) transports {
 	var tlsConfig = s.opts.TLSConfig
 	if tlsConfig != nil {
 		tlsConfig = tlsConfig.Clone()
 	}
 	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
-		return s.dialChecked(ctx, tenantID, network, address)
+		return s.dialChecked(ctx, tenantID, network, address, excepted)
 	}
-	g := &guard{s: s, tenantID: tenantID, inner: &http.Transport{
+	return transports{inner: &http.Transport{
 		// Never a proxy from the environment: the proxy, not this dialer,
 		// would choose the address.
 		Proxy:                 nil,
@@ -68,28 +88,33 @@ func (s *Service) transport(tenantID string) *guard {
 		MaxResponseHeaderBytes: 1 << 20,
 		ForceAttemptHTTP2:      true,
 	}, h1: &h1{dial: dial, headerTimeout: s.opts.ResponseHeaderTimeout, maxIdle: maxIdlePerHost, idleTimeout: idleTimeout}}
-	s.transports[tenantID] = g
-	return g
 }
 
 func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := g.s.admit(req.Context(), g.tenantID, req.URL); err != nil {
+	excepted, err := g.s.admit(req.Context(), g.tenantID, req.URL)
+	if err != nil {
 		if req.Body != nil {
 			req.Body.Close() // a RoundTripper closes the body, even on error
 		}
 		return nil, err
 	}
-	if g.h1.takes(req) {
-		return g.h1.RoundTrip(req)
+	tr := g.strict
+	if excepted {
+		tr = g.excepted
 	}
-	return g.inner.RoundTrip(req)
+	if tr.h1.takes(req) {
+		return tr.h1.RoundTrip(req)
+	}
+	return tr.inner.RoundTrip(req)
 }
 
 // CloseIdleConnections lets http.Client.CloseIdleConnections reach the
 // inner transports.
 func (g *guard) CloseIdleConnections() {
-	g.inner.CloseIdleConnections()
-	g.h1.closeIdle()
+	for _, tr := range []transports{g.strict, g.excepted} {
+		tr.inner.CloseIdleConnections()
+		tr.h1.closeIdle()
+	}
 }
 
 // checkRedirect bounds the hops of one request. Each hop then goes through
@@ -105,11 +130,13 @@ func (s *Service) checkRedirect(tenantID string) func(*http.Request, []*http.Req
 }
 
 // admit decides a request: its scheme and host, the credential hosts of
-// its context, an IP literal's address, then the rules.
-func (s *Service) admit(ctx context.Context, tenantID string, u *url.URL) error {
+// its context, an IP literal's address, then the rules. excepted reports
+// whether a rule allows it, so that the platform's address exceptions
+// hold for it.
+func (s *Service) admit(ctx context.Context, tenantID string, u *url.URL) (excepted bool, err error) {
 	t, reason, err := parseTarget(u)
 	if err != nil {
-		return s.refuse(ctx, tenantID, "", describe(u), reason, err.Error())
+		return false, s.refuse(ctx, tenantID, "", describe(u), reason, err.Error())
 	}
 	return s.admitTarget(ctx, tenantID, t)
 }
@@ -131,31 +158,32 @@ func describe(u *url.URL) string {
 	return t.hostPort()
 }
 
-func (s *Service) admitTarget(ctx context.Context, tenantID string, t target) error {
+func (s *Service) admitTarget(ctx context.Context, tenantID string, t target) (excepted bool, err error) {
 	to := t.hostPort()
 	if id, all, ok := nodus.TenantScope(ctx); ok && !all && tenantID != "" && id != tenantID {
-		return s.refuse(ctx, tenantID, "", to, ReasonTenant, "the request's context belongs to another tenant")
+		return false, s.refuse(ctx, tenantID, "", to, ReasonTenant, "the request's context belongs to another tenant")
 	}
 	if sets, ok := ctx.Value(credentialKey{}).([][]string); ok && !credentialAllows(sets, t.host.name) {
-		return s.refuse(ctx, tenantID, "", to, ReasonCredentialHost, "the request carries a credential bound to other hosts")
+		return false, s.refuse(ctx, tenantID, "", to, ReasonCredentialHost, "the request carries a credential bound to other hosts")
 	}
 	sn, err := s.snapshot(ctx, tenantID)
 	if err != nil {
-		return err
+		return false, err
 	}
+	excepted = sn.allow(t) != nil
 	if t.host.ip.IsValid() {
-		if r := addrReason(sn, t); r != "" {
-			return s.refuse(ctx, tenantID, sn.mode, to, r, addrMessage(r, t))
+		if r := addrReason(sn, t, excepted); r != "" {
+			return false, s.refuse(ctx, tenantID, sn.mode, to, r, addrMessage(r, t))
 		}
 	}
-	if sn.allow(t) != nil {
-		return nil
+	if excepted {
+		return true, nil
 	}
 	if sn.mode == ModeReport {
 		s.pass(ctx, tenantID, to, ReasonNotAllowed)
-		return nil
+		return false, nil
 	}
-	return s.refuse(ctx, tenantID, sn.mode, to, ReasonNotAllowed, "no platform or tenant rule allows this destination")
+	return false, s.refuse(ctx, tenantID, sn.mode, to, ReasonNotAllowed, "no platform or tenant rule allows this destination")
 }
 
 // Dial opens a TCP connection for tenantID to address (host:port) for a
@@ -172,16 +200,18 @@ func (s *Service) Dial(ctx context.Context, tenantID, network, address string) (
 	if herr != nil || perr != nil || n < 1 || n > 65535 {
 		return nil, s.refuse(ctx, tenantID, "", "invalid", ReasonInvalidURL, "not a valid host and port")
 	}
-	if err := s.admitTarget(ctx, tenantID, target{host: h, port: n, path: "/"}); err != nil {
+	excepted, err := s.admitTarget(ctx, tenantID, target{host: h, port: n, path: "/"})
+	if err != nil {
 		return nil, err
 	}
-	return s.dialChecked(ctx, tenantID, network, address)
+	return s.dialChecked(ctx, tenantID, network, address, excepted)
 }
 
 // dialChecked resolves address's host once, refuses every address unless
-// all of them pass the address checks, and connects to the checked
-// addresses in turn. Nothing resolves the name again after the check.
-func (s *Service) dialChecked(ctx context.Context, tenantID, network, address string) (net.Conn, error) {
+// all of them pass the address checks (the platform's exceptions holding
+// only when excepted), and connects to the checked addresses in turn.
+// Nothing resolves the name again after the check.
+func (s *Service) dialChecked(ctx context.Context, tenantID, network, address string, excepted bool) (net.Conn, error) {
 	var family string
 	switch network {
 	case "tcp":
@@ -210,7 +240,7 @@ func (s *Service) dialChecked(ctx context.Context, tenantID, network, address st
 	}
 	var addrs []netip.Addr
 	if h.ip.IsValid() {
-		if r := addrReason(sn, t); r != "" {
+		if r := addrReason(sn, t, excepted); r != "" {
 			return nil, s.refuse(ctx, tenantID, sn.mode, to, r, addrMessage(r, t))
 		}
 		addrs = []netip.Addr{h.ip.Unmap()}
@@ -227,7 +257,7 @@ func (s *Service) dialChecked(ctx context.Context, tenantID, network, address st
 		addrs = slices.Clone(addrs)
 		for i, a := range addrs {
 			addrs[i] = a.Unmap()
-			if r := sn.checkAddr(addrs[i], port); r != "" {
+			if r := sn.checkAddr(addrs[i], port, excepted); r != "" {
 				return nil, s.refuse(ctx, tenantID, sn.mode, to, r,
 					fmt.Sprintf("the host resolves to a %s address, which is always denied", r))
 			}

@@ -111,9 +111,10 @@ func testForbiddenAddressesRefusedAtDial(t *testing.T, db *store.DB) {
 		t.Error("no loopback refusal counted")
 	}
 
-	// The trap does count what gets through: with an exception for its
-	// address and port, the standard spelling reaches it and no other does.
-	w.setPlatform(nil, loopbackException(port))
+	// The trap does count what gets through: with a rule and an exception
+	// for its address and port, the standard spelling reaches it and no
+	// other does.
+	w.setPlatform([]egress.RuleInput{{Host: "127.0.0.1", Port: port}}, loopbackException(port))
 	_, _ = w.get(bg, w.a, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	if trap4.hits.Load() != 1 {
 		t.Fatalf("with an exception the trap counted %d connections, want 1", trap4.hits.Load())
@@ -373,7 +374,11 @@ func TestReportMode(t *testing.T) {
 func testReportMode(t *testing.T, db *store.DB) {
 	up := newUpstream(t, nil)
 	trap := newTrap(t, "tcp", "127.0.0.1:0")
-	w := newWorld(t, db, hosts(map[string]string{"unlisted.test": "127.0.0.1", "listed.test": "127.0.0.1"}))
+	// unlisted.test is a public address, which the connection reaches
+	// through the test's upstream; listed.test the excepted loopback one.
+	w := newWorld(t, db, hosts(map[string]string{"unlisted.test": "93.184.215.14", "listed.test": "127.0.0.1",
+		"sneaky.test": "127.0.0.1"}))
+	w.svc.SetConnect((&recordingConnect{to: up.Listener.Addr().String()}).connect)
 	w.setPlatform([]egress.RuleInput{{Host: "listed.test", Port: up.port}}, loopbackException(up.port))
 	w.setPolicy(w.a, egress.ModeReport)
 
@@ -406,6 +411,12 @@ func testReportMode(t *testing.T, db *store.DB) {
 	if _, err := w.get(bg, w.a, fmt.Sprintf("http://127.0.0.1:%d/", trap.port())); deniedReason(err) != egress.ReasonLoopback {
 		t.Errorf("report mode to loopback: %v, want refused", err)
 	}
+	// The platform's exception holds for what a rule allows, not for what
+	// report mode lets through: another name of the excepted address is
+	// refused.
+	if _, err := w.get(bg, w.a, up.url("sneaky.test", "/")); deniedReason(err) != egress.ReasonLoopback {
+		t.Errorf("report mode to the excepted address under a name no rule allows: %v, want refused", err)
+	}
 	cred := egress.WithCredentialHosts(bg, "listed.test")
 	if _, err := w.get(cred, w.a, up.url("unlisted.test", "/")); deniedReason(err) != egress.ReasonCredentialHost {
 		t.Errorf("report mode with a bound credential: %v, want refused", err)
@@ -425,7 +436,8 @@ func TestAddressException(t *testing.T) {
 func testAddressException(t *testing.T, db *store.DB) {
 	up := newUpstream(t, nil)
 	trap := newTrap(t, "tcp", "127.0.0.1:0")
-	w := newWorld(t, db, hosts(map[string]string{"localhost": "127.0.0.1,::1", "ollama.internal": "127.0.0.1"}))
+	w := newWorld(t, db, hosts(map[string]string{"localhost": "127.0.0.1,::1", "ollama.internal": "127.0.0.1",
+		"evil.test": "127.0.0.1"}))
 	w.setPlatform([]egress.RuleInput{
 		{Host: "127.0.0.1", Port: up.port, Comment: "local Ollama"},
 		{Host: "127.0.0.1", Port: trap.port()},
@@ -455,13 +467,48 @@ func testAddressException(t *testing.T, db *store.DB) {
 			t.Errorf("%s: %v, want refused", u, err)
 		}
 	}
-	// Without a rule the exception alone allows nothing.
+	// Without a platform rule the exception allows nothing: the address
+	// is refused as any loopback address is.
 	w.setPlatform(nil, loopbackException(up.port))
-	if _, err := w.get(bg, w.a, up.url("127.0.0.1", "/")); deniedReason(err) != egress.ReasonNotAllowed {
-		t.Errorf("exception without a rule: %v, want not_allowed", err)
+	if _, err := w.get(bg, w.a, up.url("127.0.0.1", "/")); deniedReason(err) != egress.ReasonLoopback {
+		t.Errorf("exception without a rule: %v, want loopback", err)
 	}
 	if trap.hits.Load() != 0 || up.hits.Load() != 4 {
 		t.Errorf("trap %d, upstream %d; want 0 and 4", trap.hits.Load(), up.hits.Load())
+	}
+
+	// The exception holds only for what a rule allows: report mode lets a
+	// tenant with no rule for it (A) reach nothing of the excepted address,
+	// over HTTP or a raw connection, under any name, even once a request a
+	// rule allows has left a connection to it in the pool.
+	w.setPlatform([]egress.RuleInput{{Host: "ollama.internal", Port: up.port, PathPrefix: "/v1"}}, loopbackException(up.port))
+	w.setPolicy(w.a, egress.ModeReport)
+	hits := up.hits.Load()
+	if resp, err := w.get(bg, w.a, up.url("ollama.internal", "/v1/models")); err != nil || resp.StatusCode != 200 {
+		t.Errorf("report mode, the platform-allowed path: %v", err)
+	}
+	for _, u := range []string{up.url("ollama.internal", "/admin"), up.url("127.0.0.1", "/v1/models"),
+		up.url("127.0.0.1", "/admin"), up.url("evil.test", "/v1/models")} {
+		if _, err := w.get(bg, w.a, u); deniedReason(err) != egress.ReasonLoopback {
+			t.Errorf("report mode, %s: %v, want a loopback refusal", u, err)
+		}
+	}
+	conn, err := w.svc.Dial(bg, w.a, "tcp", fmt.Sprintf("127.0.0.1:%d", up.port))
+	if conn != nil {
+		conn.Close()
+	}
+	if deniedReason(err) != egress.ReasonLoopback {
+		t.Errorf("report mode, a raw connection to the excepted address: %v, want a loopback refusal", err)
+	}
+	// A rule of the tenant's own for a name of the address is a rule: the
+	// exception holds for it (operations.md: an exception opens the
+	// address to the rules of every tenant).
+	w.setPolicy(w.b, egress.ModeEnforce, egress.RuleInput{Host: "evil.test", Port: up.port})
+	if resp, err := w.get(bg, w.b, up.url("evil.test", "/v1/models")); err != nil || resp.StatusCode != 200 {
+		t.Errorf("a tenant rule for a name of the excepted address: %v", err)
+	}
+	if got := up.hits.Load() - hits; got != 2 {
+		t.Errorf("the excepted upstream answered %d requests, want the 2 a platform rule allows", got)
 	}
 }
 

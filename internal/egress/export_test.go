@@ -14,9 +14,10 @@ import (
 
 // DialChecked is the dialer under every client's transport: it resolves
 // the host once, checks every address and connects, without the request
-// checks that come before it.
+// checks that come before it. It is the strict transports' dialer, which
+// honours no address exception.
 func (s *Service) DialChecked(ctx context.Context, tenantID, network, address string) (net.Conn, error) {
-	return s.dialChecked(ctx, tenantID, network, address)
+	return s.dialChecked(ctx, tenantID, network, address, false)
 }
 
 // SetConnect replaces how the service opens a TCP connection to an
@@ -29,7 +30,8 @@ func (s *Service) SetConnect(connect func(ctx context.Context, network string, t
 // Admit is the check a client's transport makes before it sends a request
 // or a redirect hop.
 func (s *Service) Admit(ctx context.Context, tenantID string, u *url.URL) error {
-	return s.admit(ctx, tenantID, u)
+	_, err := s.admit(ctx, tenantID, u)
+	return err
 }
 
 // MaxRedirects is Options.MaxRedirects once the defaults are applied.

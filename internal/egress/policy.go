@@ -88,8 +88,9 @@ func (p *Policy) SameAs(q *Policy) bool {
 
 // AddressException lets one IP address and port through the address
 // checks: a service on the machine or the private network that Nodus is
-// meant to reach, such as a local Ollama on 127.0.0.1:11434. A rule must
-// still allow the destination.
+// meant to reach, such as a local Ollama on 127.0.0.1:11434. It holds only
+// for requests a rule allows, the platform's or the tenant's: what report
+// mode lets through without a rule never reaches an excepted address.
 type AddressException struct {
 	ID        string    `json:"id"`
 	IP        string    `json:"ip"` // standard form
@@ -407,11 +408,12 @@ func (s *snapshot) allow(t target) *Rule {
 }
 
 // checkAddr returns why a may not be dialed on port, or "" when it may:
-// its range is not denied, or a platform exception names it and the port.
-func (s *snapshot) checkAddr(a netip.Addr, port int) Reason {
+// its range is not denied, or, for a request a rule allows (excepted), a
+// platform exception names it and the port.
+func (s *snapshot) checkAddr(a netip.Addr, port int, excepted bool) Reason {
 	a = a.Unmap()
 	r := classify(a)
-	if r == "" || s.exceptions[netip.AddrPortFrom(a, uint16(port))] {
+	if r == "" || excepted && s.exceptions[netip.AddrPortFrom(a, uint16(port))] {
 		return ""
 	}
 	return r

@@ -532,13 +532,15 @@ func (s *Service) Check(ctx context.Context, tenantID, rawURL string) (*Decision
 		return deny(reason, err.Error())
 	}
 	d.Target = t.hostPort()
+	d.Rule = sn.allow(t)
+	excepted := d.Rule != nil
 	if t.host.ip.IsValid() {
 		d.AddressesChecked = true
-		if r := addrReason(sn, t); r != "" {
+		if r := addrReason(sn, t, excepted); r != "" {
+			d.Rule = nil
 			return deny(r, addrMessage(r, t))
 		}
 	}
-	d.Rule = sn.allow(t)
 	if d.Rule == nil {
 		if sn.mode == ModeEnforce {
 			return deny(ReasonNotAllowed, "no platform or tenant rule allows this host, port and path")
@@ -552,7 +554,7 @@ func (s *Service) Check(ctx context.Context, tenantID, rawURL string) (*Decision
 		if err == nil && len(addrs) > 0 {
 			d.AddressesChecked = true
 			for _, a := range addrs {
-				if r := sn.checkAddr(a, t.port); r != "" {
+				if r := sn.checkAddr(a, t.port, excepted); r != "" {
 					d.Reported = false
 					return deny(r, fmt.Sprintf("%s resolves to a %s address, which is always denied", t.host.name, r))
 				}
@@ -574,15 +576,16 @@ func (s *Service) Check(ctx context.Context, tenantID, rawURL string) (*Decision
 	return d, nil
 }
 
-// addrReason checks an IP-literal target: its spelling, then its range.
-func addrReason(sn *snapshot, t target) Reason {
+// addrReason checks an IP-literal target: its spelling, then its range
+// (the platform's exceptions holding when excepted).
+func addrReason(sn *snapshot, t target, excepted bool) Reason {
 	if !t.host.canonical {
 		if r := classify(t.host.ip); r != "" {
 			return r
 		}
 		return ReasonIPSpelling
 	}
-	return sn.checkAddr(t.host.ip, t.port)
+	return sn.checkAddr(t.host.ip, t.port, excepted)
 }
 
 func addrMessage(r Reason, t target) string {
