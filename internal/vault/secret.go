@@ -433,6 +433,12 @@ func (s *Service) WriteSecret(ctx context.Context, p Principal, in WriteInput) (
 	}
 	e := secretEntry(p, tenantID, "secret.write", sec, 0)
 	e.Changes["version"] = audit.Change{Before: nilIfZero(sec.Version - 1), After: sec.Version}
+	if cfg.MaxVersions > 0 && sec.Version > cfg.MaxVersions {
+		// The write deleted the versions past the tenant's limit, with
+		// their ciphertext, which a writer without read access may do:
+		// the entry says how far back nothing is kept.
+		e.Changes["versions_deleted_through"] = audit.Change{After: sec.Version - cfg.MaxVersions}
+	}
 	if err := s.record(ctx, e); err != nil {
 		return nil, err
 	}

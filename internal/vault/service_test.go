@@ -491,6 +491,16 @@ func TestVersions(t *testing.T) {
 		if vs, _ := e.svc.ListVersions(in, admin, l); len(vs) != 2 || vs[1].Version != 12 {
 			t.Errorf("after limit 2: %+v", vs)
 		}
+		// The write's audit entry says which versions it left deleted.
+		var last audit.Entry
+		for _, en := range entries(t, db) {
+			if en.Action == "secret.write" {
+				last = en
+			}
+		}
+		if c := last.Changes["versions_deleted_through"]; fmt.Sprint(c.After) != "11" {
+			t.Errorf("the last write's audit entry: versions_deleted_through %+v, want 11", c)
+		}
 
 		// Destroy one version: it stays listed, as destroyed, and reads as not found.
 		destroyed, err := e.svc.DestroyVersions(in, admin, l, []int{12})
