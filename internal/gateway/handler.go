@@ -366,11 +366,15 @@ func (s *Service) handleTranscription(w http.ResponseWriter, r *http.Request, c 
 		writeError(w, err)
 		return
 	}
-	ct := resp.ContentType
-	if ct == "" {
-		ct = "application/json"
+	// The type follows the format asked for, not the upstream's header: an
+	// upstream answering text/html would otherwise have the gateway serve
+	// its page from Nodus's origin.
+	ct := "application/json"
+	if f := req.ResponseFormat; f == "text" || f == "srt" || f == "vtt" {
+		ct = "text/plain; charset=utf-8"
 	}
 	w.Header().Set("Content-Type", ct)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(resp.Body)
 }
 

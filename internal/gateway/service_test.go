@@ -1,8 +1,10 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -274,6 +276,29 @@ func TestGatewayWithOpenAIClient(t *testing.T) {
 		if tx.Text != gatewaytest.DefaultTranscript {
 			t.Errorf("transcript %q", tx.Text)
 		}
+		// The answer's type follows the format asked for, never sniffed.
+		for format, want := range map[string]string{"json": "application/json", "text": "text/plain; charset=utf-8",
+			"vtt": "text/plain; charset=utf-8"} {
+			var body bytes.Buffer
+			mw := multipart.NewWriter(&body)
+			_ = mw.WriteField("model", "whisper")
+			_ = mw.WriteField("response_format", format)
+			fw, _ := mw.CreateFormFile("file", "a.wav")
+			_, _ = fw.Write([]byte("RIFF....WAVEfmt "))
+			_ = mw.Close()
+			req, _ := http.NewRequest("POST", w.srv.URL+"/v1/audio/transcriptions", &body)
+			req.Header.Set("Content-Type", mw.FormDataContentType())
+			req.Header.Set("Authorization", "Bearer "+w.key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != want || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("transcription as %s: %d %q %q", format, resp.StatusCode, resp.Header.Get("Content-Type"),
+					resp.Header.Get("X-Content-Type-Options"))
+			}
+		}
 
 		ext, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: gateway.ExtractiveModel,
 			Messages: []openai.ChatCompletionMessageParamUnion{
@@ -327,8 +352,8 @@ func TestGatewayWithOpenAIClient(t *testing.T) {
 				t.Errorf("spend row of another key: %+v", l)
 			}
 		}
-		if ok != 7 {
-			t.Errorf("%d successful spend rows, want 7", ok)
+		if ok != 10 { // 7, and the 3 transcriptions by format
+			t.Errorf("%d successful spend rows, want 10", ok)
 		}
 	})
 }
