@@ -347,12 +347,22 @@ func parseTarget(u *url.URL) (target, Reason, error) {
 	return t, "", nil
 }
 
+// cleanPath is the path a rule's prefix is matched against: p with each
+// segment's ;parameters dropped, then cleaned. Servers such as Tomcat read
+// "/v1/..;/admin" as "/admin", so it must not match "/v1".
 func cleanPath(p string) string {
 	if p == "" {
 		return "/"
 	}
 	if p[0] != '/' {
 		p = "/" + p
+	}
+	if strings.Contains(p, ";") {
+		segs := strings.Split(p, "/")
+		for i, seg := range segs {
+			segs[i], _, _ = strings.Cut(seg, ";")
+		}
+		p = strings.Join(segs, "/")
 	}
 	return path.Clean(p)
 }

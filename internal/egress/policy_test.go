@@ -48,6 +48,10 @@ func TestRuleMatching(t *testing.T) {
 		{RuleInput{Host: "api.example.com", PathPrefix: "/v1"}, "https://api.example.com/v1/%2e%2e/admin", false},
 		{RuleInput{Host: "api.example.com", PathPrefix: "/v1"}, "https://api.example.com/v1%2f..%2fadmin", false},
 		{RuleInput{Host: "api.example.com", PathPrefix: "/v1"}, "https://api.example.com//v1/x", true},
+		{RuleInput{Host: "api.example.com", PathPrefix: "/v1"}, "https://api.example.com/v1/..;/admin", false},
+		{RuleInput{Host: "api.example.com", PathPrefix: "/v1"}, "https://api.example.com/v1/..;x=1/admin", false},
+		{RuleInput{Host: "api.example.com", PathPrefix: "/v1"}, "https://api.example.com/v1;x=1/chat", true},
+		{RuleInput{Host: "api.example.com", PathPrefix: "/v1"}, "https://api.example.com/v2;/../v1/chat", true},
 		{RuleInput{Host: "api.example.com", PathPrefix: "/v1"}, "https://api.example.com/", false},
 
 		{RuleInput{Host: "8.8.8.8"}, "https://8.8.8.8/", true},
