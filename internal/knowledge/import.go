@@ -112,12 +112,13 @@ func parseImportURL(raw string) (*url.URL, error) {
 
 // fetchError says why a fetch failed: egress refused the host, it took too
 // long, or the server could not be reached. Network details stay in the
-// cause, for the logs.
+// cause, for the logs, and so does egress's reason: telling a member that
+// a name resolves to a private address would map the internal network.
 func fetchError(ctx context.Context, u *url.URL, err error) error {
 	var ne *nodus.Error
 	if errors.As(err, &ne) && ne.Code == nodus.EFORBIDDEN {
 		return nodus.WrapError(err, nodus.EFORBIDDEN,
-			fmt.Sprintf("the tenant's egress policy refused the host %s: %s", u.Host, ne.Message))
+			fmt.Sprintf("the tenant's egress policy refused the host %s; an administrator finds why in the audit log", u.Host))
 	}
 	if ne != nil {
 		return err

@@ -149,7 +149,7 @@ func (s *Service) fetch(ctx context.Context, a Actor, raw string) (title, text s
 		switch {
 		case errors.As(err, &ne) && ne.Code == nodus.EFORBIDDEN:
 			return "", "", nodus.WrapError(err, nodus.EFORBIDDEN,
-				fmt.Sprintf("the tenant's egress policy refused the host %s: %s", u.Host, ne.Message))
+				fmt.Sprintf("the tenant's egress policy refused the host %s; an administrator finds why in the audit log", u.Host))
 		case ne != nil:
 			return "", "", err
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
