@@ -399,8 +399,10 @@ func (s *Service) DeleteMachine(ctx context.Context, p Principal, id string) err
 // before the token is stored, so no token exists without its entry. It
 // needs no scope: the client id names the tenant.
 func (s *Service) Login(ctx context.Context, clientID, clientSecret, address string) (*MachineLogin, error) {
-	if err := s.ready(); err != nil {
-		return nil, err
+	// Anyone may call Login: a sealed vault says so, not why (master key
+	// ids), which KeyStatus tells operators.
+	if s.Sealed() {
+		return nil, nodus.Errorf(nodus.EUNAVAILABLE, "vault is sealed: ask the operator to unseal it")
 	}
 	now := s.clock.Now()
 	// Malformed client ids from one address share a count, which also

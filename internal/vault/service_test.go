@@ -147,6 +147,10 @@ func TestSealed(t *testing.T) {
 				if err != nil && !strings.Contains(nodus.ErrorMessage(err), "vault is sealed: ") {
 					t.Errorf("%s: %s: %q does not say the vault is sealed", name, call, nodus.ErrorMessage(err))
 				}
+				// Login answers anyone: it does not say why.
+				if call == "Login" && nodus.ErrorMessage(err) != "vault is sealed: ask the operator to unseal it" {
+					t.Errorf("%s: Login tells an unauthenticated caller why the vault is sealed: %q", name, nodus.ErrorMessage(err))
+				}
 			}
 			if svc.Can(in, vault.RoleOrgAdmin, admin.UserID, "prod", "/", vault.PermRead) {
 				t.Errorf("%s: Can is true while sealed", name)
