@@ -287,7 +287,7 @@ func (vx *vectorIndex) loadGraph(ctx context.Context, key vectorKey, keys []int6
 			missing = append(missing, i)
 		}
 	}
-	if len(missing) > maxVectorCatchUp || h.Tombstones()*4 > h.Nodes()+len(missing) {
+	if len(missing) > maxVectorCatchUp { // LoadGraph already refused a graph a quarter dead
 		vx.cache.graphStale.Add(1)
 		return nil, 0, nil
 	}
