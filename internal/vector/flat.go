@@ -49,8 +49,10 @@ func NewFlatFrom(dim int, keys []int64, vecs []float32) *Flat {
 			continue
 		}
 		f.slot[key] = int32(n)
-		keys[n] = key
-		copy(vecs[n*dim:], v)
+		if n != i { // moved down over a repeated key's place
+			keys[n] = key
+			copy(vecs[n*dim:], v)
+		}
 		n++
 	}
 	f.keys, f.vecs = keys[:n], vecs[:n*dim]
